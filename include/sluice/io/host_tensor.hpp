@@ -1,0 +1,32 @@
+// sluice/io/host_tensor.hpp: a float32 tensor in host memory with a PyTorch-style shape, and the
+// name -> tensor dictionary that checkpoints load into.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <numeric>
+#include <string>
+#include <vector>
+
+namespace sluice::io {
+
+struct HostTensor {
+  std::vector<std::int64_t> shape;
+  std::vector<float> data;  ///< row-major (C order), as PyTorch stores it
+
+  std::int64_t numel() const {
+    return std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>());
+  }
+};
+
+/// A checkpoint: parameter name (PyTorch state-dict key) -> tensor. Ordered so listings are stable.
+using TensorDict = std::map<std::string, HostTensor, std::less<>>;
+
+inline std::string shape_to_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace sluice::io
