@@ -1,13 +1,21 @@
 // sluice/core/backend.hpp: the Backend concept -- memory, tensors and the layer operations that the
 // networks compose. A backend knows nothing of batching; networks know nothing of memory layout.
-// The layer operations are added to this concept by the backend work as the networks need them.
+//
+// Tensors are opaque values with a logical N x C x H x W shape; destroying one returns its memory
+// to the backend's arena. Weights are bound once (make_*), pre-packed in the backend's layout, and
+// shared read-only by every lane: a lane is one backend object (own arena, threads or stream) and
+// runs a network's forward() with weights that any backend object of the same device made.
 #pragma once
 
 #include <concepts>
+#include <cstdint>
+#include <initializer_list>
 #include <span>
 
+#include "sluice/core/layer_specs.hpp"
 #include "sluice/core/memory_stats.hpp"
 #include "sluice/core/shape.hpp"
+#include "sluice/io/host_tensor.hpp"
 
 namespace sluice {
 
@@ -24,5 +32,66 @@ concept BackendBase = requires(B& b, const B& cb, const typename B::tensor_type&
   { cb.memory() } -> std::same_as<MemoryStats>;
   b.reset_peak();
 };
+
+/// Binding weights: each returns a backend-owned, pre-packed, immutable parameter object.
+///  - make_conv(weight (out, in/groups, kh, kw), bias (out) or null, spec)
+///  - make_conv_transpose2x2(weight (in, out, 2, 2), bias (out) or null): kernel 2, stride 2
+///  - make_norm(gamma (C), beta (C)): affine instance norm, eps 1e-5
+///  - make_linear(weight (out, in), bias (out) or null)
+template <class B>
+concept BackendWeights = requires(B& b, const io::HostTensor& w, const io::HostTensor* bias, const ConvSpec& spec) {
+  typename B::conv_type;
+  typename B::conv_transpose_type;
+  typename B::norm_type;
+  typename B::linear_type;
+  { b.make_conv(w, bias, spec) } -> std::same_as<typename B::conv_type>;
+  { b.make_conv_transpose2x2(w, bias) } -> std::same_as<typename B::conv_transpose_type>;
+  { b.make_norm(w, w) } -> std::same_as<typename B::norm_type>;
+  { b.make_linear(w, bias) } -> std::same_as<typename B::linear_type>;
+};
+
+/// The layer operations of the four networks. Every operation returns a new tensor.
+///  - conv2d(x, conv, act): convolution + bias + activation
+///  - conv_transpose2x2(x, up): ConvTranspose2d(k=2, s=2) + bias
+///  - instance_norm(x, norm, epilogue): act(IN(x) + residual), per sample and channel over H x W
+///  - activation(x, act); add(a, b, act) = act(a + b)
+///  - mul(x, g): x * g with g broadcast from (N,C,1,1), (N,1,H,W), (N,1,H,1), (N,1,1,W) or x's shape
+///  - concat({a, b, ...}): along channels
+///  - max_pool2x2(x): floor on odd sizes
+///  - resize_bilinear(x, h, w, align_corners): PyTorch's exact sampling (no antialias)
+///  - global_avg_pool(x), global_max_pool(x): (N,C,1,1)
+///  - channel_mean_max(x): (N,2,H,W) = [mean over C, max over C]
+///  - mean_over_w(x): (N,C,H,1); mean_over_h(x): (N,C,1,W)
+///  - linear(x (N,C,1,1), lin, act): (N,out,1,1)
+///  - simam(x, eps): x * sigmoid(-(x - mu) / sqrt(var + eps)), per sample and channel (the deployed sign)
+///  - self_attention(qkv (N,3C,H,W), heads): softmax(q k^T / sqrt(d)) v per head over H*W tokens,
+///    without materialising the full token x token matrix; (N,C,H,W)
+template <class B>
+concept BackendOps = requires(B& b, const typename B::tensor_type& x, const typename B::conv_type& conv,
+                              const typename B::conv_transpose_type& up, const typename B::norm_type& norm,
+                              const typename B::linear_type& lin, Activation act, NormEpilogue epi,
+                              std::int64_t n, bool flag, float eps) {
+  { b.conv2d(x, conv, act) } -> std::same_as<typename B::tensor_type>;
+  { b.conv_transpose2x2(x, up) } -> std::same_as<typename B::tensor_type>;
+  { b.instance_norm(x, norm, epi) } -> std::same_as<typename B::tensor_type>;
+  { b.activation(x, act) } -> std::same_as<typename B::tensor_type>;
+  { b.add(x, x, act) } -> std::same_as<typename B::tensor_type>;
+  { b.mul(x, x) } -> std::same_as<typename B::tensor_type>;
+  { b.concat({&x, &x}) } -> std::same_as<typename B::tensor_type>;
+  { b.max_pool2x2(x) } -> std::same_as<typename B::tensor_type>;
+  { b.resize_bilinear(x, n, n, flag) } -> std::same_as<typename B::tensor_type>;
+  { b.global_avg_pool(x) } -> std::same_as<typename B::tensor_type>;
+  { b.global_max_pool(x) } -> std::same_as<typename B::tensor_type>;
+  { b.channel_mean_max(x) } -> std::same_as<typename B::tensor_type>;
+  { b.mean_over_w(x) } -> std::same_as<typename B::tensor_type>;
+  { b.mean_over_h(x) } -> std::same_as<typename B::tensor_type>;
+  { b.linear(x, lin, act) } -> std::same_as<typename B::tensor_type>;
+  { b.simam(x, eps) } -> std::same_as<typename B::tensor_type>;
+  { b.self_attention(x, n) } -> std::same_as<typename B::tensor_type>;
+};
+
+/// A complete backend: what the networks are written against.
+template <class B>
+concept Backend = BackendBase<B> && BackendWeights<B> && BackendOps<B>;
 
 }  // namespace sluice
