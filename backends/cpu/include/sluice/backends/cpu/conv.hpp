@@ -1,0 +1,198 @@
+// sluice/backends/cpu/conv.hpp: the convolution kernels of the CPU backend (NCHW float32).
+//  - dense and grouped conv: per sample and tile of output rows, im2col into a per-worker scratch
+//    block (skipped for 1x1 stride-1 convs, whose input plane already is the GEMM operand), one Eigen
+//    GEMM per group into the output, then bias + activation while the tile is still in cache;
+//  - depthwise conv: a direct loop per plane;
+//  - ConvTranspose2d(2, 2): one GEMM [out*4 x in] x [in x pixels] per tile, scattered with the bias.
+// Tiles depend only on the layer's geometry, never on the batch size or thread count, so a sample's
+// result is bitwise the same alone or in a batch.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "sluice/backends/cpu/activation.hpp"
+#include "sluice/backends/cpu/thread_pool.hpp"
+#include "sluice/backends/cpu/weights.hpp"
+#include "sluice/core/shape.hpp"
+
+namespace sluice::cpu::kernels {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatrixMap = Eigen::Map<RowMatrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+using ConstMatrixMap = Eigen::Map<const RowMatrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+/// Sizes of one conv: input, kernel, output, and the tiling of the output rows.
+struct ConvGeometry {
+  std::int64_t n, cin, h, w;
+  std::int64_t cout, kh, kw, sh, sw, ph, pw, dh, dw, groups;
+  std::int64_t oh, ow;
+  std::int64_t cin_g, cout_g, k;  // per group; k = cin_g * kh * kw (GEMM depth)
+  std::int64_t rows_per_tile, tiles;
+
+  bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
+  std::int64_t tile_pixels() const { return rows_per_tile * ow; }
+  /// Floats of im2col scratch one worker needs.
+  std::int64_t scratch_floats() const { return pointwise() ? 0 : k * tile_pixels(); }
+};
+
+/// The output tiling: rows per tile so that the im2col block stays about L2-sized (and the GEMM
+/// gets enough columns to run at full speed).
+inline void plan_tiles(ConvGeometry& g) {
+  const std::int64_t target_pixels =
+      g.pointwise() ? 1024 : std::clamp<std::int64_t>((std::int64_t{1} << 18) / std::max<std::int64_t>(g.k, 1), 128, 1024);
+  g.rows_per_tile = std::clamp<std::int64_t>((target_pixels + g.ow - 1) / g.ow, 1, g.oh);
+  g.tiles = (g.oh + g.rows_per_tile - 1) / g.rows_per_tile;
+}
+
+/// im2col of output rows [oh0, oh1) for input channels [c0, c0 + cin_g) of one sample into
+/// col [k x (oh1 - oh0) * ow] (row = (ci * kh + ky) * kw + kx).
+inline void im2col_rows(const float* x, const ConvGeometry& g, std::int64_t c0, std::int64_t oh0, std::int64_t oh1,
+                        float* col) {
+  const std::int64_t p = (oh1 - oh0) * g.ow;
+  for (std::int64_t ci = 0; ci < g.cin_g; ++ci) {
+    const float* plane = x + (c0 + ci) * g.h * g.w;
+    for (std::int64_t ky = 0; ky < g.kh; ++ky) {
+      for (std::int64_t kx = 0; kx < g.kw; ++kx) {
+        float* row = col + ((ci * g.kh + ky) * g.kw + kx) * p;
+        // Output columns whose input column iw = ow * sw - pw + kx * dw lies inside [0, w).
+        const std::int64_t off = kx * g.dw - g.pw;
+        std::int64_t lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
+        std::int64_t hi = (g.w - 1 - off) < 0 ? 0 : (g.w - 1 - off) / g.sw + 1;
+        lo = std::min(lo, g.ow);
+        hi = std::clamp(hi, lo, g.ow);
+        for (std::int64_t oh = oh0; oh < oh1; ++oh) {
+          float* r = row + (oh - oh0) * g.ow;
+          const std::int64_t ih = oh * g.sh - g.ph + ky * g.dh;
+          if (ih < 0 || ih >= g.h) {
+            std::fill(r, r + g.ow, 0.0f);
+            continue;
+          }
+          const float* src = plane + ih * g.w + off;
+          std::fill(r, r + lo, 0.0f);
+          if (g.sw == 1) {
+            std::memcpy(r + lo, src + lo, static_cast<std::size_t>(hi - lo) * sizeof(float));
+          } else {
+            for (std::int64_t o = lo; o < hi; ++o) r[o] = src[o * g.sw];
+          }
+          std::fill(r + hi, r + g.ow, 0.0f);
+        }
+      }
+    }
+  }
+}
+
+/// Dense or grouped conv of all samples. `scratch` holds pool.size() * g.scratch_floats() floats.
+inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry& g, Activation act, float* y,
+                        float* scratch, ThreadPool& pool) {
+  const float* weight = p.weight->values.data();
+  const float* bias = p.bias ? p.bias->values.data() : nullptr;
+  const std::int64_t in_plane = g.h * g.w, out_plane = g.oh * g.ow;
+  const std::int64_t tasks = g.n * g.tiles;
+  pool.parallel_for(static_cast<std::size_t>(tasks), [&](std::size_t task, std::size_t worker) {
+    const std::int64_t n = static_cast<std::int64_t>(task) / g.tiles;
+    const std::int64_t tile = static_cast<std::int64_t>(task) % g.tiles;
+    const std::int64_t oh0 = tile * g.rows_per_tile, oh1 = std::min(g.oh, oh0 + g.rows_per_tile);
+    const std::int64_t p0 = oh0 * g.ow, pixels = (oh1 - oh0) * g.ow;
+    const float* xn = x + n * g.cin * in_plane;
+    float* yn = y + n * g.cout * out_plane;
+    float* col = scratch + static_cast<std::int64_t>(worker) * g.scratch_floats();
+    for (std::int64_t grp = 0; grp < g.groups; ++grp) {
+      ConstMatrixMap a(weight + grp * g.cout_g * g.k, g.cout_g, g.k, Eigen::OuterStride<>(g.k));
+      MatrixMap c(yn + grp * g.cout_g * out_plane + p0, g.cout_g, pixels, Eigen::OuterStride<>(out_plane));
+      if (g.pointwise()) {
+        ConstMatrixMap b(xn + grp * g.cin_g * in_plane + p0, g.cin_g, pixels, Eigen::OuterStride<>(in_plane));
+        c.noalias() = a * b;
+      } else {
+        im2col_rows(xn, g, grp * g.cin_g, oh0, oh1, col);
+        ConstMatrixMap b(col, g.k, pixels, Eigen::OuterStride<>(pixels));
+        c.noalias() = a * b;
+      }
+      for (std::int64_t co = 0; co < g.cout_g; ++co) {
+        const std::int64_t oc = grp * g.cout_g + co;
+        bias_activation(yn + oc * out_plane + p0, pixels, bias ? bias[oc] : 0.0f, act);
+      }
+    }
+  });
+}
+
+/// Depthwise conv (groups == in == out): a direct loop per plane.
+inline void conv2d_depthwise(const float* x, const ConvParams& p, const ConvGeometry& g, Activation act, float* y,
+                             ThreadPool& pool) {
+  const float* weight = p.weight->values.data();
+  const float* bias = p.bias ? p.bias->values.data() : nullptr;
+  const std::int64_t in_plane = g.h * g.w, out_plane = g.oh * g.ow;
+  pool.parallel_for(static_cast<std::size_t>(g.n * g.cout), [&](std::size_t task, std::size_t) {
+    const std::int64_t c = static_cast<std::int64_t>(task) % g.cout;
+    const float* src = x + static_cast<std::int64_t>(task) * in_plane;
+    float* dst = y + static_cast<std::int64_t>(task) * out_plane;
+    const float* wc = weight + c * g.kh * g.kw;
+    std::fill(dst, dst + out_plane, 0.0f);
+    for (std::int64_t ky = 0; ky < g.kh; ++ky) {
+      for (std::int64_t kx = 0; kx < g.kw; ++kx) {
+        const float wv = wc[ky * g.kw + kx];
+        const std::int64_t off = kx * g.dw - g.pw;
+        std::int64_t lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
+        std::int64_t hi = (g.w - 1 - off) < 0 ? 0 : (g.w - 1 - off) / g.sw + 1;
+        lo = std::min(lo, g.ow);
+        hi = std::clamp(hi, lo, g.ow);
+        for (std::int64_t oh = 0; oh < g.oh; ++oh) {
+          const std::int64_t ih = oh * g.sh - g.ph + ky * g.dh;
+          if (ih < 0 || ih >= g.h) continue;
+          const float* s = src + ih * g.w + off;
+          float* d = dst + oh * g.ow;
+          if (g.sw == 1) {
+            for (std::int64_t o = lo; o < hi; ++o) d[o] += wv * s[o];
+          } else {
+            for (std::int64_t o = lo; o < hi; ++o) d[o] += wv * s[o * g.sw];
+          }
+        }
+      }
+    }
+    bias_activation(dst, out_plane, bias ? bias[c] : 0.0f, act);
+  });
+}
+
+/// Rows of input per ConvTranspose2d(2, 2) tile, from the geometry only.
+inline std::int64_t conv_transpose_rows_per_tile(std::int64_t h, std::int64_t w) {
+  return std::clamp<std::int64_t>((1024 + w - 1) / w, 1, h);
+}
+
+/// ConvTranspose2d(kernel 2, stride 2) + bias. `scratch` holds pool.size() * out*4*tile pixels floats.
+inline void conv_transpose2x2(const float* x, const ConvTransposeParams& p, const Shape& xs, float* y,
+                              float* scratch, ThreadPool& pool) {
+  const std::int64_t rows = conv_transpose_rows_per_tile(xs.h, xs.w);
+  const std::int64_t tiles = (xs.h + rows - 1) / rows;
+  const std::int64_t in_plane = xs.h * xs.w, ow = 2 * xs.w, out_plane = 4 * in_plane;
+  const std::int64_t scratch_per_worker = 4 * p.out * rows * xs.w;
+  const float* weight = p.weight->values.data();
+  const float* bias = p.bias ? p.bias->values.data() : nullptr;
+  pool.parallel_for(static_cast<std::size_t>(xs.n * tiles), [&](std::size_t task, std::size_t worker) {
+    const std::int64_t n = static_cast<std::int64_t>(task) / tiles;
+    const std::int64_t r0 = static_cast<std::int64_t>(task) % tiles * rows, r1 = std::min(xs.h, r0 + rows);
+    const std::int64_t pixels = (r1 - r0) * xs.w;
+    float* z = scratch + static_cast<std::int64_t>(worker) * scratch_per_worker;
+    ConstMatrixMap a(weight, 4 * p.out, p.in, Eigen::OuterStride<>(p.in));
+    ConstMatrixMap b(x + n * p.in * in_plane + r0 * xs.w, p.in, pixels, Eigen::OuterStride<>(in_plane));
+    MatrixMap c(z, 4 * p.out, pixels, Eigen::OuterStride<>(pixels));
+    c.noalias() = a * b;
+    float* yn = y + n * p.out * out_plane;
+    for (std::int64_t co = 0; co < p.out; ++co) {
+      const float bv = bias ? bias[co] : 0.0f;
+      float* yc = yn + co * out_plane;
+      for (std::int64_t ab = 0; ab < 4; ++ab) {
+        const std::int64_t a_off = ab / 2, b_off = ab % 2;
+        const float* zr = z + (co * 4 + ab) * pixels;
+        for (std::int64_t i = r0; i < r1; ++i) {
+          float* dst = yc + (2 * i + a_off) * ow + b_off;
+          const float* src = zr + (i - r0) * xs.w;
+          for (std::int64_t j = 0; j < xs.w; ++j) dst[2 * j] = src[j] + bv;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace sluice::cpu::kernels

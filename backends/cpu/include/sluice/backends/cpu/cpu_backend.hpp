@@ -1,0 +1,448 @@
+// sluice/backends/cpu/cpu_backend.hpp: sluice::cpu::CpuBackend, the Eigen backend (NCHW float32).
+// One CpuBackend is one lane: its own thread pool (options.threads, default all cores) and arena.
+// Bound weights (make_*) are immutable handles that any CpuBackend may use, so lanes share them.
+// Every operation checks its inputs and throws sluice::Error(errc::invalid_argument) on a mismatch;
+// allocation past the memory limit throws sluice::Error(errc::out_of_memory).
+//
+//   sluice::cpu::CpuBackend cpu({.threads = 2, .memory_limit_bytes = 1 << 30});
+//   auto conv = cpu.make_conv(weight, &bias, sluice::ConvSpec::same(3));
+//   auto y = cpu.conv2d(cpu.upload(pixels, {1, 3, 256, 256}), conv, sluice::Activation::relu);
+//   std::size_t peak = cpu.measure_peak([&] { network.forward(cpu, x); });  // calibrator
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sluice/backends/cpu/arena.hpp"
+#include "sluice/backends/cpu/attention.hpp"
+#include "sluice/backends/cpu/conv.hpp"
+#include "sluice/backends/cpu/norm.hpp"
+#include "sluice/backends/cpu/pointwise.hpp"
+#include "sluice/backends/cpu/reduce.hpp"
+#include "sluice/backends/cpu/resample.hpp"
+#include "sluice/backends/cpu/tensor.hpp"
+#include "sluice/backends/cpu/thread_pool.hpp"
+#include "sluice/backends/cpu/weights.hpp"
+#include "sluice/core/backend.hpp"
+#include "sluice/core/error.hpp"
+
+namespace sluice::cpu {
+
+struct CpuOptions {
+  std::size_t threads = 0;             ///< threads of this backend's pool; 0: hardware_concurrency()
+  std::size_t memory_limit_bytes = 0;  ///< 0: no limit; else allocations past it throw out_of_memory
+  std::shared_ptr<Arena> arena;        ///< share an arena (and its accounting) between backends; null: own
+};
+
+class CpuBackend {
+ public:
+  using tensor_type = CpuTensor;
+  using conv_type = CpuConv;
+  using conv_transpose_type = CpuConvTranspose;
+  using norm_type = CpuNorm;
+  using linear_type = CpuLinear;
+
+  explicit CpuBackend(CpuOptions options = {})
+      : arena_(options.arena ? std::move(options.arena) : std::make_shared<Arena>(options.memory_limit_bytes)),
+        pool_(std::make_unique<ThreadPool>(options.threads)) {
+    if (options.memory_limit_bytes != 0) arena_->set_limit(options.memory_limit_bytes);
+  }
+
+  // ---- base: tensors, copies, accounting ------------------------------------------------------
+
+  /// A tensor with uninitialised values.
+  CpuTensor empty(const Shape& shape) {
+    check_shape(shape, "empty");
+    return CpuTensor(Buffer(arena_, static_cast<std::size_t>(shape.numel())), shape);
+  }
+
+  CpuTensor upload(std::span<const float> src, const Shape& shape) {
+    check_shape(shape, "upload");
+    if (src.size() != static_cast<std::size_t>(shape.numel()))
+      fail("upload: " + std::to_string(src.size()) + " values for shape " + shape.to_string());
+    CpuTensor t = empty(shape);
+    std::memcpy(t.data(), src.data(), src.size_bytes());
+    return t;
+  }
+
+  void download(const CpuTensor& t, std::span<float> dst) {
+    check_tensor(t, "download");
+    if (dst.size() != static_cast<std::size_t>(t.shape().numel()))
+      fail("download: room for " + std::to_string(dst.size()) + " values, tensor " + t.shape().to_string());
+    std::memcpy(dst.data(), t.data(), dst.size_bytes());
+  }
+
+  /// A copy of a tensor's values (NCHW), for tests and tools.
+  std::vector<float> to_vector(const CpuTensor& t) {
+    check_tensor(t, "to_vector");
+    return {t.data(), t.data() + t.shape().numel()};
+  }
+
+  Shape shape_of(const CpuTensor& t) const { return t.shape(); }
+  void synchronize() {}
+
+  MemoryStats memory() const { return arena_->stats(); }
+  void reset_peak() { arena_->reset_peak(); }
+
+  /// Runs f() and returns the peak bytes in use while it ran (weights and live inputs included),
+  /// e.g. one forward pass at batch size n, for the calibrator. Resets the peak first.
+  template <class F>
+  std::size_t measure_peak(F&& f) {
+    arena_->reset_peak();
+    std::forward<F>(f)();
+    return arena_->stats().peak_bytes;
+  }
+
+  std::size_t memory_limit() const { return arena_->limit(); }
+  void set_memory_limit(std::size_t bytes) { arena_->set_limit(bytes); }
+  /// Bytes really held from the system (live buffers' buckets plus the free list).
+  std::size_t reserved_bytes() const { return arena_->reserved_bytes(); }
+  /// Returns the free list to the system.
+  void trim() { arena_->trim(); }
+
+  std::size_t threads() const { return pool_->size(); }
+  ThreadPool& pool() { return *pool_; }
+  const std::shared_ptr<Arena>& arena() const { return arena_; }
+
+  // ---- weights ----------------------------------------------------------------------------------
+
+  CpuConv make_conv(const io::HostTensor& w, const io::HostTensor* bias, const ConvSpec& spec) {
+    check_host(w, 4, "make_conv weight");
+    if (spec.stride_h < 1 || spec.stride_w < 1 || spec.dilation_h < 1 || spec.dilation_w < 1 || spec.pad_h < 0 ||
+        spec.pad_w < 0 || spec.groups < 1)
+      fail("make_conv: stride and dilation must be >= 1, padding >= 0, groups >= 1");
+    auto p = std::make_shared<ConvParams>();
+    p->out = w.shape[0];
+    p->in = w.shape[1] * spec.groups;
+    p->kh = w.shape[2];
+    p->kw = w.shape[3];
+    p->spec = spec;
+    if (p->out % spec.groups != 0)
+      fail("make_conv: " + std::to_string(p->out) + " output channels are not divisible by groups " +
+           std::to_string(spec.groups));
+    // (out, in/g, kh, kw) row-major already is g stacked [out/g x in/g*kh*kw] GEMM matrices.
+    p->weight = std::make_unique<PackedArray>(arena_, w.data);
+    p->bias = pack_bias(bias, p->out, "make_conv");
+    return CpuConv(std::move(p));
+  }
+
+  CpuConvTranspose make_conv_transpose2x2(const io::HostTensor& w, const io::HostTensor* bias) {
+    check_host(w, 4, "make_conv_transpose2x2 weight");
+    if (w.shape[2] != 2 || w.shape[3] != 2)
+      fail("make_conv_transpose2x2: weight must be (in, out, 2, 2), got " + io::shape_to_string(w.shape));
+    auto p = std::make_shared<ConvTransposeParams>();
+    p->in = w.shape[0];
+    p->out = w.shape[1];
+    std::vector<float> packed(w.data.size());
+    // (in, out, a, b) -> row co*4 + a*2 + b, column ci.
+    for (std::int64_t ci = 0; ci < p->in; ++ci)
+      for (std::int64_t r = 0; r < p->out * 4; ++r)
+        packed[static_cast<std::size_t>(r * p->in + ci)] = w.data[static_cast<std::size_t>(ci * p->out * 4 + r)];
+    p->weight = std::make_unique<PackedArray>(arena_, std::move(packed));
+    p->bias = pack_bias(bias, p->out, "make_conv_transpose2x2");
+    return CpuConvTranspose(std::move(p));
+  }
+
+  CpuNorm make_norm(const io::HostTensor& gamma, const io::HostTensor& beta) {
+    check_host(gamma, 1, "make_norm gamma");
+    check_host(beta, 1, "make_norm beta");
+    if (gamma.shape != beta.shape)
+      fail("make_norm: gamma " + io::shape_to_string(gamma.shape) + " and beta " + io::shape_to_string(beta.shape) +
+           " differ");
+    auto p = std::make_shared<NormParams>();
+    p->channels = gamma.shape[0];
+    p->gamma = std::make_unique<PackedArray>(arena_, gamma.data);
+    p->beta = std::make_unique<PackedArray>(arena_, beta.data);
+    return CpuNorm(std::move(p));
+  }
+
+  CpuLinear make_linear(const io::HostTensor& w, const io::HostTensor* bias) {
+    check_host(w, 2, "make_linear weight");
+    auto p = std::make_shared<LinearParams>();
+    p->out = w.shape[0];
+    p->in = w.shape[1];
+    p->weight = std::make_unique<PackedArray>(arena_, w.data);
+    p->bias = pack_bias(bias, p->out, "make_linear");
+    return CpuLinear(std::move(p));
+  }
+
+  // ---- layer operations -------------------------------------------------------------------------
+
+  CpuTensor conv2d(const CpuTensor& x, const CpuConv& conv, Activation act) {
+    check_tensor(x, "conv2d");
+    if (!conv) fail("conv2d: unbound conv");
+    const ConvParams& p = conv.get();
+    const Shape& s = x.shape();
+    if (s.c != p.in)
+      fail("conv2d: input has " + std::to_string(s.c) + " channels, the conv expects " + std::to_string(p.in));
+    kernels::ConvGeometry g{};
+    g.n = s.n, g.cin = s.c, g.h = s.h, g.w = s.w;
+    g.cout = p.out, g.kh = p.kh, g.kw = p.kw;
+    g.sh = p.spec.stride_h, g.sw = p.spec.stride_w, g.ph = p.spec.pad_h, g.pw = p.spec.pad_w;
+    g.dh = p.spec.dilation_h, g.dw = p.spec.dilation_w, g.groups = p.spec.groups;
+    const std::int64_t eff_h = g.dh * (g.kh - 1) + 1, eff_w = g.dw * (g.kw - 1) + 1;
+    if (s.h + 2 * g.ph < eff_h || s.w + 2 * g.pw < eff_w)
+      fail("conv2d: input " + s.to_string() + " is smaller than the kernel");
+    g.oh = (s.h + 2 * g.ph - eff_h) / g.sh + 1;
+    g.ow = (s.w + 2 * g.pw - eff_w) / g.sw + 1;
+    g.cin_g = g.cin / g.groups, g.cout_g = g.cout / g.groups, g.k = g.cin_g * g.kh * g.kw;
+    kernels::plan_tiles(g);
+    CpuTensor y = empty({s.n, g.cout, g.oh, g.ow});
+    if (p.depthwise()) {
+      kernels::conv2d_depthwise(x.data(), p, g, act, y.data(), *pool_);
+    } else {
+      Buffer scratch(arena_, static_cast<std::size_t>(g.scratch_floats()) * pool_->size());
+      kernels::conv2d_gemm(x.data(), p, g, act, y.data(), scratch.data(), *pool_);
+    }
+    return y;
+  }
+
+  CpuTensor conv_transpose2x2(const CpuTensor& x, const CpuConvTranspose& up) {
+    check_tensor(x, "conv_transpose2x2");
+    if (!up) fail("conv_transpose2x2: unbound weights");
+    const ConvTransposeParams& p = up.get();
+    const Shape& s = x.shape();
+    if (s.c != p.in)
+      fail("conv_transpose2x2: input has " + std::to_string(s.c) + " channels, expected " + std::to_string(p.in));
+    CpuTensor y = empty({s.n, p.out, 2 * s.h, 2 * s.w});
+    const std::int64_t rows = kernels::conv_transpose_rows_per_tile(s.h, s.w);
+    Buffer scratch(arena_, static_cast<std::size_t>(4 * p.out * rows * s.w) * pool_->size());
+    kernels::conv_transpose2x2(x.data(), p, s, y.data(), scratch.data(), *pool_);
+    return y;
+  }
+
+  CpuTensor instance_norm(const CpuTensor& x, const CpuNorm& norm, NormEpilogue epi) {
+    check_tensor(x, "instance_norm");
+    if (!norm) fail("instance_norm: unbound weights");
+    const NormParams& p = norm.get();
+    const Shape& s = x.shape();
+    if (s.c != p.channels)
+      fail("instance_norm: input has " + std::to_string(s.c) + " channels, the norm " + std::to_string(p.channels));
+    const float* residual = nullptr;
+    if (epi.residual != nullptr) {
+      const auto* r = static_cast<const CpuTensor*>(epi.residual);
+      check_tensor(*r, "instance_norm residual");
+      same_shape(s, r->shape(), "instance_norm residual");
+      residual = r->data();
+    }
+    CpuTensor y = empty(s);
+    kernels::instance_norm(x.data(), p, s.n * s.c, s.plane(), residual, epi.activation, y.data(), *pool_);
+    return y;
+  }
+
+  CpuTensor activation(const CpuTensor& x, Activation act) {
+    check_tensor(x, "activation");
+    CpuTensor y = empty(x.shape());
+    const std::int64_t plane = x.shape().plane();
+    pool_->parallel_for(static_cast<std::size_t>(x.shape().n * x.shape().c), [&](std::size_t t, std::size_t) {
+      const std::int64_t off = static_cast<std::int64_t>(t) * plane;
+      kernels::activation_copy(x.data() + off, y.data() + off, plane, act);
+    });
+    return y;
+  }
+
+  CpuTensor add(const CpuTensor& a, const CpuTensor& b, Activation act) {
+    check_tensor(a, "add");
+    check_tensor(b, "add");
+    same_shape(a.shape(), b.shape(), "add");
+    CpuTensor y = empty(a.shape());
+    kernels::add(a.data(), b.data(), a.shape().n * a.shape().c, a.shape().plane(), act, y.data(), *pool_);
+    return y;
+  }
+
+  CpuTensor mul(const CpuTensor& x, const CpuTensor& g) {
+    check_tensor(x, "mul");
+    check_tensor(g, "mul gate");
+    const Shape& s = x.shape();
+    const Shape& gs = g.shape();
+    kernels::Broadcast mode;
+    if (gs == s) {
+      mode = kernels::Broadcast::full;
+    } else if (gs == Shape{s.n, s.c, 1, 1}) {
+      mode = kernels::Broadcast::per_channel;
+    } else if (gs == Shape{s.n, 1, s.h, s.w}) {
+      mode = kernels::Broadcast::per_pixel;
+    } else if (gs == Shape{s.n, 1, s.h, 1}) {
+      mode = kernels::Broadcast::per_row;
+    } else if (gs == Shape{s.n, 1, 1, s.w}) {
+      mode = kernels::Broadcast::per_column;
+    } else {
+      fail("mul: cannot broadcast " + gs.to_string() + " to " + s.to_string());
+    }
+    CpuTensor y = empty(s);
+    kernels::mul(x.data(), s, g.data(), mode, y.data(), *pool_);
+    return y;
+  }
+
+  CpuTensor concat(std::initializer_list<const CpuTensor*> parts) {
+    if (parts.size() == 0) fail("concat: no tensors");
+    Shape out{};
+    for (const CpuTensor* t : parts) {
+      if (t == nullptr) fail("concat: null tensor");
+      check_tensor(*t, "concat");
+      const Shape& s = t->shape();
+      if (out.n == 0) {
+        out = s;
+        out.c = 0;
+      } else if (s.n != out.n || s.h != out.h || s.w != out.w) {
+        fail("concat: " + s.to_string() + " does not match N, H, W of " + (*parts.begin())->shape().to_string());
+      }
+      out.c += s.c;
+    }
+    CpuTensor y = empty(out);
+    const std::vector<const CpuTensor*> list(parts);
+    pool_->parallel_for(static_cast<std::size_t>(out.n * static_cast<std::int64_t>(list.size())),
+                        [&](std::size_t task, std::size_t) {
+                          const std::int64_t n = static_cast<std::int64_t>(task / list.size());
+                          const std::size_t part = task % list.size();
+                          std::int64_t c0 = 0;
+                          for (std::size_t i = 0; i < part; ++i) c0 += list[i]->shape().c;
+                          const CpuTensor& t = *list[part];
+                          const std::int64_t count = t.shape().c * out.plane();
+                          std::memcpy(y.plane(n, c0), t.plane(n, 0), static_cast<std::size_t>(count) * sizeof(float));
+                        });
+    return y;
+  }
+
+  CpuTensor max_pool2x2(const CpuTensor& x) {
+    check_tensor(x, "max_pool2x2");
+    const Shape& s = x.shape();
+    if (s.h < 2 || s.w < 2) fail("max_pool2x2: input " + s.to_string() + " is smaller than 2 x 2");
+    CpuTensor y = empty({s.n, s.c, s.h / 2, s.w / 2});
+    kernels::max_pool2x2(x.data(), s.n * s.c, s.h, s.w, y.data(), *pool_);
+    return y;
+  }
+
+  CpuTensor resize_bilinear(const CpuTensor& x, std::int64_t h, std::int64_t w, bool align_corners) {
+    check_tensor(x, "resize_bilinear");
+    if (h < 1 || w < 1) fail("resize_bilinear: output size must be positive");
+    const Shape& s = x.shape();
+    CpuTensor y = empty({s.n, s.c, h, w});
+    kernels::resize_bilinear(x.data(), s.n * s.c, s.h, s.w, h, w, align_corners, y.data(), *pool_);
+    return y;
+  }
+
+  CpuTensor global_avg_pool(const CpuTensor& x) { return global_pool(x, false); }
+  CpuTensor global_max_pool(const CpuTensor& x) { return global_pool(x, true); }
+
+  CpuTensor channel_mean_max(const CpuTensor& x) {
+    check_tensor(x, "channel_mean_max");
+    const Shape& s = x.shape();
+    CpuTensor y = empty({s.n, 2, s.h, s.w});
+    kernels::channel_mean_max(x.data(), s, y.data(), *pool_);
+    return y;
+  }
+
+  CpuTensor mean_over_w(const CpuTensor& x) {
+    check_tensor(x, "mean_over_w");
+    const Shape& s = x.shape();
+    CpuTensor y = empty({s.n, s.c, s.h, 1});
+    kernels::mean_over_axis(x.data(), s, true, y.data(), *pool_);
+    return y;
+  }
+
+  CpuTensor mean_over_h(const CpuTensor& x) {
+    check_tensor(x, "mean_over_h");
+    const Shape& s = x.shape();
+    CpuTensor y = empty({s.n, s.c, 1, s.w});
+    kernels::mean_over_axis(x.data(), s, false, y.data(), *pool_);
+    return y;
+  }
+
+  CpuTensor linear(const CpuTensor& x, const CpuLinear& lin, Activation act) {
+    check_tensor(x, "linear");
+    if (!lin) fail("linear: unbound weights");
+    const LinearParams& p = lin.get();
+    const Shape& s = x.shape();
+    if (s.c != p.in || s.h != 1 || s.w != 1)
+      fail("linear: input " + s.to_string() + ", expected (N, " + std::to_string(p.in) + ", 1, 1)");
+    CpuTensor y = empty({s.n, p.out, 1, 1});
+    // One matrix-vector product per sample: the same arithmetic whatever the batch size.
+    kernels::ConstMatrixMap wm(p.weight->values.data(), p.out, p.in, Eigen::OuterStride<>(p.in));
+    const float* bias = p.bias ? p.bias->values.data() : nullptr;
+    for (std::int64_t n = 0; n < s.n; ++n) {
+      Eigen::Map<const Eigen::VectorXf> xv(x.data() + n * p.in, p.in);
+      Eigen::Map<Eigen::VectorXf> yv(y.data() + n * p.out, p.out);
+      yv.noalias() = wm * xv;
+      if (bias) yv += Eigen::Map<const Eigen::VectorXf>(bias, p.out);
+      kernels::activation(yv.data(), p.out, act);
+    }
+    return y;
+  }
+
+  CpuTensor simam(const CpuTensor& x, float eps) {
+    check_tensor(x, "simam");
+    if (!(eps > 0.0f)) fail("simam: eps must be positive");
+    CpuTensor y = empty(x.shape());
+    kernels::simam(x.data(), x.shape().n * x.shape().c, x.shape().plane(), eps, y.data(), *pool_);
+    return y;
+  }
+
+  CpuTensor self_attention(const CpuTensor& qkv, std::int64_t heads) {
+    check_tensor(qkv, "self_attention");
+    const Shape& s = qkv.shape();
+    if (heads < 1 || s.c % 3 != 0 || (s.c / 3) % heads != 0)
+      fail("self_attention: " + std::to_string(s.c) + " channels are not 3 x a multiple of " + std::to_string(heads) +
+           " heads");
+    const std::int64_t c = s.c / 3, tokens = s.plane();
+    CpuTensor y = empty({s.n, c, s.h, s.w});
+    Buffer scratch(arena_, static_cast<std::size_t>(kernels::attention_scratch_floats(tokens)) * pool_->size());
+    kernels::self_attention(qkv.data(), s.n, c, tokens, heads, y.data(), scratch.data(), *pool_);
+    return y;
+  }
+
+ private:
+  [[noreturn]] static void fail(const std::string& what) { throw Error(errc::invalid_argument, what); }
+
+  static void check_shape(const Shape& s, const char* op) {
+    if (s.n < 1 || s.c < 1 || s.h < 1 || s.w < 1)
+      fail(std::string(op) + ": every dimension must be positive, got " + s.to_string());
+  }
+  static void check_tensor(const CpuTensor& t, const char* op) {
+    if (t.empty()) fail(std::string(op) + ": empty tensor");
+  }
+  static void same_shape(const Shape& a, const Shape& b, const char* op) {
+    if (a != b) fail(std::string(op) + ": shapes " + a.to_string() + " and " + b.to_string() + " differ");
+  }
+  static void check_host(const io::HostTensor& t, std::size_t rank, const std::string& what) {
+    if (t.shape.size() != rank)
+      fail(what + ": expected rank " + std::to_string(rank) + ", got " + io::shape_to_string(t.shape));
+    for (auto d : t.shape)
+      if (d < 1) fail(what + ": every dimension must be positive, got " + io::shape_to_string(t.shape));
+    if (static_cast<std::size_t>(t.numel()) != t.data.size())
+      fail(what + ": shape " + io::shape_to_string(t.shape) + " but " + std::to_string(t.data.size()) + " values");
+  }
+  std::unique_ptr<PackedArray> pack_bias(const io::HostTensor* bias, std::int64_t out, const char* op) {
+    if (bias == nullptr) return nullptr;
+    check_host(*bias, 1, std::string(op) + " bias");
+    if (bias->shape[0] != out)
+      fail(std::string(op) + ": bias " + io::shape_to_string(bias->shape) + ", expected [" + std::to_string(out) + "]");
+    return std::make_unique<PackedArray>(arena_, bias->data);
+  }
+
+  CpuTensor global_pool(const CpuTensor& x, bool max) {
+    check_tensor(x, max ? "global_max_pool" : "global_avg_pool");
+    const Shape& s = x.shape();
+    CpuTensor y = empty({s.n, s.c, 1, 1});
+    kernels::global_pool(x.data(), s.n * s.c, s.plane(), max, y.data(), *pool_);
+    return y;
+  }
+
+  std::shared_ptr<Arena> arena_;
+  std::unique_ptr<ThreadPool> pool_;
+};
+
+static_assert(sluice::BackendBase<CpuBackend>);
+static_assert(sluice::BackendWeights<CpuBackend>);
+static_assert(sluice::BackendOps<CpuBackend>);
+static_assert(sluice::Backend<CpuBackend>);
+
+}  // namespace sluice::cpu

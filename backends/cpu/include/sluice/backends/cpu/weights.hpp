@@ -1,0 +1,64 @@
+// sluice/backends/cpu/weights.hpp: the CPU backend's bound parameters, packed once at load time and
+// shared read-only (cheap copies of a shared pointer) by every lane. Packed bytes are accounted as
+// weights in the arena of the backend that made them, for as long as any copy lives.
+//
+// Packing: a conv weight (out, in/g, kh, kw) is kept as g row-major GEMM matrices [out/g x in/g*kh*kw]
+// whose column order (ci, ky, kx) is the row order of the im2col matrix; a ConvTranspose2d(2, 2)
+// weight (in, out, 2, 2) becomes one row-major [out*4 x in] matrix (row = co*4 + a*2 + b).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "sluice/backends/cpu/arena.hpp"
+#include "sluice/core/layer_specs.hpp"
+
+namespace sluice::cpu {
+
+/// A float vector that stays accounted in an arena while it lives.
+struct PackedArray {
+  PackedArray(std::shared_ptr<Arena> arena, std::vector<float> v)
+      : values(std::move(v)), lease(std::move(arena), values.size() * sizeof(float)) {}
+  std::vector<float> values;
+  WeightLease lease;
+};
+
+struct ConvParams {
+  std::int64_t out = 0, in = 0, kh = 0, kw = 0;  // in = all input channels (not per group)
+  ConvSpec spec;
+  std::unique_ptr<PackedArray> weight, bias;    // bias null when absent
+  bool depthwise() const { return spec.groups == in && spec.groups == out; }
+};
+struct ConvTransposeParams {
+  std::int64_t in = 0, out = 0;
+  std::unique_ptr<PackedArray> weight, bias;  // weight [out*4 x in], bias may be null
+};
+struct NormParams {
+  std::int64_t channels = 0;
+  std::unique_ptr<PackedArray> gamma, beta;
+};
+struct LinearParams {
+  std::int64_t out = 0, in = 0;
+  std::unique_ptr<PackedArray> weight, bias;  // weight [out x in]
+};
+
+/// Handles the networks keep: copyable, immutable, thread-safe to share.
+template <class P>
+class ParamHandle {
+ public:
+  ParamHandle() = default;
+  explicit ParamHandle(std::shared_ptr<const P> p) : p_(std::move(p)) {}
+  const P& get() const { return *p_; }
+  explicit operator bool() const { return p_ != nullptr; }
+
+ private:
+  std::shared_ptr<const P> p_;
+};
+
+using CpuConv = ParamHandle<ConvParams>;
+using CpuConvTranspose = ParamHandle<ConvTransposeParams>;
+using CpuNorm = ParamHandle<NormParams>;
+using CpuLinear = ParamHandle<LinearParams>;
+
+}  // namespace sluice::cpu
