@@ -1,0 +1,32 @@
+// sluice/models/network.hpp: the Network concept -- what a segmentation network offers to the
+// code that runs it (Segmenter, CLI, server): a const forward() over a lane's backend, taking
+// N x 3 x H x W and returning N x 1 x H x W logits; weights are shared read-only by all lanes.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <string>
+
+#include "sluice/core/backend.hpp"
+#include "sluice/core/error.hpp"
+#include "sluice/core/shape.hpp"
+
+namespace sluice::models {
+
+template <class N, class B>
+concept Network = Backend<B> && requires(const N& net, B& backend, const typename B::tensor_type& x) {
+  { net.forward(backend, x) } -> std::same_as<typename B::tensor_type>;
+  { net.in_channels() } -> std::convertible_to<std::int64_t>;
+  { net.out_channels() } -> std::convertible_to<std::int64_t>;
+  { net.min_input_size() } -> std::convertible_to<std::int64_t>;
+};
+
+/// The input check every network runs first: channels as bound, planes at least `min_size`.
+inline void check_input(const char* network, const Shape& s, std::int64_t channels, std::int64_t min_size) {
+  if (s.n >= 1 && s.c == channels && s.h >= min_size && s.w >= min_size) return;
+  throw Error(errc::invalid_argument, std::string(network) + ": input " + s.to_string() + " must be N x " +
+                                          std::to_string(channels) + " x H x W with N >= 1 and H, W >= " +
+                                          std::to_string(min_size));
+}
+
+}  // namespace sluice::models

@@ -1,0 +1,36 @@
+// Compile-time checks of the networks against the reference backend: each satisfies Network, and
+// the registry's type-erased handle does too.
+#include <gtest/gtest.h>
+
+#include "reference_backend.hpp"
+#include "sluice/models/registry.hpp"
+
+namespace {
+using sluice::test::ReferenceBackend;
+using namespace sluice::models;
+
+static_assert(Network<HRNet<ReferenceBackend>, ReferenceBackend>);
+static_assert(Network<ResUNetSmall<ReferenceBackend>, ReferenceBackend>);
+static_assert(Network<AdvancedResUNet<ReferenceBackend>, ReferenceBackend>);
+static_assert(Network<CbamResUNet<ReferenceBackend>, ReferenceBackend>);
+static_assert(Network<AnyNetwork<ReferenceBackend>, ReferenceBackend>);
+static_assert(!Network<int, ReferenceBackend>);
+struct NoForward {
+  std::int64_t in_channels() const { return 3; }
+  std::int64_t out_channels() const { return 1; }
+  std::int64_t min_input_size() const { return 1; }
+};
+static_assert(!Network<NoForward, ReferenceBackend>);
+
+TEST(Registry, UnknownNameIsInvalidArgument) {
+  ReferenceBackend b;
+  sluice::io::TensorDict empty;
+  try {
+    (void)load_network<ReferenceBackend>("unet9000", b, empty);
+    FAIL() << "expected an error";
+  } catch (const sluice::Error& e) {
+    EXPECT_EQ(e.code(), sluice::errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("unet9000"), std::string::npos);
+  }
+}
+}  // namespace
