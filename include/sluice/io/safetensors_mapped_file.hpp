@@ -1,0 +1,91 @@
+// sluice/io/safetensors_mapped_file.hpp: a read-only memory mapping of a whole file (POSIX mmap),
+// owned RAII-style, so that a checkpoint is read straight from the page cache without a copy.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <utility>
+
+#include "sluice/core/error.hpp"
+
+namespace sluice::io {
+
+class MappedFile {
+ public:
+  MappedFile() = default;
+
+  /// Maps `path` read-only. Throws sluice::Error(invalid_argument, "<path>: ...") when the file
+  /// cannot be opened, is not a regular file, or cannot be mapped.
+  explicit MappedFile(const std::filesystem::path& path) {
+    const std::string name = path.string();
+    const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail(name, "cannot open");
+    struct ::stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int saved = errno;
+      ::close(fd);
+      errno = saved;
+      fail(name, "cannot stat");
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      throw Error(errc::invalid_argument, name + ": not a regular file");
+    }
+    size_ = static_cast<std::size_t>(st.st_size);
+    if (size_ > 0) {  // mmap of length 0 is an error; an empty file is an empty span
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (p == MAP_FAILED) {
+        const int saved = errno;
+        ::close(fd);
+        errno = saved;
+        size_ = 0;
+        fail(name, "cannot mmap");
+      }
+      data_ = p;
+    }
+    ::close(fd);  // the mapping keeps the file alive
+  }
+
+  MappedFile(MappedFile&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  MappedFile& operator=(MappedFile&& other) noexcept {
+    if (this != &other) {
+      unmap();
+      data_ = std::exchange(other.data_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() { unmap(); }
+
+  std::span<const std::byte> bytes() const {
+    return {static_cast<const std::byte*>(data_), size_};
+  }
+  std::size_t size() const { return size_; }
+
+ private:
+  [[noreturn]] static void fail(const std::string& name, const char* what) {
+    throw Error(errc::invalid_argument, name + ": " + what + ": " + std::strerror(errno));
+  }
+  void unmap() noexcept {
+    if (data_ != nullptr) ::munmap(data_, size_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+}  // namespace sluice::io

@@ -1,0 +1,1 @@
+"""PyTorch reference implementations of sluice's four networks, and safetensors I/O."""
