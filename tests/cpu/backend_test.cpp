@@ -1,0 +1,355 @@
+// The CPU backend beyond numerics: batch invariance of every operation, exact memory accounting
+// (peaks, buffer reuse, weights, the limit), bad input, and the thread pool.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <functional>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "reference.hpp"
+#include "sluice/backends/cpu/cpu_backend.hpp"
+
+namespace {
+
+using sluice::Activation;
+using sluice::ConvSpec;
+using sluice::errc;
+using sluice::Shape;
+using sluice::cpu::CpuBackend;
+using sluice::cpu::CpuTensor;
+namespace ref = sluice::cpu::test;
+
+// ---- batch invariance ----------------------------------------------------------------------------
+
+// Runs `op` on a batch of 8 and on each sample alone; every sample must agree within 1e-6.
+class Invariance : public ::testing::Test {
+ protected:
+  CpuBackend cpu{{.threads = 2}};
+  std::mt19937 rng{99};
+
+  using Op = std::function<CpuTensor(CpuBackend&, const std::vector<const CpuTensor*>&)>;
+
+  void check(const std::vector<Shape>& per_sample, const Op& op, const char* name) {
+    SCOPED_TRACE(name);
+    constexpr std::int64_t batch = 8;
+    std::vector<std::vector<float>> values;
+    std::vector<CpuTensor> batched;
+    for (Shape s : per_sample) {
+      s.n = batch;
+      values.push_back(ref::random_values(static_cast<std::size_t>(s.numel()), rng));
+      batched.push_back(cpu.upload(values.back(), s));
+    }
+    std::vector<const CpuTensor*> args;
+    for (auto& t : batched) args.push_back(&t);
+    const std::vector<float> all = cpu.to_vector(op(cpu, args));
+    const std::size_t per = all.size() / batch;
+    for (std::int64_t i = 0; i < batch; ++i) {
+      std::vector<CpuTensor> single;
+      for (std::size_t k = 0; k < per_sample.size(); ++k) {
+        const Shape s = per_sample[k];
+        const auto count = static_cast<std::size_t>(s.numel());
+        single.push_back(cpu.upload(std::span<const float>(values[k]).subspan(static_cast<std::size_t>(i) * count, count),
+                                    {1, s.c, s.h, s.w}));
+      }
+      std::vector<const CpuTensor*> one;
+      for (auto& t : single) one.push_back(&t);
+      const std::vector<float> alone = cpu.to_vector(op(cpu, one));
+      ASSERT_EQ(alone.size(), per);
+      double worst = 0;
+      for (std::size_t j = 0; j < per; ++j)
+        worst = std::max(worst, std::abs(double(alone[j]) - double(all[static_cast<std::size_t>(i) * per + j])));
+      EXPECT_LE(worst, 1e-6) << "sample " << i;
+    }
+  }
+};
+
+TEST_F(Invariance, EveryOperationGivesASampleTheSameResultAloneAsInABatchOfEight) {
+  auto conv3 = cpu.make_conv(ref::random_host({16, 12, 3, 3}, rng, 0.2f), nullptr, ConvSpec::same(3));
+  auto conv1 = cpu.make_conv(ref::random_host({8, 12, 1, 1}, rng, 0.2f), nullptr, ConvSpec::same(1));
+  auto conv_s2 = cpu.make_conv(ref::random_host({6, 12, 7, 7}, rng, 0.1f), nullptr, ConvSpec::same(7, 2));
+  auto dw = cpu.make_conv(ref::random_host({12, 1, 3, 3}, rng, 0.3f), nullptr, {1, 1, 1, 1, 1, 1, 12});
+  auto up = cpu.make_conv_transpose2x2(ref::random_host({12, 5, 2, 2}, rng, 0.3f), nullptr);
+  auto norm = cpu.make_norm(ref::random_host({12}, rng), ref::random_host({12}, rng));
+  auto lin = cpu.make_linear(ref::random_host({7, 12}, rng, 0.3f), nullptr);
+  const Shape x{1, 12, 37, 29};
+  using A = const std::vector<const CpuTensor*>&;
+  check({x}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], conv3, Activation::relu); }, "conv 3x3");
+  check({x}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], conv1, Activation::none); }, "conv 1x1");
+  check({x}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], conv_s2, Activation::sigmoid); }, "conv 7x7 s2");
+  check({x}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], dw, Activation::none); }, "depthwise");
+  check({x}, [&](CpuBackend& b, A a) { return b.conv_transpose2x2(*a[0], up); }, "conv transpose");
+  check({x, x}, [&](CpuBackend& b, A a) { return b.instance_norm(*a[0], norm, {a[1], Activation::relu}); },
+        "instance norm");
+  check({x}, [&](CpuBackend& b, A a) { return b.activation(*a[0], Activation::sigmoid); }, "activation");
+  check({x, x}, [&](CpuBackend& b, A a) { return b.add(*a[0], *a[1], Activation::relu); }, "add");
+  for (Shape g : {x, Shape{1, 12, 1, 1}, Shape{1, 1, 37, 29}, Shape{1, 1, 37, 1}, Shape{1, 1, 1, 29}})
+    check({x, g}, [&](CpuBackend& b, A a) { return b.mul(*a[0], *a[1]); }, "mul");
+  check({x, {1, 3, 37, 29}}, [&](CpuBackend& b, A a) { return b.concat({a[0], a[1]}); }, "concat");
+  check({x}, [&](CpuBackend& b, A a) { return b.max_pool2x2(*a[0]); }, "max pool");
+  check({x}, [&](CpuBackend& b, A a) { return b.resize_bilinear(*a[0], 74, 50, true); }, "resize ac");
+  check({x}, [&](CpuBackend& b, A a) { return b.resize_bilinear(*a[0], 20, 61, false); }, "resize");
+  check({x}, [&](CpuBackend& b, A a) { return b.global_avg_pool(*a[0]); }, "global avg");
+  check({x}, [&](CpuBackend& b, A a) { return b.global_max_pool(*a[0]); }, "global max");
+  check({x}, [&](CpuBackend& b, A a) { return b.channel_mean_max(*a[0]); }, "channel mean max");
+  check({x}, [&](CpuBackend& b, A a) { return b.mean_over_w(*a[0]); }, "mean over w");
+  check({x}, [&](CpuBackend& b, A a) { return b.mean_over_h(*a[0]); }, "mean over h");
+  check({{1, 12, 1, 1}}, [&](CpuBackend& b, A a) { return b.linear(*a[0], lin, Activation::relu); }, "linear");
+  check({x}, [&](CpuBackend& b, A a) { return b.simam(*a[0], 1e-4f); }, "simam");
+  check({x}, [&](CpuBackend& b, A a) { return b.self_attention(*a[0], 2); }, "self attention");
+}
+
+// ---- memory accounting -----------------------------------------------------------------------------
+
+constexpr std::size_t f4 = sizeof(float);
+
+TEST(CpuMemory, CurrentAndPeakFollowAKnownSequenceExactly) {
+  CpuBackend cpu({.threads = 1});
+  EXPECT_EQ(cpu.memory().current_bytes, 0u);
+  std::vector<float> v(1000, 1.0f);
+  {
+    CpuTensor a = cpu.upload(std::span(v).first(100), {1, 1, 10, 10});
+    CpuTensor b = cpu.upload(std::span(v).first(200), {2, 1, 10, 10});
+    EXPECT_EQ(cpu.memory().current_bytes, 300 * f4);
+    a = CpuTensor{};  // releases 100 floats
+    CpuTensor c = cpu.upload(std::span(v).first(50), {1, 2, 5, 5});
+    EXPECT_EQ(cpu.memory().current_bytes, 250 * f4);
+    EXPECT_EQ(cpu.memory().peak_bytes, 300 * f4);
+    cpu.reset_peak();
+    EXPECT_EQ(cpu.memory().peak_bytes, 250 * f4);
+  }
+  EXPECT_EQ(cpu.memory().current_bytes, 0u);
+  EXPECT_EQ(cpu.memory().peak_bytes, 250 * f4);
+}
+
+TEST(CpuMemory, BuffersAreReusedSoPeakFollowsTheLiveSetNotTheLayerCount) {
+  CpuBackend cpu({.threads = 1});
+  const Shape s{2, 8, 16, 16};
+  const std::size_t bytes = static_cast<std::size_t>(s.numel()) * f4;
+  std::vector<float> v(static_cast<std::size_t>(s.numel()), 0.5f);
+  CpuTensor x = cpu.upload(v, s);
+  cpu.reset_peak();
+  for (int layer = 0; layer < 20; ++layer) x = cpu.activation(x, Activation::relu);
+  EXPECT_EQ(cpu.memory().peak_bytes, 2 * bytes);      // input and output of one layer
+  EXPECT_EQ(cpu.memory().current_bytes, bytes);
+  const std::size_t reserved = cpu.reserved_bytes();  // two buckets, recycled 20 times
+  EXPECT_LE(reserved, 2 * sluice::cpu::Arena::bucket_floats(static_cast<std::size_t>(s.numel())) * f4);
+  for (int layer = 0; layer < 20; ++layer) x = cpu.activation(x, Activation::relu);
+  EXPECT_EQ(cpu.reserved_bytes(), reserved);
+  x = CpuTensor{};
+  cpu.trim();
+  EXPECT_EQ(cpu.reserved_bytes(), 0u);
+}
+
+TEST(CpuMemory, BucketsWasteAtMostAQuarter) {
+  for (std::size_t n : {1u, 16u, 17u, 100u, 1000u, 4096u, 4097u, 123457u}) {
+    const std::size_t b = sluice::cpu::Arena::bucket_floats(n);
+    EXPECT_GE(b, n);
+    EXPECT_LE(b, std::max<std::size_t>(16, n + n / 4 + 1)) << n;
+  }
+}
+
+TEST(CpuMemory, WeightsAreAccountedWhileAnyHandleLives) {
+  CpuBackend cpu({.threads = 1});
+  std::mt19937 rng(5);
+  auto w = ref::random_host({8, 4, 3, 3}, rng);
+  auto b = ref::random_host({8}, rng);
+  {
+    auto conv = cpu.make_conv(w, &b, ConvSpec::same(3));
+    EXPECT_EQ(cpu.memory().weight_bytes, (8 * 4 * 9 + 8) * f4);
+    EXPECT_EQ(cpu.memory().current_bytes, (8 * 4 * 9 + 8) * f4);
+    auto copy = conv;
+    conv = {};
+    EXPECT_EQ(cpu.memory().weight_bytes, (8 * 4 * 9 + 8) * f4);
+  }
+  EXPECT_EQ(cpu.memory().weight_bytes, 0u);
+  EXPECT_EQ(cpu.memory().current_bytes, 0u);
+}
+
+TEST(CpuMemory, ConvPeakIsInputOutputAndIm2colScratchPerThread) {
+  CpuBackend cpu({.threads = 2});
+  std::mt19937 rng(6);
+  auto w = ref::random_host({6, 4, 3, 3}, rng);
+  auto conv = cpu.make_conv(w, nullptr, ConvSpec::same(3));
+  const Shape s{3, 4, 20, 30};
+  CpuTensor x = cpu.upload(ref::random_values(static_cast<std::size_t>(s.numel()), rng), s);
+  // The geometry's im2col block: k = 36 rows of one tile of output rows.
+  sluice::cpu::kernels::ConvGeometry g{};
+  g.oh = 20, g.ow = 30, g.kh = 3, g.kw = 3, g.k = 36;
+  sluice::cpu::kernels::plan_tiles(g);
+  const std::size_t expected =
+      (36 * 6 + static_cast<std::size_t>(s.numel()) + 3 * 6 * 20 * 30 + 2 * static_cast<std::size_t>(36 * g.tile_pixels())) * f4;
+  const std::size_t peak = cpu.measure_peak([&] { CpuTensor y = cpu.conv2d(x, conv, Activation::none); });
+  EXPECT_EQ(peak, expected);
+  EXPECT_EQ(cpu.memory().current_bytes, (36 * 6 + static_cast<std::size_t>(s.numel())) * f4);
+}
+
+TEST(CpuMemory, PeakOfAPassScalesWithTheBatch) {
+  CpuBackend cpu({.threads = 2});
+  auto pass = [&](std::int64_t n) {
+    const Shape s{n, 4, 32, 32};
+    std::vector<float> v(static_cast<std::size_t>(s.numel()), 1.0f);
+    return cpu.measure_peak([&] {
+      CpuTensor x = cpu.upload(v, s);
+      CpuTensor y = cpu.max_pool2x2(cpu.activation(x, Activation::relu));
+      CpuTensor z = cpu.add(y, y, Activation::none);
+    });
+  };
+  const std::size_t one = pass(1);
+  // x, the temporary relu(x) and the pool output (a quarter) live together at the peak.
+  EXPECT_EQ(one, (4 * 32 * 32 * 2 + 4 * 16 * 16) * f4);
+  EXPECT_EQ(pass(4), 4 * one);
+  EXPECT_EQ(pass(7), 7 * one);
+}
+
+TEST(CpuMemory, TheLimitThrowsOutOfMemoryAndLeavesTheBackendUsable) {
+  CpuBackend cpu({.threads = 1, .memory_limit_bytes = 1000 * f4});
+  std::vector<float> v(600, 1.0f);
+  CpuTensor a = cpu.upload(v, {1, 1, 20, 30});
+  try {
+    CpuTensor b = cpu.activation(a, Activation::relu);  // 1200 floats > 1000
+    FAIL() << "no out_of_memory";
+  } catch (const sluice::Error& e) {
+    EXPECT_EQ(e.code(), sluice::make_error_code(errc::out_of_memory));
+  }
+  EXPECT_EQ(cpu.memory().current_bytes, 600 * f4);
+  EXPECT_EQ(cpu.memory().peak_bytes, 600 * f4);
+  cpu.set_memory_limit(2000 * f4);
+  CpuTensor b = cpu.activation(a, Activation::relu);
+  EXPECT_EQ(cpu.memory().current_bytes, 1200 * f4);
+  cpu.set_memory_limit(0);
+  CpuTensor c = cpu.add(a, b, Activation::none);
+  EXPECT_EQ(cpu.memory().current_bytes, 1800 * f4);
+}
+
+TEST(CpuMemory, ASharedArenaAccountsEveryLane) {
+  auto arena = std::make_shared<sluice::cpu::Arena>();
+  CpuBackend lane1({.threads = 1, .arena = arena}), lane2({.threads = 1, .arena = arena});
+  std::vector<float> v(64, 1.0f);
+  CpuTensor a = lane1.upload(v, {1, 1, 8, 8});
+  CpuTensor b = lane2.upload(v, {1, 1, 8, 8});
+  EXPECT_EQ(lane1.memory().current_bytes, 128 * f4);
+  EXPECT_EQ(lane2.memory().current_bytes, 128 * f4);
+}
+
+// ---- bad input -------------------------------------------------------------------------------------
+
+void expect_invalid(const std::function<void()>& f, const char* what) {
+  try {
+    f();
+    ADD_FAILURE() << what << ": no error";
+  } catch (const sluice::Error& e) {
+    EXPECT_EQ(e.code(), sluice::make_error_code(errc::invalid_argument)) << what;
+    EXPECT_STRNE(e.what(), "") << what;
+  }
+}
+
+TEST(CpuErrors, MismatchedShapesAndWeightsAreInvalidArguments) {
+  CpuBackend cpu({.threads = 2});
+  std::mt19937 rng(7);
+  auto x = cpu.upload(ref::random_values(2 * 4 * 6 * 6, rng), {2, 4, 6, 6});
+  auto y = cpu.upload(ref::random_values(2 * 3 * 6 * 6, rng), {2, 3, 6, 6});
+  auto z = cpu.upload(ref::random_values(2 * 4 * 5 * 6, rng), {2, 4, 5, 6});
+  auto conv = cpu.make_conv(ref::random_host({2, 3, 3, 3}, rng), nullptr, ConvSpec::same(3));
+  auto big = cpu.make_conv(ref::random_host({2, 4, 9, 9}, rng), nullptr, {});
+  auto norm = cpu.make_norm(ref::random_host({3}, rng), ref::random_host({3}, rng));
+  auto norm4 = cpu.make_norm(ref::random_host({4}, rng), ref::random_host({4}, rng));
+  auto lin = cpu.make_linear(ref::random_host({2, 4}, rng), nullptr);
+  auto up = cpu.make_conv_transpose2x2(ref::random_host({3, 2, 2, 2}, rng), nullptr);
+  auto bias3 = ref::random_host({3}, rng);
+  auto bad_data = ref::random_host({2, 3, 3, 3}, rng);
+  bad_data.data.pop_back();
+  const Activation none = Activation::none;
+
+  expect_invalid([&] { cpu.conv2d(x, conv, none); }, "conv channels");
+  expect_invalid([&] { cpu.conv2d(x, big, none); }, "kernel larger than the input");
+  expect_invalid([&] { cpu.conv2d(CpuTensor{}, conv, none); }, "empty tensor");
+  expect_invalid([&] { cpu.make_conv(ref::random_host({2, 3, 3}, rng), nullptr, {}); }, "conv weight rank");
+  expect_invalid([&] { cpu.make_conv(bad_data, nullptr, {}); }, "conv weight size");
+  expect_invalid([&] { cpu.make_conv(ref::random_host({2, 3, 3, 3}, rng), &bias3, {}); }, "conv bias");
+  expect_invalid([&] { cpu.make_conv(ref::random_host({3, 1, 3, 3}, rng), nullptr, {1, 1, 1, 1, 1, 1, 2}); },
+                 "groups do not divide out");
+  expect_invalid([&] { cpu.make_conv(ref::random_host({2, 1, 3, 3}, rng), nullptr, {0, 1, 0, 0, 1, 1, 1}); },
+                 "stride 0");
+  expect_invalid([&] { cpu.make_conv_transpose2x2(ref::random_host({3, 2, 3, 3}, rng), nullptr); }, "up kernel");
+  expect_invalid([&] { cpu.conv_transpose2x2(x, up); }, "up channels");
+  expect_invalid([&] { cpu.make_norm(ref::random_host({3}, rng), ref::random_host({4}, rng)); }, "gamma/beta");
+  expect_invalid([&] { cpu.instance_norm(x, norm, {}); }, "norm channels");
+  expect_invalid([&] { cpu.instance_norm(x, norm4, {&z, none}); }, "residual shape");
+  expect_invalid([&] { cpu.add(x, y, none); }, "add shapes");
+  expect_invalid([&] { cpu.add(x, z, none); }, "add sizes");
+  expect_invalid([&] { cpu.mul(x, y); }, "mul broadcast");
+  expect_invalid([&] { cpu.mul(x, cpu.upload(std::vector<float>(4, 1.0f), {1, 4, 1, 1})); }, "mul batch");
+  expect_invalid([&] { cpu.concat({&x, &z}); }, "concat sizes");
+  expect_invalid([&] { cpu.concat({}); }, "concat nothing");
+  expect_invalid([&] { cpu.concat({&x, nullptr}); }, "concat null");
+  expect_invalid([&] { cpu.linear(x, lin, none); }, "linear shape");
+  expect_invalid([&] { cpu.self_attention(x, 1); }, "qkv channels");
+  expect_invalid([&] { cpu.self_attention(cpu.upload(std::vector<float>(6 * 4, 1.0f), {1, 6, 2, 2}), 4); },
+                 "heads");
+  expect_invalid([&] { cpu.max_pool2x2(cpu.upload(std::vector<float>(3, 1.0f), {1, 1, 1, 3})); }, "pool 1 row");
+  expect_invalid([&] { cpu.resize_bilinear(x, 0, 5, true); }, "resize to 0");
+  expect_invalid([&] { cpu.simam(x, 0.0f); }, "simam eps");
+  expect_invalid([&] { cpu.upload(std::vector<float>(5, 1.0f), {1, 1, 2, 2}); }, "upload size");
+  expect_invalid([&] { cpu.upload({}, {0, 1, 2, 2}); }, "upload shape");
+  expect_invalid([&] {
+    std::vector<float> small(3);
+    cpu.download(x, small);
+  }, "download size");
+  // Nothing leaked on any of these paths: only x, y, z and the weights are live.
+  EXPECT_EQ(cpu.memory().current_bytes,
+            (2 * 4 * 36 + 2 * 3 * 36 + 2 * 4 * 30) * f4 + cpu.memory().weight_bytes);
+}
+
+// ---- thread pool -------------------------------------------------------------------------------------
+
+TEST(ThreadPool, RunsEveryTaskOnceOnAValidWorker) {
+  for (std::size_t threads : {1u, 2u, 4u}) {
+    sluice::cpu::ThreadPool pool(threads);
+    EXPECT_EQ(pool.size(), threads);
+    for (std::size_t count : {0u, 1u, 7u, 1000u}) {
+      std::vector<std::atomic<int>> hits(count);
+      std::atomic<bool> bad_worker{false};
+      pool.parallel_for(count, [&](std::size_t t, std::size_t w) {
+        hits[t].fetch_add(1);
+        if (w >= threads) bad_worker = true;
+      });
+      for (auto& h : hits) EXPECT_EQ(h.load(), 1);
+      EXPECT_FALSE(bad_worker.load());
+    }
+  }
+}
+
+TEST(ThreadPool, RethrowsATaskExceptionAndStaysUsable) {
+  sluice::cpu::ThreadPool pool(3);
+  EXPECT_THROW(pool.parallel_for(100, [](std::size_t t, std::size_t) {
+    if (t == 42) throw std::runtime_error("task failed");
+  }),
+               std::runtime_error);
+  std::atomic<int> sum{0};
+  pool.parallel_for(10, [&](std::size_t t, std::size_t) { sum += static_cast<int>(t); });
+  EXPECT_EQ(sum.load(), 45);
+}
+
+TEST(ThreadPool, NestedCallsRunInlineOnTheSameWorker) {
+  sluice::cpu::ThreadPool pool(2);
+  std::atomic<int> inner{0};
+  std::atomic<bool> mismatch{false};
+  pool.parallel_for(4, [&](std::size_t, std::size_t outer) {
+    pool.parallel_for(5, [&](std::size_t, std::size_t w) {
+      if (w != outer) mismatch = true;
+      ++inner;
+    });
+  });
+  EXPECT_EQ(inner.load(), 20);
+  EXPECT_FALSE(mismatch.load());
+}
+
+TEST(CpuBackendOptions, ThreadCountIsConfigurable) {
+  EXPECT_EQ(CpuBackend({.threads = 1}).threads(), 1u);
+  EXPECT_EQ(CpuBackend({.threads = 3}).threads(), 3u);
+  EXPECT_GE(CpuBackend().threads(), 1u);
+}
+
+}  // namespace

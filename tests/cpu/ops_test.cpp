@@ -1,0 +1,259 @@
+// Every CPU backend operation against a naive double-precision loop (tests/cpu/reference.hpp) on
+// random shapes, odd sizes included. Tolerance: max |got - want| <= 1e-5 * max(1, max |want|)
+// (float accumulation over at most a few thousand terms stays far below it).
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+
+#include "reference.hpp"
+#include "sluice/backends/cpu/cpu_backend.hpp"
+
+namespace {
+
+using sluice::Activation;
+using sluice::ConvSpec;
+using sluice::Shape;
+using sluice::cpu::CpuBackend;
+using sluice::cpu::CpuTensor;
+namespace ref = sluice::cpu::test;
+
+constexpr double tolerance = 1e-5;
+
+#define SLUICE_EXPECT_CLOSE(got, want)                                                   \
+  do {                                                                                   \
+    const ref::Diff d_ = ref::diff((got), (want));                                       \
+    EXPECT_LE(d_.max_abs, tolerance * std::max(1.0, d_.scale)) << "scale " << d_.scale; \
+  } while (0)
+
+struct Fixture : ::testing::Test {
+  CpuBackend cpu{{.threads = 2}};
+  std::mt19937 rng{1234};
+
+  // A random input both as a backend tensor and as the reference's double copy.
+  std::pair<CpuTensor, ref::Ref> input(const Shape& s, float lo = -1.0f, float hi = 1.0f) {
+    auto v = ref::random_values(static_cast<std::size_t>(s.numel()), rng, lo, hi);
+    return {cpu.upload(v, s), ref::to_ref(v, s)};
+  }
+};
+
+struct ConvCase {
+  Shape x;
+  std::int64_t out, kh, kw;
+  ConvSpec spec;
+  bool bias;
+  Activation act;
+};
+
+std::string describe(const ConvCase& c) {
+  return "x " + c.x.to_string() + " out " + std::to_string(c.out) + " k " + std::to_string(c.kh) + "x" +
+         std::to_string(c.kw) + " stride " + std::to_string(c.spec.stride_h) + "," + std::to_string(c.spec.stride_w) +
+         " pad " + std::to_string(c.spec.pad_h) + "," + std::to_string(c.spec.pad_w) + " dil " +
+         std::to_string(c.spec.dilation_h) + "," + std::to_string(c.spec.dilation_w) + " groups " +
+         std::to_string(c.spec.groups);
+}
+
+using ConvTest = Fixture;
+
+TEST_F(ConvTest, MatchesNaiveReferenceOverKernelsStridesDilationsAndGroups) {
+  const Activation none = Activation::none, relu = Activation::relu, sig = Activation::sigmoid;
+  const ConvCase cases[] = {
+      {{2, 5, 13, 11}, 7, 3, 3, ConvSpec::same(3), true, none},
+      {{2, 4, 17, 15}, 6, 3, 3, ConvSpec::same(3, 2), false, relu},
+      {{3, 9, 7, 10}, 5, 1, 1, ConvSpec::same(1), true, relu},    // 1x1: GEMM on the plane
+      {{2, 6, 9, 9}, 4, 1, 1, ConvSpec::same(1, 2), false, none},  // 1x1 stride 2: im2col
+      {{1, 3, 20, 19}, 8, 7, 7, ConvSpec::same(7), true, relu},
+      {{2, 3, 21, 18}, 8, 7, 7, ConvSpec::same(7, 2), false, none},
+      {{2, 2, 9, 1}, 1, 1, 7, {1, 1, 0, 3, 1, 1, 1}, false, sig},  // triplet a_ch: width 1
+      {{2, 2, 5, 11}, 1, 1, 7, {1, 1, 0, 3, 1, 1, 1}, false, sig},
+      {{2, 2, 1, 9}, 1, 7, 1, {1, 1, 3, 0, 1, 1, 1}, false, sig},  // triplet a_cw: height 1
+      {{2, 2, 10, 6}, 1, 7, 1, {1, 1, 3, 0, 1, 1, 1}, false, none},
+      {{2, 2, 12, 13}, 1, 7, 7, ConvSpec::same(7), false, sig},   // spatial attention 2 -> 1
+      {{2, 4, 15, 13}, 6, 3, 3, {1, 1, 2, 2, 2, 2, 1}, true, none},  // dilation 2
+      {{1, 3, 16, 17}, 5, 3, 3, {2, 1, 1, 2, 1, 2, 1}, true, relu},  // mixed stride, pad, dilation
+      {{2, 6, 10, 9}, 4, 3, 3, {1, 1, 1, 1, 1, 1, 2}, true, none},  // groups 2
+      {{2, 4, 8, 7}, 8, 3, 3, {1, 1, 1, 1, 1, 1, 4}, false, relu},  // groups 4, channel multiplier 2
+      {{2, 8, 11, 12}, 8, 3, 3, {1, 1, 1, 1, 1, 1, 8}, false, none},  // depthwise
+      {{2, 6, 13, 9}, 6, 3, 3, {2, 2, 1, 1, 1, 1, 6}, true, relu},   // depthwise stride 2
+      {{1, 5, 12, 12}, 5, 5, 5, {1, 1, 4, 4, 2, 2, 5}, true, none},  // depthwise 5x5 dilation 2
+      {{1, 16, 70, 45}, 12, 3, 3, ConvSpec::same(3), true, relu},    // several row tiles
+      {{2, 8, 50, 50}, 8, 1, 1, ConvSpec::same(1), false, none},     // several 1x1 tiles
+      {{1, 3, 5, 5}, 4, 5, 5, {1, 1, 0, 0, 1, 1, 1}, true, none},    // kernel as large as the input
+      {{1, 3, 4, 6}, 2, 3, 3, {3, 3, 2, 2, 1, 1, 1}, false, none},   // padding larger than stride
+  };
+  for (const ConvCase& c : cases) {
+    SCOPED_TRACE(describe(c));
+    const std::int64_t k = c.x.c / c.spec.groups * c.kh * c.kw;
+    auto w = ref::random_host({c.out, c.x.c / c.spec.groups, c.kh, c.kw}, rng, 1.0f / std::sqrt(float(k)));
+    auto b = ref::random_host({c.out}, rng);
+    auto conv = cpu.make_conv(w, c.bias ? &b : nullptr, c.spec);
+    auto [x, xr] = input(c.x);
+    CpuTensor y = cpu.conv2d(x, conv, c.act);
+    ref::Ref want = ref::conv2d(xr, w, c.bias ? &b : nullptr, c.spec, c.act);
+    ASSERT_EQ(y.shape(), want.s);
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(y), want);
+  }
+}
+
+TEST_F(ConvTest, TransposedConv2x2Stride2MatchesReference) {
+  for (Shape s : {Shape{2, 6, 5, 7}, Shape{1, 3, 1, 1}, Shape{3, 16, 40, 33}}) {
+    SCOPED_TRACE(s.to_string());
+    auto w = ref::random_host({s.c, 5, 2, 2}, rng, 0.5f);
+    auto b = ref::random_host({5}, rng);
+    for (bool with_bias : {true, false}) {
+      auto up = cpu.make_conv_transpose2x2(w, with_bias ? &b : nullptr);
+      auto [x, xr] = input(s);
+      CpuTensor y = cpu.conv_transpose2x2(x, up);
+      ref::Ref want = ref::conv_transpose2x2(xr, w, with_bias ? &b : nullptr);
+      ASSERT_EQ(y.shape(), want.s);
+      SLUICE_EXPECT_CLOSE(cpu.to_vector(y), want);
+    }
+  }
+}
+
+using OpsTest = Fixture;
+
+TEST_F(OpsTest, InstanceNormWithResidualAndActivation) {
+  for (Shape s : {Shape{2, 3, 7, 5}, Shape{1, 4, 1, 9}, Shape{3, 2, 33, 17}}) {
+    SCOPED_TRACE(s.to_string());
+    auto gamma = ref::random_host({s.c}, rng, 2.0f);
+    auto beta = ref::random_host({s.c}, rng, 1.0f);
+    auto norm = cpu.make_norm(gamma, beta);
+    // A large offset checks that the statistics do not cancel catastrophically.
+    auto [x, xr] = input(s, 90.0f, 110.0f);
+    auto [r, rr] = input(s);
+    for (Activation a : {Activation::none, Activation::relu, Activation::sigmoid}) {
+      SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.instance_norm(x, norm, {nullptr, a})),
+                          ref::instance_norm(xr, gamma, beta, nullptr, a));
+      SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.instance_norm(x, norm, {&r, a})),
+                          ref::instance_norm(xr, gamma, beta, &rr, a));
+    }
+  }
+}
+
+TEST_F(OpsTest, ActivationsAddAndMul) {
+  const Shape s{2, 3, 5, 7};
+  auto [x, xr] = input(s, -6.0f, 6.0f);
+  auto [z, zr] = input(s);
+  for (Activation a : {Activation::none, Activation::relu, Activation::sigmoid}) {
+    ref::Ref want(s), sum(s);
+    for (std::size_t i = 0; i < want.v.size(); ++i) {
+      want.v[i] = ref::act(xr.v[i], a);
+      sum.v[i] = ref::act(xr.v[i] + zr.v[i], a);
+    }
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.activation(x, a)), want);
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.add(x, z, a)), sum);
+  }
+  for (Shape gs : {s, Shape{2, 3, 1, 1}, Shape{2, 1, 5, 7}, Shape{2, 1, 5, 1}, Shape{2, 1, 1, 7}}) {
+    SCOPED_TRACE(gs.to_string());
+    auto [g, gr] = input(gs);
+    ref::Ref want(s);
+    for (std::int64_t n = 0; n < s.n; ++n)
+      for (std::int64_t c = 0; c < s.c; ++c)
+        for (std::int64_t i = 0; i < s.h; ++i)
+          for (std::int64_t j = 0; j < s.w; ++j)
+            want.at(n, c, i, j) = xr.at(n, c, i, j) * gr.at(n, gs.c == 1 ? 0 : c, gs.h == 1 ? 0 : i, gs.w == 1 ? 0 : j);
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.mul(x, g)), want);
+  }
+}
+
+TEST_F(OpsTest, ConcatAlongChannels) {
+  auto [a, ar] = input({2, 3, 4, 5});
+  auto [b, br] = input({2, 1, 4, 5});
+  auto [c, cr] = input({2, 2, 4, 5});
+  ref::Ref want({2, 6, 4, 5});
+  for (std::int64_t n = 0; n < 2; ++n)
+    for (std::int64_t ch = 0; ch < 6; ++ch)
+      for (std::int64_t i = 0; i < 4; ++i)
+        for (std::int64_t j = 0; j < 5; ++j)
+          want.at(n, ch, i, j) = ch < 3 ? ar.at(n, ch, i, j) : ch < 4 ? br.at(n, ch - 3, i, j) : cr.at(n, ch - 4, i, j);
+  CpuTensor y = cpu.concat({&a, &b, &c});
+  ASSERT_EQ(y.shape(), want.s);
+  SLUICE_EXPECT_CLOSE(cpu.to_vector(y), want);
+}
+
+TEST_F(OpsTest, MaxPoolFloorsOddSizes) {
+  for (Shape s : {Shape{2, 3, 8, 6}, Shape{1, 2, 7, 9}, Shape{1, 1, 2, 3}}) {
+    SCOPED_TRACE(s.to_string());
+    auto [x, xr] = input(s);
+    CpuTensor y = cpu.max_pool2x2(x);
+    ASSERT_EQ(y.shape(), (Shape{s.n, s.c, s.h / 2, s.w / 2}));
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(y), ref::max_pool2x2(xr));
+  }
+}
+
+TEST_F(OpsTest, BilinearResizeMatchesPyTorchSampling) {
+  struct Case {
+    Shape x;
+    std::int64_t h, w;
+  };
+  for (const Case& c : {Case{{2, 3, 5, 7}, 10, 14}, Case{{1, 2, 8, 8}, 32, 32}, Case{{1, 2, 62, 60}, 125, 121},
+                        Case{{1, 2, 9, 11}, 4, 5}, Case{{1, 1, 1, 1}, 3, 4}, Case{{1, 1, 6, 5}, 1, 1},
+                        Case{{1, 2, 7, 3}, 7, 3}}) {
+    for (bool ac : {true, false}) {
+      SCOPED_TRACE(c.x.to_string() + " -> " + std::to_string(c.h) + "x" + std::to_string(c.w) + " ac " +
+                   std::to_string(ac));
+      auto [x, xr] = input(c.x);
+      CpuTensor y = cpu.resize_bilinear(x, c.h, c.w, ac);
+      ASSERT_EQ(y.shape(), (Shape{c.x.n, c.x.c, c.h, c.w}));
+      SLUICE_EXPECT_CLOSE(cpu.to_vector(y), ref::resize_bilinear(xr, c.h, c.w, ac));
+    }
+  }
+}
+
+TEST_F(OpsTest, Reductions) {
+  for (Shape s : {Shape{2, 5, 7, 9}, Shape{1, 3, 1, 6}, Shape{2, 70, 50, 45}}) {
+    SCOPED_TRACE(s.to_string());
+    auto [x, xr] = input(s);
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.global_avg_pool(x)), ref::reduce(xr, false, true, true, false));
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.global_max_pool(x)), ref::reduce(xr, false, true, true, true));
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.mean_over_w(x)), ref::reduce(xr, false, false, true, false));
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.mean_over_h(x)), ref::reduce(xr, false, true, false, false));
+    // channel_mean_max: [mean over C, max over C] stacked as 2 channels.
+    ref::Ref mean = ref::reduce(xr, true, false, false, false), max = ref::reduce(xr, true, false, false, true);
+    ref::Ref want({s.n, 2, s.h, s.w});
+    for (std::int64_t n = 0; n < s.n; ++n)
+      for (std::int64_t i = 0; i < s.h; ++i)
+        for (std::int64_t j = 0; j < s.w; ++j) {
+          want.at(n, 0, i, j) = mean.at(n, 0, i, j);
+          want.at(n, 1, i, j) = max.at(n, 0, i, j);
+        }
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.channel_mean_max(x)), want);
+  }
+}
+
+TEST_F(OpsTest, LinearWithBiasAndActivation) {
+  auto w = ref::random_host({9, 24}, rng, 0.3f);
+  auto b = ref::random_host({9}, rng);
+  auto [x, xr] = input({3, 24, 1, 1});
+  for (bool with_bias : {true, false})
+    for (Activation a : {Activation::none, Activation::relu, Activation::sigmoid}) {
+      auto lin = cpu.make_linear(w, with_bias ? &b : nullptr);
+      SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.linear(x, lin, a)), ref::linear(xr, w, with_bias ? &b : nullptr, a));
+    }
+}
+
+TEST_F(OpsTest, SimAM) {
+  for (Shape s : {Shape{2, 3, 9, 7}, Shape{1, 2, 1, 5}}) {
+    auto [x, xr] = input(s, -3.0f, 5.0f);
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.simam(x, 1e-4f)), ref::simam(xr, 1e-4));
+  }
+}
+
+TEST_F(OpsTest, SelfAttentionOverTokensAndHeads) {
+  struct Case {
+    Shape qkv;
+    std::int64_t heads;
+  };
+  // 9 x 17 = 153 tokens: three query blocks, the last one partial.
+  for (const Case& c : {Case{{2, 24, 9, 17}, 2}, Case{{1, 48, 4, 4}, 8}, Case{{1, 3, 1, 1}, 1}, Case{{2, 6, 5, 3}, 1}}) {
+    SCOPED_TRACE(c.qkv.to_string());
+    auto [x, xr] = input(c.qkv, -2.0f, 2.0f);
+    CpuTensor y = cpu.self_attention(x, c.heads);
+    ref::Ref want = ref::self_attention(xr, c.heads);
+    ASSERT_EQ(y.shape(), want.s);
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(y), want);
+  }
+}
+
+}  // namespace
