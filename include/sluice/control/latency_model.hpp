@@ -1,0 +1,220 @@
+// sluice/control/latency_model.hpp: an online model of a lane's batch latency, fed by every finished
+// batch. Per batch size it keeps a sliding window of recent run times and answers a quantile of it
+// (Clockwork's "p99 of the last few runs"); for sizes without fresh samples it extrapolates with a
+// least-squares line a + b*n fitted with exponential forgetting (BentoML's T(n), but adaptive), scaled
+// by the recent tail of the line's residuals. It can start from a calibration table. Shared by the
+// SloController, the calibrator and the simulator. Pure value type: no clock, no threads.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "sluice/control/latency_table.hpp"
+#include "sluice/core/clock.hpp"
+#include "sluice/core/error.hpp"
+
+namespace sluice::control {
+
+/// Linear-interpolated quantile (type 7) of unsorted values; `values` is reordered. Empty -> 0.
+inline double quantile_of(std::vector<double>& values, double q) {
+  if (values.empty()) return 0.0;
+  std::sort(values.begin(), values.end());
+  const double pos = std::clamp(q, 0.0, 1.0) * static_cast<double>(values.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(pos));
+  const std::size_t hi = std::min(lo + 1, values.size() - 1);
+  return values[lo] + (values[hi] - values[lo]) * (pos - static_cast<double>(lo));
+}
+
+class LatencyModel {
+ public:
+  struct Options {
+    double quantile = 0.99;          ///< the tail the model answers for (the SLO's quantile)
+    std::size_t window = 16;         ///< run times kept per batch size
+    std::size_t min_samples = 3;     ///< a size's own window is trusted from this many samples
+    std::size_t stale_after = 64;    ///< observations (of any size) after which old samples expire
+    double forgetting = 0.95;        ///< weight kept per observation by the line fit (0 < f <= 1)
+    std::size_t residual_window = 64;  ///< residual ratios kept to scale the line to the quantile
+    std::size_t max_batch_size = 4096;  ///< sizes above this are rejected as bad input
+  };
+
+  /// a + b*n in nanoseconds.
+  struct Line {
+    double a = 0.0;
+    double b = 0.0;
+    double at(std::size_t n) const { return a + b * static_cast<double>(n); }
+  };
+
+  LatencyModel() : LatencyModel(Options{}) {}
+  explicit LatencyModel(Options options) : options_(options) {
+    if (!(options_.quantile > 0.0 && options_.quantile <= 1.0))
+      throw Error(errc::invalid_argument, "latency model: quantile must be in (0, 1]");
+    if (options_.window == 0 || options_.min_samples == 0 || options_.min_samples > options_.window)
+      throw Error(errc::invalid_argument, "latency model: need 0 < min_samples <= window");
+    if (!(options_.forgetting > 0.0 && options_.forgetting <= 1.0))
+      throw Error(errc::invalid_argument, "latency model: forgetting must be in (0, 1]");
+    if (options_.residual_window == 0 || options_.max_batch_size == 0)
+      throw Error(errc::invalid_argument, "latency model: windows must be > 0");
+  }
+
+  const Options& options() const { return options_; }
+
+  /// Starts from a calibration table: each size's window is filled from its p50, p95 and p99 (so its
+  /// median is the p50 and its upper quantiles lie between p95 and p99), the line is fitted to the
+  /// p50s and the tail ratios to p95/p50 and p99/p50.
+  /// These priors expire like any sample once `stale_after` real observations have arrived.
+  void seed(const LatencyTable& table) {
+    validate(table);
+    for (const auto& p : table) {
+      if (p.batch_size > options_.max_batch_size)
+        throw Error(errc::invalid_argument, "latency model: table batch size above max_batch_size");
+      // window-2 medians, then the p95 and the p99: the window's quantiles reproduce the table.
+      auto& w = slot(p.batch_size);
+      for (std::size_t i = 0; i + 2 < options_.window; ++i) w.push(to_ns(p.p50), seq_, options_.window);
+      w.push(to_ns(p.p95), seq_, options_.window);
+      w.push(to_ns(p.p99), seq_, options_.window);
+      add_to_line(p.batch_size, to_ns(p.p50));
+      // The tail ratios in the same proportions: eight medians, then p95/p50 and p99/p50.
+      for (int i = 0; i < 8; ++i) push_residual(1.0);
+      push_residual(to_ns(p.p95) / to_ns(p.p50));
+      push_residual(to_ns(p.p99) / to_ns(p.p50));
+    }
+  }
+
+  /// One finished batch of `n` items that ran for `run_time`.
+  void observe(std::size_t n, Duration run_time) {
+    if (n == 0 || n > options_.max_batch_size)
+      throw Error(errc::invalid_argument, "latency model: batch size out of range");
+    if (run_time <= Duration::zero()) return;  // a clock glitch says nothing about the lane
+    const double t = to_ns(run_time);
+    ++seq_;
+    // The residual against the line as it was *before* this sample: an honest out-of-sample error.
+    if (const auto mean = line_mean(n)) push_residual(t / *mean);
+    auto& w = slot(n);
+    w.expire(seq_, options_.stale_after);
+    w.push(t, seq_, options_.window);
+    add_to_line(n, t);
+  }
+
+  /// The `quantile` estimate for a batch of n, or nullopt when the model knows nothing yet.
+  std::optional<Duration> estimate(std::size_t n) const { return estimate_q(n, options_.quantile); }
+  /// The median estimate (used where optimism is the safe side, e.g. deciding what is hopeless).
+  std::optional<Duration> typical(std::size_t n) const { return estimate_q(n, 0.5); }
+
+  /// Any quantile q in [0, 1].
+  std::optional<Duration> estimate_q(std::size_t n, double q) const {
+    if (n == 0) return std::nullopt;
+    if (n < sizes_.size()) {
+      const auto& w = sizes_[n];
+      if (w.fresh_count(seq_, options_.stale_after) >= options_.min_samples)
+        return from_ns(w.quantile(seq_, options_.stale_after, q));
+    }
+    const auto mean = line_mean(n);
+    if (!mean) return std::nullopt;
+    // Scale the mean line to the requested quantile with the recent residual ratios (>= 1 for a tail).
+    double scale = residual_quantile(q);
+    if (q >= 0.5) scale = std::max(scale, 1.0);
+    return from_ns(*mean * scale);
+  }
+
+  /// The fitted line (nanoseconds), if at least one observation or table point was seen.
+  std::optional<Line> line() const {
+    if (w_ <= 0.0) return std::nullopt;
+    const double mx = sx_ / w_, my = sy_ / w_;
+    const double var = sxx_ / w_ - mx * mx;
+    const double cov = sxy_ / w_ - mx * my;
+    // Too little spread in n to fit a slope: assume latency proportional to n (no batching gain),
+    // the pessimistic side for bigger batches.
+    if (var < 1e-2 || cov <= 0.0) return Line{0.0, my / mx};
+    Line l{my - (cov / var) * mx, cov / var};
+    if (l.a < 0.0) l = Line{0.0, sxy_ / sxx_};  // convex data: a line through 0 that fits least squares
+    return l;
+  }
+
+  bool empty() const { return w_ <= 0.0; }
+  std::uint64_t observations() const { return seq_; }
+
+ private:
+  struct Sample {
+    double ns;
+    std::uint64_t seq;
+  };
+  struct Window {
+    std::vector<Sample> samples;  // oldest first; small (<= window)
+    void push(double ns, std::uint64_t seq, std::size_t cap) {
+      if (samples.size() == cap) samples.erase(samples.begin());
+      samples.push_back({ns, seq});
+    }
+    void expire(std::uint64_t now, std::size_t stale_after) {
+      std::erase_if(samples, [&](const Sample& s) { return now - s.seq > stale_after; });
+    }
+    std::size_t fresh_count(std::uint64_t now, std::size_t stale_after) const {
+      return static_cast<std::size_t>(std::count_if(
+          samples.begin(), samples.end(), [&](const Sample& s) { return now - s.seq <= stale_after; }));
+    }
+    double quantile(std::uint64_t now, std::size_t stale_after, double q) const {
+      std::vector<double> v;
+      for (const auto& s : samples)
+        if (now - s.seq <= stale_after) v.push_back(s.ns);
+      return quantile_of(v, q);
+    }
+  };
+
+  static double to_ns(Duration d) { return std::chrono::duration<double, std::nano>(d).count(); }
+  static Duration from_ns(double ns) {
+    return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::nano>(ns));
+  }
+
+  Window& slot(std::size_t n) {
+    if (n >= sizes_.size()) sizes_.resize(n + 1);
+    return sizes_[n];
+  }
+
+  void add_to_line(std::size_t n, double t) {
+    const double f = options_.forgetting, x = static_cast<double>(n);
+    w_ = w_ * f + 1.0;
+    sx_ = sx_ * f + x;
+    sy_ = sy_ * f + t;
+    sxx_ = sxx_ * f + x * x;
+    sxy_ = sxy_ * f + x * t;
+  }
+
+  std::optional<double> line_mean(std::size_t n) const {
+    const auto l = line();
+    if (!l) return std::nullopt;
+    const double v = l->at(n);
+    return v > 0.0 ? std::optional<double>(v) : std::nullopt;
+  }
+
+  void push_residual(double ratio) {
+    if (!std::isfinite(ratio) || ratio <= 0.0) return;
+    if (residuals_.size() == options_.residual_window) residuals_.erase(residuals_.begin());
+    residuals_.push_back(ratio);
+    residual_cache_.clear();
+  }
+
+  // Controllers ask for the same one or two quantiles many times between observations: cache them.
+  double residual_quantile(double q) const {
+    if (residuals_.empty()) return 1.0;
+    for (const auto& [cq, v] : residual_cache_)
+      if (cq == q) return v;
+    std::vector<double> r = residuals_;
+    const double v = quantile_of(r, q);
+    residual_cache_.emplace_back(q, v);
+    return v;
+  }
+
+  Options options_;
+  std::vector<Window> sizes_;    // indexed by batch size
+  std::vector<double> residuals_;  // observed / line mean, oldest first
+  mutable std::vector<std::pair<double, double>> residual_cache_;  // (quantile, value)
+  std::uint64_t seq_ = 0;
+  double w_ = 0, sx_ = 0, sy_ = 0, sxx_ = 0, sxy_ = 0;  // forgetting least-squares sums
+};
+
+}  // namespace sluice::control

@@ -1,0 +1,283 @@
+// sluice/control/slo_controller.hpp: the controller sluice recommends. It keeps an online latency
+// model of the lane (control/latency_model.hpp), reads every queued request's deadline and decides
+// per dispatch how many to take and how long to wait:
+//   * the batches are planned over the visible queue so that as many requests as possible finish by
+//     their deadline at the model's quantile (p99 by default), then for the shortest total run time
+//     (the most efficient split, e.g. 2+2 rather than 4 where batch 4 has worse throughput);
+//   * it waits only while the expected arrivals would raise the lane's throughput (items per second
+//     of wait + run) and the wait still leaves the head its run time -- so it dispatches at the last
+//     safe moment at the latest;
+//   * it never takes more than the memory-safe size (its option, the Batcher's cap, and one less than
+//     any batch size that ran out of memory);
+//   * under overload it sheds queued requests that cannot finish in time even if served alone next
+//     (Decision::shed_deadline_before) and rejects at admission those that cannot finish in time behind
+//     the queue even at the best throughput (admit()).
+// Assumption about the Batcher: shedding is applied before the dispatched batch is formed.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include "sluice/control/latency_model.hpp"
+#include "sluice/control/latency_table.hpp"
+#include "sluice/core/batch_controller.hpp"
+#include "sluice/core/error.hpp"
+
+namespace sluice::control {
+
+class SloController {
+ public:
+  struct Options {
+    std::size_t max_batch_size = 0;         ///< memory-safe size (0: only the Batcher's cap)
+    LatencyModel::Options model{};          ///< model.quantile is the SLO's quantile (p99)
+    std::optional<LatencyTable> calibration;  ///< per-batch-size latencies to start from
+    bool shed = true;                       ///< drop queued requests that can no longer make it
+    bool admission = true;                  ///< admit() rejects requests that cannot make it
+    std::optional<Duration> max_wait;       ///< upper bound of any deliberate wait
+    double min_gain = 0.02;                 ///< waiting must raise throughput by at least this share
+    std::size_t rate_window = 32;           ///< arrivals used to estimate the arrival rate
+  };
+
+  SloController() : SloController(Options{}) {}
+  explicit SloController(Options options) : options_(std::move(options)), model_(options_.model) {
+    if (options_.rate_window < 2) throw Error(errc::invalid_argument, "slo controller: rate_window < 2");
+    if (!(options_.min_gain >= 0.0)) throw Error(errc::invalid_argument, "slo controller: min_gain < 0");
+    if (options_.max_wait && *options_.max_wait < Duration::zero())
+      throw Error(errc::invalid_argument, "slo controller: max_wait < 0");
+    if (options_.calibration) model_.seed(*options_.calibration);
+    if (options_.max_batch_size > 0) memory_cap_ = options_.max_batch_size;
+  }
+
+  const LatencyModel& model() const { return model_; }
+  /// The largest batch this controller will ask for (memory-safe size, lowered by out-of-memory runs).
+  std::size_t memory_cap() const { return memory_cap_; }
+
+  /// Arrivals per second seen lately (0 when unknown); decays while nothing arrives.
+  double arrival_rate(TimePoint now) const {
+    if (arrivals_.size() < 2 || now <= arrivals_.front()) return 0.0;
+    return static_cast<double>(arrivals_.size()) / seconds(now - arrivals_.front());
+  }
+
+  Decision decide(const QueueState& q, TimePoint now) {
+    note_arrivals(q, now);
+    if (q.busy_lanes == 0) in_flight_.clear();
+    if (q.queued == 0) return Decision::wait(kNever);
+    const std::size_t cap = effective_cap(q);
+    if (model_.empty()) {  // cold start: nothing to plan with, serve what is there
+      if (q.idle_lanes == 0) return Decision::wait(kNever);
+      return dispatch(std::min(q.queued, cap), now);
+    }
+    fill_estimates(cap);
+
+    // Times are ns relative to now, as doubles, so that kNever does not overflow.
+    const std::size_t visible_n = std::min(q.queued, cap);
+    const double lane_free = q.idle_lanes > 0 ? 0.0 : earliest_lane_free(now);
+    Decision d = Decision::wait(kNever);
+
+    // 1. Hopeless: cannot finish by the deadline even alone in the next batch, at the median.
+    const double hopeless_before = lane_free + typ_[1];
+    std::vector<double> deadlines;
+    deadlines.reserve(visible_n);
+    std::size_t shed = 0;
+    for (std::size_t i = 0; i < visible_n; ++i) {
+      const double dl = i < q.deadlines.size() ? relative(q.deadlines[i], now) : kInf;
+      if (options_.shed && dl < hopeless_before) {
+        ++shed;
+        continue;
+      }
+      deadlines.push_back(dl);
+    }
+    if (shed > 0) d.shed_deadline_before = now + to_duration(hopeless_before);
+    removed_ = shed;
+    if (q.idle_lanes == 0) return d;
+    if (deadlines.empty()) {
+      // Everything visible goes; ask again at once if more is queued behind it.
+      if (q.queued > visible_n) d.wait_until = now;
+      return d;
+    }
+
+    // 2. Plan the visible queue; dispatch the plan's first batch.
+    const std::size_t first = plan_first_batch(deadlines, cap);
+
+    // 3. The plan takes everything there is in one batch: would waiting for more pay?
+    const bool whole_queue = first == deadlines.size() && q.queued - shed == deadlines.size();
+    if (whole_queue && first < cap) {
+      if (const auto until = worth_waiting(deadlines, first, cap, now)) {
+        d.wait_until = *until;
+        return d;
+      }
+    }
+    d.dispatch = first;
+    remember_dispatch(first, now);
+    return d;
+  }
+
+  /// Rejects a new request whose deadline cannot be met behind the current queue even if the lane
+  /// ran at its best throughput with median latencies.
+  bool admit(const QueueState& q, TimePoint deadline, TimePoint now) {
+    if (!options_.admission || deadline == kNever || model_.empty()) return true;
+    const std::size_t cap = effective_cap(q);
+    fill_estimates(cap);
+    const std::size_t lanes = std::max<std::size_t>(1, q.idle_lanes + q.busy_lanes);
+    const double lane_free = q.idle_lanes > 0 ? 0.0 : earliest_lane_free(now);
+    std::size_t best = 1;
+    for (std::size_t k = 2; k <= cap; ++k)
+      if (static_cast<double>(k) / typ_[k] > static_cast<double>(best) / typ_[best]) best = k;
+    const std::size_t items = (q.total_queued + 1 + lanes - 1) / lanes;
+    const double done = lane_free + static_cast<double>(items / best) * typ_[best] +
+                        (items % best ? typ_[items % best] : 0.0);
+    return done <= relative(deadline, now);
+  }
+
+  void observe(const BatchRecord& r) {
+    forget_dispatch(r);
+    if (r.batch_size == 0) return;
+    if (r.out_of_memory) {
+      memory_cap_ = std::min(memory_cap_, std::max<std::size_t>(1, r.batch_size - 1));
+      return;
+    }
+    if (r.ok) model_.observe(r.batch_size, r.run_time());
+  }
+
+ private:
+  static constexpr double kInf = std::numeric_limits<double>::infinity();
+
+  struct InFlight {
+    TimePoint started;
+    std::size_t size;
+    TimePoint expected_end;
+  };
+
+  static double seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+  static double relative(TimePoint t, TimePoint now) {
+    if (t == kNever) return kInf;
+    return std::chrono::duration<double, std::nano>(t - now).count();
+  }
+  static Duration to_duration(double ns) {
+    return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::nano>(ns));
+  }
+
+  std::size_t effective_cap(const QueueState& q) const {
+    return std::max<std::size_t>(
+        1, std::min({q.max_batch_size, memory_cap_, model_.options().max_batch_size}));
+  }
+
+  // est_[k]: the SLO quantile of a batch of k; typ_[k]: its median (ns).
+  void fill_estimates(std::size_t cap) {
+    est_.assign(cap + 1, 0.0);
+    typ_.assign(cap + 1, 0.0);
+    for (std::size_t k = 1; k <= cap; ++k) {
+      est_[k] = ns(model_.estimate(k));
+      typ_[k] = std::min(est_[k], ns(model_.typical(k)));
+    }
+  }
+  static double ns(std::optional<Duration> d) {
+    return d ? std::chrono::duration<double, std::nano>(*d).count() : kInf;
+  }
+
+  // Dynamic programme over prefixes of the visible queue (dispatch order is fixed): the split into
+  // consecutive batches that meets the most deadlines, then ends soonest. Returns the first batch.
+  std::size_t plan_first_batch(const std::vector<double>& deadlines, std::size_t cap) {
+    const std::size_t r = deadlines.size();
+    on_time_.assign(r + 1, 0);
+    finish_.assign(r + 1, kInf);
+    choice_.assign(r + 1, 0);
+    finish_[0] = 0.0;
+    for (std::size_t i = 1; i <= r; ++i) {
+      double head = kInf;  // earliest deadline of the candidate batch (j, i]
+      for (std::size_t k = 1; k <= std::min(i, cap); ++k) {
+        const std::size_t j = i - k;
+        head = std::min(head, deadlines[j]);
+        const double end = finish_[j] + est_[k];
+        std::size_t met = k;
+        if (head < end) {
+          met = 0;
+          for (std::size_t x = j; x < i; ++x) met += deadlines[x] >= end ? 1 : 0;
+        }
+        const std::size_t total = on_time_[j] + met;
+        if (choice_[i] == 0 || total > on_time_[i] || (total == on_time_[i] && end < finish_[i] * (1 - 1e-9))) {
+          on_time_[i] = total;
+          finish_[i] = end;
+          choice_[i] = k;
+        }
+      }
+    }
+    std::size_t i = r, first = r;
+    while (i > 0) {
+      first = choice_[i];
+      i -= choice_[i];
+    }
+    return first;
+  }
+
+  // Waiting for j more arrivals (expected j / rate) pays when the lane's throughput over wait + run
+  // beats running the n queued now, and the head still has its run time left afterwards.
+  std::optional<TimePoint> worth_waiting(const std::vector<double>& deadlines, std::size_t n,
+                                         std::size_t cap, TimePoint now) const {
+    const double rate = arrival_rate(now) * 1e-9;  // per ns
+    if (rate <= 0.0) return std::nullopt;
+    const double head = *std::min_element(deadlines.begin(), deadlines.end());
+    const double now_rate = static_cast<double>(n) / typ_[n];
+    const double max_wait = options_.max_wait ? relative(now + *options_.max_wait, now) : kInf;
+    for (std::size_t target = n + 1; target <= cap; ++target) {
+      const double wait = static_cast<double>(target - n) / rate;
+      if (wait > max_wait || wait + est_[target] > head) break;
+      if (static_cast<double>(target) / (wait + typ_[target]) > now_rate * (1.0 + options_.min_gain)) {
+        // Re-decide when the expected arrivals are due; never past the last safe start for n.
+        const double last_safe = head - est_[n];
+        return now + to_duration(std::max(0.0, std::min(wait, last_safe)));
+      }
+    }
+    return std::nullopt;
+  }
+
+  void note_arrivals(const QueueState& q, TimePoint now) {
+    const std::size_t expected = last_total_ > removed_ ? last_total_ - removed_ : 0;
+    for (std::size_t i = expected; i < q.total_queued; ++i) {
+      if (arrivals_.size() == options_.rate_window) arrivals_.erase(arrivals_.begin());
+      arrivals_.push_back(now);
+    }
+    last_total_ = q.total_queued;
+    removed_ = 0;
+  }
+
+  Decision dispatch(std::size_t n, TimePoint now) {
+    remember_dispatch(n, now);
+    return Decision::now(n);
+  }
+  void remember_dispatch(std::size_t n, TimePoint now) {
+    removed_ += n;
+    const auto t = model_.typical(n);
+    in_flight_.push_back({now, n, now + (t ? *t : Duration::zero())});
+  }
+  void forget_dispatch(const BatchRecord& r) {
+    if (in_flight_.empty()) return;
+    auto it = std::find_if(in_flight_.begin(), in_flight_.end(),
+                           [&](const InFlight& f) { return f.size == r.batch_size; });
+    in_flight_.erase(it != in_flight_.end() ? it : in_flight_.begin());
+  }
+  double earliest_lane_free(TimePoint now) const {
+    double best = kInf;
+    for (const auto& f : in_flight_) best = std::min(best, std::max(0.0, relative(f.expected_end, now)));
+    return std::isfinite(best) ? best : 0.0;
+  }
+
+  Options options_;
+  LatencyModel model_;
+  std::size_t memory_cap_ = std::numeric_limits<std::size_t>::max();
+  std::vector<InFlight> in_flight_;
+  std::vector<TimePoint> arrivals_;  // timestamps of the last rate_window arrivals
+  std::size_t last_total_ = 0;       // total_queued at the previous decide
+  std::size_t removed_ = 0;          // dispatched + shed by the previous decide
+  std::vector<double> est_, typ_, finish_;
+  std::vector<std::size_t> on_time_, choice_;
+};
+
+static_assert(AdmittingController<SloController>);
+
+}  // namespace sluice::control

@@ -1,0 +1,109 @@
+// LatencyModel: per-size window quantiles, the forgetting line for unseen sizes, table priors, expiry.
+#include "sluice/control/latency_model.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "control_test_util.hpp"
+
+namespace sluice::control {
+namespace {
+using namespace test;
+
+// Independent reference: the type-7 quantile written out by hand on a sorted copy.
+double reference_quantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double h = (static_cast<double>(v.size()) - 1.0) * q;
+  const std::size_t lo = static_cast<std::size_t>(h);
+  if (lo + 1 >= v.size()) return v.back();
+  return v[lo] * (1.0 - (h - static_cast<double>(lo))) + v[lo + 1] * (h - static_cast<double>(lo));
+}
+
+TEST(LatencyModel, AnswersTheQuantileOfTheRecentWindowPerSize) {
+  LatencyModel::Options o;
+  o.window = 8;
+  LatencyModel m(o);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(20.0, 40.0);
+  std::vector<double> all;
+  for (int i = 0; i < 20; ++i) {
+    all.push_back(u(rng));
+    m.observe(4, ms(all.back()));
+  }
+  const std::vector<double> last8(all.end() - 8, all.end());
+  EXPECT_NEAR(to_ms(*m.estimate(4)), reference_quantile(last8, 0.99), 1e-5);  // ns rounding
+  EXPECT_NEAR(to_ms(*m.typical(4)), reference_quantile(last8, 0.5), 1e-5);
+}
+
+TEST(LatencyModel, ExtrapolatesUnseenSizesWithTheFittedLine) {
+  LatencyModel m;
+  // Exact T(n) = 10 + 5n ms at sizes 1, 2 and 4; sizes 8 and 3 are never seen.
+  for (int rep = 0; rep < 5; ++rep)
+    for (std::size_t n : {1u, 2u, 4u}) m.observe(n, ms(10.0 + 5.0 * static_cast<double>(n)));
+  const auto line = m.line();
+  ASSERT_TRUE(line);
+  EXPECT_NEAR(line->a, 10e6, 1e3);
+  EXPECT_NEAR(line->b, 5e6, 1e3);
+  EXPECT_NEAR(to_ms(*m.estimate(8)), 50.0, 0.01);
+  EXPECT_NEAR(to_ms(*m.estimate(3)), 25.0, 0.01);
+}
+
+TEST(LatencyModel, ForgetsSoUnseenSizesFollowASlowerDevice) {
+  LatencyModel m;
+  for (int rep = 0; rep < 20; ++rep)
+    for (std::size_t n : {1u, 2u, 4u}) m.observe(n, ms(10.0 + 5.0 * static_cast<double>(n)));
+  EXPECT_NEAR(to_ms(*m.typical(8)), 50.0, 0.1);
+  // The device becomes 30% slower.
+  for (int rep = 0; rep < 40; ++rep)
+    for (std::size_t n : {1u, 2u, 4u}) m.observe(n, ms(1.3 * (10.0 + 5.0 * static_cast<double>(n))));
+  EXPECT_NEAR(to_ms(*m.typical(8)), 65.0, 0.5);
+  // ... and the sizes in use answer from their own windows, which hold only slow runs now.
+  EXPECT_NEAR(to_ms(*m.estimate(4)), 1.3 * 30.0, 1e-6);
+}
+
+TEST(LatencyModel, StartsFromATable) {
+  LatencyModel m;
+  EXPECT_TRUE(m.empty());
+  EXPECT_FALSE(m.estimate(1));
+  m.seed({{1, ms(60), ms(63), ms(66)}, {4, ms(230), ms(240), ms(250)}});
+  EXPECT_NEAR(to_ms(*m.typical(4)), 230.0, 1e-6);
+  const double p99 = to_ms(*m.estimate(4));
+  EXPECT_GE(p99, 240.0);
+  EXPECT_LE(p99, 250.0);
+  // Unseen size 2 comes from the line through the p50s (a = 10/3, b = 170/3 ms), scaled up to the
+  // tail by at most the table's largest p99/p50 ratio (66/60).
+  const double line2 = 10.0 / 3.0 + 2.0 * 170.0 / 3.0;
+  const double two = to_ms(*m.estimate(2));
+  EXPECT_GE(two, line2 - 0.01);
+  EXPECT_LE(two, line2 * 66.0 / 60.0 + 0.01);
+  EXPECT_NEAR(to_ms(*m.typical(2)), line2, 0.01);  // the median needs no tail factor
+}
+
+TEST(LatencyModel, OldSamplesExpire) {
+  LatencyModel::Options o;
+  o.stale_after = 10;
+  LatencyModel m(o);
+  for (int i = 0; i < 5; ++i) m.observe(2, ms(100));  // slow runs at size 2, long ago
+  for (int i = 0; i < 100; ++i) m.observe(i % 2 ? 1 : 3, ms(i % 2 ? 10 : 30));
+  // Size 2 no longer answers from its own stale window but from the line (10 + 10n => 20 ms).
+  EXPECT_NEAR(to_ms(*m.typical(2)), 20.0, 0.5);
+}
+
+TEST(LatencyModel, RejectsBadInput) {
+  LatencyModel m;
+  EXPECT_THROW(m.observe(0, ms(1)), Error);
+  LatencyModel::Options o;
+  o.quantile = 1.5;
+  EXPECT_THROW(LatencyModel{o}, Error);
+  o = {};
+  o.min_samples = 20;
+  EXPECT_THROW(LatencyModel{o}, Error);
+  EXPECT_THROW(m.seed({{2, ms(10), ms(9), ms(11)}}), Error);                          // p95 < p50
+  EXPECT_THROW(m.seed({{2, ms(10), ms(10), ms(10)}, {2, ms(10), ms(10), ms(10)}}), Error);  // repeated
+  EXPECT_THROW(m.seed({{0, ms(10), ms(10), ms(10)}}), Error);
+}
+
+}  // namespace
+}  // namespace sluice::control
