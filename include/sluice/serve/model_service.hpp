@@ -1,0 +1,53 @@
+// sluice/serve/model_service.hpp: what the HTTP layer needs from one served model, as a small
+// type-erased interface: segment one encoded image asynchronously, describe itself, render its
+// metrics, stop. The real implementation wraps a Batcher (batcher_service.hpp); tests use fakes.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <system_error>
+
+#include <nlohmann/json.hpp>
+
+#include "sluice/core/clock.hpp"
+
+namespace sluice::serve {
+
+/// One image to segment. The service owns the bytes.
+struct SegmentJob {
+  std::string image;        ///< the encoded file (PNG, JPEG, TIFF, BMP)
+  double threshold = 0.5;
+  bool detect_holes = true;
+  TimePoint deadline = kNever;
+};
+
+/// The answer for one image.
+struct SegmentOutcome {
+  nlohmann::json result;            ///< the spec's per-image result JSON (on success)
+  std::string error_detail;         ///< why it failed (on error), for the client
+  double preprocessing_time = 0;    ///< seconds, when the model reports them
+  double inference_time = 0;        ///< seconds of the batch run that served this image
+  std::size_t batch_size = 1;       ///< size of that batch
+};
+
+/// Called exactly once per job, from any thread.
+using SegmentHandler = std::function<void(std::error_code, SegmentOutcome)>;
+
+class ModelService {
+ public:
+  virtual ~ModelService() = default;
+  virtual const std::string& name() const = 0;
+  /// For GET /models: input size, batch sizes, backend, ...
+  virtual nlohmann::json info() const = 0;
+  /// For GET /status: queue length, batches run, ...
+  virtual nlohmann::json status() const = 0;
+  /// Never throws: every failure reaches `done` (exactly once).
+  virtual void segment(SegmentJob job, SegmentHandler done) = 0;
+  /// Appends this model's metrics in the Prometheus text format.
+  virtual void render_metrics(std::string& out) const = 0;
+  /// Stops accepting work; queued jobs complete (with their result or shutting_down).
+  virtual void stop() = 0;
+};
+
+}  // namespace sluice::serve

@@ -1,0 +1,309 @@
+// Tests of the endpoints without sockets: requests go straight into Api::handle, a fake model
+// answers. Also the option parsing, the query parser and the image-header probe.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <string>
+
+#include "fake_service.hpp"
+#include "sluice/serve/api.hpp"
+
+namespace {
+
+using namespace sluice::serve;
+using sluice::serve::testing::checksum;
+using sluice::serve::testing::FakeService;
+
+std::string multipart(const std::string& b, const std::vector<std::tuple<std::string, std::string, std::string>>& f) {
+  std::string body;
+  for (const auto& [name, filename, content] : f) {
+    body += "--" + b + "\r\nContent-Disposition: form-data; name=\"" + name + "\"";
+    if (!filename.empty()) body += "; filename=\"" + filename + "\"";
+    body += "\r\n\r\n" + content + "\r\n";
+  }
+  return body + "--" + b + "--\r\n";
+}
+
+std::string png_header(std::uint32_t w, std::uint32_t h) {
+  std::string s("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16);
+  for (std::uint32_t v : {w, h})
+    for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((v >> shift) & 0xFF);
+  return s + std::string(20, '\0');
+}
+
+struct ApiFixture : ::testing::Test {
+  std::shared_ptr<FakeService> a = std::make_shared<FakeService>("alpha");
+  std::shared_ptr<FakeService> b = std::make_shared<FakeService>("beta");
+  ApiLimits limits;
+  std::unique_ptr<Api> api;
+
+  void SetUp() override {
+    limits.max_pixels = 1000 * 1000;
+    limits.max_files = 8;
+    api = std::make_unique<Api>(std::vector<std::shared_ptr<ModelService>>{a, b}, "", limits,
+                                std::make_shared<HttpMetrics>());
+  }
+
+  HttpResponse call(http::verb verb, const std::string& target, const std::string& content_type = "",
+                    const std::string& body = "") {
+    HttpRequest req{verb, target, 11};
+    if (!content_type.empty()) req.set(http::field::content_type, content_type);
+    req.body() = body;
+    req.prepare_payload();
+    std::promise<HttpResponse> p;
+    api->handle(req, [&](HttpResponse r) { p.set_value(std::move(r)); });
+    auto r = p.get_future().get();
+    a->join();
+    b->join();
+    return r;
+  }
+  HttpResponse post_form(const std::string& target, const std::vector<std::tuple<std::string, std::string, std::string>>& f) {
+    return call(http::verb::post, target, "multipart/form-data; boundary=XX", multipart("XX", f));
+  }
+  static nlohmann::json json_of(const HttpResponse& r) { return nlohmann::json::parse(r.body()); }
+};
+
+TEST_F(ApiFixture, InfoEndpoints) {
+  auto r = call(http::verb::get, "/api/v1/health");
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_EQ(json_of(r)["status"], "healthy");
+  EXPECT_EQ(json_of(r)["models_loaded"], 2);
+  r = call(http::verb::get, "/api/v1/models");
+  ASSERT_EQ(r.result_int(), 200u);
+  auto j = json_of(r);
+  EXPECT_EQ(j["default_model"], "alpha");
+  ASSERT_EQ(j["models"].size(), 2u);
+  EXPECT_EQ(j["models"][1]["name"], "beta");
+  EXPECT_EQ(j["models"][1]["backend"], "fake");
+  r = call(http::verb::get, "/api/v1/status");
+  EXPECT_EQ(json_of(r)["models"]["beta"]["jobs"], 0);
+  r = call(http::verb::get, "/metrics");
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_NE(r.body().find("fake_jobs_total{model=\"beta\"} 0"), std::string::npos);
+  EXPECT_NE(r[http::field::content_type].find("text/plain"), std::string::npos);
+}
+
+TEST_F(ApiFixture, RoutingErrors) {
+  auto r = call(http::verb::get, "/api/v1/nothing");
+  EXPECT_EQ(r.result_int(), 404u);
+  EXPECT_EQ(json_of(r)["success"], false);
+  EXPECT_EQ(json_of(r)["error"], "not_found");
+  r = call(http::verb::get, "/api/v1/segment");
+  EXPECT_EQ(r.result_int(), 405u);
+  EXPECT_EQ(r[http::field::allow], "POST");
+  r = call(http::verb::post, "/api/v1/health");
+  EXPECT_EQ(r.result_int(), 405u);
+  r = call(http::verb::get, "/api/v1/health?x=%zz");
+  EXPECT_EQ(r.result_int(), 400u);
+}
+
+TEST_F(ApiFixture, SegmentMultipartPassesOptionsAndImage) {
+  const std::string image = "not really an image, the fake does not decode";
+  auto r = post_form("/api/v1/segment", {{"file", "x.PNG", image}, {"model", "", "beta"}, {"threshold", "", "0.25"},
+                                         {"detect_holes", "", "false"}});
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  auto j = json_of(r);
+  EXPECT_EQ(j["success"], true);
+  EXPECT_EQ(j["model_used"], "beta");
+  EXPECT_DOUBLE_EQ(j["threshold_used"].get<double>(), 0.25);
+  EXPECT_EQ(j["detect_holes"], false);
+  EXPECT_EQ(j["checksum"], checksum(image));
+  EXPECT_EQ(j["bytes"], image.size());
+  EXPECT_TRUE(j.contains("processing_time"));
+  EXPECT_TRUE(j.contains("inference_time"));
+  EXPECT_TRUE(j.contains("preprocessing_time"));
+  EXPECT_EQ(j["batch_size_used"], 1);
+  EXPECT_EQ(b->jobs.load(), 1);
+  EXPECT_EQ(a->jobs.load(), 0);
+  // The fake finds size % 3 polygons; an image without any gets the warning.
+  EXPECT_EQ(j["polygons"].size(), image.size() % 3);
+  EXPECT_EQ(j.contains("warning"), image.size() % 3 == 0);
+  j = json_of(post_form("/api/v1/segment", {{"file", "y.jpg", "abc"}}));
+  EXPECT_EQ(j["warning"], "no polygons found");
+  EXPECT_EQ(j["model_used"], "alpha");  // the default model
+  EXPECT_DOUBLE_EQ(j["threshold_used"].get<double>(), 0.5);
+  EXPECT_EQ(j["detect_holes"], true);
+}
+
+TEST_F(ApiFixture, SegmentRawBodyWithQueryOptions) {
+  const std::string image = "raw image bytes";
+  auto r = call(http::verb::post, "/api/v1/segment?model=beta&threshold=0.75&detect_holes=0", "image/png", image);
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  auto j = json_of(r);
+  EXPECT_EQ(j["model_used"], "beta");
+  EXPECT_DOUBLE_EQ(j["threshold_used"].get<double>(), 0.75);
+  EXPECT_EQ(j["detect_holes"], false);
+  EXPECT_EQ(j["checksum"], checksum(image));
+  r = call(http::verb::post, "/api/v1/segment?threshold=2", "image/png", image);
+  EXPECT_EQ(r.result_int(), 400u);
+  r = call(http::verb::post, "/api/v1/segment?colour=red", "image/png", image);
+  EXPECT_EQ(r.result_int(), 400u);
+  EXPECT_NE(json_of(r)["detail"].get<std::string>().find("colour"), std::string::npos);
+}
+
+TEST_F(ApiFixture, SegmentBadRequests) {
+  struct Case {
+    std::vector<std::tuple<std::string, std::string, std::string>> fields;
+    unsigned status;
+    std::string in_detail;
+  };
+  const std::vector<Case> cases = {
+      {{{"model", "", "alpha"}}, 400, "missing field 'file'"},
+      {{{"file", "a.png", "x"}, {"threshold", "", "0.05"}}, 400, "between 0.1 and 0.9"},
+      {{{"file", "a.png", "x"}, {"threshold", "", "0.95"}}, 400, "between 0.1 and 0.9"},
+      {{{"file", "a.png", "x"}, {"threshold", "", "half"}}, 400, "must be a number"},
+      {{{"file", "a.png", "x"}, {"threshold", "", "0.5abc"}}, 400, "must be a number"},
+      {{{"file", "a.png", "x"}, {"detect_holes", "", "maybe"}}, 400, "detect_holes"},
+      {{{"file", "a.png", "x"}, {"colour", "", "red"}}, 400, "unknown field 'colour'"},
+      {{{"file", "a.gif", "x"}}, 400, ".jpg"},
+      {{{"file", "", "x"}}, 400, "must be a file upload"},
+      {{{"file", "a.png", ""}}, 400, "empty"},
+      {{{"file", "a.png", "x"}, {"file", "b.png", "y"}}, 400, "one 'file'"},
+      {{{"file", "a.png", "x"}, {"model", "", "gamma"}}, 404, "unknown model 'gamma'"},
+      {{{"file", "a.png", png_header(1001, 1000)}}, 413, "more than the limit"},
+  };
+  for (const auto& c : cases) {
+    auto r = post_form("/api/v1/segment", c.fields);
+    EXPECT_EQ(r.result_int(), c.status) << r.body();
+    const auto j = json_of(r);
+    EXPECT_EQ(j["success"], false);
+    EXPECT_NE(j["detail"].get<std::string>().find(c.in_detail), std::string::npos) << r.body();
+  }
+  EXPECT_EQ(a->jobs.load() + b->jobs.load(), 0);
+  // The pixel limit is inclusive.
+  EXPECT_EQ(post_form("/api/v1/segment", {{"file", "a.png", png_header(1000, 1000)}}).result_int(), 200u);
+
+  EXPECT_EQ(call(http::verb::post, "/api/v1/segment", "application/json", "{}").result_int(), 415u);
+  EXPECT_EQ(call(http::verb::post, "/api/v1/segment", "", "x").result_int(), 415u);
+  auto r = call(http::verb::post, "/api/v1/segment", "multipart/form-data; boundary=XX", "--XX\r\nbroken");
+  EXPECT_EQ(r.result_int(), 400u);
+  EXPECT_NE(json_of(r)["detail"].get<std::string>().find("multipart"), std::string::npos);
+}
+
+TEST_F(ApiFixture, ModelErrorsMapToStatuses) {
+  const std::vector<std::pair<sluice::errc, unsigned>> map = {{sluice::errc::queue_full, 503},
+                                                              {sluice::errc::deadline_exceeded, 504},
+                                                              {sluice::errc::invalid_argument, 400},
+                                                              {sluice::errc::model_failed, 500},
+                                                              {sluice::errc::shutting_down, 503}};
+  for (const auto& [e, status] : map) {
+    a->fail_with = e;
+    auto r = post_form("/api/v1/segment", {{"file", "a.png", "x"}});
+    EXPECT_EQ(r.result_int(), status) << r.body();
+    EXPECT_EQ(json_of(r)["detail"], "fake failure");
+    EXPECT_EQ(r.count(http::field::retry_after), status == 503 ? 1u : 0u);
+  }
+}
+
+TEST_F(ApiFixture, BatchSegmentAnswersEveryFileInOrder) {
+  std::vector<std::tuple<std::string, std::string, std::string>> fields;
+  for (int i = 0; i < 6; ++i) fields.emplace_back("files", "f" + std::to_string(i) + ".png", std::string(10 + i, 'a' + i));
+  fields.emplace_back("threshold", "", "0.3");
+  auto r = post_form("/api/v1/batch-segment", fields);
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  auto j = json_of(r);
+  EXPECT_EQ(j["success"], true);
+  EXPECT_EQ(j["batch_size"], 6);
+  EXPECT_EQ(j["successful_count"], 6);
+  EXPECT_EQ(j["failed_count"], 0);
+  EXPECT_EQ(j["model_used"], "alpha");
+  EXPECT_DOUBLE_EQ(j["threshold_used"].get<double>(), 0.3);
+  std::size_t polygons = 0;
+  ASSERT_EQ(j["results"].size(), 6u);
+  for (int i = 0; i < 6; ++i) {
+    const auto& res = j["results"][i];
+    EXPECT_EQ(res["filename"], "f" + std::to_string(i) + ".png");
+    EXPECT_EQ(res["batch_index"], i);
+    EXPECT_EQ(res["success"], true);
+    EXPECT_EQ(res["checksum"], checksum(std::string(10 + i, 'a' + i)));
+    polygons += res["polygons"].size();
+  }
+  EXPECT_EQ(j["total_polygons"], polygons);
+  EXPECT_EQ(a->jobs.load(), 6);
+
+  // More files than the limit: 413; no files: 400; all failing the same way: that status.
+  fields.clear();
+  for (int i = 0; i < 9; ++i) fields.emplace_back("files", "f.png", "x");
+  EXPECT_EQ(post_form("/api/v1/batch-segment", fields).result_int(), 413u);
+  EXPECT_EQ(post_form("/api/v1/batch-segment", {{"model", "", "alpha"}}).result_int(), 400u);
+  a->fail_with = sluice::errc::queue_full;
+  r = post_form("/api/v1/batch-segment", {{"files", "a.png", "x"}, {"files", "b.png", "y"}});
+  EXPECT_EQ(r.result_int(), 503u);
+  EXPECT_EQ(r[http::field::retry_after], "1");
+  a->fail_with = sluice::errc::invalid_argument;  // undecodable images: per-image errors, 200
+  r = post_form("/api/v1/batch-segment", {{"files", "a.png", "x"}});
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_EQ(json_of(r)["failed_count"], 1);
+  EXPECT_EQ(json_of(r)["results"][0]["success"], false);
+  EXPECT_EQ(json_of(r)["results"][0]["filename"], "a.png");
+}
+
+TEST(Api, RejectsBadConfiguration) {
+  auto m = std::make_shared<FakeService>("m");
+  auto metrics = std::make_shared<HttpMetrics>();
+  EXPECT_THROW(Api({}, "", {}, metrics), sluice::Error);
+  EXPECT_THROW(Api({m, m}, "", {}, metrics), sluice::Error);
+  EXPECT_THROW(Api({m}, "other", {}, metrics), sluice::Error);
+}
+
+TEST(Options, ThresholdAndBool) {
+  EXPECT_DOUBLE_EQ(parse_threshold("0.1"), 0.1);
+  EXPECT_DOUBLE_EQ(parse_threshold(" 0.9 "), 0.9);
+  EXPECT_DOUBLE_EQ(parse_threshold("5e-1"), 0.5);
+  for (const char* bad : {"", "0.0999", "0.90001", "nan", "inf", "-0.5", "0.5.5", "0x0.8", "1"})
+    EXPECT_THROW(parse_threshold(bad), sluice::Error) << bad;
+  EXPECT_TRUE(parse_bool("f", "TRUE"));
+  EXPECT_TRUE(parse_bool("f", "1"));
+  EXPECT_FALSE(parse_bool("f", "off"));
+  EXPECT_THROW(parse_bool("f", "2"), sluice::Error);
+}
+
+TEST(Query, DecodesTargets) {
+  auto t = parse_target("/a%20b?x=1&y=hello+world&z=%2F%3d&flag&&w=");
+  EXPECT_EQ(t.path, "/a b");
+  ASSERT_EQ(t.query.size(), 5u);
+  EXPECT_EQ(t.query[1].second, "hello world");
+  EXPECT_EQ(t.query[2].second, "/=");
+  EXPECT_EQ(t.query[3].first, "flag");
+  EXPECT_EQ(t.query[3].second, "");
+  EXPECT_THROW(parse_target("/?a=%4"), sluice::Error);
+  EXPECT_THROW(parse_target("/?a=%g0"), sluice::Error);
+  std::string many = "/?";
+  for (int i = 0; i < 70; ++i) many += "k=v&";
+  EXPECT_THROW(parse_target(many), sluice::Error);
+}
+
+TEST(ImageProbe, ReadsDimensionsFromHeaders) {
+  auto d = probe_image(png_header(640, 480));
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->width, 640u);
+  EXPECT_EQ(d->height, 480u);
+  // BMP: width 300, height -200 (top-down).
+  std::string bmp = "BM" + std::string(16, '\0');
+  for (std::int32_t v : {300, -200})
+    for (int i = 0; i < 4; ++i) bmp += static_cast<char>((static_cast<std::uint32_t>(v) >> (8 * i)) & 0xFF);
+  bmp += std::string(8, '\0');
+  d = probe_image(bmp);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->width, 300u);
+  EXPECT_EQ(d->height, 200u);
+  // JPEG: SOI, APP0 (length 4), SOF0 with height 0x0102 and width 0x0304.
+  const std::string jpeg("\xFF\xD8\xFF\xE0\x00\x04\x00\x00\xFF\xC0\x00\x11\x08\x01\x02\x03\x04\x03", 18);
+  d = probe_image(jpeg);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->width, 0x0304u);
+  EXPECT_EQ(d->height, 0x0102u);
+  // TIFF little endian: one IFD at 8 with ImageWidth (SHORT 70) and ImageLength (LONG 90).
+  std::string tiff("II*\0\x08\0\0\0\x02\0", 10);
+  tiff += std::string("\x00\x01\x03\x00\x01\x00\x00\x00\x46\x00\x00\x00", 12);
+  tiff += std::string("\x01\x01\x04\x00\x01\x00\x00\x00\x5A\x00\x00\x00", 12);
+  d = probe_image(tiff);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->width, 70u);
+  EXPECT_EQ(d->height, 90u);
+  EXPECT_FALSE(probe_image("GIF89a...."));
+  EXPECT_FALSE(probe_image(jpeg.substr(0, 12)));  // truncated before the SOF
+  EXPECT_FALSE(probe_image(tiff.substr(0, 20)));
+}
+
+}  // namespace
