@@ -1,0 +1,646 @@
+// backends/cuda/src/kernels.cu: the CUDA backend's own kernels for everything that is not a
+// convolution: layout conversion, fused bias/activation, the 2x2 transposed-conv pixel shuffle,
+// elementwise and broadcast ops, pooling, bilinear resize, and the per-plane reductions (instance
+// norm, SimAM, global pools). All tensors are NHWC; arithmetic is float whatever the storage type.
+//
+// Kernels are written plainly -- one element per thread in a grid-stride loop -- so that each is
+// easy to check against its reference; the heavy arithmetic of the networks is in cuDNN.
+#include <algorithm>
+#include <cfloat>
+
+#include "device_common.cuh"
+
+namespace sluice::cuda::kernels {
+
+namespace {
+
+#define SLUICE_GRID_STRIDE(I, i, count) \
+  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < (count); i += static_cast<I>(gridDim.x) * blockDim.x)
+
+// ---- layout and conversion ----
+
+template <class T, class I>
+__global__ void nchw_to_nhwc_kernel(const float* __restrict__ src, T* __restrict__ dst, I c, I hw, I count) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    const I ch = i % c;
+    const I t = i / c;
+    const I p = t % hw;
+    const I n = t / hw;
+    dst[i] = from_float<T>(src[(n * c + ch) * hw + p]);
+  }
+}
+
+template <class T, class I>
+__global__ void nhwc_to_nchw_kernel(const T* __restrict__ src, float* __restrict__ dst, I c, I hw, I count) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    const I p = i % hw;
+    const I t = i / hw;
+    const I ch = t % c;
+    const I n = t / c;
+    dst[i] = to_float(src[(n * hw + p) * c + ch]);
+  }
+}
+
+template <class T>
+__global__ void convert_kernel(const float* __restrict__ src, T* __restrict__ dst, i64 count) {
+  SLUICE_GRID_STRIDE(i64, i, count) dst[i] = from_float<T>(src[i]);
+}
+
+// ---- elementwise ----
+
+template <class T, class I>
+__global__ void bias_activation_kernel(T* y, const float* __restrict__ bias, I c, I count, Activation act) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    float v = to_float(y[i]);
+    if (bias != nullptr) v += bias[i % c];
+    y[i] = from_float<T>(apply_activation(v, act));
+  }
+}
+
+template <class T, class I>
+__global__ void shuffle2x2_bias_kernel(const T* __restrict__ src, T* __restrict__ dst, const float* __restrict__ bias,
+                                       I h, I w, I c, I count) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    const I co = i % c;
+    I t = i / c;
+    const I ox = t % (2 * w);
+    t /= 2 * w;
+    const I oy = t % (2 * h);
+    const I n = t / (2 * h);
+    const I tap = (oy & 1) * 2 + (ox & 1);
+    const I s = ((n * h + oy / 2) * w + ox / 2) * (4 * c) + tap * c + co;
+    float v = to_float(src[s]);
+    if (bias != nullptr) v += bias[co];
+    dst[i] = from_float<T>(v);
+  }
+}
+
+template <class T>
+__global__ void activation_kernel(const T* __restrict__ x, T* __restrict__ y, i64 count, Activation act) {
+  SLUICE_GRID_STRIDE(i64, i, count) y[i] = from_float<T>(apply_activation(to_float(x[i]), act));
+}
+
+template <class T>
+__global__ void add_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, i64 count,
+                           Activation act) {
+  SLUICE_GRID_STRIDE(i64, i, count) y[i] = from_float<T>(apply_activation(to_float(a[i]) + to_float(b[i]), act));
+}
+
+// g's strides in its own NHWC layout, 0 along broadcast dimensions.
+template <class I>
+struct BroadcastStrides {
+  I n, h, w, c;
+};
+
+template <class T, class I>
+__global__ void mul_broadcast_kernel(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ y, I h, I w,
+                                     I c, BroadcastStrides<I> gs, I count) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    const I ch = i % c;
+    I t = i / c;
+    const I xw = t % w;
+    t /= w;
+    const I xh = t % h;
+    const I n = t / h;
+    const I gi = n * gs.n + xh * gs.h + xw * gs.w + ch * gs.c;
+    y[i] = from_float<T>(to_float(x[i]) * to_float(g[gi]));
+  }
+}
+
+template <class T, class I>
+__global__ void copy_channels_kernel(const T* __restrict__ src, T* __restrict__ dst, I c_src, I c_dst, I offset,
+                                     I count) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    const I ch = i % c_src;
+    const I p = i / c_src;
+    dst[p * c_dst + offset + ch] = src[i];
+  }
+}
+
+template <class T, class I>
+__global__ void max_pool2x2_kernel(const T* __restrict__ x, T* __restrict__ y, I h, I w, I c, I ho, I wo, I count) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    const I ch = i % c;
+    I t = i / c;
+    const I ox = t % wo;
+    t /= wo;
+    const I oy = t % ho;
+    const I n = t / ho;
+    const I base = ((n * h + 2 * oy) * w + 2 * ox) * c + ch;
+    const float a = fmaxf(to_float(x[base]), to_float(x[base + c]));
+    const float b = fmaxf(to_float(x[base + w * c]), to_float(x[base + w * c + c]));
+    y[i] = from_float<T>(fmaxf(a, b));
+  }
+}
+
+// PyTorch's area_pixel_compute_source_index for linear modes.
+__device__ __forceinline__ float source_index(float scale, int dst, bool align_corners) {
+  if (align_corners) return scale * static_cast<float>(dst);
+  const float src = scale * (static_cast<float>(dst) + 0.5f) - 0.5f;
+  return src < 0.0f ? 0.0f : src;
+}
+
+template <class T, class I>
+__global__ void resize_bilinear_kernel(const T* __restrict__ x, T* __restrict__ y, I c, I h, I w, I ho, I wo,
+                                       float scale_h, float scale_w, bool align_corners, I count) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    const I ch = i % c;
+    I t = i / c;
+    const int ox = static_cast<int>(t % wo);
+    t /= wo;
+    const int oy = static_cast<int>(t % ho);
+    const I n = t / ho;
+    const float hr = source_index(scale_h, oy, align_corners);
+    const int h1 = static_cast<int>(hr);
+    const int h1p = h1 < static_cast<int>(h) - 1 ? 1 : 0;
+    const float h1l = hr - static_cast<float>(h1);
+    const float h0l = 1.0f - h1l;
+    const float wr = source_index(scale_w, ox, align_corners);
+    const int w1 = static_cast<int>(wr);
+    const int w1p = w1 < static_cast<int>(w) - 1 ? 1 : 0;
+    const float w1l = wr - static_cast<float>(w1);
+    const float w0l = 1.0f - w1l;
+    const T* base = x + ((n * h + static_cast<I>(h1)) * w + static_cast<I>(w1)) * c + ch;
+    const I dw = static_cast<I>(w1p) * c;
+    const I dh = static_cast<I>(h1p) * w * c;
+    const float v = h0l * (w0l * to_float(base[0]) + w1l * to_float(base[dw])) +
+                    h1l * (w0l * to_float(base[dh]) + w1l * to_float(base[dh + dw]));
+    y[i] = from_float<T>(v);
+  }
+}
+
+// ---- plane reductions ----
+// Stage 1: block (32 channels x 8 pixel lanes) reduces one chunk of `plane_chunk` pixels of one
+// sample into a partial per channel. Stage 2: one thread per (sample, channel) combines the partials
+// in double. Moments are of x - x[pixel 0] (a shift that keeps E[x^2] - E[x]^2 accurate when the
+// mean is large against the spread); deterministic, no atomics.
+
+constexpr int plane_chunk = 256;
+constexpr int chunk_lanes = 8;
+
+inline i64 plane_chunks(i64 hw) { return (hw + plane_chunk - 1) / plane_chunk; }
+
+template <class T>
+__global__ void plane_moments_partial_kernel(const T* __restrict__ x, float2* __restrict__ partial, i64 hw, i64 c,
+                                             i64 chunks) {
+  __shared__ float sums[chunk_lanes][32];
+  __shared__ float squares[chunk_lanes][32];
+  const i64 ch = static_cast<i64>(blockIdx.y) * 32 + threadIdx.x;
+  const i64 n = blockIdx.z;
+  const i64 chunk = blockIdx.x;
+  float s = 0.0f, ss = 0.0f;
+  if (ch < c) {
+    const T* sample = x + n * hw * c + ch;
+    const float shift = to_float(sample[0]);
+    const i64 end = min(hw, (chunk + 1) * plane_chunk);
+    for (i64 p = chunk * plane_chunk + threadIdx.y; p < end; p += chunk_lanes) {
+      const float v = to_float(sample[p * c]) - shift;
+      s += v;
+      ss += v * v;
+    }
+  }
+  sums[threadIdx.y][threadIdx.x] = s;
+  squares[threadIdx.y][threadIdx.x] = ss;
+  __syncthreads();
+  if (threadIdx.y == 0 && ch < c) {
+    for (int k = 1; k < chunk_lanes; ++k) {
+      s += sums[k][threadIdx.x];
+      ss += squares[k][threadIdx.x];
+    }
+    partial[(n * chunks + chunk) * c + ch] = make_float2(s, ss);
+  }
+}
+
+enum class MomentsUse { instance_norm, simam, mean };
+
+// Combines the partials of (sample, channel). instance_norm: out2 = (scale, shift) with
+// scale = gamma / sqrt(var + eps); simam: out2 = (mean, 1 / sqrt(var + eps)); mean: out = mean.
+template <class T>
+__global__ void plane_moments_finalize_kernel(const T* __restrict__ x, const float2* __restrict__ partial, i64 n_total,
+                                              i64 hw, i64 c, i64 chunks, MomentsUse use, const float* gamma,
+                                              const float* beta, float eps, float2* out2, T* out) {
+  SLUICE_GRID_STRIDE(i64, i, n_total * c) {
+    const i64 ch = i % c;
+    const i64 n = i / c;
+    double s = 0.0, ss = 0.0;
+    for (i64 k = 0; k < chunks; ++k) {
+      const float2 v = partial[(n * chunks + k) * c + ch];
+      s += v.x;
+      ss += v.y;
+    }
+    const double shift = to_float(x[n * hw * c + ch]);
+    const double mean_shifted = s / static_cast<double>(hw);
+    double var = ss / static_cast<double>(hw) - mean_shifted * mean_shifted;
+    if (var < 0.0) var = 0.0;
+    const double mean = shift + mean_shifted;
+    switch (use) {
+      case MomentsUse::instance_norm: {
+        const double scale = static_cast<double>(gamma[ch]) / sqrt(var + static_cast<double>(eps));
+        out2[i] = make_float2(static_cast<float>(scale), static_cast<float>(beta[ch] - mean * scale));
+        break;
+      }
+      case MomentsUse::simam:
+        out2[i] = make_float2(static_cast<float>(mean), static_cast<float>(1.0 / sqrt(var + static_cast<double>(eps))));
+        break;
+      case MomentsUse::mean:
+        out[i] = from_float<T>(static_cast<float>(mean));
+        break;
+    }
+  }
+}
+
+template <class T, class I>
+__global__ void norm_apply_kernel(const T* __restrict__ x, T* __restrict__ y, const float2* __restrict__ scale_shift,
+                                  const T* __restrict__ residual, Activation act, I c, I plane_elems, I count) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    const I ch = i % c;
+    const I n = i / plane_elems;
+    const float2 ss = scale_shift[n * c + ch];
+    float v = to_float(x[i]) * ss.x + ss.y;
+    if (residual != nullptr) v += to_float(residual[i]);
+    y[i] = from_float<T>(apply_activation(v, act));
+  }
+}
+
+template <class T, class I>
+__global__ void simam_apply_kernel(const T* __restrict__ x, T* __restrict__ y, const float2* __restrict__ stats, I c,
+                                   I plane_elems, I count) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    const I ch = i % c;
+    const I n = i / plane_elems;
+    const float2 st = stats[n * c + ch];
+    const float v = to_float(x[i]);
+    y[i] = from_float<T>(v * sigmoidf(-(v - st.x) * st.y));
+  }
+}
+
+template <class T>
+__global__ void plane_max_partial_kernel(const T* __restrict__ x, float* __restrict__ partial, i64 hw, i64 c,
+                                         i64 chunks) {
+  __shared__ float maxima[chunk_lanes][32];
+  const i64 ch = static_cast<i64>(blockIdx.y) * 32 + threadIdx.x;
+  const i64 n = blockIdx.z;
+  const i64 chunk = blockIdx.x;
+  float m = -FLT_MAX;
+  if (ch < c) {
+    const T* sample = x + n * hw * c + ch;
+    const i64 end = min(hw, (chunk + 1) * plane_chunk);
+    for (i64 p = chunk * plane_chunk + threadIdx.y; p < end; p += chunk_lanes) m = fmaxf(m, to_float(sample[p * c]));
+  }
+  maxima[threadIdx.y][threadIdx.x] = m;
+  __syncthreads();
+  if (threadIdx.y == 0 && ch < c) {
+    for (int k = 1; k < chunk_lanes; ++k) m = fmaxf(m, maxima[k][threadIdx.x]);
+    partial[(n * chunks + chunk) * c + ch] = m;
+  }
+}
+
+template <class T>
+__global__ void plane_max_finalize_kernel(const float* __restrict__ partial, T* __restrict__ y, i64 n_total, i64 c,
+                                          i64 chunks) {
+  SLUICE_GRID_STRIDE(i64, i, n_total * c) {
+    const i64 ch = i % c;
+    const i64 n = i / c;
+    float m = -FLT_MAX;
+    for (i64 k = 0; k < chunks; ++k) m = fmaxf(m, partial[(n * chunks + k) * c + ch]);
+    y[i] = from_float<T>(m);
+  }
+}
+
+// ---- other reductions ----
+
+// One warp per pixel.
+template <class T>
+__global__ void channel_mean_max_kernel(const T* __restrict__ x, T* __restrict__ y, i64 pixels, i64 c) {
+  const int lane = threadIdx.x % 32;
+  const i64 warps = static_cast<i64>(gridDim.x) * (blockDim.x / 32);
+  for (i64 p = static_cast<i64>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; p < pixels; p += warps) {
+    float s = 0.0f, m = -FLT_MAX;
+    for (i64 ch = lane; ch < c; ch += 32) {
+      const float v = to_float(x[p * c + ch]);
+      s += v;
+      m = fmaxf(m, v);
+    }
+    s = warp_sum(s);
+    m = warp_max(m);
+    if (lane == 0) {
+      y[2 * p] = from_float<T>(s / static_cast<float>(c));
+      y[2 * p + 1] = from_float<T>(m);
+    }
+  }
+}
+
+// y (n, h, c): one thread per output, a loop over w (neighbouring threads read neighbouring channels).
+template <class T, class I>
+__global__ void mean_over_w_kernel(const T* __restrict__ x, T* __restrict__ y, I w, I c, I count) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    const I ch = i % c;
+    const I row = i / c;  // n * h + y
+    const T* p = x + row * w * c + ch;
+    float s = 0.0f;
+    for (I k = 0; k < w; ++k) s += to_float(p[k * c]);
+    y[i] = from_float<T>(s / static_cast<float>(w));
+  }
+}
+
+// y (n, w, c): one thread per output, a loop over h.
+template <class T, class I>
+__global__ void mean_over_h_kernel(const T* __restrict__ x, T* __restrict__ y, I h, I w, I c, I count) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    const I ch = i % c;
+    I t = i / c;
+    const I col = t % w;
+    const I n = t / w;
+    const T* p = x + (n * h * w + col) * c + ch;
+    float s = 0.0f;
+    for (I k = 0; k < h; ++k) s += to_float(p[k * w * c]);
+    y[i] = from_float<T>(s / static_cast<float>(h));
+  }
+}
+
+// One warp per (sample, output feature).
+template <class T>
+__global__ void linear_kernel(const T* __restrict__ x, T* __restrict__ y, i64 n_total, i64 in, i64 out,
+                              const float* __restrict__ weight, const float* __restrict__ bias, Activation act) {
+  const int lane = threadIdx.x % 32;
+  const i64 warps = static_cast<i64>(gridDim.x) * (blockDim.x / 32);
+  for (i64 o = static_cast<i64>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; o < n_total * out; o += warps) {
+    const i64 n = o / out;
+    const i64 f = o % out;
+    float s = 0.0f;
+    for (i64 k = lane; k < in; k += 32) s += weight[f * in + k] * to_float(x[n * in + k]);
+    s = warp_sum(s);
+    if (lane == 0) y[o] = from_float<T>(apply_activation(s + (bias != nullptr ? bias[f] : 0.0f), act));
+  }
+}
+
+}  // namespace
+
+// ---- launchers ----
+
+void nchw_to_nhwc(const float* src, void* dst, DType dt, i64 n, i64 c, i64 hw, cudaStream_t stream) {
+  const i64 count = n * c * hw;
+  if (count == 0) return;
+  dispatch_type_index(dt, count, [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    nchw_to_nhwc_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(src, static_cast<T*>(dst), I(c),
+                                                                                   I(hw), I(count));
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void nhwc_to_nchw(const void* src, DType dt, float* dst, i64 n, i64 c, i64 hw, cudaStream_t stream) {
+  const i64 count = n * c * hw;
+  if (count == 0) return;
+  dispatch_type_index(dt, count, [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    nhwc_to_nchw_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(static_cast<const T*>(src), dst,
+                                                                                   I(c), I(hw), I(count));
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void convert_from_float(const float* src, void* dst, DType dt, i64 count, cudaStream_t stream) {
+  if (count == 0) return;
+  dispatch_type(dt, [&](auto t) {
+    using T = typename decltype(t)::type;
+    convert_kernel<T><<<blocks_for(count), threads_per_block, 0, stream>>>(src, static_cast<T*>(dst), count);
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void bias_activation(void* y, DType dt, const float* bias, i64 pixels, i64 c, Activation act, cudaStream_t stream) {
+  const i64 count = pixels * c;
+  if (count == 0 || (bias == nullptr && act == Activation::none)) return;
+  dispatch_type_index(dt, count, [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    bias_activation_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(static_cast<T*>(y), bias, I(c),
+                                                                                      I(count), act);
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void shuffle2x2_bias(const void* src, void* dst, DType dt, const float* bias, i64 n, i64 h, i64 w, i64 c,
+                     cudaStream_t stream) {
+  const i64 count = n * 4 * h * w * c;
+  if (count == 0) return;
+  dispatch_type_index(dt, count, [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    shuffle2x2_bias_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
+        static_cast<const T*>(src), static_cast<T*>(dst), bias, I(h), I(w), I(c), I(count));
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void activation(const void* x, void* y, DType dt, i64 count, Activation act, cudaStream_t stream) {
+  if (count == 0) return;
+  dispatch_type(dt, [&](auto t) {
+    using T = typename decltype(t)::type;
+    activation_kernel<T><<<blocks_for(count), threads_per_block, 0, stream>>>(static_cast<const T*>(x),
+                                                                              static_cast<T*>(y), count, act);
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void add(const void* a, const void* b, void* y, DType dt, i64 count, Activation act, cudaStream_t stream) {
+  if (count == 0) return;
+  dispatch_type(dt, [&](auto t) {
+    using T = typename decltype(t)::type;
+    add_kernel<T><<<blocks_for(count), threads_per_block, 0, stream>>>(
+        static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(y), count, act);
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void mul_broadcast(const void* x, const void* g, void* y, DType dt, i64 n, i64 h, i64 w, i64 c, i64 gh, i64 gw,
+                   i64 gc, cudaStream_t stream) {
+  const i64 count = n * h * w * c;
+  if (count == 0) return;
+  dispatch_type_index(dt, count, [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    BroadcastStrides<I> gs{};
+    gs.c = gc > 1 ? 1 : 0;
+    gs.w = gw > 1 ? I(gc) : 0;
+    gs.h = gh > 1 ? I(gw * gc) : 0;
+    gs.n = I(gh * gw * gc);
+    mul_broadcast_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const T*>(g), static_cast<T*>(y), I(h), I(w), I(c), gs, I(count));
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void copy_channels(const void* src, void* dst, DType dt, i64 pixels, i64 c_src, i64 c_dst, i64 offset,
+                   cudaStream_t stream) {
+  const i64 count = pixels * c_src;
+  if (count == 0) return;
+  dispatch_type_index(dt, pixels * c_dst, [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    copy_channels_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
+        static_cast<const T*>(src), static_cast<T*>(dst), I(c_src), I(c_dst), I(offset), I(count));
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void max_pool2x2(const void* x, void* y, DType dt, i64 n, i64 h, i64 w, i64 c, cudaStream_t stream) {
+  const i64 ho = h / 2, wo = w / 2;
+  const i64 count = n * ho * wo * c;
+  if (count == 0) return;
+  dispatch_type_index(dt, n * h * w * c, [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    max_pool2x2_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), I(h), I(w), I(c), I(ho), I(wo), I(count));
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+// PyTorch's area_pixel_compute_scale with an explicit output size, in float as its CUDA kernel.
+static float area_scale(i64 in, i64 out, bool align_corners) {
+  if (align_corners) return out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.0f;
+  return static_cast<float>(in) / static_cast<float>(out);
+}
+
+void resize_bilinear(const void* x, void* y, DType dt, i64 n, i64 c, i64 h, i64 w, i64 ho, i64 wo,
+                     bool align_corners, cudaStream_t stream) {
+  const i64 count = n * ho * wo * c;
+  if (count == 0) return;
+  const float sh = area_scale(h, ho, align_corners), sw = area_scale(w, wo, align_corners);
+  dispatch_type_index(dt, std::max(count, n * h * w * c), [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    resize_bilinear_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), I(c), I(h), I(w), I(ho), I(wo), sh, sw, align_corners, I(count));
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+std::size_t plane_scratch_bytes(i64 n, i64 hw, i64 c) {
+  // partials (n, chunks, c) of float2, then the (n, c) float2 results
+  return static_cast<std::size_t>((n * plane_chunks(hw) * c + n * c) * static_cast<i64>(sizeof(float2)));
+}
+
+namespace {
+// Stage 1 + 2 of the moments; returns the (n, c) float2 results inside the scratch.
+template <class T>
+float2* plane_moments(const T* x, i64 n, i64 hw, i64 c, MomentsUse use, const float* gamma, const float* beta,
+                      float eps, T* mean_out, void* scratch, cudaStream_t stream) {
+  const i64 chunks = plane_chunks(hw);
+  auto* partial = static_cast<float2*>(scratch);
+  float2* results = partial + n * chunks * c;
+  const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>((c + 31) / 32), static_cast<unsigned>(n));
+  plane_moments_partial_kernel<T><<<grid, dim3(32, chunk_lanes), 0, stream>>>(x, partial, hw, c, chunks);
+  SLUICE_CUDA_CHECK_LAUNCH();
+  plane_moments_finalize_kernel<T><<<blocks_for(n * c), threads_per_block, 0, stream>>>(
+      x, partial, n, hw, c, chunks, use, gamma, beta, eps, results, mean_out);
+  SLUICE_CUDA_CHECK_LAUNCH();
+  return results;
+}
+}  // namespace
+
+void instance_norm(const void* x, void* y, DType dt, i64 n, i64 hw, i64 c, const float* gamma, const float* beta,
+                   float eps, const void* residual, Activation act, void* scratch, cudaStream_t stream) {
+  const i64 count = n * hw * c;
+  if (count == 0) return;
+  dispatch_type_index(dt, count, [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    const T* xt = static_cast<const T*>(x);
+    const float2* ss =
+        plane_moments<T>(xt, n, hw, c, MomentsUse::instance_norm, gamma, beta, eps, nullptr, scratch, stream);
+    norm_apply_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
+        xt, static_cast<T*>(y), ss, static_cast<const T*>(residual), act, I(c), I(hw * c), I(count));
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void simam(const void* x, void* y, DType dt, i64 n, i64 hw, i64 c, float eps, void* scratch, cudaStream_t stream) {
+  const i64 count = n * hw * c;
+  if (count == 0) return;
+  dispatch_type_index(dt, count, [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    const T* xt = static_cast<const T*>(x);
+    const float2* st = plane_moments<T>(xt, n, hw, c, MomentsUse::simam, nullptr, nullptr, eps, nullptr, scratch, stream);
+    simam_apply_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(xt, static_cast<T*>(y), st, I(c),
+                                                                                  I(hw * c), I(count));
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void global_avg_pool(const void* x, void* y, DType dt, i64 n, i64 hw, i64 c, void* scratch, cudaStream_t stream) {
+  if (n * hw * c == 0) return;
+  dispatch_type(dt, [&](auto t) {
+    using T = typename decltype(t)::type;
+    plane_moments<T>(static_cast<const T*>(x), n, hw, c, MomentsUse::mean, nullptr, nullptr, 0.0f, static_cast<T*>(y),
+                     scratch, stream);
+  });
+}
+
+void global_max_pool(const void* x, void* y, DType dt, i64 n, i64 hw, i64 c, void* scratch, cudaStream_t stream) {
+  if (n * hw * c == 0) return;
+  const i64 chunks = plane_chunks(hw);
+  auto* partial = static_cast<float*>(scratch);
+  dispatch_type(dt, [&](auto t) {
+    using T = typename decltype(t)::type;
+    const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>((c + 31) / 32), static_cast<unsigned>(n));
+    plane_max_partial_kernel<T><<<grid, dim3(32, chunk_lanes), 0, stream>>>(static_cast<const T*>(x), partial, hw, c,
+                                                                            chunks);
+    SLUICE_CUDA_CHECK_LAUNCH();
+    plane_max_finalize_kernel<T><<<blocks_for(n * c), threads_per_block, 0, stream>>>(partial, static_cast<T*>(y), n,
+                                                                                      c, chunks);
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void channel_mean_max(const void* x, void* y, DType dt, i64 pixels, i64 c, cudaStream_t stream) {
+  if (pixels * c == 0) return;
+  dispatch_type(dt, [&](auto t) {
+    using T = typename decltype(t)::type;
+    channel_mean_max_kernel<T><<<blocks_for(pixels, threads_per_block / 32), threads_per_block, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), pixels, c);
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void mean_over_w(const void* x, void* y, DType dt, i64 n, i64 h, i64 w, i64 c, cudaStream_t stream) {
+  const i64 count = n * h * c;
+  if (count == 0 || w == 0) return;
+  dispatch_type_index(dt, n * h * w * c, [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    mean_over_w_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), I(w), I(c), I(count));
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void mean_over_h(const void* x, void* y, DType dt, i64 n, i64 h, i64 w, i64 c, cudaStream_t stream) {
+  const i64 count = n * w * c;
+  if (count == 0 || h == 0) return;
+  dispatch_type_index(dt, n * h * w * c, [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    mean_over_h_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), I(h), I(w), I(c), I(count));
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void linear(const void* x, void* y, DType dt, i64 n, i64 in, i64 out, const float* weight, const float* bias,
+            Activation act, cudaStream_t stream) {
+  if (n * out == 0) return;
+  dispatch_type(dt, [&](auto t) {
+    using T = typename decltype(t)::type;
+    linear_kernel<T><<<blocks_for(n * out, threads_per_block / 32), threads_per_block, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<T*>(y), n, in, out, weight, bias, act);
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace sluice::cuda::kernels
