@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 
+#include "sluice/core/error.hpp"
 #include "sluice/core/layer_specs.hpp"
 #include "sluice/core/memory_stats.hpp"
 #include "sluice/core/shape.hpp"

@@ -1,0 +1,100 @@
+// The four networks on the CUDA backend against the PyTorch goldens of tests/data/goldens (written by
+// tools/reference; shared with tests/models through tests/models/golden.hpp) and against the CPU
+// backend, in every precision. Relative L2 bounds (issue 7): fp32 1e-4, tf32 3e-3, fp16 / bf16 1e-2.
+// Skips without a GPU, and when the goldens are not there.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "../models/golden.hpp"
+#include "cuda_test_support.hpp"
+#include "sluice/backends/cpu/cpu_backend.hpp"
+#include "sluice/io/safetensors.hpp"
+#include "sluice/models/registry.hpp"
+
+namespace {
+
+using sluice::Shape;
+using sluice::cuda::CudaBackend;
+using sluice::cuda::Precision;
+namespace io = sluice::io;
+namespace models = sluice::models;
+
+double bound(Precision p) {
+  switch (p) {
+    case Precision::fp32: return 1e-4;
+    case Precision::tf32: return 3e-3;
+    default: return 1e-2;
+  }
+}
+
+struct Loaded {
+  io::TensorDict weights;
+  io::SafetensorsData io;
+  std::string network;
+};
+
+Loaded load(const sluice::test::GoldenCase& c) {
+  Loaded l{io::load_checkpoint(c.weights), io::read_safetensors(c.io), {}};
+  auto it = l.io.metadata.find("network");
+  l.network = it != l.io.metadata.end() ? it->second : models::detect_network(l.weights);
+  return l;
+}
+
+class CudaNetworks : public ::testing::TestWithParam<Precision> {
+ protected:
+  void SetUp() override {
+    SLUICE_SKIP_WITHOUT_GPU();
+    cases_ = sluice::test::golden_cases();
+    if (cases_.empty()) GTEST_SKIP() << "no goldens in " << sluice::test::golden_dir().string();
+  }
+  std::vector<sluice::test::GoldenCase> cases_;
+};
+
+TEST_P(CudaNetworks, MatchPyTorchAndTheCpuBackend) {
+  CudaBackend gpu({.precision = GetParam()});
+  sluice::cpu::CpuOptions cpu_options;
+  cpu_options.threads = 2;
+  sluice::cpu::CpuBackend cpu(cpu_options);
+  for (const auto& c : cases_) {
+    SCOPED_TRACE(c.stem);
+    const Loaded l = load(c);
+    const auto net = models::load_network(l.network, gpu, l.weights);
+    const auto cpu_net = models::load_network(l.network, cpu, l.weights);
+    for (const std::string suffix : {"", "_odd"}) {
+      if (!l.io.tensors.contains("input" + suffix)) continue;
+      SCOPED_TRACE("input" + suffix);
+      const auto& in = l.io.tensors.at("input" + suffix);
+      const auto& expected = l.io.tensors.at("output" + suffix);
+      const Shape in_shape = sluice::test::shape4(in);
+      Shape out_shape;
+      const auto out = sluice::test::run_host(net, gpu, in.data, in_shape, &out_shape);
+      ASSERT_EQ(out_shape, sluice::test::shape4(expected));
+      EXPECT_LT(sluice::test::relative_l2(out, expected.data), bound(GetParam()))
+          << l.network << " vs PyTorch at " << in_shape.to_string();
+      const auto on_cpu = sluice::test::run_host(cpu_net, cpu, in.data, in_shape);
+      EXPECT_LT(sluice::test::relative_l2(out, on_cpu), bound(GetParam()))
+          << l.network << " vs the CPU backend at " << in_shape.to_string();
+    }
+  }
+}
+
+TEST_P(CudaNetworks, PeakMemoryIsReportedAndReturnsToTheWeights) {
+  CudaBackend gpu({.precision = GetParam()});
+  const Loaded l = load(cases_.front());
+  const auto net = models::load_network(l.network, gpu, l.weights);
+  const auto& in = l.io.tensors.at("input");
+  const auto weights = gpu.memory().current_bytes;
+  gpu.reset_peak();
+  (void)sluice::test::run_host(net, gpu, in.data, sluice::test::shape4(in));
+  gpu.synchronize();
+  EXPECT_EQ(gpu.memory().current_bytes, weights) << "every activation went back to the allocator";
+  EXPECT_GT(gpu.memory().peak_bytes, weights);
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, CudaNetworks,
+                         ::testing::Values(Precision::fp32, Precision::tf32, Precision::fp16, Precision::bf16),
+                         [](const auto& info) { return std::string(sluice::cuda::to_string(info.param)); });
+
+}  // namespace
