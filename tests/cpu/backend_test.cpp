@@ -68,6 +68,7 @@ class Invariance : public ::testing::Test {
 TEST_F(Invariance, EveryOperationGivesASampleTheSameResultAloneAsInABatchOfEight) {
   auto conv3 = cpu.make_conv(ref::random_host({16, 12, 3, 3}, rng, 0.2f), nullptr, ConvSpec::same(3));
   auto conv1 = cpu.make_conv(ref::random_host({8, 12, 1, 1}, rng, 0.2f), nullptr, ConvSpec::same(1));
+  auto conv_blocks = cpu.make_conv(ref::random_host({64, 12, 3, 3}, rng, 0.2f), nullptr, ConvSpec::same(3));
   auto conv_s2 = cpu.make_conv(ref::random_host({6, 12, 7, 7}, rng, 0.1f), nullptr, ConvSpec::same(7, 2));
   auto dw = cpu.make_conv(ref::random_host({12, 1, 3, 3}, rng, 0.3f), nullptr, {1, 1, 1, 1, 1, 1, 12});
   auto up = cpu.make_conv_transpose2x2(ref::random_host({12, 5, 2, 2}, rng, 0.3f), nullptr);
@@ -77,6 +78,8 @@ TEST_F(Invariance, EveryOperationGivesASampleTheSameResultAloneAsInABatchOfEight
   using A = const std::vector<const CpuTensor*>&;
   check({x}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], conv3, Activation::relu); }, "conv 3x3");
   check({x}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], conv1, Activation::none); }, "conv 1x1");
+  check({{1, 12, 9, 11}}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], conv_blocks, Activation::none); },
+        "conv in channel blocks");
   check({x}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], conv_s2, Activation::sigmoid); }, "conv 7x7 s2");
   check({x}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], dw, Activation::none); }, "depthwise");
   check({x}, [&](CpuBackend& b, A a) { return b.conv_transpose2x2(*a[0], up); }, "conv transpose");
@@ -167,22 +170,28 @@ TEST(CpuMemory, WeightsAreAccountedWhileAnyHandleLives) {
   EXPECT_EQ(cpu.memory().current_bytes, 0u);
 }
 
-TEST(CpuMemory, ConvPeakIsInputOutputAndIm2colScratchPerThread) {
+TEST(CpuMemory, ConvPeakIsInputOutputAndIm2colScratch) {
   CpuBackend cpu({.threads = 2});
   std::mt19937 rng(6);
-  auto w = ref::random_host({6, 4, 3, 3}, rng);
-  auto conv = cpu.make_conv(w, nullptr, ConvSpec::same(3));
-  const Shape s{3, 4, 20, 30};
-  CpuTensor x = cpu.upload(ref::random_values(static_cast<std::size_t>(s.numel()), rng), s);
-  // The geometry's im2col block: k = 36 rows of one tile of output rows.
-  sluice::cpu::kernels::ConvGeometry g{};
-  g.oh = 20, g.ow = 30, g.kh = 3, g.kw = 3, g.k = 36;
-  sluice::cpu::kernels::plan_tiles(g);
-  const std::size_t expected =
-      (36 * 6 + static_cast<std::size_t>(s.numel()) + 3 * 6 * 20 * 30 + 2 * static_cast<std::size_t>(36 * g.tile_pixels())) * f4;
-  const std::size_t peak = cpu.measure_peak([&] { CpuTensor y = cpu.conv2d(x, conv, Activation::none); });
-  EXPECT_EQ(peak, expected);
-  EXPECT_EQ(cpu.memory().current_bytes, (36 * 6 + static_cast<std::size_t>(s.numel())) * f4);
+  struct Case {
+    Shape x;
+    std::int64_t out;
+    bool split;  // small plane: output-channel blocks sharing one im2col block
+  };
+  for (const Case& c : {Case{{3, 4, 40, 30}, 6, false}, Case{{2, 4, 6, 5}, 64, true}}) {
+    auto conv = cpu.make_conv(ref::random_host({c.out, 4, 3, 3}, rng), nullptr, ConvSpec::same(3));
+    const std::size_t weights = static_cast<std::size_t>(c.out) * 36 * f4;
+    const auto in = static_cast<std::size_t>(c.x.numel());
+    CpuTensor x = cpu.upload(ref::random_values(in, rng), c.x);
+    const auto g = sluice::cpu::kernels::conv_geometry(c.x, conv.get());
+    ASSERT_EQ(g.split_channels(), c.split);
+    // im2col: k = 36 rows by one tile of pixels, per thread unless the workers share the block.
+    const std::size_t scratch = 36 * static_cast<std::size_t>(g.tile_pixels()) * (c.split ? 1 : 2);
+    const std::size_t out = static_cast<std::size_t>(c.x.n * c.out * c.x.h * c.x.w);
+    const std::size_t peak = cpu.measure_peak([&] { CpuTensor y = cpu.conv2d(x, conv, Activation::none); });
+    EXPECT_EQ(peak, weights + (in + out + scratch) * f4);
+    EXPECT_EQ(cpu.memory().current_bytes, weights + in * f4);
+  }
 }
 
 TEST(CpuMemory, PeakOfAPassScalesWithTheBatch) {

@@ -78,6 +78,9 @@ TEST_F(ConvTest, MatchesNaiveReferenceOverKernelsStridesDilationsAndGroups) {
       {{1, 5, 12, 12}, 5, 5, 5, {1, 1, 4, 4, 2, 2, 5}, true, none},  // depthwise 5x5 dilation 2
       {{1, 16, 70, 45}, 12, 3, 3, ConvSpec::same(3), true, relu},    // several row tiles
       {{2, 8, 50, 50}, 8, 1, 1, ConvSpec::same(1), false, none},     // several 1x1 tiles
+      {{1, 16, 6, 7}, 64, 3, 3, ConvSpec::same(3), true, relu},      // small plane: channel blocks
+      {{2, 8, 5, 5}, 128, 3, 3, {1, 1, 1, 1, 1, 1, 2}, false, none},  // channel blocks per group
+      {{2, 20, 9, 9}, 100, 1, 1, ConvSpec::same(1), true, sig},   // 1x1 channel blocks 40, 40, 20
       {{1, 3, 5, 5}, 4, 5, 5, {1, 1, 0, 0, 1, 1, 1}, true, none},    // kernel as large as the input
       {{1, 3, 4, 6}, 2, 3, 3, {3, 3, 2, 2, 1, 1, 1}, false, none},   // padding larger than stride
   };

@@ -1,7 +1,8 @@
 // sluice/backends/cpu/conv.hpp: the convolution kernels of the CPU backend (NCHW float32).
 //  - dense and grouped conv: per sample and tile of output rows, im2col into a per-worker scratch
 //    block (skipped for 1x1 stride-1 convs, whose input plane already is the GEMM operand), one Eigen
-//    GEMM per group into the output, then bias + activation while the tile is still in cache;
+//    GEMM per group into the output, then bias + activation while the tile is still in cache; small
+//    planes (fewer than 4 tiles per sample) also split the output channels so that all threads work;
 //  - depthwise conv: a direct loop per plane;
 //  - ConvTranspose2d(2, 2): one GEMM [out*4 x in] x [in x pixels] per tile, scattered with the bias.
 // Tiles depend only on the layer's geometry, never on the batch size or thread count, so a sample's
@@ -24,35 +25,79 @@ using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Ro
 using MatrixMap = Eigen::Map<RowMatrix, Eigen::Unaligned, Eigen::OuterStride<>>;
 using ConstMatrixMap = Eigen::Map<const RowMatrix, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-/// Sizes of one conv: input, kernel, output, and the tiling of the output rows.
+/// Sizes of one conv: input, kernel, output, and its decomposition into GEMMs.
 struct ConvGeometry {
   std::int64_t n, cin, h, w;
   std::int64_t cout, kh, kw, sh, sw, ph, pw, dh, dw, groups;
   std::int64_t oh, ow;
   std::int64_t cin_g, cout_g, k;  // per group; k = cin_g * kh * kw (GEMM depth)
-  std::int64_t rows_per_tile, tiles;
+  std::int64_t rows_per_tile, tiles;  // output rows per GEMM tile
+  std::int64_t m_block, m_blocks;     // output channels (of a group) per GEMM block
 
   bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
   std::int64_t tile_pixels() const { return rows_per_tile * ow; }
-  /// Floats of im2col scratch one worker needs.
-  std::int64_t scratch_floats() const { return pointwise() ? 0 : k * tile_pixels(); }
+  /// Small planes split the output channels too, sharing one im2col block between the workers.
+  bool split_channels() const { return m_blocks > 1; }
+  /// Floats of im2col scratch the conv needs with `threads` workers.
+  std::int64_t scratch_floats(std::size_t threads) const {
+    if (pointwise()) return 0;
+    return k * tile_pixels() * (split_channels() ? 1 : static_cast<std::int64_t>(threads));
+  }
 };
 
-/// The output tiling: rows per tile so that the im2col block stays about L2-sized (and the GEMM
-/// gets enough columns to run at full speed).
+#ifndef SLUICE_CPU_IM2COL_BLOCK_FLOATS
+#define SLUICE_CPU_IM2COL_BLOCK_FLOATS (1 << 18)  // tuned in bench/cpu (docs/performance.md)
+#endif
+#ifndef SLUICE_CPU_TILE_MIN_PIXELS
+#define SLUICE_CPU_TILE_MIN_PIXELS 128
+#endif
+#ifndef SLUICE_CPU_TILE_MAX_PIXELS
+#define SLUICE_CPU_TILE_MAX_PIXELS 1024
+#endif
+
+/// The decomposition, from the layer's geometry alone: tiles of output rows so that the im2col block
+/// stays about L2-sized and the GEMM gets enough columns; when a sample has fewer than 4 tiles (small
+/// planes, e.g. a bottleneck at batch 1), blocks of >= 32 output channels as well, so that every
+/// thread gets work. Eigen's summation order depends on the GEMM sizes, so the decomposition must
+/// never depend on the batch size or thread count (batch invariance).
 inline void plan_tiles(ConvGeometry& g) {
   const std::int64_t target_pixels =
-      g.pointwise() ? 1024 : std::clamp<std::int64_t>((std::int64_t{1} << 18) / std::max<std::int64_t>(g.k, 1), 128, 1024);
+      g.pointwise() ? SLUICE_CPU_TILE_MAX_PIXELS
+                    : std::clamp<std::int64_t>(SLUICE_CPU_IM2COL_BLOCK_FLOATS / std::max<std::int64_t>(g.k, 1),
+                                               SLUICE_CPU_TILE_MIN_PIXELS, SLUICE_CPU_TILE_MAX_PIXELS);
   g.rows_per_tile = std::clamp<std::int64_t>((target_pixels + g.ow - 1) / g.ow, 1, g.oh);
   g.tiles = (g.oh + g.rows_per_tile - 1) / g.rows_per_tile;
+  constexpr std::int64_t min_tasks = 4, min_block = 32;
+  g.m_block = g.cout_g;
+  g.m_blocks = 1;
+  const std::int64_t per_sample = g.tiles * g.groups;
+  if (per_sample < min_tasks && g.cout_g >= 2 * min_block) {
+    const std::int64_t want = std::min((min_tasks + per_sample - 1) / per_sample, g.cout_g / min_block);
+    g.m_block = ((g.cout_g + want - 1) / want + 7) / 8 * 8;  // multiples of 8 suit Eigen's kernels
+    g.m_blocks = (g.cout_g + g.m_block - 1) / g.m_block;
+  }
 }
 
-/// im2col of output rows [oh0, oh1) for input channels [c0, c0 + cin_g) of one sample into
-/// col [k x (oh1 - oh0) * ow] (row = (ci * kh + ky) * kw + kx).
-inline void im2col_rows(const float* x, const ConvGeometry& g, std::int64_t c0, std::int64_t oh0, std::int64_t oh1,
-                        float* col) {
+/// The geometry of conv `p` on input shape `x` (already validated), with its decomposition.
+inline ConvGeometry conv_geometry(const Shape& x, const ConvParams& p) {
+  ConvGeometry g{};
+  g.n = x.n, g.cin = x.c, g.h = x.h, g.w = x.w;
+  g.cout = p.out, g.kh = p.kh, g.kw = p.kw;
+  g.sh = p.spec.stride_h, g.sw = p.spec.stride_w, g.ph = p.spec.pad_h, g.pw = p.spec.pad_w;
+  g.dh = p.spec.dilation_h, g.dw = p.spec.dilation_w, g.groups = p.spec.groups;
+  g.oh = (x.h + 2 * g.ph - g.dh * (g.kh - 1) - 1) / g.sh + 1;
+  g.ow = (x.w + 2 * g.pw - g.dw * (g.kw - 1) - 1) / g.sw + 1;
+  g.cin_g = g.cin / g.groups, g.cout_g = g.cout / g.groups, g.k = g.cin_g * g.kh * g.kw;
+  plan_tiles(g);
+  return g;
+}
+
+/// im2col of output rows [oh0, oh1) for input channels [c0, c0 + channels) of one sample into
+/// col [channels * kh * kw x (oh1 - oh0) * ow] (row = (ci * kh + ky) * kw + kx).
+inline void im2col_rows(const float* x, const ConvGeometry& g, std::int64_t c0, std::int64_t channels,
+                        std::int64_t oh0, std::int64_t oh1, float* col) {
   const std::int64_t p = (oh1 - oh0) * g.ow;
-  for (std::int64_t ci = 0; ci < g.cin_g; ++ci) {
+  for (std::int64_t ci = 0; ci < channels; ++ci) {
     const float* plane = x + (c0 + ci) * g.h * g.w;
     for (std::int64_t ky = 0; ky < g.kh; ++ky) {
       for (std::int64_t kx = 0; kx < g.kw; ++kx) {
@@ -70,12 +115,12 @@ inline void im2col_rows(const float* x, const ConvGeometry& g, std::int64_t c0, 
             std::fill(r, r + g.ow, 0.0f);
             continue;
           }
-          const float* src = plane + ih * g.w + off;
+          const float* src = plane + ih * g.w;
           std::fill(r, r + lo, 0.0f);
           if (g.sw == 1) {
-            std::memcpy(r + lo, src + lo, static_cast<std::size_t>(hi - lo) * sizeof(float));
+            if (hi > lo) std::memcpy(r + lo, src + lo + off, static_cast<std::size_t>(hi - lo) * sizeof(float));
           } else {
-            for (std::int64_t o = lo; o < hi; ++o) r[o] = src[o * g.sw];
+            for (std::int64_t o = lo; o < hi; ++o) r[o] = src[o * g.sw + off];
           }
           std::fill(r + hi, r + g.ow, 0.0f);
         }
@@ -84,38 +129,82 @@ inline void im2col_rows(const float* x, const ConvGeometry& g, std::int64_t c0, 
   }
 }
 
-/// Dense or grouped conv of all samples. `scratch` holds pool.size() * g.scratch_floats() floats.
+/// One GEMM block: output channels [m0, m0 + rows) of group `grp`, pixels [p0, p0 + pixels) of one
+/// sample, from the GEMM operand b [k x pixels] (row stride ldb); then bias + activation.
+inline void conv_block(const float* weight, const float* bias, const ConvGeometry& g, std::int64_t grp,
+                       std::int64_t m0, std::int64_t rows, const float* b, std::int64_t ldb, std::int64_t p0,
+                       std::int64_t pixels, Activation act, float* yn) {
+  const std::int64_t out_plane = g.oh * g.ow;
+  const std::int64_t oc0 = grp * g.cout_g + m0;
+  ConstMatrixMap a(weight + oc0 * g.k, rows, g.k, Eigen::OuterStride<>(g.k));
+  ConstMatrixMap bm(b, g.k, pixels, Eigen::OuterStride<>(ldb));
+  MatrixMap c(yn + oc0 * out_plane + p0, rows, pixels, Eigen::OuterStride<>(out_plane));
+  c.noalias() = a * bm;
+  for (std::int64_t oc = oc0; oc < oc0 + rows; ++oc)
+    bias_activation(yn + oc * out_plane + p0, pixels, bias ? bias[oc] : 0.0f, act);
+}
+
+/// Dense or grouped conv of all samples. `scratch` holds g.scratch_floats(pool.size()) floats.
 inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry& g, Activation act, float* y,
                         float* scratch, ThreadPool& pool) {
   const float* weight = p.weight->values.data();
   const float* bias = p.bias ? p.bias->values.data() : nullptr;
   const std::int64_t in_plane = g.h * g.w, out_plane = g.oh * g.ow;
-  const std::int64_t tasks = g.n * g.tiles;
-  pool.parallel_for(static_cast<std::size_t>(tasks), [&](std::size_t task, std::size_t worker) {
-    const std::int64_t n = static_cast<std::int64_t>(task) / g.tiles;
-    const std::int64_t tile = static_cast<std::int64_t>(task) % g.tiles;
-    const std::int64_t oh0 = tile * g.rows_per_tile, oh1 = std::min(g.oh, oh0 + g.rows_per_tile);
-    const std::int64_t p0 = oh0 * g.ow, pixels = (oh1 - oh0) * g.ow;
+  auto tile_rows = [&](std::int64_t tile, std::int64_t& oh0, std::int64_t& oh1) {
+    oh0 = tile * g.rows_per_tile;
+    oh1 = std::min(g.oh, oh0 + g.rows_per_tile);
+  };
+  if (!g.split_channels()) {
+    // Tasks = (sample, tile); each worker im2cols into its own block.
+    pool.parallel_for(static_cast<std::size_t>(g.n * g.tiles), [&](std::size_t task, std::size_t worker) {
+      const std::int64_t n = static_cast<std::int64_t>(task) / g.tiles;
+      std::int64_t oh0, oh1;
+      tile_rows(static_cast<std::int64_t>(task) % g.tiles, oh0, oh1);
+      const std::int64_t p0 = oh0 * g.ow, pixels = (oh1 - oh0) * g.ow;
+      const float* xn = x + n * g.cin * in_plane;
+      float* yn = y + n * g.cout * out_plane;
+      float* col = scratch + static_cast<std::int64_t>(worker) * g.k * g.tile_pixels();
+      for (std::int64_t grp = 0; grp < g.groups; ++grp) {
+        if (g.pointwise()) {
+          conv_block(weight, bias, g, grp, 0, g.cout_g, xn + grp * g.cin_g * in_plane + p0, in_plane, p0, pixels, act,
+                     yn);
+        } else {
+          im2col_rows(xn, g, grp * g.cin_g, g.cin_g, oh0, oh1, col);
+          conv_block(weight, bias, g, grp, 0, g.cout_g, col, pixels, p0, pixels, act, yn);
+        }
+      }
+    });
+    return;
+  }
+  // Small planes: per (sample, tile, group), im2col once (split over channels), then the
+  // output-channel blocks in parallel.
+  for (std::int64_t n = 0; n < g.n; ++n) {
     const float* xn = x + n * g.cin * in_plane;
     float* yn = y + n * g.cout * out_plane;
-    float* col = scratch + static_cast<std::int64_t>(worker) * g.scratch_floats();
-    for (std::int64_t grp = 0; grp < g.groups; ++grp) {
-      ConstMatrixMap a(weight + grp * g.cout_g * g.k, g.cout_g, g.k, Eigen::OuterStride<>(g.k));
-      MatrixMap c(yn + grp * g.cout_g * out_plane + p0, g.cout_g, pixels, Eigen::OuterStride<>(out_plane));
-      if (g.pointwise()) {
-        ConstMatrixMap b(xn + grp * g.cin_g * in_plane + p0, g.cin_g, pixels, Eigen::OuterStride<>(in_plane));
-        c.noalias() = a * b;
-      } else {
-        im2col_rows(xn, g, grp * g.cin_g, oh0, oh1, col);
-        ConstMatrixMap b(col, g.k, pixels, Eigen::OuterStride<>(pixels));
-        c.noalias() = a * b;
-      }
-      for (std::int64_t co = 0; co < g.cout_g; ++co) {
-        const std::int64_t oc = grp * g.cout_g + co;
-        bias_activation(yn + oc * out_plane + p0, pixels, bias ? bias[oc] : 0.0f, act);
+    for (std::int64_t tile = 0; tile < g.tiles; ++tile) {
+      std::int64_t oh0, oh1;
+      tile_rows(tile, oh0, oh1);
+      const std::int64_t p0 = oh0 * g.ow, pixels = (oh1 - oh0) * g.ow;
+      for (std::int64_t grp = 0; grp < g.groups; ++grp) {
+        const float* b = xn + grp * g.cin_g * in_plane + p0;
+        std::int64_t ldb = in_plane;
+        if (!g.pointwise()) {
+          const std::int64_t chunks = std::min<std::int64_t>(g.cin_g, static_cast<std::int64_t>(pool.size()) * 4);
+          const std::int64_t per = (g.cin_g + chunks - 1) / chunks;
+          pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t chunk, std::size_t) {
+            const std::int64_t c0 = static_cast<std::int64_t>(chunk) * per, c1 = std::min(g.cin_g, c0 + per);
+            if (c0 < c1) im2col_rows(xn, g, grp * g.cin_g + c0, c1 - c0, oh0, oh1, scratch + c0 * g.kh * g.kw * pixels);
+          });
+          b = scratch;
+          ldb = pixels;
+        }
+        pool.parallel_for(static_cast<std::size_t>(g.m_blocks), [&](std::size_t block, std::size_t) {
+          const std::int64_t m0 = static_cast<std::int64_t>(block) * g.m_block;
+          conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), b, ldb, p0, pixels, act, yn);
+        });
       }
     }
-  });
+  }
 }
 
 /// Depthwise conv (groups == in == out): a direct loop per plane.
@@ -141,12 +230,12 @@ inline void conv2d_depthwise(const float* x, const ConvParams& p, const ConvGeom
         for (std::int64_t oh = 0; oh < g.oh; ++oh) {
           const std::int64_t ih = oh * g.sh - g.ph + ky * g.dh;
           if (ih < 0 || ih >= g.h) continue;
-          const float* s = src + ih * g.w + off;
+          const float* s = src + ih * g.w;
           float* d = dst + oh * g.ow;
           if (g.sw == 1) {
-            for (std::int64_t o = lo; o < hi; ++o) d[o] += wv * s[o];
+            for (std::int64_t o = lo; o < hi; ++o) d[o] += wv * s[o + off];
           } else {
-            for (std::int64_t o = lo; o < hi; ++o) d[o] += wv * s[o * g.sw];
+            for (std::int64_t o = lo; o < hi; ++o) d[o] += wv * s[o * g.sw + off];
           }
         }
       }

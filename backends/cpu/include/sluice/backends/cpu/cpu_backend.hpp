@@ -39,7 +39,7 @@ namespace sluice::cpu {
 struct CpuOptions {
   std::size_t threads = 0;             ///< threads of this backend's pool; 0: hardware_concurrency()
   std::size_t memory_limit_bytes = 0;  ///< 0: no limit; else allocations past it throw out_of_memory
-  std::shared_ptr<Arena> arena;        ///< share an arena (and its accounting) between backends; null: own
+  std::shared_ptr<Arena> arena{};      ///< share an arena (and its accounting) between backends; null: own
 };
 
 class CpuBackend {
@@ -183,23 +183,15 @@ class CpuBackend {
     const Shape& s = x.shape();
     if (s.c != p.in)
       fail("conv2d: input has " + std::to_string(s.c) + " channels, the conv expects " + std::to_string(p.in));
-    kernels::ConvGeometry g{};
-    g.n = s.n, g.cin = s.c, g.h = s.h, g.w = s.w;
-    g.cout = p.out, g.kh = p.kh, g.kw = p.kw;
-    g.sh = p.spec.stride_h, g.sw = p.spec.stride_w, g.ph = p.spec.pad_h, g.pw = p.spec.pad_w;
-    g.dh = p.spec.dilation_h, g.dw = p.spec.dilation_w, g.groups = p.spec.groups;
-    const std::int64_t eff_h = g.dh * (g.kh - 1) + 1, eff_w = g.dw * (g.kw - 1) + 1;
-    if (s.h + 2 * g.ph < eff_h || s.w + 2 * g.pw < eff_w)
+    const std::int64_t eff_h = p.spec.dilation_h * (p.kh - 1) + 1, eff_w = p.spec.dilation_w * (p.kw - 1) + 1;
+    if (s.h + 2 * p.spec.pad_h < eff_h || s.w + 2 * p.spec.pad_w < eff_w)
       fail("conv2d: input " + s.to_string() + " is smaller than the kernel");
-    g.oh = (s.h + 2 * g.ph - eff_h) / g.sh + 1;
-    g.ow = (s.w + 2 * g.pw - eff_w) / g.sw + 1;
-    g.cin_g = g.cin / g.groups, g.cout_g = g.cout / g.groups, g.k = g.cin_g * g.kh * g.kw;
-    kernels::plan_tiles(g);
+    const kernels::ConvGeometry g = kernels::conv_geometry(s, p);
     CpuTensor y = empty({s.n, g.cout, g.oh, g.ow});
     if (p.depthwise()) {
       kernels::conv2d_depthwise(x.data(), p, g, act, y.data(), *pool_);
     } else {
-      Buffer scratch(arena_, static_cast<std::size_t>(g.scratch_floats()) * pool_->size());
+      Buffer scratch(arena_, static_cast<std::size_t>(g.scratch_floats(pool_->size())));
       kernels::conv2d_gemm(x.data(), p, g, act, y.data(), scratch.data(), *pool_);
     }
     return y;

@@ -1,0 +1,161 @@
+// bench_cpu_ops: the machine's FP32 matrix-multiply rate (Eigen sgemm of square matrices, 1 thread
+// and split over the backend's thread pool) and the CPU backend's conv2d GFLOP/s on the networks'
+// typical layers, in one run so the ratio "conv / GEMM" is measured under the same load.
+//   build-cpu/bench/cpu/bench_cpu_ops --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+// The machine is shared, so besides GFLOP/s of wall time each benchmark reports GFLOP per CPU-second
+// of the whole process (all threads): the rate per core actually obtained, robust to other load.
+// GFLOP/s counts 2 * N * out * out_h * out_w * in/groups * kh * kw per conv (a multiply-add = 2 FLOP).
+#include <benchmark/benchmark.h>
+#include <sys/resource.h>
+
+#include <Eigen/Core>
+#include <random>
+#include <vector>
+
+#include "sluice/backends/cpu/cpu_backend.hpp"
+
+namespace {
+
+using sluice::Activation;
+using sluice::ConvSpec;
+using sluice::Shape;
+using sluice::cpu::CpuBackend;
+using sluice::cpu::CpuTensor;
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+// Runs body() per iteration; sets GFLOP/s (wall) and GFLOP/cpu_s (per CPU-second of all threads).
+template <class F>
+void run_flops(benchmark::State& state, double flops_per_iteration, F&& body) {
+  const double cpu0 = process_cpu_seconds();
+  for (auto _ : state) body();
+  const double cpu = process_cpu_seconds() - cpu0;
+  const double total = flops_per_iteration * double(state.iterations()) * 1e-9;
+  state.counters["GFLOP/s"] = benchmark::Counter(total, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/cpu_s"] = cpu > 0 ? total / cpu : 0.0;
+}
+
+std::vector<float> random_values(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+// C = A * B, square n x n; with threads > 1 the columns of C are split in equal blocks over a pool.
+void BM_Sgemm(benchmark::State& state) {
+  const auto n = static_cast<Eigen::Index>(state.range(0));
+  const auto threads = static_cast<std::size_t>(state.range(1));
+  RowMatrix a = RowMatrix::Random(n, n), b = RowMatrix::Random(n, n), c(n, n);
+  sluice::cpu::ThreadPool pool(threads);
+  const Eigen::Index block = (n + static_cast<Eigen::Index>(threads) - 1) / static_cast<Eigen::Index>(threads);
+  run_flops(state, 2.0 * double(n) * double(n) * double(n), [&] {
+    pool.parallel_for(threads, [&](std::size_t t, std::size_t) {
+      const Eigen::Index c0 = static_cast<Eigen::Index>(t) * block, cols = std::min(block, n - c0);
+      c.middleCols(c0, cols).noalias() = a * b.middleCols(c0, cols);
+    });
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  });
+}
+BENCHMARK(BM_Sgemm)->ArgNames({"n", "threads"})->Args({1024, 1})->Args({2048, 1})->Args({1024, 2})->Args({2048, 2})
+    ->UseRealTime()->Unit(benchmark::kMillisecond);
+
+struct Layer {
+  std::int64_t in, out, k, hw, stride;
+};
+// The networks' typical convolutions: HRNet branch / ResUNet 3x3s, the HRNet head 1x1, a 7x7 stem.
+const Layer layers[] = {
+    {64, 64, 3, 128, 1},   // 0: 3x3 64->64 at 128x128
+    {256, 256, 3, 32, 1},  // 1: 3x3 256->256 at 32x32
+    {720, 720, 1, 64, 1},  // 2: 1x1 720->720 at 64x64 (HRNet last_layer)
+    {3, 64, 7, 256, 1},    // 3: 7x7 3->64 at 256x256 (init_conv)
+    {48, 48, 3, 128, 1},   // 4: 3x3 48->48 at 128x128 (HRNet W48 branch 0 at 512 input)
+    {3, 64, 3, 512, 2},    // 5: 3x3 s2 3->64 at 512x512 (HRNet stem)
+};
+
+// args: layer, batch, threads
+void BM_Conv2d(benchmark::State& state) {
+  const Layer& l = layers[state.range(0)];
+  const std::int64_t n = state.range(1);
+  CpuBackend cpu({.threads = static_cast<std::size_t>(state.range(2))});
+  sluice::io::HostTensor w;
+  w.shape = {l.out, l.in, l.k, l.k};
+  w.data = random_values(static_cast<std::size_t>(w.numel()), 1);
+  sluice::io::HostTensor b;
+  b.shape = {l.out};
+  b.data = random_values(static_cast<std::size_t>(l.out), 2);
+  auto conv = cpu.make_conv(w, &b, ConvSpec::same(l.k, l.stride));
+  const Shape s{n, l.in, l.hw, l.hw};
+  CpuTensor x = cpu.upload(random_values(static_cast<std::size_t>(s.numel()), 3), s);
+  const std::int64_t out_hw = (l.hw - 1) / l.stride + 1;
+  const double flops = 2.0 * double(n) * double(l.out) * double(out_hw * out_hw) * double(l.in * l.k * l.k);
+  run_flops(state, flops, [&] {
+    CpuTensor y = cpu.conv2d(x, conv, Activation::relu);
+    benchmark::DoNotOptimize(y.data());
+  });
+}
+BENCHMARK(BM_Conv2d)
+    ->ArgNames({"layer", "n", "threads"})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {1}, {1, 2}})
+    ->Args({1, 4, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// ConvTranspose2d(2, 2) 512 -> 256 at 32x32 (a decoder up-step).
+void BM_ConvTranspose(benchmark::State& state) {
+  CpuBackend cpu({.threads = static_cast<std::size_t>(state.range(0))});
+  sluice::io::HostTensor w;
+  w.shape = {512, 256, 2, 2};
+  w.data = random_values(static_cast<std::size_t>(w.numel()), 1);
+  auto up = cpu.make_conv_transpose2x2(w, nullptr);
+  const Shape s{1, 512, 32, 32};
+  CpuTensor x = cpu.upload(random_values(static_cast<std::size_t>(s.numel()), 3), s);
+  run_flops(state, 2.0 * 512 * 256 * 4 * 32 * 32, [&] {
+    CpuTensor y = cpu.conv_transpose2x2(x, up);
+    benchmark::DoNotOptimize(y.data());
+  });
+}
+BENCHMARK(BM_ConvTranspose)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Self-attention at the AdvancedResUNet bottleneck: 1024 channels, 8 heads, 32x32 tokens (512 input).
+void BM_SelfAttention(benchmark::State& state) {
+  CpuBackend cpu({.threads = static_cast<std::size_t>(state.range(0))});
+  const Shape s{1, 3 * 1024, 32, 32};
+  CpuTensor x = cpu.upload(random_values(static_cast<std::size_t>(s.numel()), 3), s);
+  const double t = 1024.0;  // tokens; q k^T and A v are 2 * t * t * channels FLOP each
+  run_flops(state, 2.0 * 2.0 * t * t * 1024.0, [&] {
+    CpuTensor y = cpu.self_attention(x, 8);
+    benchmark::DoNotOptimize(y.data());
+  });
+}
+BENCHMARK(BM_SelfAttention)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Memory-bound ops: instance norm + residual + ReLU over 64 x 256 x 256.
+void BM_InstanceNorm(benchmark::State& state) {
+  CpuBackend cpu({.threads = static_cast<std::size_t>(state.range(0))});
+  sluice::io::HostTensor g, b;
+  g.shape = b.shape = {64};
+  g.data = random_values(64, 1);
+  b.data = random_values(64, 2);
+  auto norm = cpu.make_norm(g, b);
+  const Shape s{1, 64, 256, 256};
+  CpuTensor x = cpu.upload(random_values(static_cast<std::size_t>(s.numel()), 3), s);
+  CpuTensor r = cpu.upload(random_values(static_cast<std::size_t>(s.numel()), 4), s);
+  for (auto _ : state) {
+    CpuTensor y = cpu.instance_norm(x, norm, {&r, Activation::relu});
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * s.numel() * 4 * 3);
+}
+BENCHMARK(BM_InstanceNorm)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
