@@ -81,14 +81,20 @@ TEST(LatencyModel, StartsFromATable) {
   EXPECT_NEAR(to_ms(*m.typical(2)), line2, 0.01);  // the median needs no tail factor
 }
 
-TEST(LatencyModel, OldSamplesExpire) {
+TEST(LatencyModel, OldSamplesKeepTheCurveShapeAndFollowTheDrift) {
   LatencyModel::Options o;
   o.stale_after = 10;
   LatencyModel m(o);
-  for (int i = 0; i < 5; ++i) m.observe(2, ms(100));  // slow runs at size 2, long ago
-  for (int i = 0; i < 100; ++i) m.observe(i % 2 ? 1 : 3, ms(i % 2 ? 10 : 30));
-  // Size 2 no longer answers from its own stale window but from the line (10 + 10n => 20 ms).
-  EXPECT_NEAR(to_ms(*m.typical(2)), 20.0, 0.5);
+  // A curve that is far from linear (batch 4 costs more than two batches of 2).
+  auto curve = [](std::size_t n) { return n == 1 ? 270.0 : n == 2 ? 395.0 : 938.0; };
+  for (int rep = 0; rep < 5; ++rep)
+    for (std::size_t n : {1u, 2u, 4u}) m.observe(n, ms(curve(n)));
+  // Long after, only sizes 1 and 2 run: size 4 keeps its measured cost, not the line's 145 + 125n.
+  for (int i = 0; i < 200; ++i) m.observe(1 + i % 2, ms(curve(1 + i % 2)));
+  EXPECT_NEAR(to_ms(*m.typical(4)), 938.0, 938.0 * 0.05);
+  // The device becomes twice as fast: size 4, never run again, follows the drift of the line.
+  for (int i = 0; i < 200; ++i) m.observe(1 + i % 2, ms(0.5 * curve(1 + i % 2)));
+  EXPECT_NEAR(to_ms(*m.typical(4)), 469.0, 469.0 * 0.05);
 }
 
 TEST(LatencyModel, RejectsBadInput) {

@@ -3,7 +3,9 @@
 // (Clockwork's "p99 of the last few runs"); for sizes without fresh samples it extrapolates with a
 // least-squares line a + b*n fitted with exponential forgetting (BentoML's T(n), but adaptive), scaled
 // by the recent tail of the line's residuals. It can start from a calibration table. Shared by the
-// SloController, the calibrator and the simulator. Pure value type: no clock, no threads.
+// SloController, the calibrator and the simulator. A size whose samples grew old answers from them
+// scaled by the line's drift since, so a non-linear cost curve is not forgotten.
+// Pure value type: no clock, no threads.
 #pragma once
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -84,6 +87,7 @@ class LatencyModel {
       push_residual(to_ns(p.p95) / to_ns(p.p50));
       push_residual(to_ns(p.p99) / to_ns(p.p50));
     }
+    for (const auto& p : table) set_ref(sizes_[p.batch_size]);
   }
 
   /// One finished batch of `n` items that ran for `run_time`.
@@ -99,6 +103,7 @@ class LatencyModel {
     w.expire(seq_, options_.stale_after);
     w.push(t, seq_, options_.window);
     add_to_line(n, t);
+    set_ref(w);
   }
 
   /// The `quantile` estimate for a batch of n, or nullopt when the model knows nothing yet.
@@ -109,12 +114,21 @@ class LatencyModel {
   /// Any quantile q in [0, 1].
   std::optional<Duration> estimate_q(std::size_t n, double q) const {
     if (n == 0) return std::nullopt;
+    const auto mean = line_mean(n);
     if (n < sizes_.size()) {
       const auto& w = sizes_[n];
       if (w.fresh_count(seq_, options_.stale_after) >= options_.min_samples)
         return from_ns(w.quantile(seq_, options_.stale_after, q));
+      // Old samples of this size still know its shape better than a line does (the cost of a
+      // batch is rarely linear); the line only says how much the device drifted since then.
+      // The drift is read where the line is best known: at the centre of its recent data.
+      if (!w.samples.empty() && mean && w.has_ref) {
+        const double x = sx_ / w_;
+        const double then = w.line_ref.a + w.line_ref.b * x, now = line()->a + line()->b * x;
+        const double drift = then > 0.0 && now > 0.0 ? std::clamp(now / then, 0.5, 2.0) : 1.0;
+        return from_ns(w.quantile(seq_, std::numeric_limits<std::size_t>::max(), q) * drift);
+      }
     }
-    const auto mean = line_mean(n);
     if (!mean) return std::nullopt;
     // Scale the mean line to the requested quantile with the recent residual ratios (>= 1 for a tail).
     double scale = residual_quantile(q);
@@ -146,6 +160,8 @@ class LatencyModel {
   };
   struct Window {
     std::vector<Sample> samples;  // oldest first; small (<= window)
+    Line line_ref{};              // the line when the last sample came
+    bool has_ref = false;
     void push(double ns, std::uint64_t seq, std::size_t cap) {
       if (samples.size() == cap) samples.erase(samples.begin());
       samples.push_back({ns, seq});
@@ -168,6 +184,13 @@ class LatencyModel {
   static double to_ns(Duration d) { return std::chrono::duration<double, std::nano>(d).count(); }
   static Duration from_ns(double ns) {
     return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::nano>(ns));
+  }
+
+  void set_ref(Window& w) const {
+    if (const auto l = line()) {
+      w.line_ref = *l;
+      w.has_ref = true;
+    }
   }
 
   Window& slot(std::size_t n) {

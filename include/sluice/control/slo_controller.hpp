@@ -120,7 +120,11 @@ class SloController {
   /// Rejects a new request whose deadline cannot be met behind the current queue even if the lane
   /// ran at its best throughput with median latencies.
   bool admit(const QueueState& q, TimePoint deadline, TimePoint now) {
-    if (!options_.admission || deadline == kNever || model_.empty()) return true;
+    if (!options_.admission || deadline == kNever || model_.empty()) {
+      note_arrival(now);
+      ++admitted_;
+      return true;
+    }
     const std::size_t cap = effective_cap(q);
     fill_estimates(cap);
     const std::size_t lanes = std::max<std::size_t>(1, q.idle_lanes + q.busy_lanes);
@@ -131,7 +135,10 @@ class SloController {
     const std::size_t items = (q.total_queued + 1 + lanes - 1) / lanes;
     const double done = lane_free + static_cast<double>(items / best) * typ_[best] +
                         (items % best ? typ_[items % best] : 0.0);
-    return done <= relative(deadline, now);
+    if (done > relative(deadline, now)) return false;
+    note_arrival(now);  // exact arrival times where the Batcher asks us; decide() counts the rest
+    ++admitted_;
+    return true;
   }
 
   void observe(const BatchRecord& r) {
@@ -183,26 +190,33 @@ class SloController {
   // Dynamic programme over prefixes of the visible queue (dispatch order is fixed): the split into
   // consecutive batches that meets the most deadlines, then ends soonest. Returns the first batch.
   std::size_t plan_first_batch(const std::vector<double>& deadlines, std::size_t cap) {
+    // Deadlines are checked against the SLO-quantile finish times; among plans that meet as many,
+    // the one with the least total median run time wins (the quantiles are noisier than medians
+    // and would otherwise drown the few per cent that separate batch sizes).
     const std::size_t r = deadlines.size();
     on_time_.assign(r + 1, 0);
     finish_.assign(r + 1, kInf);
+    work_.assign(r + 1, kInf);
     choice_.assign(r + 1, 0);
     finish_[0] = 0.0;
+    work_[0] = 0.0;
     for (std::size_t i = 1; i <= r; ++i) {
       double head = kInf;  // earliest deadline of the candidate batch (j, i]
       for (std::size_t k = 1; k <= std::min(i, cap); ++k) {
         const std::size_t j = i - k;
         head = std::min(head, deadlines[j]);
         const double end = finish_[j] + est_[k];
+        const double work = work_[j] + typ_[k];
         std::size_t met = k;
         if (head < end) {
           met = 0;
           for (std::size_t x = j; x < i; ++x) met += deadlines[x] >= end ? 1 : 0;
         }
         const std::size_t total = on_time_[j] + met;
-        if (choice_[i] == 0 || total > on_time_[i] || (total == on_time_[i] && end < finish_[i] * (1 - 1e-9))) {
+        if (choice_[i] == 0 || total > on_time_[i] || (total == on_time_[i] && work < work_[i] * (1 - 1e-9))) {
           on_time_[i] = total;
           finish_[i] = end;
+          work_[i] = work;
           choice_[i] = k;
         }
       }
@@ -236,14 +250,19 @@ class SloController {
     return std::nullopt;
   }
 
+  // Arrivals the queue grew by since the last decide() that admit() did not already record (a
+  // Batcher may call decide() only when a lane is free, so these get the time of this call).
   void note_arrivals(const QueueState& q, TimePoint now) {
     const std::size_t expected = last_total_ > removed_ ? last_total_ - removed_ : 0;
-    for (std::size_t i = expected; i < q.total_queued; ++i) {
-      if (arrivals_.size() == options_.rate_window) arrivals_.erase(arrivals_.begin());
-      arrivals_.push_back(now);
-    }
+    const std::size_t grown = q.total_queued > expected ? q.total_queued - expected : 0;
+    for (std::size_t i = std::min(grown, admitted_); i < grown; ++i) note_arrival(now);
     last_total_ = q.total_queued;
     removed_ = 0;
+    admitted_ = 0;
+  }
+  void note_arrival(TimePoint now) {
+    if (arrivals_.size() == options_.rate_window) arrivals_.erase(arrivals_.begin());
+    arrivals_.push_back(now);
   }
 
   Decision dispatch(std::size_t n, TimePoint now) {
@@ -274,7 +293,8 @@ class SloController {
   std::vector<TimePoint> arrivals_;  // timestamps of the last rate_window arrivals
   std::size_t last_total_ = 0;       // total_queued at the previous decide
   std::size_t removed_ = 0;          // dispatched + shed by the previous decide
-  std::vector<double> est_, typ_, finish_;
+  std::size_t admitted_ = 0;         // arrivals admit() recorded since the previous decide
+  std::vector<double> est_, typ_, finish_, work_;
   std::vector<std::size_t> on_time_, choice_;
 };
 
