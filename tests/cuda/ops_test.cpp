@@ -93,6 +93,36 @@ TEST_P(CudaOps, Conv2dMatchesTheReference) {
   }
 }
 
+// The plain kernel that runs what cuDNN refuses: forced here on every case above.
+TEST_P(CudaOps, DirectConvolutionFallbackMatchesTheReference) {
+  CudaOptions options;
+  options.precision = GetParam();
+  options.direct_convolution = true;
+  CudaBackend direct(options);
+  const ConvCase cases[] = {
+      {{2, 5, 13, 11}, 7, 3, 3, ConvSpec::same(3), true, Activation::none},
+      {{2, 4, 17, 15}, 6, 3, 3, ConvSpec::same(3, 2), false, Activation::relu},
+      {{2, 2, 9, 1}, 1, 1, 7, {1, 1, 0, 3, 1, 1, 1}, false, Activation::sigmoid},
+      {{2, 4, 15, 13}, 6, 3, 3, {1, 1, 2, 2, 2, 2, 1}, true, Activation::none},
+      {{2, 6, 10, 9}, 4, 3, 3, {1, 1, 1, 1, 1, 1, 2}, true, Activation::none},
+      {{2, 8, 11, 12}, 8, 3, 3, {1, 1, 1, 1, 1, 1, 8}, false, Activation::none},
+      {{1, 3, 16, 17}, 5, 3, 3, {2, 1, 1, 2, 1, 2, 1}, true, Activation::relu},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE("x " + c.x.to_string() + " groups " + std::to_string(c.spec.groups));
+    const auto v = ref::random_values(static_cast<std::size_t>(c.x.numel()), rng_);
+    const auto w = ref::random_host({c.out, c.x.c / c.spec.groups, c.kh, c.kw}, rng_, 0.5f);
+    const auto b = ref::random_host({c.out}, rng_, 0.5f);
+    const auto y = direct.conv2d(direct.upload(v, c.x), direct.make_conv(w, c.bias ? &b : nullptr, c.spec), c.act);
+    std::vector<float> got(static_cast<std::size_t>(direct.shape_of(y).numel()));
+    direct.download(y, got);
+    const ref::Ref want = ref::conv2d(ref::to_ref(v, c.x), w, c.bias ? &b : nullptr, c.spec, c.act);
+    ASSERT_EQ(direct.shape_of(y), want.s);
+    const ref::Diff d = ref::diff(got, want);
+    EXPECT_LE(d.max_abs, support::tolerance(GetParam(), true) * std::max(1.0, d.scale));
+  }
+}
+
 TEST_P(CudaOps, ConvTranspose2x2MatchesTheReference) {
   for (const auto& [s, out, bias] : {std::tuple{Shape{2, 6, 5, 7}, std::int64_t{4}, true},
                                      std::tuple{Shape{1, 32, 8, 8}, std::int64_t{16}, false},

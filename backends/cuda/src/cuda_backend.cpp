@@ -147,6 +147,7 @@ struct ConvPlan {
   ConvDesc conv;
   cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
   std::size_t workspace = 0;
+  bool direct = false;  // cuDNN offers nothing for this shape: the backend's own kernel runs it
 };
 
 using PlanKey = std::array<i64, 12>;  // n, c, h, w, out, kh, kw, stride h/w, pad h/w, groups (+ dilation folded)
@@ -305,23 +306,31 @@ ConvPlan& BackendImpl::plan_for(const ConvParams& p, const Shape& xs, const Shap
     plan->workspace = bytes;
     chosen = true;
   }
-  if (!chosen)
-    throw Error(errc::model_failed, "cuda backend: cuDNN offers no forward algorithm for a convolution of input " +
-                                        xs.to_string() + ", filter [" + std::to_string(p.out) + ", " +
-                                        std::to_string(p.in / s.groups) + ", " + std::to_string(p.kh) + ", " +
-                                        std::to_string(p.kw) + "], groups " + std::to_string(s.groups) +
-                                        ", precision " + to_string(options.precision));
+  plan->direct = !chosen;
   return *plans.emplace(key, std::move(plan)).first->second;
 }
 
 void BackendImpl::run_conv(const ConvParams& p, const CudaTensor& x, const CudaTensor& y) {
-  ConvPlan& plan = plan_for(p, x.shape(), y.shape(), x.data(), y.mutable_data());
+  const Shape& xs = x.shape();
+  const Shape& ys = y.shape();
+  const auto direct = [&] {
+    kernels::conv2d_direct(x.data(), p.weight->ptr, y.mutable_data(), dtype, xs.n, xs.h, xs.w, xs.c, p.out, ys.h, ys.w,
+                           p.kh, p.kw, p.spec, stream);
+  };
+  if (options.direct_convolution) return direct();
+  ConvPlan& plan = plan_for(p, xs, ys, x.data(), y.mutable_data());
+  if (plan.direct) return direct();
   std::shared_ptr<DeviceBlock> ws;
   if (plan.workspace > 0) ws = block(plan.workspace, DType::f32);
   const float alpha = 1.0f, beta = 0.0f;
-  SLUICE_CUDNN_CHECK(cudnnConvolutionForward(cudnn, &alpha, plan.x.d, x.data(), plan.w.d, p.weight->ptr, plan.conv.d,
-                                             plan.algo, ws ? ws->ptr : nullptr, plan.workspace, &beta, plan.y.d,
-                                             y.mutable_data()));
+  const cudnnStatus_t status =
+      cudnnConvolutionForward(cudnn, &alpha, plan.x.d, x.data(), plan.w.d, p.weight->ptr, plan.conv.d, plan.algo,
+                              ws ? ws->ptr : nullptr, plan.workspace, &beta, plan.y.d, y.mutable_data());
+  if (CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED) {  // refused at run time: never ask again
+    plan.direct = true;
+    return direct();
+  }
+  if (status != CUDNN_STATUS_SUCCESS) detail::throw_cudnn_error(status, "cudnnConvolutionForward", __FILE__, __LINE__);
 }
 
 }  // namespace detail

@@ -133,6 +133,37 @@ __global__ void max_pool2x2_kernel(const T* __restrict__ x, T* __restrict__ y, I
   }
 }
 
+struct DirectConvGeometry {
+  int kh, kw, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+};
+
+template <class T, class I>
+__global__ void conv2d_direct_kernel(const T* __restrict__ x, const T* __restrict__ filter, T* __restrict__ y, I h,
+                                     I w, I c, I out, I ho, I wo, I cin_g, I cout_g, DirectConvGeometry g, I count) {
+  SLUICE_GRID_STRIDE(I, i, count) {
+    const I co = i % out;
+    I t = i / out;
+    const i64 ox = static_cast<i64>(t % wo);
+    t /= wo;
+    const i64 oy = static_cast<i64>(t % ho);
+    const I n = t / ho;
+    const I group = co / cout_g;
+    float acc = 0.0f;
+    for (int r = 0; r < g.kh; ++r) {
+      const i64 iy = oy * g.stride_h - g.pad_h + static_cast<i64>(r) * g.dilation_h;
+      if (iy < 0 || iy >= static_cast<i64>(h)) continue;
+      for (int s = 0; s < g.kw; ++s) {
+        const i64 ix = ox * g.stride_w - g.pad_w + static_cast<i64>(s) * g.dilation_w;
+        if (ix < 0 || ix >= static_cast<i64>(w)) continue;
+        const T* xp = x + ((n * h + static_cast<I>(iy)) * w + static_cast<I>(ix)) * c + group * cin_g;
+        const T* wp = filter + ((co * g.kh + r) * g.kw + s) * cin_g;
+        for (I k = 0; k < cin_g; ++k) acc += to_float(xp[k]) * to_float(wp[k]);
+      }
+    }
+    y[i] = from_float<T>(acc);
+  }
+}
+
 // PyTorch's area_pixel_compute_source_index for linear modes.
 __device__ __forceinline__ float source_index(float scale, int dst, bool align_corners) {
   if (align_corners) return scale * static_cast<float>(dst);
@@ -496,6 +527,23 @@ void max_pool2x2(const void* x, void* y, DType dt, i64 n, i64 h, i64 w, i64 c, c
     using I = typename decltype(idx)::type;
     max_pool2x2_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
         static_cast<const T*>(x), static_cast<T*>(y), I(h), I(w), I(c), I(ho), I(wo), I(count));
+  });
+  SLUICE_CUDA_CHECK_LAUNCH();
+}
+
+void conv2d_direct(const void* x, const void* filter, void* y, DType dt, i64 n, i64 h, i64 w, i64 c, i64 out, i64 ho,
+                   i64 wo, i64 kh, i64 kw, const ConvSpec& spec, cudaStream_t stream) {
+  const i64 count = n * ho * wo * out;
+  if (count == 0) return;
+  const auto i = [](i64 v) { return static_cast<int>(v); };
+  const DirectConvGeometry g{i(kh),         i(kw),         i(spec.stride_h),   i(spec.stride_w),
+                             i(spec.pad_h), i(spec.pad_w), i(spec.dilation_h), i(spec.dilation_w)};
+  dispatch_type_index(dt, std::max(count, n * h * w * c), [&](auto t, auto idx) {
+    using T = typename decltype(t)::type;
+    using I = typename decltype(idx)::type;
+    conv2d_direct_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const T*>(filter), static_cast<T*>(y), I(h), I(w), I(c), I(out), I(ho),
+        I(wo), I(c / spec.groups), I(out / spec.groups), g, I(count));
   });
   SLUICE_CUDA_CHECK_LAUNCH();
 }

@@ -42,6 +42,12 @@ void max_pool2x2(const void* x, void* y, DType dt, i64 n, i64 h, i64 w, i64 c, c
 void resize_bilinear(const void* x, void* y, DType dt, i64 n, i64 c, i64 h, i64 w, i64 ho, i64 wo,
                      bool align_corners, cudaStream_t stream);
 
+// ---- convolution fallback ----
+/// A plain direct convolution (one output element per thread, float accumulation): x (n, h, w, c),
+/// filter KRSC (out, kh, kw, c / groups), y (n, ho, wo, out). Used when cuDNN offers no algorithm.
+void conv2d_direct(const void* x, const void* filter, void* y, DType dt, i64 n, i64 h, i64 w, i64 c, i64 out, i64 ho,
+                   i64 wo, i64 kh, i64 kw, const ConvSpec& spec, cudaStream_t stream);
+
 // ---- reductions over the H x W plane of each (sample, channel) ----
 /// Bytes of device scratch the plane reductions below need.
 std::size_t plane_scratch_bytes(i64 n, i64 hw, i64 c);

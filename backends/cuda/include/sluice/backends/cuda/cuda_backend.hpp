@@ -48,6 +48,9 @@ struct CudaOptions {
   ConvAlgoSearch algo_search = ConvAlgoSearch::heuristic;
   std::size_t workspace_limit_bytes = std::size_t{1} << 30;  ///< largest cuDNN workspace an algorithm may use
   std::size_t memory_limit_bytes = 0;  ///< 0: the device's; else out_of_memory past this many bytes in use
+  /// Run every convolution with the backend's plain direct kernel instead of cuDNN (slow; the
+  /// fallback for shapes cuDNN refuses, forced here for tests and diagnosis).
+  bool direct_convolution = false;
 };
 
 namespace detail {
