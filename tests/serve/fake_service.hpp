@@ -34,8 +34,8 @@ class FakeService final : public ModelService {
   SegmentJob last_job;
 
   const std::string& name() const override { return name_; }
-  nlohmann::json info() const override { return {{"input_size", {64, 64}}, {"backend", "fake"}}; }
-  nlohmann::json status() const override { return {{"jobs", jobs.load()}}; }
+  Json info() const override { return {{"input_size", {64, 64}}, {"backend", "fake"}}; }
+  Json status() const override { return {{"jobs", jobs.load()}}; }
   void render_metrics(std::string& out) const override {
     out += "fake_jobs_total{model=\"" + name_ + "\"} " + std::to_string(jobs.load()) + "\n";
   }
@@ -55,7 +55,7 @@ class FakeService final : public ModelService {
         return done(fail_with, std::move(out));
       }
       const std::size_t polygons = job.image.size() % 3;  // some images have none
-      nlohmann::json list = nlohmann::json::array();
+      Json list = Json::array();
       for (std::size_t i = 0; i < polygons; ++i) list.push_back({{"id", "polygon_" + std::to_string(i + 1)}});
       out.result = {{"model_used", name_},
                     {"threshold_used", job.threshold},

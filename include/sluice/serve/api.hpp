@@ -145,7 +145,7 @@ class Api {
     return res;
   }
 
-  static HttpResponse json_response(const HttpRequest& req, unsigned status, const nlohmann::json& body) {
+  static HttpResponse json_response(const HttpRequest& req, unsigned status, const Json& body) {
     HttpResponse res{static_cast<http::status>(status), req.version()};
     res.set(http::field::content_type, "application/json");
     res.body() = body.dump();
@@ -166,14 +166,14 @@ class Api {
 
   static double seconds_since(TimePoint t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-  nlohmann::json health() const {
+  Json health() const {
     return {{"status", "healthy"}, {"models_loaded", models_.size()}, {"uptime_s", seconds_since(started_)}};
   }
 
-  nlohmann::json models_json() const {
-    nlohmann::json list = nlohmann::json::array();
+  Json models_json() const {
+    Json list = Json::array();
     for (const auto& m : models_) {
-      nlohmann::json info = m->info();
+      Json info = m->info();
       info["name"] = m->name();
       info["default"] = m->name() == default_model_;
       list.push_back(std::move(info));
@@ -181,8 +181,8 @@ class Api {
     return {{"models", std::move(list)}, {"default_model", default_model_}};
   }
 
-  nlohmann::json status_json() const {
-    nlohmann::json models = nlohmann::json::object();
+  Json status_json() const {
+    Json models = Json::object();
     for (const auto& m : models_) models[m->name()] = m->status();
     return {{"status", "running"},
             {"uptime_s", seconds_since(started_)},
@@ -283,8 +283,8 @@ class Api {
   }
 
   /// The per-image JSON of the original service plus its timing fields.
-  static nlohmann::json image_json(const SegmentOutcome& out, double processing_time) {
-    nlohmann::json j = out.result;
+  static Json image_json(const SegmentOutcome& out, double processing_time) {
+    Json j = out.result;
     j["success"] = true;
     j["processing_time"] = processing_time;
     j["inference_time"] = out.inference_time;
@@ -322,20 +322,6 @@ class Api {
                    });
   }
 
-  /// Gathers the per-image answers of one batch-segment request.
-  struct BatchGather {
-    std::mutex mutex;
-    std::vector<nlohmann::json> results;
-    std::vector<std::error_code> errors;
-    std::vector<std::string> filenames;
-    std::size_t remaining = 0;
-    SegmentOptions options;
-    std::string model;
-    Respond respond;
-    unsigned version = 11;
-    bool keep_alive = true;
-  };
-
   void batch_segment(const HttpRequest& req, const Target& target, TimePoint start, Respond& respond) {
     const Upload up = read_upload(req, target, "files");
     if (up.files.empty()) throw ApiError::bad_request("missing field 'files'");
@@ -347,74 +333,59 @@ class Api {
     const auto model = find_model(up.options);
     for (const auto& [name, bytes] : up.files) check_image(name, bytes);
 
-    auto g = std::make_shared<BatchGather>();
     const std::size_t n = up.files.size();
-    g->results.resize(n);
-    g->errors.resize(n);
-    for (const auto& f : up.files) g->filenames.push_back(f.first);
-    g->remaining = n;
-    g->options = up.options;
-    g->model = model->name();
-    g->respond = std::move(respond);
-    g->version = req.version();
-    g->keep_alive = req.keep_alive();
+    std::vector<SegmentJob> jobs;
+    std::vector<std::string> filenames;
+    for (const auto& [name, bytes] : up.files) {
+      jobs.push_back(make_job(bytes, up.options));
+      filenames.push_back(name);
+    }
     metrics_->record_images(model->name(), n);
     in_flight_ += static_cast<std::int64_t>(n);
-    // One Batcher request per file: the Batcher forms batches across this and other requests, so
-    // any number of files is split over as many batches as the model's safe size needs.
-    for (std::size_t i = 0; i < n; ++i) {
-      model->segment(make_job(up.files[i].second, up.options), [this, g, i, start](std::error_code ec,
-                                                                                   SegmentOutcome out) {
-        --in_flight_;
-        bool last = false;
-        {
-          std::lock_guard lock(g->mutex);
-          g->errors[i] = ec;
-          if (ec) {
-            ApiError e = api_error_from(ec);
-            g->results[i] = {{"success", false},
-                             {"error", e.code},
-                             {"detail", out.error_detail.empty() ? e.message : out.error_detail}};
-          } else {
-            g->results[i] = image_json(out, seconds_since(start));
-          }
-          g->results[i]["filename"] = g->filenames[i];
-          g->results[i]["batch_index"] = i;
-          last = --g->remaining == 0;
+    // One Batcher item per file: the Batcher forms batches across this and other requests, so any
+    // number of files is split over as many batches as the model's safe size needs.
+    model->segment_many(std::move(jobs), [this, n, start, filenames = std::move(filenames), options = up.options,
+                                          model_name = model->name(), version = req.version(),
+                                          keep_alive = req.keep_alive(), respond = std::move(respond)](
+                                             std::vector<std::pair<std::error_code, SegmentOutcome>> answers) {
+      in_flight_ -= static_cast<std::int64_t>(n);
+      HttpRequest shape{http::verb::post, "/", version};
+      shape.keep_alive(keep_alive);
+      std::size_t ok = 0, polygons = 0;
+      Json results = Json::array();
+      for (std::size_t i = 0; i < answers.size(); ++i) {
+        auto& [ec, out] = answers[i];
+        Json r;
+        if (ec) {
+          const ApiError e = api_error_from(ec);
+          r = {{"success", false}, {"error", e.code}, {"detail", out.error_detail.empty() ? e.message : out.error_detail}};
+        } else {
+          ++ok;
+          r = image_json(out, seconds_since(start));
+          if (const auto p = r.find("polygons"); p != r.end()) polygons += p->size();
         }
-        if (last) finish_batch(*g, start);
-      });
-    }
-  }
-
-  void finish_batch(BatchGather& g, TimePoint start) {
-    HttpRequest shape{http::verb::post, "/", g.version};
-    shape.keep_alive(g.keep_alive);
-    std::size_t ok = 0, polygons = 0;
-    for (std::size_t i = 0; i < g.results.size(); ++i) {
-      if (g.errors[i]) continue;
-      ++ok;
-      if (const auto p = g.results[i].find("polygons"); p != g.results[i].end()) polygons += p->size();
-    }
-    // When every image failed the same way (queue full, deadline), the request as a whole did.
-    if (ok == 0) {
-      bool same = true;
-      for (const auto& e : g.errors) same = same && e == g.errors.front();
-      if (same) {
-        ApiError e = api_error_from(g.errors.front(), limits_.retry_after_s);
-        if (e.status != 400) return g.respond(error_response(shape, e));
+        r["filename"] = i < filenames.size() ? filenames[i] : std::string();
+        r["batch_index"] = i;
+        results.push_back(std::move(r));
       }
-    }
-    nlohmann::json body{{"success", ok > 0},
-                        {"batch_size", g.results.size()},
-                        {"successful_count", ok},
-                        {"failed_count", g.results.size() - ok},
-                        {"total_polygons", polygons},
-                        {"model_used", g.model},
-                        {"threshold_used", g.options.threshold},
-                        {"processing_time", seconds_since(start)},
-                        {"results", std::move(g.results)}};
-    g.respond(json_response(shape, 200, body));
+      // When every image failed the same way (queue full, deadline), the request as a whole did.
+      if (ok == 0 && !answers.empty()) {
+        bool same = true;
+        for (const auto& a : answers) same = same && a.first == answers.front().first;
+        const ApiError e = api_error_from(answers.front().first, limits_.retry_after_s);
+        if (same && e.status != 400) return respond(error_response(shape, e));
+      }
+      Json body{{"success", ok > 0},
+                {"batch_size", answers.size()},
+                {"successful_count", ok},
+                {"failed_count", answers.size() - ok},
+                {"total_polygons", polygons},
+                {"model_used", model_name},
+                {"threshold_used", options.threshold},
+                {"processing_time", seconds_since(start)},
+                {"results", std::move(results)}};
+      respond(json_response(shape, 200, body));
+    });
   }
 
   std::vector<std::shared_ptr<ModelService>> models_;

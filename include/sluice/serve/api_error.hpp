@@ -19,8 +19,8 @@ struct ApiError {
   std::string message;  ///< for humans
   std::optional<unsigned> retry_after_s;  ///< sets Retry-After (503)
 
-  nlohmann::json to_json() const {
-    return nlohmann::json{{"success", false}, {"error", code}, {"detail", message}, {"status", status}};
+  nlohmann::ordered_json to_json() const {
+    return nlohmann::ordered_json{{"success", false}, {"error", code}, {"detail", message}, {"status", status}};
   }
   std::string body() const { return to_json().dump(); }
 

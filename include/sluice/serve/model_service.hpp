@@ -5,14 +5,21 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "sluice/core/clock.hpp"
 
 namespace sluice::serve {
+
+/// JSON that keeps insertion order, so responses list fields as the original service did.
+using Json = nlohmann::ordered_json;
 
 /// One image to segment. The service owns the bytes.
 struct SegmentJob {
@@ -24,7 +31,7 @@ struct SegmentJob {
 
 /// The answer for one image.
 struct SegmentOutcome {
-  nlohmann::json result;            ///< the spec's per-image result JSON (on success)
+  Json result;            ///< the spec's per-image result JSON (on success)
   std::string error_detail;         ///< why it failed (on error), for the client
   double preprocessing_time = 0;    ///< seconds, when the model reports them
   double inference_time = 0;        ///< seconds of the batch run that served this image
@@ -33,17 +40,45 @@ struct SegmentOutcome {
 
 /// Called exactly once per job, from any thread.
 using SegmentHandler = std::function<void(std::error_code, SegmentOutcome)>;
+/// Called once for a group of jobs with one answer per job, in order.
+using SegmentManyHandler = std::function<void(std::vector<std::pair<std::error_code, SegmentOutcome>>)>;
 
 class ModelService {
  public:
   virtual ~ModelService() = default;
   virtual const std::string& name() const = 0;
   /// For GET /models: input size, batch sizes, backend, ...
-  virtual nlohmann::json info() const = 0;
+  virtual Json info() const = 0;
   /// For GET /status: queue length, batches run, ...
-  virtual nlohmann::json status() const = 0;
+  virtual Json status() const = 0;
   /// Never throws: every failure reaches `done` (exactly once).
   virtual void segment(SegmentJob job, SegmentHandler done) = 0;
+  /// Several images of one request, submitted together so that they can share batches. The default
+  /// submits them one by one. Never throws.
+  virtual void segment_many(std::vector<SegmentJob> jobs, SegmentManyHandler done) {
+    struct Gather {
+      std::mutex mutex;
+      std::vector<std::pair<std::error_code, SegmentOutcome>> answers;
+      std::size_t remaining;
+      SegmentManyHandler done;
+    };
+    auto g = std::make_shared<Gather>();
+    g->answers.resize(jobs.size());
+    g->remaining = jobs.size();
+    g->done = std::move(done);
+    if (jobs.empty()) return g->done({});
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      segment(std::move(jobs[i]), [g, i](std::error_code ec, SegmentOutcome out) {
+        bool last;
+        {
+          std::lock_guard lock(g->mutex);
+          g->answers[i] = {ec, std::move(out)};
+          last = --g->remaining == 0;
+        }
+        if (last) g->done(std::move(g->answers));
+      });
+    }
+  }
   /// Appends this model's metrics in the Prometheus text format.
   virtual void render_metrics(std::string& out) const = 0;
   /// Stops accepting work; queued jobs complete (with their result or shutting_down).

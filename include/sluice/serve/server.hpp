@@ -5,6 +5,7 @@
 // What a request means is the Api's business (api.hpp).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -165,6 +166,7 @@ class Server : public std::enable_shared_from_this<Server> {
       shape.keep_alive(false);
       if (started_ == TimePoint{}) started_ = Clock::now();
       closing_ = true;
+      rejected_ = true;
       write(Api::error_response(shape, e));
     }
 
@@ -187,8 +189,25 @@ class Server : public std::enable_shared_from_this<Server> {
       const bool keep = response_->keep_alive();
       response_.reset();
       started_ = TimePoint{};
+      if (!ec && rejected_) return linger();
       if (ec || !keep) return close();
       read_header();
+    }
+
+    /// After answering a request whose body was not read: closing now with unread bytes would send
+    /// a reset that can destroy the answer in the client's buffers. Half-close, read and discard
+    /// what still comes (for at most 2 s), then close.
+    void linger() {
+      if (!scratch_) {  // the first call: half-close, and one deadline for the whole drain
+        beast::error_code ignored;
+        stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+        stream_.expires_after(std::chrono::seconds(2));
+        scratch_ = std::make_unique<std::array<char, 16 * 1024>>();
+      }
+      stream_.async_read_some(asio::buffer(*scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+        if (ec) return self->stream_.close();
+        self->linger();
+      });
     }
 
     void close() {
@@ -204,8 +223,10 @@ class Server : public std::enable_shared_from_this<Server> {
     std::shared_ptr<Server> server_;
     TimePoint started_{};
     std::string route_, method_;
+    std::unique_ptr<std::array<char, 16 * 1024>> scratch_;
     bool idle_ = false;
     bool closing_ = false;
+    bool rejected_ = false;
   };
 
   void accept() {

@@ -1,0 +1,210 @@
+// sluice_serve: the HTTP segmentation server. Every configured model gets its own Batcher (with the
+// SloController by default), all on one io_context that also runs the HTTP connections, so
+// concurrent single-image requests share batches.
+//
+//   sluice_serve --model demo=examples/data/demo/model.json --port 0
+//   sluice_serve --config serve.json
+//
+// Prints "listening on http://ADDRESS:PORT/" once it accepts connections (port 0 picks a free one).
+// SIGINT/SIGTERM: stop accepting, finish in-flight requests, exit 0.
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "serve_config.hpp"
+#include "sluice/backends/cpu/cpu_backend.hpp"
+#include "sluice/batching/batcher.hpp"
+#include "sluice/control/fixed_batch.hpp"
+#include "sluice/control/slo_controller.hpp"
+#include "sluice/io/safetensors.hpp"
+#include "sluice/models/registry.hpp"
+#include "sluice/serve/api.hpp"
+#include "sluice/serve/batcher_service.hpp"
+#include "sluice/serve/server.hpp"
+#include "sluice/vision/segmenter.hpp"
+
+namespace {
+
+using namespace sluice;
+using serve_app::ModelConfig;
+using serve_app::ServeConfig;
+using Net = models::AnyNetwork<cpu::CpuBackend>;
+using CpuSegmenter = vision::Segmenter<Net, cpu::CpuBackend>;
+
+const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
+  --config FILE            JSON configuration (keys as the options below, with _ for -; "models": [...])
+  --model [NAME=]FILE      serve the model described by FILE (model.json); repeatable
+  --address ADDR           listen address (default 127.0.0.1)
+  --port N                 listen port (default 8000; 0 = any free port, printed on stdout)
+  --default-model NAME     model used when a request names none (default: the first)
+  --batch-sizes FILE       batch_sizes.json: max safe batch size and latency table per model
+  --controller slo|fixed   batch-size policy (default slo)
+  --slo-ms MS              each image's deadline; past it: 504 (default 10000)
+  --max-batch-size N       largest batch (default 16; 1 turns batching off)
+  --max-queue-delay-ms MS  longest wait for company (fixed controller; default 5)
+  --max-queue-size N       queued images per model beyond which requests get 503 (default 256)
+  --lanes N                batches that run at once per model (default 1)
+  --backend-threads N      threads of each lane's CPU backend (default: all cores)
+  --cpu-threads N          threads of the pre/post-processing pool (default 1)
+  --io-threads N           threads running connections and completions (default 2)
+  --max-body-bytes N  --max-header-bytes N  --max-connections N  --max-pixels N  --max-files N
+  --header-timeout-ms MS  --body-timeout-ms MS  --write-timeout-ms MS  --drain-timeout-ms MS
+  --retry-after-s S
+)";
+
+/// Builds one model's service: backends (one per lane), network, Segmenter, Batcher.
+std::shared_ptr<serve::ModelService> make_service(const ModelConfig& m, const ServeConfig& c,
+                                                  boost::asio::any_io_executor ex) {
+  if (m.backend != "cpu")
+    throw Error(errc::invalid_argument, "model '" + m.name + "': backend '" + m.backend +
+                                            "' is not built into this server (cpu is)");
+  if (m.network.empty() || m.weights.empty())
+    throw Error(errc::invalid_argument, "model '" + m.name + "' needs a network and weights");
+
+  struct Owned {
+    std::vector<std::unique_ptr<cpu::CpuBackend>> lanes;
+  };
+  auto owned = std::make_shared<Owned>();
+  const std::size_t lanes = std::max<std::size_t>(1, c.lanes);
+  std::vector<cpu::CpuBackend*> lane_ptrs;
+  for (std::size_t i = 0; i < lanes; ++i) {
+    owned->lanes.push_back(std::make_unique<cpu::CpuBackend>(cpu::CpuOptions{.threads = c.backend_threads}));
+    lane_ptrs.push_back(owned->lanes.back().get());
+  }
+  const io::TensorDict weights = io::load_checkpoint(m.weights);
+  Net net = models::load_network<cpu::CpuBackend>(m.network, *owned->lanes.front(), weights);
+
+  vision::SegmenterConfig sc;
+  sc.model_name = m.name;
+  sc.device = "cpu";
+  if (m.input_height > 0) {
+    sc.preprocess.input_height = m.input_height;
+    sc.preprocess.input_width = m.input_width;
+  }
+  if (m.mean) sc.preprocess.mean = *m.mean;
+  if (m.std) sc.preprocess.std = *m.std;
+  sc.decode.max_pixels = static_cast<std::int64_t>(c.api.max_pixels);
+  auto segmenter = std::make_unique<CpuSegmenter>(std::move(net), lane_ptrs, sc);
+
+  BatcherConfig bc;
+  bc.max_batch_size = std::max<std::size_t>(1, c.max_batch_size);
+  bc.max_queue_delay = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(c.max_queue_delay_ms));
+  bc.max_queue_size = c.max_queue_size;
+  bc.lanes = lanes;
+  bc.cpu_threads = c.cpu_threads;
+  control::LatencyTable table;
+  if (!c.batch_sizes.empty()) {
+    const auto e = serve_app::read_batch_sizes(c.batch_sizes, m.name, m.network);
+    if (e.max_safe) bc.max_batch_size = std::min(bc.max_batch_size, std::max<std::size_t>(1, *e.max_safe));
+    if (e.max_queue_delay_ms)
+      bc.max_queue_delay = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(*e.max_queue_delay_ms));
+    table = e.table;
+  }
+
+  serve::Json info{{"network", m.network},
+                   {"backend", m.backend},
+                   {"weights", m.weights},
+                   {"input_size", {{"height", sc.preprocess.input_height}, {"width", sc.preprocess.input_width}}},
+                   {"controller", c.controller},
+                   {"slo_ms", c.slo_ms}};
+  if (c.controller == "fixed") {
+    return std::make_shared<serve::BatcherService<CpuSegmenter, control::FixedBatch>>(
+        m.name, std::move(info), owned, std::move(segmenter), ex, bc, control::FixedBatch{});
+  }
+  control::SloController::Options so;
+  so.max_batch_size = bc.max_batch_size;
+  if (!table.empty()) so.calibration = table;
+  return std::make_shared<serve::BatcherService<CpuSegmenter, control::SloController>>(
+      m.name, std::move(info), owned, std::move(segmenter), ex, bc, control::SloController(so));
+}
+
+ServeConfig parse_args(int argc, char** argv) {
+  ServeConfig c;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  // The file first, so that flags override it wherever they stand.
+  for (std::size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "--config") serve_app::load_config_file(c, args[i + 1]);
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
+    if (a.rfind("--", 0) != 0 || i + 1 >= args.size())
+      throw Error(errc::invalid_argument, "bad argument '" + a + "' (see --help)");
+    const std::string v = args[++i];
+    std::string key = a.substr(2);
+    std::replace(key.begin(), key.end(), '-', '_');
+    if (key == "config") continue;
+    if (key == "model") {
+      c.models.push_back(serve_app::model_from_flag(v));
+      continue;
+    }
+    nlohmann::json value;
+    const bool text = key == "address" || key == "default_model" || key == "batch_sizes" || key == "controller";
+    if (text) {
+      value = v;
+    } else {
+      try {
+        value = nlohmann::json::parse(v);
+      } catch (const nlohmann::json::exception&) {
+        throw Error(errc::invalid_argument, "--" + a.substr(2) + " needs a number, got '" + v + "'");
+      }
+    }
+    serve_app::detail::apply(c, key, value);
+  }
+  if (c.models.empty()) throw Error(errc::invalid_argument, "no model configured (--model or \"models\" in --config)");
+  if (c.io_threads == 0) c.io_threads = 1;
+  return c;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  boost::asio::io_context ioc;
+  std::vector<std::shared_ptr<serve::ModelService>> services;
+  std::shared_ptr<serve::Server> server;
+  ServeConfig config;
+  try {
+    config = parse_args(argc, argv);
+    for (const auto& m : config.models) services.push_back(make_service(m, config, ioc.get_executor()));
+    config.api.request_timeout =
+        std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(config.slo_ms));
+    auto api = std::make_shared<serve::Api>(services, config.default_model, config.api,
+                                            std::make_shared<serve::HttpMetrics>());
+    server = std::make_shared<serve::Server>(ioc.get_executor(), config.server, api);
+    const auto ep = server->listen(config.address, config.port);
+    std::cout << "listening on http://" << ep.address().to_string() << ":" << ep.port() << "/" << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << "sluice_serve: " << e.what() << "\n";
+    return 2;
+  }
+
+  boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    std::cerr << "sluice_serve: signal " << sig << ", finishing in-flight requests\n";
+    server->shutdown([&] {
+      for (auto& s : services) s->stop();
+      ioc.stop();
+    });
+  });
+
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < config.io_threads; ++i) threads.emplace_back([&] { ioc.run(); });
+  ioc.run();
+  for (auto& t : threads) t.join();
+  server.reset();
+  services.clear();  // each Batcher waits for its batches
+  std::cerr << "sluice_serve: stopped\n";
+  return 0;
+}

@@ -1,0 +1,249 @@
+// examples/serve/serve_config.hpp: the configuration of sluice_serve -- from an optional JSON file,
+// then command-line flags on top -- and the reader of the models' description files (model.json)
+// and of batch_sizes.json. Every bad value is a sluice::Error(errc::invalid_argument) naming it.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sluice/control/latency_table.hpp"
+#include "sluice/core/error.hpp"
+#include "sluice/serve/api.hpp"
+#include "sluice/serve/server.hpp"
+
+namespace sluice::serve_app {
+
+struct ModelConfig {
+  std::string name;            ///< the API's model name
+  std::string network;         ///< hrnet, resunet_small, advanced_resunet, cbam_resunet
+  std::string weights;         ///< safetensors file
+  std::string backend = "cpu";
+  int input_height = 0, input_width = 0;  ///< 0: from model.json, else 1024
+  std::optional<std::array<float, 3>> mean, std;
+};
+
+struct ServeConfig {
+  std::string address = "127.0.0.1";
+  unsigned short port = 8000;
+  std::vector<ModelConfig> models;
+  std::string default_model;
+  std::string batch_sizes;         ///< optional batch_sizes.json
+  std::string controller = "slo";  ///< slo or fixed
+  double slo_ms = 10000;           ///< each image's deadline (504 past it)
+  std::size_t max_batch_size = 16;
+  double max_queue_delay_ms = 5;
+  std::size_t max_queue_size = 256;
+  std::size_t lanes = 1;
+  std::size_t cpu_threads = 1;      ///< the Batcher's prepare/finish pool
+  std::size_t backend_threads = 0;  ///< threads of each lane's CPU backend (0: all cores)
+  std::size_t io_threads = 2;       ///< threads running the io_context
+  serve::ServerLimits server;
+  serve::ApiLimits api;
+};
+
+namespace detail {
+
+inline std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(errc::invalid_argument, "cannot open " + path.string());
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+inline nlohmann::json read_json(const std::filesystem::path& path) {
+  try {
+    return nlohmann::json::parse(read_text(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(errc::invalid_argument, path.string() + ": " + e.what());
+  }
+}
+
+inline std::array<float, 3> triple(const nlohmann::json& j, const std::string& what) {
+  if (!j.is_array() || j.size() != 3) throw Error(errc::invalid_argument, what + " must be 3 numbers");
+  return {j[0].get<float>(), j[1].get<float>(), j[2].get<float>()};
+}
+
+inline void read_input_size(const nlohmann::json& j, ModelConfig& m) {
+  if (j.is_object()) {
+    m.input_height = j.at("height").get<int>();
+    m.input_width = j.at("width").get<int>();
+  } else if (j.is_array() && j.size() == 2) {
+    m.input_height = j[0].get<int>();
+    m.input_width = j[1].get<int>();
+  } else if (j.is_number_integer()) {
+    m.input_height = m.input_width = j.get<int>();
+  } else {
+    throw Error(errc::invalid_argument, "input_size must be {height, width}, [h, w] or a number");
+  }
+}
+
+/// A model described by a model.json (network, weights relative to it, input size, mean, std).
+inline void read_model_json(const std::filesystem::path& path, ModelConfig& m) {
+  const auto j = read_json(path);
+  if (m.network.empty()) m.network = j.at("network").get<std::string>();
+  if (m.weights.empty()) {
+    const std::filesystem::path w = j.at("weights").get<std::string>();
+    m.weights = (w.is_absolute() ? w : path.parent_path() / w).string();
+  }
+  if (m.input_height == 0 && j.contains("input_size")) read_input_size(j["input_size"], m);
+  if (!m.mean && j.contains("mean")) m.mean = triple(j["mean"], "mean");
+  if (!m.std && j.contains("std")) m.std = triple(j["std"], "std");
+  if (m.name.empty()) m.name = m.network;
+}
+
+inline ModelConfig model_from_json(const nlohmann::json& j) {
+  ModelConfig m;
+  m.name = j.value("name", "");
+  m.network = j.value("network", "");
+  m.weights = j.value("weights", "");
+  m.backend = j.value("backend", "cpu");
+  if (j.contains("input_size")) read_input_size(j["input_size"], m);
+  if (j.contains("mean")) m.mean = triple(j["mean"], "mean");
+  if (j.contains("std")) m.std = triple(j["std"], "std");
+  if (j.contains("model_json")) read_model_json(j["model_json"].get<std::string>(), m);
+  return m;
+}
+
+inline std::chrono::milliseconds ms(double v, const std::string& what) {
+  if (!(v >= 0) || v > 1e9) throw Error(errc::invalid_argument, what + " must be >= 0 ms");
+  return std::chrono::milliseconds(static_cast<long long>(v));
+}
+
+/// Applies one setting by its name (shared by the JSON file and the flags).
+inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& v) {
+  auto size = [&] {
+    if (!v.is_number_integer() || v.get<long long>() < 0)
+      throw Error(errc::invalid_argument, key + " must be a non-negative integer");
+    return v.get<std::size_t>();
+  };
+  auto number = [&] {
+    if (!v.is_number()) throw Error(errc::invalid_argument, key + " must be a number");
+    return v.get<double>();
+  };
+  if (key == "address") c.address = v.get<std::string>();
+  else if (key == "port") {
+    const std::size_t p = size();
+    if (p > 65535) throw Error(errc::invalid_argument, "port must be 0 .. 65535");
+    c.port = static_cast<unsigned short>(p);
+  }
+  else if (key == "default_model") c.default_model = v.get<std::string>();
+  else if (key == "batch_sizes") c.batch_sizes = v.get<std::string>();
+  else if (key == "controller") {
+    c.controller = v.get<std::string>();
+    if (c.controller != "slo" && c.controller != "fixed")
+      throw Error(errc::invalid_argument, "controller must be slo or fixed");
+  }
+  else if (key == "slo_ms") c.slo_ms = number();
+  else if (key == "max_batch_size") c.max_batch_size = size();
+  else if (key == "max_queue_delay_ms") c.max_queue_delay_ms = number();
+  else if (key == "max_queue_size") c.max_queue_size = size();
+  else if (key == "lanes") c.lanes = size();
+  else if (key == "cpu_threads") c.cpu_threads = size();
+  else if (key == "backend_threads") c.backend_threads = size();
+  else if (key == "io_threads") c.io_threads = size();
+  else if (key == "max_body_bytes") c.server.max_body_bytes = size();
+  else if (key == "max_header_bytes") c.server.max_header_bytes = size();
+  else if (key == "max_connections") c.server.max_connections = size();
+  else if (key == "header_timeout_ms") c.server.header_timeout = ms(number(), key);
+  else if (key == "body_timeout_ms") c.server.body_timeout = ms(number(), key);
+  else if (key == "write_timeout_ms") c.server.write_timeout = ms(number(), key);
+  else if (key == "drain_timeout_ms") c.server.drain_timeout = ms(number(), key);
+  else if (key == "max_pixels") c.api.max_pixels = size();
+  else if (key == "max_files") c.api.max_files = size();
+  else if (key == "retry_after_s") c.api.retry_after_s = static_cast<unsigned>(size());
+  else throw Error(errc::invalid_argument, "unknown setting '" + key + "'");
+}
+
+}  // namespace detail
+
+/// Reads a JSON configuration file: the settings above as keys (limits may also sit in a "limits"
+/// object), and "models": [{name, network, weights, backend, input_size, mean, std} or {name, model_json}].
+inline void load_config_file(ServeConfig& c, const std::filesystem::path& path) {
+  const auto j = detail::read_json(path);
+  if (!j.is_object()) throw Error(errc::invalid_argument, path.string() + ": expected a JSON object");
+  try {
+    for (const auto& [k, v] : j.items()) {
+      if (k == "models") {
+        for (const auto& m : v) c.models.push_back(detail::model_from_json(m));
+      } else if (k == "limits") {
+        for (const auto& [lk, lv] : v.items()) detail::apply(c, lk, lv);
+      } else {
+        detail::apply(c, k, v);
+      }
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(errc::invalid_argument, path.string() + ": " + e.what());
+  }
+}
+
+/// A --model flag: `[name=]path/to/model.json`.
+inline ModelConfig model_from_flag(std::string_view flag) {
+  ModelConfig m;
+  std::string path(flag);
+  if (const auto eq = flag.find('='); eq != std::string_view::npos) {
+    m.name = std::string(flag.substr(0, eq));
+    path = std::string(flag.substr(eq + 1));
+  }
+  detail::read_model_json(path, m);
+  return m;
+}
+
+/// What batch_sizes.json says about one model: its safe size and its latency table.
+struct BatchSizesEntry {
+  std::optional<std::size_t> optimal, max_safe;
+  std::optional<double> max_queue_delay_ms;
+  control::LatencyTable table;
+};
+
+inline BatchSizesEntry read_batch_sizes(const std::filesystem::path& path, const std::string& model,
+                                        const std::string& network) {
+  const auto j = detail::read_json(path);
+  BatchSizesEntry e;
+  try {
+    const auto& configs = j.value("batch_configurations", nlohmann::json::object());
+    const std::string key = configs.contains(model) ? model : network;
+    if (configs.contains(key)) {
+      const auto& c = configs[key];
+      if (c.contains("optimal_batch_size")) e.optimal = c["optimal_batch_size"].get<std::size_t>();
+      if (c.contains("max_safe_batch_size")) e.max_safe = c["max_safe_batch_size"].get<std::size_t>();
+    }
+    if (j.contains("dynamic_batching") && j["dynamic_batching"].contains("max_queue_delay_ms"))
+      e.max_queue_delay_ms = j["dynamic_batching"]["max_queue_delay_ms"].get<double>();
+    const auto& detailed = j.value("detailed_results", nlohmann::json::object());
+    if (detailed.contains(key) && detailed[key].contains("all_test_results")) {
+      for (const auto& r : detailed[key]["all_test_results"]) {
+        if (!r.value("success", true)) continue;
+        auto dur = [&](const char* name) -> std::optional<Duration> {
+          if (!r.contains(name) || !r[name].is_number()) return std::nullopt;
+          return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(r[name].get<double>()));
+        };
+        const auto avg = dur("avg_inference_time_ms");
+        const auto p50 = dur("p50_latency_ms") ? dur("p50_latency_ms") : avg;
+        const auto p95 = dur("p95_latency_ms") ? dur("p95_latency_ms") : p50;
+        const auto p99 = dur("p99_latency_ms") ? dur("p99_latency_ms") : p95;
+        if (!p50) continue;
+        e.table.push_back({r.at("batch_size").get<std::size_t>(), *p50, std::max(*p50, *p95),
+                           std::max({*p50, *p95, *p99})});
+      }
+      std::sort(e.table.begin(), e.table.end(), [](const auto& a, const auto& b) { return a.batch_size < b.batch_size; });
+      control::validate(e.table);
+    }
+  } catch (const nlohmann::json::exception& ex) {
+    throw Error(errc::invalid_argument, path.string() + ": " + ex.what());
+  }
+  return e;
+}
+
+}  // namespace sluice::serve_app

@@ -1,0 +1,231 @@
+// Tests of the connection layer over loopback (127.0.0.1 only): keep-alive, body and header limits,
+// read timeouts, the connection cap, and graceful shutdown, with a fake model behind the Api.
+// Clients are synchronous Beast streams with their own expiry, so no test can hang.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "fake_service.hpp"
+#include "sluice/serve/server.hpp"
+
+namespace {
+
+using namespace sluice::serve;
+using namespace std::chrono_literals;
+using sluice::serve::testing::FakeService;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+
+struct ServerFixture : ::testing::Test {
+  asio::io_context ioc;
+  std::shared_ptr<FakeService> model = std::make_shared<FakeService>("m");
+  std::shared_ptr<Api> api;
+  std::shared_ptr<Server> server;
+  ServerLimits limits;
+  unsigned short port = 0;
+  std::vector<std::thread> threads;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+
+  void start() {
+    api = std::make_shared<Api>(std::vector<std::shared_ptr<ModelService>>{model}, "", ApiLimits{},
+                                std::make_shared<HttpMetrics>());
+    server = std::make_shared<Server>(ioc.get_executor(), limits, api);
+    port = server->listen("127.0.0.1", 0).port();
+    guard.emplace(ioc.get_executor());
+    for (int i = 0; i < 2; ++i) threads.emplace_back([this] { ioc.run(); });
+  }
+  void TearDown() override {
+    if (server && !server->stopping()) {
+      std::promise<void> done;
+      server->shutdown([&] { done.set_value(); });
+      done.get_future().wait_for(10s);
+    }
+    guard.reset();
+    ioc.stop();
+    for (auto& t : threads) t.join();
+    model->join();
+  }
+
+  /// A client connection with a 10 s expiry on every operation.
+  struct Client {
+    asio::io_context ctx;
+    beast::tcp_stream stream{ctx};
+    beast::flat_buffer buffer;
+    explicit Client(unsigned short port) {
+      stream.expires_after(10s);
+      stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    }
+    HttpResponse call(http::request<http::string_body> req) {
+      req.set(http::field::host, "127.0.0.1");
+      req.prepare_payload();
+      stream.expires_after(10s);
+      http::write(stream, req);
+      return read();
+    }
+    HttpResponse read() {
+      HttpResponse res;
+      stream.expires_after(10s);
+      http::read(stream, buffer, res);
+      return res;
+    }
+    /// True once the server has closed the connection (EOF); false on the client's own timeout.
+    bool closed_by_server() {
+      char byte;
+      beast::error_code ec;
+      stream.expires_after(10s);
+      stream.read_some(asio::buffer(&byte, 1), ec);
+      return ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset;
+    }
+  };
+
+  static http::request<http::string_body> get(const std::string& target) {
+    return {http::verb::get, target, 11};
+  }
+  static http::request<http::string_body> post_image(const std::string& body) {
+    http::request<http::string_body> r{http::verb::post, "/api/v1/segment", 11};
+    r.set(http::field::content_type, "image/png");
+    r.body() = body;
+    return r;
+  }
+};
+
+TEST_F(ServerFixture, KeepAliveServesSeveralRequestsOnOneConnection) {
+  start();
+  Client c(port);
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.call(get("/api/v1/health"));
+    EXPECT_EQ(r.result_int(), 200u);
+    EXPECT_TRUE(r.keep_alive());
+  }
+  auto r = c.call(post_image("some bytes"));
+  EXPECT_EQ(r.result_int(), 200u) << r.body();
+  EXPECT_EQ(nlohmann::json::parse(r.body())["bytes"], 10);
+  r = c.call(get("/metrics"));
+  EXPECT_NE(r.body().find("sluice_http_requests_total{route=\"/api/v1/health\",method=\"GET\",status=\"200\"} 3"),
+            std::string::npos)
+      << r.body();
+  EXPECT_NE(r.body().find("sluice_http_connections_total 1"), std::string::npos);
+  EXPECT_NE(r.body().find("fake_jobs_total{model=\"m\"} 1"), std::string::npos);
+}
+
+TEST_F(ServerFixture, BodyLargerThanTheLimitIs413) {
+  limits.max_body_bytes = 1000;
+  start();
+  {
+    Client c(port);  // declared by Content-Length: refused before the body is read
+    auto r = c.call(post_image(std::string(1001, 'x')));
+    EXPECT_EQ(r.result_int(), 413u);
+    EXPECT_EQ(nlohmann::json::parse(r.body())["error"], "payload_too_large");
+    EXPECT_FALSE(r.keep_alive());
+  }
+  {
+    Client c(port);  // chunked: refused when the body passes the limit
+    std::string chunked = "POST /api/v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 3; ++i) chunked += "190\r\n" + std::string(400, 'y') + "\r\n";
+    chunked += "0\r\n\r\n";
+    asio::write(c.stream, asio::buffer(chunked));
+    auto r = c.read();
+    EXPECT_EQ(r.result_int(), 413u);
+  }
+  Client c(port);  // at the limit: served
+  EXPECT_EQ(c.call(post_image(std::string(1000, 'x'))).result_int(), 200u);
+}
+
+TEST_F(ServerFixture, OversizedHeadersAre431) {
+  limits.max_header_bytes = 512;
+  start();
+  Client c(port);
+  auto req = get("/api/v1/health");
+  req.set("X-Padding", std::string(1000, 'p'));
+  auto r = c.call(req);
+  EXPECT_EQ(r.result_int(), 431u);
+}
+
+TEST_F(ServerFixture, SlowClientsAreDisconnected) {
+  limits.header_timeout = 200ms;
+  limits.body_timeout = 200ms;
+  start();
+  Client idle(port);  // sends nothing
+  EXPECT_TRUE(idle.closed_by_server());
+  Client partial_header(port);
+  asio::write(partial_header.stream, asio::buffer(std::string("GET /api/v1/health HTTP/1.1\r\nHost")));
+  EXPECT_TRUE(partial_header.closed_by_server());
+  Client slow_body(port);  // promises 100 bytes, sends 10
+  asio::write(slow_body.stream, asio::buffer(std::string("POST /api/v1/segment HTTP/1.1\r\nHost: x\r\n"
+                                                         "Content-Type: image/png\r\nContent-Length: 100\r\n\r\n0123456789")));
+  EXPECT_TRUE(slow_body.closed_by_server());
+  EXPECT_EQ(model->jobs.load(), 0);
+  Client fine(port);  // the server still serves
+  EXPECT_EQ(fine.call(get("/api/v1/health")).result_int(), 200u);
+}
+
+TEST_F(ServerFixture, ConnectionsOverTheCapGet503) {
+  limits.max_connections = 2;
+  start();
+  Client a(port), b(port);
+  EXPECT_EQ(a.call(get("/api/v1/health")).result_int(), 200u);
+  EXPECT_EQ(b.call(get("/api/v1/health")).result_int(), 200u);
+  Client c(port);
+  auto r = c.read();  // answered without asking
+  EXPECT_EQ(r.result_int(), 503u);
+  EXPECT_EQ(r[http::field::retry_after], "1");
+  EXPECT_EQ(nlohmann::json::parse(r.body())["error"], "too_many_connections");
+  EXPECT_TRUE(c.closed_by_server());
+  EXPECT_EQ(a.call(get("/api/v1/health")).result_int(), 200u);  // existing ones keep working
+}
+
+TEST_F(ServerFixture, ExpectContinueIsHonoured) {
+  start();
+  Client c(port);
+  const std::string head = "POST /api/v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                           "Content-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+  asio::write(c.stream, asio::buffer(head));
+  http::response_parser<http::empty_body> interim;
+  http::read_header(c.stream, c.buffer, interim);
+  EXPECT_EQ(interim.get().result(), http::status::continue_);
+  asio::write(c.stream, asio::buffer(std::string("hello")));
+  auto r = c.read();
+  EXPECT_EQ(r.result_int(), 200u) << r.body();
+  EXPECT_EQ(nlohmann::json::parse(r.body())["bytes"], 5);
+}
+
+TEST_F(ServerFixture, ShutdownFinishesInFlightRequestsAndClosesIdleOnes) {
+  model->delay = 300ms;
+  start();
+  Client idle(port);
+  EXPECT_EQ(idle.call(get("/api/v1/health")).result_int(), 200u);
+  Client busy(port);
+  auto req = post_image("in flight");
+  req.set(http::field::host, "127.0.0.1");
+  req.prepare_payload();
+  http::write(busy.stream, req);
+  // Wait until the job reached the model, then shut down while it runs.
+  for (int i = 0; i < 500 && model->jobs.load() == 0; ++i) std::this_thread::sleep_for(2ms);
+  ASSERT_EQ(model->jobs.load(), 1);
+  std::promise<void> drained;
+  server->shutdown([&] { drained.set_value(); });
+  EXPECT_TRUE(idle.closed_by_server());
+  auto r = busy.read();
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_FALSE(r.keep_alive());
+  EXPECT_EQ(nlohmann::json::parse(r.body())["bytes"], 9);
+  EXPECT_TRUE(busy.closed_by_server());
+  EXPECT_EQ(drained.get_future().wait_for(10s), std::future_status::ready);
+  // No new connections are accepted.
+  asio::io_context ctx;
+  beast::tcp_stream s(ctx);
+  beast::error_code ec;
+  s.expires_after(5s);
+  s.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+  EXPECT_TRUE(ec);
+}
+
+}  // namespace
