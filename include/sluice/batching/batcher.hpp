@@ -77,6 +77,10 @@ struct OpBase {
   std::atomic<bool> cancel_requested{false};
   OpBase* next = nullptr;  ///< link in a completion list
   const bool via_executor;
+  /// A handler op whose handler runs on an executor other than the I/O executor (e.g. a
+  /// use_future promise, or a handler bound to another executor): outside the initiating call it
+  /// is dispatched straight there, skipping the hop through the I/O executor.
+  bool direct_ok = false;
 };
 
 /// An intrusive singly linked list of completed ops.
@@ -265,13 +269,31 @@ class Batcher {
   template <class Handler>
   struct HandlerOp final : Op {
     using HandlerExecutor = asio::associated_executor_t<Handler, executor_type>;
+    /// A handler without an executor of its own completes on the I/O executor: then one work
+    /// guard serves both, and no comparison is needed.
+    static constexpr bool kMayHaveOwnExecutor =
+        !std::is_same_v<HandlerExecutor, executor_type> || requires { typename Handler::executor_type; };
+    using IoWork =
+        std::decay_t<decltype(asio::prefer(std::declval<executor_type>(), asio::execution::outstanding_work.tracked))>;
+    // decay: prefer() hands back a reference when the executor ignores the property.
+    using HandlerWork =
+        std::decay_t<decltype(asio::prefer(std::declval<HandlerExecutor>(), asio::execution::outstanding_work.tracked))>;
+
     HandlerOp(Handler h, const executor_type& io, request_type r, std::string* msg_out)
         : Op(std::move(r), true),
           handler(std::move(h)),
-          io_work(asio::prefer(io, asio::execution::outstanding_work.tracked)),
           handler_work(asio::prefer(asio::get_associated_executor(handler, io),
                                     asio::execution::outstanding_work.tracked)),
-          message_out(msg_out) {}
+          message_out(msg_out) {
+      if constexpr (kMayHaveOwnExecutor) {
+        if constexpr (std::is_same_v<HandlerExecutor, executor_type>) {
+          this->direct_ok = !(asio::get_associated_executor(handler, io) == io);
+        } else {
+          this->direct_ok = true;
+        }
+        if (this->direct_ok) io_work.emplace(asio::prefer(io, asio::execution::outstanding_work.tracked));
+      }
+    }
 
     void deliver() override {
       if (slot.is_connected()) slot.clear();
@@ -287,11 +309,8 @@ class Batcher {
     }
 
     Handler handler;
-    // decay: prefer() hands back a reference when the executor ignores the property.
-    std::decay_t<decltype(asio::prefer(std::declval<executor_type>(), asio::execution::outstanding_work.tracked))>
-        io_work;
-    std::decay_t<decltype(asio::prefer(std::declval<HandlerExecutor>(), asio::execution::outstanding_work.tracked))>
-        handler_work;
+    HandlerWork handler_work;
+    std::optional<IoWork> io_work;  ///< only when the handler's executor is another one
     asio::cancellation_slot slot;
     std::string* message_out;
   };
@@ -509,6 +528,7 @@ class Batcher {
     op->arrival = now;
     const TimePoint deadline = deadline_of(opts, now);
     OpList done;
+    std::size_t ready = 0;
     {
       std::lock_guard lock(mutex_);
       if (stopped_) {
@@ -522,10 +542,11 @@ class Batcher {
           reject_locked(op, a, done);
         } else {
           op->id = a.id;
-          pump_locked(now, done);
+          ready = pump_locked(now, done);
         }
       }
     }
+    wake_lanes(ready);
     deliver(done);
   }
 
@@ -542,6 +563,7 @@ class Batcher {
     keys.reserve(many.items.size());
     for (auto& item : many.items) keys.push_back(batch_key_of(*model_, item->request));
     OpList done;
+    std::size_t ready = 0;
     {
       std::lock_guard lock(mutex_);
       if (stopped_ || !former_.has_room(many.items.size())) {
@@ -564,14 +586,16 @@ class Batcher {
             op->id = a.id;
           }
         }
-        pump_locked(now, done);
+        ready = pump_locked(now, done);
       }
     }
+    wake_lanes(ready);
     deliver(done);
   }
 
   void cancel_ops(std::span<Op* const> ops) {
     OpList done;
+    std::size_t ready = 0;
     {
       std::lock_guard lock(mutex_);
       for (Op* op : ops) {
@@ -582,13 +606,15 @@ class Batcher {
           op->cancel_requested.store(true, std::memory_order_release);
         }
       }
-      if (!done.empty()) pump_locked(Clock::now(), done);  // a smaller queue may change the decision
+      if (!done.empty()) ready = pump_locked(Clock::now(), done);  // a smaller queue may change the decision
     }
+    wake_lanes(ready);
     deliver(done);
   }
 
   void stop(Stop mode) {
     OpList done;
+    std::size_t ready = 0;
     {
       std::lock_guard lock(mutex_);
       if (mode == Stop::cancel_if_running) {
@@ -606,16 +632,20 @@ class Batcher {
         drained_.clear();
       } else {
         former_.set_flush(true);
-        pump_locked(Clock::now(), done);
+        ready = pump_locked(Clock::now(), done);
       }
       if (former_.empty() && in_flight_ == 0) idle_cv_.notify_all();
     }
+    wake_lanes(ready);
     deliver(done);
   }
 
   // ---- the state machine's answers -> lane work, completions and timer waits --------------------
   /// Expires, sheds and forms batches as the former says; re-arms the timer. Under mutex_.
-  void pump_locked(TimePoint now, OpList& done) {
+  /// Returns how many batches it queued for the lanes: the caller wakes them after unlocking
+  /// (waking under the lock would make the woken lane block on it at once).
+  [[nodiscard]] std::size_t pump_locked(TimePoint now, OpList& done) {
+    std::size_t ready = 0;
     drained_.clear();
     former_.expire(now, drained_);
     while (former_.next_batch(now, batch_, drained_)) {
@@ -635,7 +665,7 @@ class Batcher {
         }
       }
       ready_.push_back(job);
-      lane_cv_.notify_one();
+      ++ready;
     }
     for (auto& item : drained_) {  // expired at their deadline, or shed by the controller
       item.payload->ec = make_error_code(errc::deadline_exceeded);
@@ -643,6 +673,15 @@ class Batcher {
     }
     drained_.clear();
     arm_timer_locked(former_.next_wakeup());
+    return ready;
+  }
+
+  void wake_lanes(std::size_t n) {
+    if (n == 1) {
+      lane_cv_.notify_one();
+    } else if (n > 1) {
+      lane_cv_.notify_all();
+    }
   }
 
   void arm_timer_locked(TimePoint t) {
@@ -659,13 +698,15 @@ class Batcher {
 
   void on_timer(std::uint64_t gen) {
     OpList done;
+    std::size_t ready = 0;
     {
       std::lock_guard lock(mutex_);
       if (gen == timer_gen_) timer_at_ = kNever;
-      pump_locked(Clock::now(), done);
+      ready = pump_locked(Clock::now(), done);
       if (former_.empty() && in_flight_ == 0) idle_cv_.notify_all();
     }
-    deliver(done);
+    wake_lanes(ready);
+    deliver(done, Delivery::completing);
   }
 
   Job* take_job() {
@@ -678,9 +719,15 @@ class Batcher {
     return j;
   }
 
+  /// How a completion list may reach handlers. `deferred`: from an initiating function, a
+  /// cancellation handler or stop() -- never call a handler here, post. `completing`: from a lane,
+  /// the timer or the CPU pool -- a handler whose executor is not the I/O executor may be
+  /// dispatched right here.
+  enum class Delivery { deferred, completing };
+
   /// Hands results to their consumers: internal ops at once; handler ops in one post per call to
   /// the I/O executor, from where each is dispatched to its own executor. Never under mutex_.
-  void deliver(OpList& list) {
+  void deliver(OpList& list, Delivery mode = Delivery::deferred) {
     if (list.empty()) return;
     const TimePoint now = Clock::now();
     Op* chain_head = nullptr;
@@ -690,7 +737,7 @@ class Batcher {
       metrics_.record_completion(op->ec);
       metrics_.record_latency(now - op->arrival);
       op->state.store(Op::done, std::memory_order_release);
-      if (op->via_executor) {
+      if (op->via_executor && !(mode == Delivery::completing && op->direct_ok)) {
         op->next = nullptr;
         if (chain_tail) chain_tail->next = op; else chain_head = op;
         chain_tail = op;
@@ -741,10 +788,12 @@ class Batcher {
       } else if constexpr (is_staged) {
         asio::post(*cpu_pool_, [this, job] { finish_stage(job); });
       }
-      pump_locked(Clock::now(), done);
+      // This lane takes one of the batches it formed itself; others wake for the rest.
+      const std::size_t ready = pump_locked(Clock::now(), done);
       const bool idle = former_.empty() && in_flight_ == 0;
       lock.unlock();
-      deliver(done);
+      if (ready > 1) wake_lanes(ready - 1);
+      deliver(done, Delivery::completing);
       if (idle) idle_cv_.notify_all();
       lock.lock();
     }
@@ -969,15 +1018,17 @@ class Batcher {
       }
       OpList done;
       bool idle = false;
+      std::size_t ready = 0;
       {
         std::lock_guard lock(mutex_);
         for (const BatchRecord& r : job->records) controller_.observe(r);
         job->records.clear();
         retire_locked(job, done);
-        pump_locked(Clock::now(), done);
+        ready = pump_locked(Clock::now(), done);
         idle = former_.empty() && in_flight_ == 0;
       }
-      deliver(done);
+      wake_lanes(ready);
+      deliver(done, Delivery::completing);
       if (idle) idle_cv_.notify_all();
     } else {
       (void)job;
