@@ -1,0 +1,121 @@
+// sluice/vision/decode.hpp: image bytes -> pixels. PNG, JPEG, TIFF (8 and 16 bit) and BMP through
+// OpenCV, with the checks that turn bad input into a clear per-image error: empty, not an image,
+// too small, above the pixel limit (refused from the header, before decoding, where it can be read).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "sluice/core/error.hpp"
+#include "sluice/vision/image_header.hpp"
+
+namespace sluice::vision {
+
+/// How 16-bit images become [0, 1]. The spec says "scaled to [0, 1] by its range"; sluice reads that
+/// as the image's own range (min -> 0, max -> 1: microscopy cameras rarely fill 16 bits), and offers
+/// the type's full range (/ 65535) as the alternative.
+enum class Uint16Scaling { min_max, full_range };
+
+struct DecodeOptions {
+  std::int64_t max_pixels = 100'000'000;  ///< width x height above this is refused
+  std::int64_t min_side = 8;              ///< a side below this is refused (a 1x1 image is no image)
+  Uint16Scaling uint16_scaling = Uint16Scaling::min_max;
+};
+
+/// Decoded pixels in their native channel order, ready for the preprocessor:
+///  - 8-bit: CV_8UC1 (gray), CV_8UC3 (BGR) or CV_8UC4 (BGRA; alpha is ignored), values / 255 = [0, 1];
+///  - 16-bit: CV_32FC1/3/4 already scaled to [0, 1].
+/// Keeping gray as one channel until the normalisation writes it three times saves a copy.
+struct DecodedImage {
+  cv::Mat pixels;
+  float scale = 1.0f;  ///< multiplies a pixel value to give [0, 1]
+  int source_depth = CV_8U;
+
+  int width() const { return pixels.cols; }
+  int height() const { return pixels.rows; }
+  cv::Size size() const { return pixels.size(); }
+};
+
+namespace detail {
+
+inline void check_extent(std::int64_t width, std::int64_t height, const DecodeOptions& options) {
+  if (width <= 0 || height <= 0)
+    throw Error(errc::invalid_argument, "image declares an empty size " + std::to_string(width) + " x " +
+                                            std::to_string(height));
+  if (width * height > options.max_pixels)
+    throw Error(errc::invalid_argument, "image is " + std::to_string(width) + " x " + std::to_string(height) +
+                                            " = " + std::to_string(width * height) +
+                                            " pixels, above the limit of " + std::to_string(options.max_pixels));
+  if (width < options.min_side || height < options.min_side)
+    throw Error(errc::invalid_argument, "image is " + std::to_string(width) + " x " + std::to_string(height) +
+                                            ", smaller than the minimum side of " +
+                                            std::to_string(options.min_side) + " px");
+}
+
+}  // namespace detail
+
+/// Decodes one image. Throws sluice::Error(errc::invalid_argument) with the reason on any bad input.
+inline DecodedImage decode_image(std::span<const std::uint8_t> bytes, const DecodeOptions& options = {}) {
+  if (bytes.empty()) throw Error(errc::invalid_argument, "empty file");
+  if (auto extent = peek_image_extent(bytes)) detail::check_extent(extent->width, extent->height, options);
+
+  cv::Mat raw;
+  try {
+    // imdecode takes a non-const Mat header but only reads it.
+    const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<std::uint8_t*>(bytes.data()));
+    raw = cv::imdecode(buffer, cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception& e) {
+    throw Error(errc::invalid_argument, std::string("cannot decode image: ") + e.what());
+  }
+  if (raw.empty()) throw Error(errc::invalid_argument, "not a decodable image (PNG, JPEG, TIFF or BMP expected)");
+  detail::check_extent(raw.cols, raw.rows, options);  // the header may have lied, or was not readable
+  const int channels = raw.channels();
+  if (channels != 1 && channels != 3 && channels != 4)
+    throw Error(errc::invalid_argument, "image has " + std::to_string(channels) + " channels; 1, 3 or 4 expected");
+
+  DecodedImage out;
+  out.source_depth = raw.depth();
+  if (raw.depth() == CV_8U) {
+    out.pixels = std::move(raw);
+    out.scale = 1.0f / 255.0f;
+  } else if (raw.depth() == CV_16U) {
+    double lo = 0.0, hi = 65535.0;
+    if (options.uint16_scaling == Uint16Scaling::min_max) {
+      // minMaxLoc wants one channel: view all channels as one long row.
+      cv::minMaxLoc(raw.reshape(1, 1), &lo, &hi);
+    }
+    const double range = hi - lo;
+    // A constant image has no range: it maps to 0 rather than dividing by zero.
+    const double alpha = range > 0 ? 1.0 / range : 0.0;
+    raw.convertTo(out.pixels, CV_MAKETYPE(CV_32F, channels), alpha, -lo * alpha);
+    out.scale = 1.0f;
+  } else {
+    throw Error(errc::invalid_argument, "unsupported pixel depth (8-bit or 16-bit unsigned expected)");
+  }
+  return out;
+}
+
+/// Reads a whole file. Throws sluice::Error(errc::invalid_argument) when it cannot.
+inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(errc::invalid_argument, "cannot read '" + path.string() + "': is a directory");
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw Error(errc::invalid_argument, "cannot open '" + path.string() + "'");
+  const std::streamoff size = in.tellg();
+  if (size < 0) throw Error(errc::invalid_argument, "cannot read '" + path.string() + "'");
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+  in.seekg(0);
+  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
+    throw Error(errc::invalid_argument, "cannot read '" + path.string() + "'");
+  return bytes;
+}
+
+}  // namespace sluice::vision

@@ -1,0 +1,104 @@
+// sluice/vision/preprocess.hpp: decoded pixels -> one normalised 3 x H x W float slot of the batch
+// tensor: bilinear resize to the model's input size (no aspect preservation, no padding), RGB order,
+// [0, 1], then (x - mean) / std per channel, written straight into the caller's buffer.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "sluice/core/error.hpp"
+#include "sluice/vision/decode.hpp"
+
+namespace sluice::vision {
+
+struct PreprocessOptions {
+  int input_height = 1024;
+  int input_width = 1024;
+  std::array<float, 3> mean = {0.485f, 0.456f, 0.406f};  ///< ImageNet, RGB order
+  std::array<float, 3> std = {0.229f, 0.224f, 0.225f};
+
+  std::size_t slot_floats() const { return 3 * static_cast<std::size_t>(input_height) * input_width; }
+
+  void validate() const {
+    if (input_height <= 0 || input_width <= 0)
+      throw Error(errc::invalid_argument, "model input size must be positive, got " +
+                                              std::to_string(input_height) + " x " + std::to_string(input_width));
+    for (float s : std)
+      if (!(s > 0.0f)) throw Error(errc::invalid_argument, "normalisation std must be positive");
+  }
+};
+
+namespace detail {
+
+/// One row of native-order pixels -> the three RGB planes of the slot. `Src` is uint8 or float.
+template <class Src, int Channels>
+void normalise_row(const Src* src, int width, const std::array<float, 3>& a, const std::array<float, 3>& b,
+                   float* r, float* g, float* bl) {
+  for (int x = 0; x < width; ++x) {
+    const Src* p = src + static_cast<std::ptrdiff_t>(x) * Channels;
+    if constexpr (Channels == 1) {
+      const float v = static_cast<float>(p[0]);
+      r[x] = v * a[0] + b[0];
+      g[x] = v * a[1] + b[1];
+      bl[x] = v * a[2] + b[2];
+    } else {  // BGR or BGRA: OpenCV's order; the networks take RGB
+      r[x] = static_cast<float>(p[2]) * a[0] + b[0];
+      g[x] = static_cast<float>(p[1]) * a[1] + b[1];
+      bl[x] = static_cast<float>(p[0]) * a[2] + b[2];
+    }
+  }
+}
+
+template <class Src>
+void normalise_into(const cv::Mat& img, float scale, const PreprocessOptions& o, std::span<float> slot) {
+  // out = (v * scale - mean) / std = v * a + b, folded once per channel.
+  std::array<float, 3> a{}, b{};
+  for (int c = 0; c < 3; ++c) {
+    a[c] = scale / o.std[c];
+    b[c] = -o.mean[c] / o.std[c];
+  }
+  const std::size_t plane = static_cast<std::size_t>(img.rows) * img.cols;
+  float* r = slot.data();
+  float* g = r + plane;
+  float* bl = g + plane;
+  for (int y = 0; y < img.rows; ++y) {
+    const Src* row = img.ptr<Src>(y);
+    const std::size_t off = static_cast<std::size_t>(y) * img.cols;
+    switch (img.channels()) {
+      case 1: normalise_row<Src, 1>(row, img.cols, a, b, r + off, g + off, bl + off); break;
+      case 3: normalise_row<Src, 3>(row, img.cols, a, b, r + off, g + off, bl + off); break;
+      default: normalise_row<Src, 4>(row, img.cols, a, b, r + off, g + off, bl + off); break;
+    }
+  }
+}
+
+}  // namespace detail
+
+/// Resizes and normalises `image` into `slot` (exactly options.slot_floats() floats, planes R, G, B).
+inline void preprocess_into(const DecodedImage& image, const PreprocessOptions& options, std::span<float> slot) {
+  if (slot.size() != options.slot_floats())
+    throw Error(errc::invalid_argument, "preprocess slot holds " + std::to_string(slot.size()) + " floats, expected " +
+                                            std::to_string(options.slot_floats()));
+  const cv::Size target(options.input_width, options.input_height);
+  cv::Mat resized;
+  if (image.pixels.size() == target) {
+    resized = image.pixels;
+  } else {
+    // Bilinear on the native type (uint8 stays uint8, as the reference pipeline resized 8-bit images).
+    cv::resize(image.pixels, resized, target, 0.0, 0.0, cv::INTER_LINEAR);
+  }
+  if (resized.depth() == CV_8U) {
+    detail::normalise_into<std::uint8_t>(resized, image.scale, options, slot);
+  } else if (resized.depth() == CV_32F) {
+    detail::normalise_into<float>(resized, image.scale, options, slot);
+  } else {
+    throw Error(errc::invalid_argument, "preprocess expects 8-bit or float pixels");
+  }
+}
+
+}  // namespace sluice::vision
