@@ -93,7 +93,9 @@ TEST(Safetensors, F32RoundTripIsBitExactWithMetadata) {
     ASSERT_NE(it, back.tensors.end()) << name;
     EXPECT_EQ(it->second.shape, t.shape) << name;
     ASSERT_EQ(it->second.data.size(), t.data.size());
-    EXPECT_EQ(std::memcmp(it->second.data.data(), t.data.data(), t.data.size() * 4), 0) << name;
+    if (!t.data.empty()) {  // memcmp on an empty vector's null data() would be UB
+      EXPECT_EQ(std::memcmp(it->second.data.data(), t.data.data(), t.data.size() * 4), 0) << name;
+    }
   }
   EXPECT_EQ(back.tensors.at("scalar").data.size(), 1u);
   EXPECT_EQ(back.tensors.at("empty").data.size(), 0u);
@@ -238,8 +240,9 @@ TEST(SafetensorsErrors, BadShapes) {
   expect_error(image("{" + entry("x", "F32", "[\"2\"]", 0, 4) + "}", 4), "shape[0] must be a non-negative integer");
   expect_error(image("{" + entry("x", "F32", "[18446744073709551616]", 0, 4) + "}", 4),
                "shape[0] must be a non-negative integer");  // 2^64 does not fit
-  expect_error(image("{" + entry("x", "F32", "[9223372036854775808]", 0, 4) + "}", 4), "more elements than fit");
-  expect_error(image("{" + entry("x", "F32", "[4294967296, 4294967296]", 0, 4) + "}", 4), "more elements than fit");
+  expect_error(image("{" + entry("x", "F32", "[9223372036854775808]", 0, 4) + "}", 4), "more elements than");
+  expect_error(image("{" + entry("x", "F32", "[4294967296, 4294967296]", 0, 4) + "}", 4), "more elements than");
+  expect_error(image("{" + entry("x", "F32", "[4294967296, 2147483648, 0]", 0, 0) + "}", 0), "more elements than");
   // numel fits in 64 bits but numel * 8 does not
   expect_error(image("{" + entry("x", "F64", "[4611686018427387904]", 0, 4) + "}", 4), "too large to address");
   expect_error(image("{" + entry("x", "F32", "[2, 3]", 0, 20) + "}", 20), "needs 24 bytes");
