@@ -1,0 +1,116 @@
+// bench_models: images/s and peak memory of one network on the CPU backend, for several input
+// sizes and batch sizes, on weights and inputs that bench/models/compare.py wrote (the same ones
+// PyTorch runs on). Prints one JSON object per (size, batch) on stdout.
+//
+//   bench_models NETWORK WEIGHTS.safetensors INPUTS.safetensors [--threads T] [--reps R]
+//                [--batches 1,2,4,8] [--sizes 256,512] [--max-reps-seconds S]
+// INPUTS holds input_<S> (B x 3 x S x S) and output_<S> (PyTorch's logits of its first image).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "sluice/backends/cpu/cpu_backend.hpp"
+#include "sluice/io/safetensors.hpp"
+#include "sluice/models/registry.hpp"
+
+namespace {
+
+std::vector<std::int64_t> parse_list(const std::string& s) {
+  std::vector<std::int64_t> out;
+  std::size_t pos = 0;
+  while (pos < s.size()) {
+    const std::size_t comma = s.find(',', pos);
+    out.push_back(std::stoll(s.substr(pos, comma - pos)));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+double relative_l2(const std::vector<float>& a, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    num += (static_cast<double>(a[i]) - ref[i]) * (static_cast<double>(a[i]) - ref[i]);
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: %s NETWORK WEIGHTS INPUTS [--threads T] [--reps R] [--batches 1,2,4,8] "
+                         "[--sizes 256,512] [--max-reps-seconds S]\n", argv[0]);
+    return 2;
+  }
+  const std::string network = argv[1];
+  std::size_t threads = 2;
+  int reps = 3;
+  double max_seconds = 1e9;  // stop repeating once a configuration has used this long
+  std::vector<std::int64_t> batches{1, 2, 4, 8}, sizes{256, 512};
+  for (int i = 4; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--threads") threads = std::stoul(value);
+    else if (flag == "--reps") reps = std::stoi(value);
+    else if (flag == "--batches") batches = parse_list(value);
+    else if (flag == "--sizes") sizes = parse_list(value);
+    else if (flag == "--max-reps-seconds") max_seconds = std::stod(value);
+    else throw std::runtime_error("unknown flag " + flag);
+  }
+
+  sluice::cpu::CpuOptions options;
+  options.threads = threads;
+  sluice::cpu::CpuBackend cpu(options);
+  const sluice::io::TensorDict weights = sluice::io::load_checkpoint(argv[2]);
+  const auto inputs = sluice::io::read_safetensors(argv[3]).tensors;
+  const auto net = sluice::models::load_network(network, cpu, weights);
+  const std::size_t weight_bytes = cpu.memory().weight_bytes;
+
+  for (const std::int64_t size : sizes) {
+    const auto& all = inputs.at("input_" + std::to_string(size));
+    const auto& expected = inputs.at("output_" + std::to_string(size));
+    for (const std::int64_t batch : batches) {
+      if (batch > all.shape[0]) continue;
+      const sluice::Shape shape{batch, 3, size, size};
+      const std::vector<float> pixels(all.data.begin(), all.data.begin() + shape.numel());
+      double error = -1;
+      std::vector<double> seconds;
+      std::size_t peak = 0;
+      for (int r = 0; r <= reps; ++r) {  // run 0 warms up (arena buckets, caches) and checks the output
+        const auto x = cpu.upload(pixels, shape);
+        cpu.reset_peak();
+        const auto t0 = std::chrono::steady_clock::now();
+        auto y = net.forward(cpu, x);
+        cpu.synchronize();
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        peak = std::max(peak, cpu.memory().peak_bytes);
+        if (r == 0) {
+          const auto out = cpu.to_vector(y);
+          error = relative_l2({out.begin(), out.begin() + size * size}, expected.data);
+        } else {
+          seconds.push_back(dt);
+          double total = 0;
+          for (double s : seconds) total += s;
+          if (total > max_seconds) break;
+        }
+      }
+      std::sort(seconds.begin(), seconds.end());
+      const double median = seconds[seconds.size() / 2];
+      std::printf("{\"network\": \"%s\", \"size\": %lld, \"batch\": %lld, \"runs\": %zu, \"median_s\": %.4f, "
+                  "\"images_per_s\": %.4f, \"peak_bytes\": %zu, \"weight_bytes\": %zu, \"rel_l2_vs_torch\": %.3g}\n",
+                  network.c_str(), static_cast<long long>(size), static_cast<long long>(batch), seconds.size(),
+                  median, static_cast<double>(batch) / median, peak, weight_bytes, error);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_models: %s\n", e.what());
+  return 1;
+}

@@ -1,0 +1,73 @@
+// tests/models/golden.hpp: the PyTorch golden files of tests/data/goldens (written by
+// tools/reference) and the helpers the network tests share: run a network on host data, compare.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "sluice/io/safetensors.hpp"
+#include "sluice/models/registry.hpp"
+
+namespace sluice::test {
+
+/// tests/data/goldens, or the folder named by SLUICE_GOLDEN_DIR (to try freshly written goldens).
+inline std::filesystem::path golden_dir() {
+  if (const char* dir = std::getenv("SLUICE_GOLDEN_DIR"); dir && *dir) return dir;
+  return std::filesystem::path(SLUICE_TEST_DATA_DIR) / "goldens";
+}
+
+/// One golden case: <stem>.safetensors (weights) and <stem>_io.safetensors (input, output,
+/// input_odd, output_odd; the configuration in the metadata).
+struct GoldenCase {
+  std::string stem;
+  std::filesystem::path weights, io;
+};
+
+inline std::vector<GoldenCase> golden_cases() {
+  std::vector<GoldenCase> cases;
+  if (!std::filesystem::is_directory(golden_dir())) return cases;
+  for (const auto& entry : std::filesystem::directory_iterator(golden_dir())) {
+    const std::string name = entry.path().filename().string();
+    const std::string suffix = "_io.safetensors";
+    if (name.size() <= suffix.size() || name.substr(name.size() - suffix.size()) != suffix) continue;
+    const std::string stem = name.substr(0, name.size() - suffix.size());
+    const auto weights = golden_dir() / (stem + ".safetensors");
+    if (std::filesystem::exists(weights)) cases.push_back({stem, weights, entry.path()});
+  }
+  std::sort(cases.begin(), cases.end(), [](const auto& a, const auto& b) { return a.stem < b.stem; });
+  return cases;
+}
+
+inline Shape shape4(const io::HostTensor& t) {
+  return t.shape.size() == 4 ? Shape{t.shape[0], t.shape[1], t.shape[2], t.shape[3]} : Shape{};
+}
+
+/// sqrt(sum (a - ref)^2 / sum ref^2).
+inline double relative_l2(const std::vector<float>& a, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < std::min(a.size(), ref.size()); ++i) {
+    const double d = static_cast<double>(a[i]) - ref[i];
+    num += d * d;
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+/// Runs `net` on host NCHW data of shape `shape` and returns the output on the host.
+template <class B>
+std::vector<float> run_host(const models::AnyNetwork<B>& net, B& backend, const std::vector<float>& data,
+                            const Shape& shape, Shape* out_shape = nullptr) {
+  const auto x = backend.upload(data, shape);
+  const auto y = net.forward(backend, x);
+  const Shape s = backend.shape_of(y);
+  if (out_shape) *out_shape = s;
+  std::vector<float> out(static_cast<std::size_t>(s.numel()));
+  backend.download(y, out);
+  return out;
+}
+
+}  // namespace sluice::test

@@ -1,0 +1,229 @@
+// The four networks against PyTorch: goldens written by tools/reference (random weights, random
+// inputs at a normal and an odd size), on the CPU backend and on the naive reference backend.
+// Also: batch invariance, strict weight binding, widths detected from the checkpoint.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "golden.hpp"
+#include "reference_backend.hpp"
+#include "sluice/backends/cpu/cpu_backend.hpp"
+#include "sluice/io/safetensors.hpp"
+#include "sluice/models/registry.hpp"
+
+namespace {
+
+using sluice::Shape;
+using sluice::cpu::CpuBackend;
+using sluice::test::GoldenCase;
+using sluice::test::ReferenceBackend;
+namespace io = sluice::io;
+namespace models = sluice::models;
+
+constexpr double kTolerance = 1e-4;  // relative L2 error against PyTorch (models.md)
+
+struct Loaded {
+  io::TensorDict weights;
+  io::SafetensorsData io;
+  std::string network;
+};
+
+Loaded load(const GoldenCase& c) {
+  Loaded l{io::load_checkpoint(c.weights), io::read_safetensors(c.io), {}};
+  auto it = l.io.metadata.find("network");
+  l.network = it != l.io.metadata.end() ? it->second : models::detect_network(l.weights);
+  return l;
+}
+
+std::int64_t parameter_count(const io::TensorDict& w) {
+  std::int64_t n = 0;
+  for (const auto& [name, t] : w) n += t.numel();
+  return n;
+}
+
+CpuBackend make_cpu() {
+  sluice::cpu::CpuOptions options;
+  options.threads = 2;
+  return CpuBackend(options);
+}
+
+class Golden : public ::testing::TestWithParam<GoldenCase> {};
+
+// Both sizes of a case on backend B: output shape N x 1 x H x W and PyTorch's values.
+template <class B>
+void expect_matches_pytorch(B& backend, const Loaded& l) {
+  const auto net = models::load_network(l.network, backend, l.weights);
+  for (const std::string suffix : {"", "_odd"}) {
+    SCOPED_TRACE("input" + suffix);
+    const auto& in = l.io.tensors.at("input" + suffix);
+    const auto& expected = l.io.tensors.at("output" + suffix);
+    const Shape in_shape = sluice::test::shape4(in);
+    Shape out_shape;
+    const auto out = sluice::test::run_host(net, backend, in.data, in_shape, &out_shape);
+    EXPECT_EQ(out_shape, (Shape{in_shape.n, 1, in_shape.h, in_shape.w}));
+    ASSERT_EQ(out_shape, sluice::test::shape4(expected));
+    const double err = sluice::test::relative_l2(out, expected.data);
+    EXPECT_LT(err, kTolerance) << l.network << " at " << in_shape.to_string();
+  }
+}
+
+TEST_P(Golden, CpuBackendMatchesPyTorch) {
+  const Loaded l = load(GetParam());
+  CpuBackend cpu = make_cpu();
+  expect_matches_pytorch(cpu, l);
+}
+
+// The networks on a backend that shares no code with the CPU backend (small cases only: it is slow).
+TEST_P(Golden, ReferenceBackendMatchesPyTorch) {
+  const Loaded l = load(GetParam());
+  if (parameter_count(l.weights) > 3'000'000) GTEST_SKIP() << "too large for the naive backend";
+  ReferenceBackend ref;
+  expect_matches_pytorch(ref, l);
+}
+
+TEST_P(Golden, WidthsAreDetectedFromTheCheckpoint) {
+  const Loaded l = load(GetParam());
+  auto it = l.io.metadata.find("widths");
+  if (it == l.io.metadata.end()) it = l.io.metadata.find("features");
+  ASSERT_NE(it, l.io.metadata.end()) << "the golden's metadata names its widths";
+  CpuBackend cpu = make_cpu();
+  std::vector<std::int64_t> detected;
+  if (l.network == "hrnet") {
+    const models::HRNet<CpuBackend> net(cpu, l.weights);
+    detected = {net.widths().begin(), net.widths().end()};
+  } else if (l.network == "resunet_small") {
+    detected = models::ResUNetSmall<CpuBackend>(cpu, l.weights).features();
+  } else if (l.network == "advanced_resunet") {
+    detected = models::AdvancedResUNet<CpuBackend>(cpu, l.weights).features();
+  } else {
+    detected = models::CbamResUNet<CpuBackend>(cpu, l.weights).features();
+  }
+  std::string listed;
+  for (auto w : detected) listed += (listed.empty() ? "" : ", ") + std::to_string(w);
+  std::string expected;  // the metadata as "[a, b, ...]" or "a,b,..."
+  for (char ch : it->second)
+    if ((ch >= '0' && ch <= '9') || ch == ',') expected += ch;
+  std::string got;
+  for (char ch : listed)
+    if (ch != ' ') got += ch;
+  EXPECT_EQ(got, expected);
+
+  // Asking for other widths than the checkpoint's is an error that names both.
+  std::vector<std::int64_t> other = detected;
+  other.back() += 1;
+  try {
+    if (l.network == "hrnet") (void)models::HRNet<CpuBackend>(cpu, l.weights, {.widths = other});
+    else if (l.network == "resunet_small") (void)models::ResUNetSmall<CpuBackend>(cpu, l.weights, {.features = other});
+    else if (l.network == "advanced_resunet") (void)models::AdvancedResUNet<CpuBackend>(cpu, l.weights, {.features = other});
+    else (void)models::CbamResUNet<CpuBackend>(cpu, l.weights, {.features = other});
+    FAIL() << "other widths must be rejected";
+  } catch (const sluice::Error& e) {
+    EXPECT_EQ(e.code(), sluice::errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find(std::to_string(other.back())), std::string::npos) << e.what();
+  }
+}
+
+// Weights bound through one backend object serve another (a second lane) with the same result.
+TEST_P(Golden, TwoLanesShareOneNetwork) {
+  const Loaded l = load(GetParam());
+  CpuBackend lane1 = make_cpu(), lane2 = make_cpu();
+  const auto net = models::load_network(l.network, lane1, l.weights);
+  const auto copy = net;  // copies share the weights
+  const auto& in = l.io.tensors.at("input");
+  const auto a = sluice::test::run_host(net, lane1, in.data, sluice::test::shape4(in));
+  const auto b = sluice::test::run_host(copy, lane2, in.data, sluice::test::shape4(in));
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(lane2.memory().weight_bytes, 0u);  // the second lane holds no copy of the weights
+}
+
+// A sample's output must not depend on the rest of its batch (instance norm is per sample).
+TEST_P(Golden, SampleAloneEqualsSampleInABatchOfEight) {
+  const Loaded l = load(GetParam());
+  CpuBackend cpu = make_cpu();
+  const auto net = models::load_network(l.network, cpu, l.weights);
+  const auto& in = l.io.tensors.at("input");
+  Shape one = sluice::test::shape4(in);
+  const std::int64_t plane = one.c * one.h * one.w;
+  one.n = 1;
+  const std::vector<float> sample(in.data.begin(), in.data.begin() + plane);
+  // Eight different samples; ours sits at index 5.
+  std::vector<float> batch;
+  for (int k = 0; k < 8; ++k)
+    for (std::int64_t i = 0; i < plane; ++i) {
+      const float v = sample[static_cast<std::size_t>(i)];
+      batch.push_back(k == 5 ? v : v * (0.5f + 0.2f * static_cast<float>(k)) + 0.01f * static_cast<float>((i * 7 + k) % 13));
+    }
+  const auto alone = sluice::test::run_host(net, cpu, sample, one);
+  const auto together = sluice::test::run_host(net, cpu, batch, Shape{8, one.c, one.h, one.w});
+  const std::size_t out_plane = alone.size();
+  ASSERT_EQ(together.size(), 8 * out_plane);
+  double max_diff = 0, max_abs = 0;
+  for (std::size_t i = 0; i < out_plane; ++i) {
+    max_diff = std::max(max_diff, std::abs(static_cast<double>(alone[i]) - together[5 * out_plane + i]));
+    max_abs = std::max(max_abs, std::abs(static_cast<double>(alone[i])));
+  }
+  EXPECT_LE(max_diff, 1e-6 * std::max(1.0, max_abs)) << "largest |output| " << max_abs;
+}
+
+// One error, invalid_argument, naming the missing, the unexpected and the misshapen tensor.
+TEST_P(Golden, BadWeightsGiveOneErrorNamingEveryProblem) {
+  const Loaded l = load(GetParam());
+  io::TensorDict bad = l.weights;
+  // Pick a missing and a misshapen tensor that no width detection reads: the final norm's gamma
+  // and beta exist in every network under a name ending in ".1.weight" / ".1.bias".
+  std::string missing, misshapen;
+  for (const auto& [name, t] : bad) {
+    if (name.rfind("last_layer.1.", 0) == 0 || name.rfind("final_conv.1.", 0) == 0) {
+      if (name.ends_with(".weight")) missing = name;
+      if (name.ends_with(".bias")) misshapen = name;
+    }
+  }
+  ASSERT_FALSE(missing.empty());
+  ASSERT_FALSE(misshapen.empty());
+  bad.erase(missing);
+  bad[misshapen].shape.push_back(1);
+  bad["decoder.extra.weight"] = io::HostTensor{{2}, {1.0f, 2.0f}};
+  CpuBackend cpu = make_cpu();
+  try {
+    (void)models::load_network(l.network, cpu, bad);
+    FAIL() << "binding bad weights must throw";
+  } catch (const sluice::Error& e) {
+    EXPECT_EQ(e.code(), sluice::errc::invalid_argument);
+    const std::string what = e.what();
+    EXPECT_NE(what.find(missing), std::string::npos) << what;
+    EXPECT_NE(what.find(misshapen), std::string::npos) << what;
+    EXPECT_NE(what.find("decoder.extra.weight"), std::string::npos) << what;
+  }
+}
+
+TEST_P(Golden, RejectsAnInputWithTheWrongChannelCount) {
+  const Loaded l = load(GetParam());
+  CpuBackend cpu = make_cpu();
+  const auto net = models::load_network(l.network, cpu, l.weights);
+  const std::vector<float> data(2 * 32 * 32, 0.5f);
+  try {
+    (void)net.forward(cpu, cpu.upload(data, Shape{1, 2, 32, 32}));
+    FAIL() << "a 2-channel input must be rejected";
+  } catch (const sluice::Error& e) {
+    EXPECT_EQ(e.code(), sluice::errc::invalid_argument);
+  }
+}
+
+std::string case_name(const ::testing::TestParamInfo<GoldenCase>& info) { return info.param.stem; }
+
+INSTANTIATE_TEST_SUITE_P(Networks, Golden, ::testing::ValuesIn(sluice::test::golden_cases()), case_name);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Golden);
+
+// Every network has at least one golden case (tools/reference writes them).
+TEST(Goldens, EveryNetworkHasOne) {
+  if (!std::filesystem::is_directory(sluice::test::golden_dir()))
+    GTEST_SKIP() << sluice::test::golden_dir() << " does not exist yet (tools/reference writes it)";
+  std::vector<std::string> found;
+  for (const auto& c : sluice::test::golden_cases()) found.push_back(load(c).network);
+  for (auto name : models::kNetworkNames)
+    EXPECT_NE(std::find(found.begin(), found.end(), std::string(name)), found.end()) << name;
+}
+
+}  // namespace
