@@ -101,8 +101,9 @@ inline std::string svg_chart(const CalibrationResult& r) {
     const double x = X(static_cast<double>(n));
     s += "<line x1=\"" + fmt("%.1f", x) + "\" y1=\"" + fmt("%.1f", T) + "\" x2=\"" + fmt("%.1f", x) + "\" y2=\"" +
          fmt("%.1f", T + ph) + "\" stroke=\"" + color + "\" stroke-width=\"2\" stroke-dasharray=\"6,4\"/>\n";
-    s += "<text x=\"" + fmt("%.1f", x + 4) + "\" y=\"" + fmt("%.1f", T + 14 + dy) + "\" fill=\"" + color + "\">" + label +
-         "</text>\n";
+    const bool right = x > L + 0.75 * pw;  // keep the label inside the plot
+    s += "<text x=\"" + fmt("%.1f", right ? x - 4 : x + 4) + "\" y=\"" + fmt("%.1f", T + 14 + dy) + "\" fill=\"" +
+         color + "\"" + (right ? " text-anchor=\"end\"" : "") + ">" + label + "</text>\n";
   };
   marker(r.optimal_batch_size, "#2ca02c", "optimal " + std::to_string(r.optimal_batch_size), 0);
   marker(r.max_safe_batch_size, "#9467bd", "max safe " + std::to_string(r.max_safe_batch_size), 16);
@@ -128,11 +129,11 @@ inline std::string svg_chart(const CalibrationResult& r) {
          "stroke-width=\"2\"/>\n<text x=\"" + fmt("%.1f", x) + "\" y=\"" + fmt("%.1f", y - 10) +
          "\" text-anchor=\"middle\">failed</text>\n";
   }
-  // Legend.
-  s += "<circle cx=\"" + fmt("%.1f", L + 12) + "\" cy=\"" + fmt("%.1f", T + ph - 30) + "\" r=\"4\" fill=\"#1f77b4\"/>"
-       "<text x=\"" + fmt("%.1f", L + 22) + "\" y=\"" + fmt("%.1f", T + ph - 26) + "\">throughput</text>\n";
-  s += "<rect x=\"" + fmt("%.1f", L + 8) + "\" y=\"" + fmt("%.1f", T + ph - 18) + "\" width=\"8\" height=\"8\" "
-       "fill=\"#d62728\"/><text x=\"" + fmt("%.1f", L + 22) + "\" y=\"" + fmt("%.1f", T + ph - 10) +
+  // Legend, above the plot where it hides no point.
+  s += "<circle cx=\"" + fmt("%.1f", L + 6) + "\" cy=\"" + fmt("%.1f", T - 14) + "\" r=\"4\" fill=\"#1f77b4\"/>"
+       "<text x=\"" + fmt("%.1f", L + 14) + "\" y=\"" + fmt("%.1f", T - 10) + "\">throughput</text>\n";
+  s += "<rect x=\"" + fmt("%.1f", L + 102) + "\" y=\"" + fmt("%.1f", T - 18) + "\" width=\"8\" height=\"8\" "
+       "fill=\"#d62728\"/><text x=\"" + fmt("%.1f", L + 116) + "\" y=\"" + fmt("%.1f", T - 10) +
        "\">p95 latency</text>\n";
   s += "</svg>\n";
   return s;
