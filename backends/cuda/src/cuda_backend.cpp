@@ -145,9 +145,14 @@ struct ConvPlan {
   TensorDesc x, y;
   FilterDesc w;
   ConvDesc conv;
-  cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-  std::size_t workspace = 0;
-  bool direct = false;  // cuDNN offers nothing for this shape: the backend's own kernel runs it
+  struct Candidate {
+    cudnnConvolutionFwdAlgo_t algo;
+    cudnnMathType_t math;
+    std::size_t workspace;
+  };
+  std::vector<Candidate> candidates;  // usable algorithms, best first
+  std::size_t current = 0;            // the one in use; the next is tried if cuDNN refuses it at run time
+  bool direct() const { return current >= candidates.size(); }  // none left: the backend's own kernel
 };
 
 using PlanKey = std::array<i64, 12>;  // n, c, h, w, out, kh, kw, stride h/w, pad h/w, groups (+ dilation folded)
@@ -291,22 +296,21 @@ ConvPlan& BackendImpl::plan_for(const ConvParams& p, const Shape& xs, const Shap
   if (!searched)
     SLUICE_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cudnn, plan->x.d, plan->w.d, plan->conv.d, plan->y.d,
                                                               static_cast<int>(perf.size()), &returned, perf.data()));
-  bool chosen = false;
-  for (int k = 0; k < returned && !chosen; ++k) {
+  for (int k = 0; k < returned; ++k) {
     const auto& r = perf[static_cast<std::size_t>(k)];
     if (r.status != CUDNN_STATUS_SUCCESS) continue;
     if (strict && r.mathType == CUDNN_TENSOR_OP_MATH) continue;
-    SLUICE_CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv.d, strict ? CUDNN_FMA_MATH : r.mathType));
+    const cudnnMathType_t m = strict ? CUDNN_FMA_MATH : r.mathType;
+    SLUICE_CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv.d, m));
     std::size_t bytes = 0;
     if (cudnnGetConvolutionForwardWorkspaceSize(cudnn, plan->x.d, plan->w.d, plan->conv.d, plan->y.d, r.algo,
                                                 &bytes) != CUDNN_STATUS_SUCCESS)
       continue;
     if (bytes > options.workspace_limit_bytes) continue;
-    plan->algo = r.algo;
-    plan->workspace = bytes;
-    chosen = true;
+    plan->candidates.push_back({r.algo, m, bytes});
   }
-  plan->direct = !chosen;
+  if (!plan->candidates.empty())
+    SLUICE_CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv.d, plan->candidates.front().math));
   return *plans.emplace(key, std::move(plan)).first->second;
 }
 
@@ -319,18 +323,22 @@ void BackendImpl::run_conv(const ConvParams& p, const CudaTensor& x, const CudaT
   };
   if (options.direct_convolution) return direct();
   ConvPlan& plan = plan_for(p, xs, ys, x.data(), y.mutable_data());
-  if (plan.direct) return direct();
-  std::shared_ptr<DeviceBlock> ws;
-  if (plan.workspace > 0) ws = block(plan.workspace, DType::f32);
   const float alpha = 1.0f, beta = 0.0f;
-  const cudnnStatus_t status =
-      cudnnConvolutionForward(cudnn, &alpha, plan.x.d, x.data(), plan.w.d, p.weight->ptr, plan.conv.d, plan.algo,
-                              ws ? ws->ptr : nullptr, plan.workspace, &beta, plan.y.d, y.mutable_data());
-  if (CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED) {  // refused at run time: never ask again
-    plan.direct = true;
-    return direct();
+  while (!plan.direct()) {
+    const auto& c = plan.candidates[plan.current];
+    std::shared_ptr<DeviceBlock> ws;
+    if (c.workspace > 0) ws = block(c.workspace, DType::f32);
+    const cudnnStatus_t status =
+        cudnnConvolutionForward(cudnn, &alpha, plan.x.d, x.data(), plan.w.d, p.weight->ptr, plan.conv.d, c.algo,
+                                ws ? ws->ptr : nullptr, c.workspace, &beta, plan.y.d, y.mutable_data());
+    if (status == CUDNN_STATUS_SUCCESS) return;
+    if (CUDNN_STATUS_CATEGORY(status) != CUDNN_STATUS_NOT_SUPPORTED)
+      detail::throw_cudnn_error(status, "cudnnConvolutionForward", __FILE__, __LINE__);
+    // refused at run time: never ask again for this shape, try the next algorithm
+    if (++plan.current < plan.candidates.size())
+      SLUICE_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv.d, plan.candidates[plan.current].math));
   }
-  if (status != CUDNN_STATUS_SUCCESS) detail::throw_cudnn_error(status, "cudnnConvolutionForward", __FILE__, __LINE__);
+  direct();
 }
 
 }  // namespace detail
