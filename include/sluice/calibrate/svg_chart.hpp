@@ -94,9 +94,7 @@ inline std::string svg_chart(const CalibrationResult& r) {
   // The budget and the chosen sizes.
   if (budget_ms > 0)
     s += "<line x1=\"" + fmt("%.1f", L) + "\" y1=\"" + fmt("%.1f", Yms(budget_ms)) + "\" x2=\"" + fmt("%.1f", L + pw) +
-         "\" y2=\"" + fmt("%.1f", Yms(budget_ms)) + "\" stroke=\"#d62728\" stroke-dasharray=\"2,4\"/>\n" +
-         "<text x=\"" + fmt("%.1f", L + pw - 4) + "\" y=\"" + fmt("%.1f", Yms(budget_ms) - 4) +
-         "\" text-anchor=\"end\" fill=\"#d62728\">p95 budget " + fmt("%.0f", budget_ms) + " ms</text>\n";
+         "\" y2=\"" + fmt("%.1f", Yms(budget_ms)) + "\" stroke=\"#d62728\" stroke-dasharray=\"2,4\"/>\n";
   auto marker = [&](std::size_t n, const char* color, const std::string& label, double dy) {
     const double x = X(static_cast<double>(n));
     s += "<line x1=\"" + fmt("%.1f", x) + "\" y1=\"" + fmt("%.1f", T) + "\" x2=\"" + fmt("%.1f", x) + "\" y2=\"" +
@@ -135,6 +133,11 @@ inline std::string svg_chart(const CalibrationResult& r) {
   s += "<rect x=\"" + fmt("%.1f", L + 102) + "\" y=\"" + fmt("%.1f", T - 18) + "\" width=\"8\" height=\"8\" "
        "fill=\"#d62728\"/><text x=\"" + fmt("%.1f", L + 116) + "\" y=\"" + fmt("%.1f", T - 10) +
        "\">p95 latency</text>\n";
+  if (budget_ms > 0)
+    s += "<line x1=\"" + fmt("%.1f", L + 216) + "\" y1=\"" + fmt("%.1f", T - 14) + "\" x2=\"" + fmt("%.1f", L + 240) +
+         "\" y2=\"" + fmt("%.1f", T - 14) + "\" stroke=\"#d62728\" stroke-dasharray=\"2,4\"/><text x=\"" +
+         fmt("%.1f", L + 246) + "\" y=\"" + fmt("%.1f", T - 10) + "\">p95 budget " + fmt("%.0f", budget_ms) +
+         " ms</text>\n";
   s += "</svg>\n";
   return s;
 }
