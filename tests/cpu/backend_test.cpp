@@ -145,6 +145,25 @@ TEST(CpuMemory, BuffersAreReusedSoPeakFollowsTheLiveSetNotTheLayerCount) {
   EXPECT_EQ(cpu.reserved_bytes(), 0u);
 }
 
+TEST(CpuMemory, TheCacheLimitBoundsTheFreeList) {
+  CpuBackend cpu({.threads = 1, .cache_limit_bytes = 3000 * f4});
+  std::vector<float> v(2000, 1.0f);
+  for (std::int64_t side = 10; side <= 40; side += 3) {  // a different bucket every time
+    CpuTensor t = cpu.upload(std::span(v).first(static_cast<std::size_t>(side * side)), {1, 1, side, side});
+  }
+  EXPECT_LE(cpu.arena()->cached_bytes(), 3000 * f4);
+  EXPECT_EQ(cpu.reserved_bytes(), cpu.arena()->cached_bytes());  // nothing is live
+  EXPECT_EQ(cpu.memory().current_bytes, 0u);
+  // Without the bound, every size would stay cached.
+  CpuBackend unbounded({.threads = 1});
+  std::size_t total = 0;
+  for (std::int64_t side = 10; side <= 40; side += 3) {
+    CpuTensor t = unbounded.upload(std::span(v).first(static_cast<std::size_t>(side * side)), {1, 1, side, side});
+    total += sluice::cpu::Arena::bucket_floats(static_cast<std::size_t>(side * side)) * f4;
+  }
+  EXPECT_EQ(unbounded.arena()->cached_bytes(), total);
+}
+
 TEST(CpuMemory, BucketsWasteAtMostAQuarter) {
   for (std::size_t n : {1u, 16u, 17u, 100u, 1000u, 4096u, 4097u, 123457u}) {
     const std::size_t b = sluice::cpu::Arena::bucket_floats(n);

@@ -29,8 +29,10 @@ class Arena {
  public:
   static constexpr std::size_t alignment = 64;
 
-  /// `limit_bytes` == 0: no limit.
-  explicit Arena(std::size_t limit_bytes = 0) : limit_(limit_bytes) {}
+  /// `limit_bytes` == 0: no limit. `cache_limit_bytes`: the most the free list keeps (0: no bound);
+  /// buffers released beyond it go back to the system (inputs of ever-changing sizes).
+  explicit Arena(std::size_t limit_bytes = 0, std::size_t cache_limit_bytes = 0)
+      : limit_(limit_bytes), cache_limit_(cache_limit_bytes) {}
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
   ~Arena() { trim(); }
@@ -56,6 +58,7 @@ class Arena {
       if (it != free_.end() && !it->second.empty()) {
         float* p = it->second.back();
         it->second.pop_back();
+        cached_ -= cap * sizeof(float);
         return p;
       }
     }
@@ -74,10 +77,18 @@ class Arena {
   void release(float* p, std::size_t count) noexcept {
     if (p == nullptr) return;
     const std::size_t cap = bucket_floats(count);
+    bool cached = false;
     try {
       std::lock_guard lock(mutex_);
-      free_[cap].push_back(p);
-    } catch (...) {  // the free list could not grow: give the block back to the system
+      const std::size_t bound = cache_limit_.load(std::memory_order_relaxed);
+      if (bound == 0 || cached_ + cap * sizeof(float) <= bound) {
+        free_[cap].push_back(p);
+        cached_ += cap * sizeof(float);
+        cached = true;
+      }
+    } catch (...) {  // the free list could not grow
+    }
+    if (!cached) {
       ::operator delete(p, std::align_val_t{alignment});
       reserved_.fetch_sub(cap * sizeof(float), std::memory_order_relaxed);
     }
@@ -106,6 +117,12 @@ class Arena {
 
   /// Bytes the arena holds from the system: buffers in use (bucket capacity) plus the free list.
   std::size_t reserved_bytes() const { return reserved_.load(std::memory_order_relaxed); }
+  /// Bytes in the free list.
+  std::size_t cached_bytes() const {
+    std::lock_guard lock(mutex_);
+    return cached_;
+  }
+  void set_cache_limit(std::size_t bytes) { cache_limit_.store(bytes, std::memory_order_relaxed); }
 
   /// Gives every free buffer back to the system.
   void trim() noexcept {
@@ -115,6 +132,7 @@ class Arena {
       reserved_.fetch_sub(cap * sizeof(float) * list.size(), std::memory_order_relaxed);
     }
     free_.clear();
+    cached_ = 0;
   }
 
  private:
@@ -132,9 +150,10 @@ class Arena {
   }
   void uncharge(std::size_t bytes) noexcept { current_.fetch_sub(bytes, std::memory_order_relaxed); }
 
-  std::atomic<std::size_t> limit_;
+  std::atomic<std::size_t> limit_, cache_limit_;
   std::atomic<std::size_t> current_{0}, peak_{0}, weights_{0}, reserved_{0};
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
+  std::size_t cached_ = 0;  // bytes in free_, under mutex_
   std::unordered_map<std::size_t, std::vector<float*>> free_;
 };
 

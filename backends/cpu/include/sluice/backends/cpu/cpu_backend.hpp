@@ -40,6 +40,7 @@ struct CpuOptions {
   std::size_t threads = 0;             ///< threads of this backend's pool; 0: hardware_concurrency()
   std::size_t memory_limit_bytes = 0;  ///< 0: no limit; else allocations past it throw out_of_memory
   std::shared_ptr<Arena> arena{};      ///< share an arena (and its accounting) between backends; null: own
+  std::size_t cache_limit_bytes = 0;   ///< most bytes the free list keeps for reuse; 0: no bound
 };
 
 class CpuBackend {
@@ -54,6 +55,7 @@ class CpuBackend {
       : arena_(options.arena ? std::move(options.arena) : std::make_shared<Arena>(options.memory_limit_bytes)),
         pool_(std::make_unique<ThreadPool>(options.threads)) {
     if (options.memory_limit_bytes != 0) arena_->set_limit(options.memory_limit_bytes);
+    if (options.cache_limit_bytes != 0) arena_->set_cache_limit(options.cache_limit_bytes);
   }
 
   // ---- base: tensors, copies, accounting ------------------------------------------------------
