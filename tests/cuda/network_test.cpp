@@ -93,6 +93,32 @@ TEST_P(CudaNetworks, PeakMemoryIsReportedAndReturnsToTheWeights) {
   EXPECT_GT(gpu.memory().peak_bytes, weights);
 }
 
+// A sample's output must not depend on the rest of its batch (instance norm is per sample).
+TEST_P(CudaNetworks, SampleAloneEqualsSampleInABatch) {
+  CudaBackend gpu({.precision = GetParam()});
+  for (const auto& c : cases_) {
+    SCOPED_TRACE(c.stem);
+    const Loaded l = load(c);
+    const auto net = models::load_network(l.network, gpu, l.weights);
+    const auto& in = l.io.tensors.at("input");
+    Shape one = sluice::test::shape4(in);
+    const std::int64_t plane = one.c * one.h * one.w;
+    one.n = 1;
+    const std::vector<float> sample(in.data.begin(), in.data.begin() + plane);
+    std::vector<float> batch;
+    for (int k = 0; k < 3; ++k)
+      for (std::int64_t i = 0; i < plane; ++i)
+        batch.push_back(k == 1 ? sample[static_cast<std::size_t>(i)] : 0.3f * static_cast<float>(k + 1) - sample[static_cast<std::size_t>(i)]);
+    const auto alone = sluice::test::run_host(net, gpu, sample, one);
+    const auto together = sluice::test::run_host(net, gpu, batch, Shape{3, one.c, one.h, one.w});
+    ASSERT_EQ(together.size(), 3 * alone.size());
+    const std::vector<float> middle(together.begin() + static_cast<std::ptrdiff_t>(alone.size()),
+                                    together.begin() + static_cast<std::ptrdiff_t>(2 * alone.size()));
+    // cuDNN may pick another algorithm for another batch size: within the precision's bound (fp32: 1e-5)
+    EXPECT_LT(sluice::test::relative_l2(middle, alone), GetParam() == Precision::fp32 ? 1e-5 : bound(GetParam()));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaNetworks,
                          ::testing::Values(Precision::fp32, Precision::tf32, Precision::fp16, Precision::bf16),
                          [](const auto& info) { return std::string(sluice::cuda::to_string(info.param)); });
