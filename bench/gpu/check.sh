@@ -57,15 +57,22 @@ for p in python3 /usr/bin/python3; do
   if command -v "$p" >/dev/null 2>&1 && "$p" -c "import torch" >/dev/null 2>&1; then PYTHON="$p"; break; fi
 done
 [[ -n "$PYTHON" ]] && say "python: $PYTHON (torch $("$PYTHON" -c 'import torch; print(torch.__version__)'))"
-if [[ -z "${CUDNN_ROOT:-}" && -n "$PYTHON" ]]; then  # PyTorch's cuDNN wheel, when the system has none
-  wheel=$("$PYTHON" -c "import nvidia.cudnn as m; print(list(m.__path__)[0])" 2>/dev/null || true)
-  if [[ -n "$wheel" && -f "$wheel/include/cudnn.h" ]] && ! [[ -f /usr/include/cudnn.h || -f /usr/local/include/cudnn.h || -f /usr/local/cuda/include/cudnn.h ]]; then
-    export CUDNN_ROOT="$wheel"
+system_cudnn=0
+for d in /usr/include /usr/local/include /usr/local/cuda/include /usr/include/x86_64-linux-gnu; do
+  [[ -f "$d/cudnn.h" ]] && system_cudnn=1
+done
+if [[ -z "${CUDNN_ROOT:-}" && $system_cudnn == 0 && -n "$PYTHON" ]]; then
+  # PyTorch's cuDNN wheel (nvidia-cudnn-cu13): the folder that holds include/cudnn.h
+  nvidia=$("$PYTHON" -c "import nvidia; print(list(nvidia.__path__)[0])" 2>/dev/null || true)
+  header=$([[ -n "$nvidia" ]] && find "$nvidia" -name cudnn.h -path "*include*" 2>/dev/null | head -1)
+  if [[ -n "$header" ]]; then
+    export CUDNN_ROOT="$(dirname "$(dirname "$header")")"
   fi
 fi
 if [[ -n "${CUDNN_ROOT:-}" ]]; then
-  say "cuDNN: $CUDNN_ROOT"
-  export LD_LIBRARY_PATH="$CUDNN_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  lib=$(find "$CUDNN_ROOT" -name "libcudnn.so*" 2>/dev/null | head -1)
+  [[ -n "$lib" ]] && export LD_LIBRARY_PATH="$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  say "cuDNN: $CUDNN_ROOT (library ${lib:-not found})"
 fi
 
 # ---- 1. build ----
@@ -77,6 +84,9 @@ fi
 cmake_args=(-S bench/gpu/standalone -B "$BUILD/build" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=$ARCHS"
             "-DSLUICE_DEPS=$ROOT/build-gpu-deps")
 command -v ninja >/dev/null 2>&1 && cmake_args+=(-G Ninja)
+if [[ -n "${CUDNN_ROOT:-}" && -n "${lib:-}" ]]; then
+  cmake_args+=("-DSLUICE_CUDNN_INCLUDE_DIR=$CUDNN_ROOT/include" "-DSLUICE_CUDNN_LIBRARY=$lib")
+fi
 if command -v ccache >/dev/null 2>&1; then
   cmake_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
