@@ -123,23 +123,23 @@ struct SimOptions {
   std::uint64_t seed = 1;
 };
 
-/// Runs `trace` through a BatchFormer driving `controller` on one simulated lane.
-template <class Controller>
-SimResult simulate(const LatencyCurve& curve, const Trace& trace, Controller& controller, const SimOptions& opt) {
+/// Runs `trace` through a BatchFormer driving `controller` on one lane whose batch of n, started at
+/// trace time t seconds, takes `run_ms(n, t)` milliseconds (a table, or a real model's measured time).
+template <class Controller, class RunMs>
+SimResult simulate_lane(const Trace& trace, Controller& controller, const SimOptions& opt, std::size_t max_batch,
+                        RunMs&& run_ms) {
   using namespace std::chrono;
   const TimePoint origin = TimePoint{} + hours(1);
   auto at = [&](double s) { return origin + duration_cast<Duration>(duration<double>(s)); };
   auto secs = [&](TimePoint t) { return duration<double>(t - origin).count(); };
 
   batching::FormerConfig config;
-  config.max_batch_size = curve.max_safe;
+  config.max_batch_size = max_batch;
   config.max_queue_size = std::size_t{1} << 24;
   batching::BatchFormer<std::uint32_t, Controller> former(config, controller);
   using Batch = typename batching::BatchFormer<std::uint32_t, Controller>::Batch;
   using Item = typename batching::BatchFormer<std::uint32_t, Controller>::Item;
 
-  std::mt19937_64 rng(opt.seed ^ 0x9e3779b97f4a7c15ULL);
-  std::normal_distribution<double> noise(0.0, opt.noise_sigma);
   const Duration slo = duration_cast<Duration>(duration<double, std::milli>(opt.slo_ms));
 
   SimResult res;
@@ -184,7 +184,7 @@ SimResult simulate(const LatencyCurve& curve, const Trace& trace, Controller& co
     if (!busy) {
       if (former.next_batch(now, running, dropped)) {
         const std::size_t n = running.items.size();
-        const double ms = curve.at(n) * trace.slowdown(secs(now)) * std::exp(noise(rng));
+        const double ms = run_ms(n, secs(now));
         lane_start = now;
         lane_done = now + duration_cast<Duration>(duration<double, std::milli>(ms));
         busy = true;
@@ -201,6 +201,16 @@ SimResult simulate(const LatencyCurve& curve, const Trace& trace, Controller& co
     res.p99_ms = q(0.99);
   }
   return res;
+}
+
+/// The simulated lane: the curve's latency, slowed down as the trace says, with log-normal noise.
+template <class Controller>
+SimResult simulate(const LatencyCurve& curve, const Trace& trace, Controller& controller, const SimOptions& opt) {
+  std::mt19937_64 rng(opt.seed ^ 0x9e3779b97f4a7c15ULL);
+  std::normal_distribution<double> noise(0.0, opt.noise_sigma);
+  return simulate_lane(trace, controller, opt, curve.max_safe, [&](std::size_t n, double t) {
+    return curve.at(n) * trace.slowdown(t) * std::exp(noise(rng));
+  });
 }
 
 }  // namespace sluice::bench
