@@ -244,12 +244,14 @@ __global__ void plane_moments_partial_kernel(const T* __restrict__ x, float2* __
 
 enum class MomentsUse { instance_norm, simam, mean };
 
-// Combines the partials of (sample, channel). instance_norm: out2 = (scale, shift) with
-// scale = gamma / sqrt(var + eps); simam: out2 = (mean, 1 / sqrt(var + eps)); mean: out = mean.
+// Combines the partials of (sample, channel) into `stats` = (shift, mean - shift, factor, beta), so
+// that the apply passes compute ((x - shift) - (mean - shift)) * factor: no cancellation even when the
+// mean dwarfs the spread. instance_norm: factor = gamma / sqrt(var + eps), beta; simam: factor =
+// 1 / sqrt(var + eps); mean: out = mean, in the storage type.
 template <class T>
 __global__ void plane_moments_finalize_kernel(const T* __restrict__ x, const float2* __restrict__ partial, i64 n_total,
                                               i64 hw, i64 c, i64 chunks, MomentsUse use, const float* gamma,
-                                              const float* beta, float eps, float2* out2, T* out) {
+                                              const float* beta, float eps, float4* stats, T* out) {
   SLUICE_GRID_STRIDE(i64, i, n_total * c) {
     const i64 ch = i % c;
     const i64 n = i / c;
@@ -259,49 +261,47 @@ __global__ void plane_moments_finalize_kernel(const T* __restrict__ x, const flo
       s += v.x;
       ss += v.y;
     }
-    const double shift = to_float(x[n * hw * c + ch]);
+    const float shift = to_float(x[n * hw * c + ch]);
     const double mean_shifted = s / static_cast<double>(hw);
     double var = ss / static_cast<double>(hw) - mean_shifted * mean_shifted;
     if (var < 0.0) var = 0.0;
-    const double mean = shift + mean_shifted;
+    const double inv_std = 1.0 / sqrt(var + static_cast<double>(eps));
     switch (use) {
-      case MomentsUse::instance_norm: {
-        const double scale = static_cast<double>(gamma[ch]) / sqrt(var + static_cast<double>(eps));
-        out2[i] = make_float2(static_cast<float>(scale), static_cast<float>(beta[ch] - mean * scale));
+      case MomentsUse::instance_norm:
+        stats[i] = make_float4(shift, static_cast<float>(mean_shifted), static_cast<float>(gamma[ch] * inv_std), beta[ch]);
         break;
-      }
       case MomentsUse::simam:
-        out2[i] = make_float2(static_cast<float>(mean), static_cast<float>(1.0 / sqrt(var + static_cast<double>(eps))));
+        stats[i] = make_float4(shift, static_cast<float>(mean_shifted), static_cast<float>(inv_std), 0.0f);
         break;
       case MomentsUse::mean:
-        out[i] = from_float<T>(static_cast<float>(mean));
+        out[i] = from_float<T>(static_cast<float>(static_cast<double>(shift) + mean_shifted));
         break;
     }
   }
 }
 
 template <class T, class I>
-__global__ void norm_apply_kernel(const T* __restrict__ x, T* __restrict__ y, const float2* __restrict__ scale_shift,
+__global__ void norm_apply_kernel(const T* __restrict__ x, T* __restrict__ y, const float4* __restrict__ stats,
                                   const T* __restrict__ residual, Activation act, I c, I plane_elems, I count) {
   SLUICE_GRID_STRIDE(I, i, count) {
     const I ch = i % c;
     const I n = i / plane_elems;
-    const float2 ss = scale_shift[n * c + ch];
-    float v = to_float(x[i]) * ss.x + ss.y;
+    const float4 st = stats[n * c + ch];
+    float v = ((to_float(x[i]) - st.x) - st.y) * st.z + st.w;
     if (residual != nullptr) v += to_float(residual[i]);
     y[i] = from_float<T>(apply_activation(v, act));
   }
 }
 
 template <class T, class I>
-__global__ void simam_apply_kernel(const T* __restrict__ x, T* __restrict__ y, const float2* __restrict__ stats, I c,
+__global__ void simam_apply_kernel(const T* __restrict__ x, T* __restrict__ y, const float4* __restrict__ stats, I c,
                                    I plane_elems, I count) {
   SLUICE_GRID_STRIDE(I, i, count) {
     const I ch = i % c;
     const I n = i / plane_elems;
-    const float2 st = stats[n * c + ch];
+    const float4 st = stats[n * c + ch];
     const float v = to_float(x[i]);
-    y[i] = from_float<T>(v * sigmoidf(-(v - st.x) * st.y));
+    y[i] = from_float<T>(v * sigmoidf(-((v - st.x) - st.y) * st.z));
   }
 }
 
@@ -568,19 +568,23 @@ void resize_bilinear(const void* x, void* y, DType dt, i64 n, i64 c, i64 h, i64 
   SLUICE_CUDA_CHECK_LAUNCH();
 }
 
+// Scratch: partials (n, chunks, c) of float2, then (16-byte aligned) the (n, c) float4 statistics.
+static i64 stats_offset(i64 n, i64 hw, i64 c) {
+  return (n * plane_chunks(hw) * c * static_cast<i64>(sizeof(float2)) + 15) / 16 * 16;
+}
+
 std::size_t plane_scratch_bytes(i64 n, i64 hw, i64 c) {
-  // partials (n, chunks, c) of float2, then the (n, c) float2 results
-  return static_cast<std::size_t>((n * plane_chunks(hw) * c + n * c) * static_cast<i64>(sizeof(float2)));
+  return static_cast<std::size_t>(stats_offset(n, hw, c) + n * c * static_cast<i64>(sizeof(float4)));
 }
 
 namespace {
-// Stage 1 + 2 of the moments; returns the (n, c) float2 results inside the scratch.
+// Stage 1 + 2 of the moments; returns the (n, c) float4 statistics inside the scratch.
 template <class T>
-float2* plane_moments(const T* x, i64 n, i64 hw, i64 c, MomentsUse use, const float* gamma, const float* beta,
+float4* plane_moments(const T* x, i64 n, i64 hw, i64 c, MomentsUse use, const float* gamma, const float* beta,
                       float eps, T* mean_out, void* scratch, cudaStream_t stream) {
   const i64 chunks = plane_chunks(hw);
   auto* partial = static_cast<float2*>(scratch);
-  float2* results = partial + n * chunks * c;
+  auto* results = reinterpret_cast<float4*>(static_cast<char*>(scratch) + stats_offset(n, hw, c));
   const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>((c + 31) / 32), static_cast<unsigned>(n));
   plane_moments_partial_kernel<T><<<grid, dim3(32, chunk_lanes), 0, stream>>>(x, partial, hw, c, chunks);
   SLUICE_CUDA_CHECK_LAUNCH();
@@ -599,7 +603,7 @@ void instance_norm(const void* x, void* y, DType dt, i64 n, i64 hw, i64 c, const
     using T = typename decltype(t)::type;
     using I = typename decltype(idx)::type;
     const T* xt = static_cast<const T*>(x);
-    const float2* ss =
+    const float4* ss =
         plane_moments<T>(xt, n, hw, c, MomentsUse::instance_norm, gamma, beta, eps, nullptr, scratch, stream);
     norm_apply_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
         xt, static_cast<T*>(y), ss, static_cast<const T*>(residual), act, I(c), I(hw * c), I(count));
@@ -614,7 +618,7 @@ void simam(const void* x, void* y, DType dt, i64 n, i64 hw, i64 c, float eps, vo
     using T = typename decltype(t)::type;
     using I = typename decltype(idx)::type;
     const T* xt = static_cast<const T*>(x);
-    const float2* st = plane_moments<T>(xt, n, hw, c, MomentsUse::simam, nullptr, nullptr, eps, nullptr, scratch, stream);
+    const float4* st = plane_moments<T>(xt, n, hw, c, MomentsUse::simam, nullptr, nullptr, eps, nullptr, scratch, stream);
     simam_apply_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(xt, static_cast<T*>(y), st, I(c),
                                                                                   I(hw * c), I(count));
   });
