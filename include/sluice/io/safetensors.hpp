@@ -186,9 +186,10 @@ inline TensorInfo parse_tensor_entry(const std::string& name, const nlohmann::js
   std::uint64_t numel = 1;
   for (std::size_t i = 0; i < sh->size(); ++i) {
     const std::uint64_t d = unsigned_field((*sh)[i], source, who + ": shape[" + std::to_string(i) + "]");
-    if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
-        __builtin_mul_overflow(numel, d, &numel))
-      st_fail(source, who + ": shape " + sh->dump() + " has more elements than fit in 64 bits");
+    // Every partial product must fit in int64: that is how HostTensor::numel() counts.
+    constexpr auto int64_max = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    if (d > int64_max || __builtin_mul_overflow(numel, d, &numel) || numel > int64_max)
+      st_fail(source, who + ": shape " + sh->dump() + " has more elements than a signed 64-bit count holds");
     info.shape.push_back(static_cast<std::int64_t>(d));
   }
 
