@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev curl
   python3-torch python3-numpy python3-opencv
+  librsvg2-bin  # rsvg-convert: renders the calibrator's SVG charts to PNG for checking
 )
 missing=()
 for p in "${packages[@]}"; do
