@@ -41,6 +41,7 @@
 #include "sluice/batching/batch_former.hpp"
 #include "sluice/batching/batcher_config.hpp"
 #include "sluice/batching/metrics.hpp"
+#include "sluice/batching/op_pool.hpp"
 #include "sluice/control/fixed_batch.hpp"
 #include "sluice/core/batch_controller.hpp"
 #include "sluice/core/batch_model.hpp"
@@ -164,6 +165,7 @@ class Batcher {
       own_guard_.reset();
       own_thread_.join();
     }
+    pool_->detach();  // freed when the last op still travelling through an executor is gone
   }
 
   executor_type get_executor() const noexcept { return ex_; }
@@ -188,7 +190,8 @@ class Batcher {
     return asio::async_initiate<Token, void(std::error_code, response_type)>(
         [this](auto handler, request_type req, SubmitOptions opts) {
           using H = std::decay_t<decltype(handler)>;
-          auto* op = new HandlerOp<H>(std::move(handler), ex_, std::move(req), opts.error_message);
+          static_assert(alignof(HandlerOp<H>) <= 16, "a completion handler aligned beyond 16 bytes is not supported");
+          auto* op = new (pool_) HandlerOp<H>(std::move(handler), ex_, std::move(req), opts.error_message);
           auto slot = asio::get_associated_cancellation_slot(op->handler);
           if (slot.is_connected()) {
             op->slot = slot;
@@ -303,10 +306,21 @@ class Batcher {
       const std::error_code ec = this->ec;
       response_type response = std::move(this->response);
       delete this;
-      asio::dispatch(ex, [h = std::move(h), ec, response = std::move(response)]() mutable {
+      if constexpr (!kMayHaveOwnExecutor) {
+        // Only ever called from a function posted to the I/O executor, which is this handler's
+        // executor: dispatch would run it inline, so run it inline without the type-erased trip.
         std::move(h)(ec, std::move(response));
-      });
+      } else {
+        asio::dispatch(ex, [h = std::move(h), ec, response = std::move(response)]() mutable {
+          std::move(h)(ec, std::move(response));
+        });
+      }
     }
+
+    // Pooled memory: allocated by the submitting thread, freed by the completing one.
+    static void* operator new(std::size_t n, batching::OpPool* pool) { return batching::OpPool::allocate(pool, n); }
+    static void operator delete(void* p, batching::OpPool*) noexcept { batching::OpPool::release(p); }
+    static void operator delete(void* p) noexcept { batching::OpPool::release(p); }
 
     Handler handler;
     HandlerWork handler_work;
@@ -665,6 +679,7 @@ class Batcher {
         }
       }
       ready_.push_back(job);
+      ready_size_.store(ready_.size(), std::memory_order_release);
       ++ready;
     }
     for (auto& item : drained_) {  // expired at their deadline, or shed by the controller
@@ -762,10 +777,20 @@ class Batcher {
   void lane_main(std::size_t lane) {
     std::unique_lock lock(mutex_);
     for (;;) {
+      if (ready_.empty() && !exit_ && config_.lane_spin > Duration::zero()) {
+        // Spin a little before sleeping: at light load the next batch usually comes soon, and
+        // a futex wake-up costs more than the whole batching path.
+        lock.unlock();
+        const TimePoint until = Clock::now() + config_.lane_spin;
+        while (ready_size_.load(std::memory_order_acquire) == 0 && Clock::now() < until) {
+        }
+        lock.lock();
+      }
       lane_cv_.wait(lock, [&] { return !ready_.empty() || exit_; });
       if (ready_.empty()) return;
       Job* job = ready_.front();
       ready_.pop_front();
+      ready_size_.store(ready_.size(), std::memory_order_release);
       lock.unlock();
       job->lane = lane;
       if constexpr (is_staged) {
@@ -949,6 +974,7 @@ class Batcher {
       {
         std::lock_guard lock(mutex_);
         ready_.push_back(job);
+        ready_size_.store(ready_.size(), std::memory_order_release);
       }
       lane_cv_.notify_one();
     } else {
@@ -1048,12 +1074,14 @@ class Batcher {
   Former former_;
   asio::steady_timer timer_;
   std::shared_ptr<Anchor> anchor_;
+  batching::OpPool* pool_ = batching::OpPool::create();
   batching::BatcherMetrics metrics_;
 
   mutable std::mutex mutex_;
   std::condition_variable lane_cv_;
   std::condition_variable idle_cv_;
   std::deque<Job*> ready_;
+  std::atomic<std::size_t> ready_size_{0};  ///< ready_.size(), for spinning lanes
   std::vector<std::unique_ptr<Job>> jobs_;
   std::vector<Job*> free_jobs_;
   typename Former::Batch batch_;

@@ -24,6 +24,9 @@ struct BatcherConfig {
   /// Optional cap: with a MemoryAwareBatchModel, the largest n with memory_for(n) <= this.
   std::optional<std::size_t> memory_limit_bytes;
   std::string model_name = "model";  ///< the `model` label of the metrics
+  /// An idle lane spins this long for the next batch before it sleeps: lower latency at light
+  /// load, for a core kept busy meanwhile. 0 (the default): sleep at once.
+  Duration lane_spin{};
 };
 
 struct SubmitOptions {
