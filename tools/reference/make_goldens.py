@@ -8,6 +8,7 @@ stored as float32, so a float32 implementation is compared against a result more
 itself.
 
 Run: /usr/bin/python3 tools/reference/make_goldens.py [--out DIR] [--only NAME ...]
+     /usr/bin/python3 tools/reference/make_goldens.py --full --out /tmp/goldens-full   (deployed widths)
 """
 import argparse
 import json
@@ -33,6 +34,17 @@ CONFIGS = {
     "advanced_resunet": ("features", [4, 8, 16, 32]),  # bottleneck 64 channels: 8 heads of 8
     "cbam_resunet": ("features", [4, 8, 16, 32]),
 }
+
+
+# --full: the deployed widths at a small input, for a folder outside the repository (the weights
+# are 100-260 MB each); the network tests read such a folder through SLUICE_GOLDEN_DIR.
+FULL_CONFIGS = {
+    "hrnet": ("widths", [48, 96, 192, 384]),
+    "resunet_small": ("features", [48, 96, 192, 384, 512]),
+    "advanced_resunet": ("features", [64, 128, 256, 512]),
+    "cbam_resunet": ("features", [64, 128, 256, 512]),
+}
+FULL_SIZES = {"input": (1, 3, 64, 64), "input_odd": (1, 3, 70, 90)}
 
 
 def to_f16_grid(t):
@@ -80,19 +92,19 @@ def relative_l2(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
-def make(name, out_dir, gen):
-    key, widths = CONFIGS[name]
+def make(name, out_dir, gen, configs=CONFIGS, sizes=SIZES):
+    key, widths = configs[name]
     model = models.build(name, **{key: widths}).double().eval()
     randomize(model, gen)
     inputs = {tag: to_f16_grid(torch.randn(shape, generator=gen, dtype=torch.float64))
-              for tag, shape in SIZES.items()}
+              for tag, shape in sizes.items()}
     scale_output_layer(model, inputs["input"])
     config = {key: widths}
     meta = {
         "network": name,
         "config": json.dumps(config),
-        "input_shape": json.dumps(list(SIZES["input"])),
-        "input_odd_shape": json.dumps(list(SIZES["input_odd"])),
+        "input_shape": json.dumps(list(sizes["input"])),
+        "input_odd_shape": json.dumps(list(sizes["input_odd"])),
         "seed": str(SEED),
         "reference": "tools/reference/sluice_reference/models.py, float64 forward; weights and inputs "
                      "on the float16 grid (stored F16), outputs float32",
@@ -105,7 +117,7 @@ def make(name, out_dir, gen):
     model32.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
     fp32_error = {}
     with torch.no_grad():
-        for tag, shape in SIZES.items():
+        for tag, shape in sizes.items():
             x = inputs[tag]
             y = model(x)
             fp32_error[tag.replace("input", "output")] = float(f"{relative_l2(model32(x.float()), y):.3g}")
@@ -132,13 +144,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data", "goldens"))
     ap.add_argument("--only", nargs="*", choices=list(CONFIGS), default=list(CONFIGS))
+    ap.add_argument("--full", action="store_true",
+                    help="deployed widths at 64x64 and 70x90, batch 1 (large: needs --out outside the repo)")
     args = ap.parse_args()
+    configs, sizes = (FULL_CONFIGS, FULL_SIZES) if args.full else (CONFIGS, SIZES)
+    if args.full and os.path.abspath(args.out).startswith(os.path.join(ROOT, "tests")):
+        ap.error("--full writes hundreds of MB: give --out a folder outside tests/")
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    for name in CONFIGS:  # one generator, fixed order: a network's data does not depend on --only
-        gen = torch.Generator().manual_seed(SEED + list(CONFIGS).index(name))
+    for name in configs:  # one generator per network: its data does not depend on --only
+        gen = torch.Generator().manual_seed(SEED + list(configs).index(name))
         if name in args.only:
-            make(name, args.out, gen)
+            make(name, args.out, gen, configs, sizes)
 
 
 if __name__ == "__main__":
