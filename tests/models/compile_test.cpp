@@ -33,4 +33,16 @@ TEST(Registry, UnknownNameIsInvalidArgument) {
     EXPECT_NE(std::string(e.what()).find("unet9000"), std::string::npos);
   }
 }
+TEST(Registry, ACheckpointOfNoKnownNetworkIsInvalidArgument) {
+  ReferenceBackend b;
+  sluice::io::TensorDict weights;
+  weights["conv.weight"] = sluice::io::HostTensor{{1, 1, 1, 1}, {1.0f}};
+  EXPECT_EQ(detect_network(weights), "");
+  try {
+    (void)load_network(b, weights);
+    FAIL() << "expected an error";
+  } catch (const sluice::Error& e) {
+    EXPECT_EQ(e.code(), sluice::errc::invalid_argument);
+  }
+}
 }  // namespace

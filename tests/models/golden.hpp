@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ struct GoldenCase {
   std::string stem;
   std::filesystem::path weights, io;
 };
+
+/// GoogleTest prints a case by its stem.
+inline void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.stem; }
 
 inline std::vector<GoldenCase> golden_cases() {
   std::vector<GoldenCase> cases;

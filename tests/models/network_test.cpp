@@ -85,9 +85,12 @@ TEST_P(Golden, ReferenceBackendMatchesPyTorch) {
 
 TEST_P(Golden, WidthsAreDetectedFromTheCheckpoint) {
   const Loaded l = load(GetParam());
-  auto it = l.io.metadata.find("widths");
-  if (it == l.io.metadata.end()) it = l.io.metadata.find("features");
-  ASSERT_NE(it, l.io.metadata.end()) << "the golden's metadata names its widths";
+  // "config" is JSON such as {"widths": [4, 8, 12, 16]}: the list holds the widths.
+  auto it = l.io.metadata.find("config");
+  ASSERT_NE(it, l.io.metadata.end()) << "the golden's metadata holds its configuration";
+  const std::string& config = it->second;
+  const auto open = config.find('['), close = config.find(']');
+  ASSERT_TRUE(open != std::string::npos && close != std::string::npos && open < close) << config;
   CpuBackend cpu = make_cpu();
   std::vector<std::int64_t> detected;
   if (l.network == "hrnet") {
@@ -102,9 +105,9 @@ TEST_P(Golden, WidthsAreDetectedFromTheCheckpoint) {
   }
   std::string listed;
   for (auto w : detected) listed += (listed.empty() ? "" : ", ") + std::to_string(w);
-  std::string expected;  // the metadata as "[a, b, ...]" or "a,b,..."
-  for (char ch : it->second)
-    if ((ch >= '0' && ch <= '9') || ch == ',') expected += ch;
+  std::string expected;
+  for (char ch : config.substr(open + 1, close - open - 1))
+    if (ch != ' ') expected += ch;
   std::string got;
   for (char ch : listed)
     if (ch != ' ') got += ch;
@@ -125,6 +128,14 @@ TEST_P(Golden, WidthsAreDetectedFromTheCheckpoint) {
   }
 }
 
+TEST_P(Golden, TheCheckpointTellsWhichNetworkItHolds) {
+  const Loaded l = load(GetParam());
+  ASSERT_TRUE(l.io.metadata.contains("network"));
+  EXPECT_EQ(models::detect_network(l.weights), l.io.metadata.at("network"));
+  CpuBackend cpu = make_cpu();
+  EXPECT_EQ(models::load_network(cpu, l.weights).name(), l.io.metadata.at("network"));
+}
+
 // Weights bound through one backend object serve another (a second lane) with the same result.
 TEST_P(Golden, TwoLanesShareOneNetwork) {
   const Loaded l = load(GetParam());
@@ -139,10 +150,9 @@ TEST_P(Golden, TwoLanesShareOneNetwork) {
 }
 
 // A sample's output must not depend on the rest of its batch (instance norm is per sample).
-TEST_P(Golden, SampleAloneEqualsSampleInABatchOfEight) {
-  const Loaded l = load(GetParam());
-  CpuBackend cpu = make_cpu();
-  const auto net = models::load_network(l.network, cpu, l.weights);
+template <class B>
+void expect_batch_invariant(B& backend, const Loaded& l) {
+  const auto net = models::load_network(l.network, backend, l.weights);
   const auto& in = l.io.tensors.at("input");
   Shape one = sluice::test::shape4(in);
   const std::int64_t plane = one.c * one.h * one.w;
@@ -155,8 +165,8 @@ TEST_P(Golden, SampleAloneEqualsSampleInABatchOfEight) {
       const float v = sample[static_cast<std::size_t>(i)];
       batch.push_back(k == 5 ? v : v * (0.5f + 0.2f * static_cast<float>(k)) + 0.01f * static_cast<float>((i * 7 + k) % 13));
     }
-  const auto alone = sluice::test::run_host(net, cpu, sample, one);
-  const auto together = sluice::test::run_host(net, cpu, batch, Shape{8, one.c, one.h, one.w});
+  const auto alone = sluice::test::run_host(net, backend, sample, one);
+  const auto together = sluice::test::run_host(net, backend, batch, Shape{8, one.c, one.h, one.w});
   const std::size_t out_plane = alone.size();
   ASSERT_EQ(together.size(), 8 * out_plane);
   double max_diff = 0, max_abs = 0;
@@ -165,6 +175,20 @@ TEST_P(Golden, SampleAloneEqualsSampleInABatchOfEight) {
     max_abs = std::max(max_abs, std::abs(static_cast<double>(alone[i])));
   }
   EXPECT_LE(max_diff, 1e-6 * std::max(1.0, max_abs)) << "largest |output| " << max_abs;
+}
+
+TEST_P(Golden, SampleAloneEqualsSampleInABatchOfEight) {
+  const Loaded l = load(GetParam());
+  CpuBackend cpu = make_cpu();
+  expect_batch_invariant(cpu, l);
+}
+
+// The same on the naive backend, whose every operation is per sample by construction: this one
+// isolates the network code (no op of it may mix samples).
+TEST_P(Golden, SampleAloneEqualsSampleInABatchOfEightOnTheReferenceBackend) {
+  const Loaded l = load(GetParam());
+  ReferenceBackend ref;
+  expect_batch_invariant(ref, l);
 }
 
 // One error, invalid_argument, naming the missing, the unexpected and the misshapen tensor.

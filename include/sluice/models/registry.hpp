@@ -89,4 +89,15 @@ AnyNetwork<B> load_network(std::string_view name, B& backend, const io::TensorDi
   throw Error(errc::invalid_argument, "unknown network '" + std::string(name) + "' (known: " + known + ")");
 }
 
+/// Builds whichever of the four networks the checkpoint holds (see detect_network).
+template <Backend B>
+AnyNetwork<B> load_network(B& backend, const io::TensorDict& weights) {
+  const std::string name = detect_network(weights);
+  if (name.empty())
+    throw Error(errc::invalid_argument,
+                "the checkpoint holds none of the known networks (no transition1.0.0.weight, encoder1.0.conv1.weight, "
+                "downs.0.cbam.spatial_attention.conv.weight or downs.0.se.fc.0.weight)");
+  return load_network(name, backend, weights);
+}
+
 }  // namespace sluice::models
