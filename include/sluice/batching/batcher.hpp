@@ -803,6 +803,10 @@ class Batcher {
         run_direct_range(*job, 0, job->ops.size());
         job->finished = true;
       }
+      if (job->finished) {  // free the batch's data before taking the lock, not under it
+        job->requests.clear();
+        job->responses.clear();
+      }
       OpList done;
       lock.lock();
       for (const BatchRecord& r : job->records) controller_.observe(r);
@@ -1042,6 +1046,9 @@ class Batcher {
         job->staged.reset();
         handle_failure(*job, 0, n, error, [&](std::size_t x, std::size_t y) { staged_sync(*job, x, y); });
       }
+      job->staged.reset();  // free the batch's data before taking the lock, not under it
+      job->requests.clear();
+      job->responses.clear();
       OpList done;
       bool idle = false;
       std::size_t ready = 0;
