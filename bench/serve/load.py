@@ -83,7 +83,8 @@ def multipart(png, boundary="sluicebenchboundary"):
 
 
 def run_point(port, images, clients, seconds, warmup):
-    """`clients` threads post images for warmup + seconds; latencies of requests started in the window."""
+    """`clients` threads post images for warmup + seconds; throughput and latencies of the requests
+    that complete inside the measured window (after the warm-up)."""
     bodies = [(size, *multipart(png)) for size, png in images]
     start = time.monotonic() + warmup
     stop = start + seconds
@@ -112,7 +113,7 @@ def run_point(port, images, clients, seconds, warmup):
             with lock:
                 if not ok:
                     errors.append(data[:200])
-                elif t0 >= start and t1 <= stop:
+                elif start <= t1 <= stop:  # completed inside the measured window
                     lat.append(t1 - t0)
                     done_in_window[0] += 1
         conn.close()

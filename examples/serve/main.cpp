@@ -56,6 +56,8 @@ const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
   --backend-threads N      threads of each lane's CPU backend (default: all cores)
   --cpu-threads N          threads of the pre/post-processing pool (default 1)
   --io-threads N           threads running connections and completions (default 2)
+  --warmup-runs N          runs per batch size (1, 2, 4, ..., max) before serving, reported to the
+                           controller so it knows every size's latency (default 2; 0: none)
   --max-body-bytes N  --max-header-bytes N  --max-connections N  --max-pixels N  --max-files N
   --header-timeout-ms MS  --body-timeout-ms MS  --write-timeout-ms MS  --drain-timeout-ms MS
   --retry-after-s S
@@ -116,15 +118,20 @@ std::shared_ptr<serve::ModelService> make_service(const ModelConfig& m, const Se
                    {"input_size", {{"height", sc.preprocess.input_height}, {"width", sc.preprocess.input_width}}},
                    {"controller", c.controller},
                    {"slo_ms", c.slo_ms}};
+  const int h = sc.preprocess.input_height, w = sc.preprocess.input_width;
   if (c.controller == "fixed") {
-    return std::make_shared<serve::BatcherService<CpuSegmenter, control::FixedBatch>>(
+    auto s = std::make_shared<serve::BatcherService<CpuSegmenter, control::FixedBatch>>(
         m.name, std::move(info), owned, std::move(segmenter), ex, bc, control::FixedBatch{});
+    s->warm_up(c.warmup_runs, h, w);
+    return s;
   }
   control::SloController::Options so;
   so.max_batch_size = bc.max_batch_size;
   if (!table.empty()) so.calibration = table;
-  return std::make_shared<serve::BatcherService<CpuSegmenter, control::SloController>>(
+  auto s = std::make_shared<serve::BatcherService<CpuSegmenter, control::SloController>>(
       m.name, std::move(info), owned, std::move(segmenter), ex, bc, control::SloController(so));
+  s->warm_up(c.warmup_runs, h, w);
+  return s;
 }
 
 ServeConfig parse_args(int argc, char** argv) {

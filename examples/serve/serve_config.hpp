@@ -48,6 +48,7 @@ struct ServeConfig {
   std::size_t cpu_threads = 1;      ///< the Batcher's prepare/finish pool
   std::size_t backend_threads = 0;  ///< threads of each lane's CPU backend (0: all cores)
   std::size_t io_threads = 2;       ///< threads running the io_context
+  std::size_t warmup_runs = 2;      ///< warm-up runs per batch size before serving (0: none)
   serve::ServerLimits server;
   serve::ApiLimits api;
 };
@@ -153,6 +154,7 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
   else if (key == "cpu_threads") c.cpu_threads = size();
   else if (key == "backend_threads") c.backend_threads = size();
   else if (key == "io_threads") c.io_threads = size();
+  else if (key == "warmup_runs") c.warmup_runs = size();
   else if (key == "max_body_bytes") c.server.max_body_bytes = size();
   else if (key == "max_header_bytes") c.server.max_header_bytes = size();
   else if (key == "max_connections") c.server.max_connections = size();

@@ -123,7 +123,7 @@ class Api {
       return respond(error_response(req, e));
     } catch (const Error& e) {
       // Option and multipart errors carry errc::invalid_argument and a message for the client.
-      if (e.code() == errc::invalid_argument) return respond(error_response(req, ApiError::bad_request(e.what())));
+      if (e.code() == errc::invalid_argument) return respond(error_response(req, ApiError::bad_request(message_of(e))));
       return respond(error_response(req, api_error_from(e.code(), limits_.retry_after_s)));
     } catch (const std::exception& e) {
       return respond(error_response(req, ApiError{500, "internal_error", e.what(), std::nullopt}));
@@ -220,7 +220,7 @@ class Api {
     try {
       ct = parse_header_value(content_type, true);
     } catch (const Error& e) {
-      throw ApiError::bad_request(std::string("bad Content-Type: ") + e.what());
+      throw ApiError::bad_request("bad Content-Type: " + message_of(e));
     }
     if (ct.value.rfind("image/", 0) == 0) {
       std::string name = "upload";

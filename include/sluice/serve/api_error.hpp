@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sluice/core/error.hpp"
+#include "sluice/serve/header_params.hpp"
 
 namespace sluice::serve {
 

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -72,6 +73,17 @@ inline std::string_view trim_ows(std::string_view s) {
 }
 
 }  // namespace detail
+
+/// `text` without the ": <message of ec>" that std::system_error appends to its what().
+inline std::string without_code_suffix(std::string text, std::error_code ec) {
+  const std::string suffix = ": " + ec.message();
+  if (text.size() > suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0)
+    text.resize(text.size() - suffix.size());
+  return text;
+}
+
+/// An exception's text for a client: what() without the error code's message.
+inline std::string message_of(const std::system_error& e) { return without_code_suffix(e.what(), e.code()); }
 
 /// Parses `value *( ";" name "=" (token | quoted-string) )`. The leading value is a token, or
 /// `token "/" token` when `media_type` is set. Limits: at most 32 parameters.

@@ -75,7 +75,7 @@ inline void parse_part_header(std::string_view line, MultipartPart& part, bool& 
     try {
       v = parse_header_value(value, false);
     } catch (const Error& e) {
-      multipart_error(std::string("bad Content-Disposition: ") + e.what(), offset);
+      multipart_error("bad Content-Disposition: " + message_of(e), offset);
     }
     if (v.value != "form-data") multipart_error("Content-Disposition is not form-data", offset);
     const auto field = v.param("name");
@@ -92,7 +92,7 @@ inline void parse_part_header(std::string_view line, MultipartPart& part, bool& 
     try {
       part.content_type = parse_header_value(value, true).value;
     } catch (const Error& e) {
-      multipart_error(std::string("bad Content-Type: ") + e.what(), offset);
+      multipart_error("bad Content-Type: " + message_of(e), offset);
     }
   }
   // Other headers (Content-Transfer-Encoding is deprecated by RFC 7578) are ignored.

@@ -121,14 +121,13 @@ class Server : public std::enable_shared_from_this<Server> {
     void on_header(beast::error_code ec) {
       idle_ = false;
       if (ec == http::error::header_limit) return reject(ApiError{431, "headers_too_large", "request headers too large", std::nullopt});
+      // Beast checks a declared Content-Length against the body limit as soon as the header is in.
+      if (ec == http::error::body_limit) return reject(too_large());
       if (ec) return close();  // timeout, client gone, or malformed request line: nothing to answer
       started_ = Clock::now();
       const auto& req = parser_->get();
       if (const auto len = parser_->content_length(); len && *len > server_->limits_.max_body_bytes)
-        return reject(ApiError{413, "payload_too_large",
-                               "body of " + std::to_string(*len) + " bytes, more than the limit of " +
-                                   std::to_string(server_->limits_.max_body_bytes),
-                               std::nullopt});
+        return reject(too_large());
       stream_.expires_after(server_->limits_.body_timeout);
       if (beast::iequals(req[http::field::expect], "100-continue")) {
         auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
@@ -147,17 +146,20 @@ class Server : public std::enable_shared_from_this<Server> {
     }
 
     void on_body(beast::error_code ec) {
-      if (ec == http::error::body_limit)
-        return reject(ApiError{413, "payload_too_large",
-                               "body larger than the limit of " + std::to_string(server_->limits_.max_body_bytes) +
-                                   " bytes",
-                               std::nullopt});
+      if (ec == http::error::body_limit) return reject(too_large());
       if (ec) return close();
       stream_.expires_never();  // the Batcher's deadline bounds the time from here on
       server_->api_->handle(parser_->get(), [self = shared_from_this()](HttpResponse res) {
         // The answer may come from a Batcher thread: back onto this connection's strand.
         asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
       });
+    }
+
+    ApiError too_large() const {
+      return ApiError{413, "payload_too_large",
+                      "request body larger than the limit of " + std::to_string(server_->limits_.max_body_bytes) +
+                          " bytes",
+                      std::nullopt};
     }
 
     /// Answers an error found while reading, then closes (the rest of the request is unread).
