@@ -455,7 +455,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     os.makedirs(os.path.join(work, "images"), exist_ok=True)
     images = make_images(os.path.join(work, "images"), 32)
-    segment_cli = a.segment if a.segment and os.path.exists(a.segment) else ""
+    segment_cli = a.segment if a.segment and os.path.isfile(a.segment) and os.access(a.segment, os.X_OK) else ""
 
     s = Server(a.server, a.model, "--max-body-bytes", str(4 * 1024 * 1024), "--max-pixels", str(1000 * 1000),
                "--max-batch-size", "16", log_dir=work)
