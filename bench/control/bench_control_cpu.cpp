@@ -4,7 +4,7 @@
 // by spinning for 30% of each run's time after half the trace. Capacity, SLO and the
 // SloController's starting table come from a short calibration of the same network first.
 // Usage: bench_control_cpu --network NAME --checkpoint FILE [--size HxW] [--seconds S] [--threads N]
-//                          [--max-batch N] [--seed S]
+//                          [--max-batch N] [--seed S] [--slo-only 1]
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -84,6 +84,7 @@ int main(int argc, char** argv) try {
   double seconds = 20;
   std::size_t threads = 1, max_batch = 8;
   std::uint64_t seed = 1;
+  bool slo_only = false;  // only the SloController, with and without the calibration table
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--network") network = v;
@@ -93,6 +94,7 @@ int main(int argc, char** argv) try {
     else if (a == "--threads") threads = std::stoul(v);
     else if (a == "--max-batch") max_batch = std::stoul(v);
     else if (a == "--seed") seed = std::stoull(v);
+    else if (a == "--slo-only") slo_only = v == "1";
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -142,6 +144,16 @@ int main(int argc, char** argv) try {
       if (extra > 0) spin_ms(extra);
       return ms + extra;
     };
+    if (slo_only) {
+      for (bool table : {true, false}) {
+        control::SloController::Options so;
+        so.max_batch_size = curve.max_safe;
+        if (table) so.calibration = cal.latency_table();
+        control::SloController slo(so);
+        print(trace.name, table ? "slo controller" : "slo controller, no table", simulate_lane(trace, slo, sim, curve.max_safe, real));
+      }
+      continue;
+    }
     std::string best_name;
     SimResult best;
     for (auto [size, delay] : std::vector<std::pair<std::size_t, double>>{{1, 0}, {2, 0}, {4, 0}, {8, 0}, {4, 10}, {8, 10}}) {

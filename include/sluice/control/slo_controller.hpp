@@ -40,7 +40,7 @@ class SloController {
     bool shed = true;                       ///< drop queued requests that can no longer make it
     bool admission = true;                  ///< admit() rejects requests that cannot make it
     std::optional<Duration> max_wait;       ///< upper bound of any deliberate wait
-    double min_gain = 0.02;                 ///< waiting must raise throughput by at least this share
+    double min_gain = 0.10;                 ///< waiting must raise throughput by at least this share
     std::size_t rate_window = 32;           ///< arrivals used to estimate the arrival rate
   };
 
