@@ -80,6 +80,23 @@ def save_safetensors(path, state, metadata):
             f.write(raw)
 
 
+def load_safetensors(path):
+    """Reads a float32 safetensors file written by save_safetensors (to continue training)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    state = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] != "F32":
+            raise ValueError(f"{name}: only F32 is read here")
+        b, e = info["data_offsets"]
+        state[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype="<f4").reshape(info["shape"]).copy())
+    return state
+
+
 def predict_masks(net, samples, size, threshold=0.5):
     """The sluice pipeline in NumPy: preprocess, network, sigmoid, bilinear back, strict threshold."""
     net.eval()
@@ -113,6 +130,7 @@ def main():
                         help="train on random crops of this size first (4x cheaper at 64), then on whole inputs")
     parser.add_argument("--full-fraction", type=float, default=0.3,
                         help="the last fraction of the budget trains on whole inputs (instance-norm statistics)")
+    parser.add_argument("--init", default="", help="continue from these safetensors weights")
     parser.add_argument("--cache", default="", help="an .npz file to keep the preprocessed training set in")
     parser.add_argument("--features", type=int, nargs=4, default=[8, 16, 32, 64])
     parser.add_argument("--input", type=int, default=128, help="square model input size")
@@ -127,6 +145,8 @@ def main():
     torch.manual_seed(args.seed)
     size = (args.input, args.input)
     net, origin = build_network(args.features)
+    if args.init:
+        net.load_state_dict(load_safetensors(args.init), strict=True)
     print(f"network: cbam_resunet {args.features} from {origin}, "
           f"{sum(p.numel() for p in net.parameters())} parameters", flush=True)
 
