@@ -3,6 +3,7 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstddef>
 
 #include "sluice/core/layer_specs.hpp"
@@ -10,6 +11,27 @@
 namespace sluice::cpu::kernels {
 
 using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
+
+/// dst[i] = f(src[i]) for i < n, computed on fixed 16-float chunks in a local array (the tail padded),
+/// so every element goes through the same vector code whatever its index or address. Eigen's
+/// dynamic-size maps peel scalars for alignment and tails, and its vector exp rounds differently
+/// from the scalar one: a sample's result would then depend on where the batch put it.
+template <class F>
+inline void map_chunks(const float* src, float* dst, std::ptrdiff_t n, F f) {
+  constexpr std::ptrdiff_t kChunk = 16;
+  Eigen::Array<float, kChunk, 1> chunk;
+  for (std::ptrdiff_t i = 0; i < n; i += kChunk) {
+    const std::ptrdiff_t m = std::min(kChunk, n - i);
+    if (m < kChunk) chunk.setZero();
+    std::copy_n(src + i, m, chunk.data());
+    chunk = f(chunk);
+    std::copy_n(chunk.data(), m, dst + i);
+  }
+}
+
+inline void sigmoid(const float* src, float* dst, std::ptrdiff_t n, float bias) {
+  map_chunks(src, dst, n, [bias](const auto& x) { return 1.0f / (1.0f + (-(x + bias)).exp()); });
+}
 
 /// p[i] = act(p[i] + bias) for i < n.
 inline void bias_activation(float* p, std::ptrdiff_t n, float bias, Activation act) {
@@ -22,7 +44,7 @@ inline void bias_activation(float* p, std::ptrdiff_t n, float bias, Activation a
       a = (a + bias).max(0.0f);
       break;
     case Activation::sigmoid:
-      a = 1.0f / (1.0f + (-(a + bias)).exp());
+      sigmoid(p, p, n, bias);
       break;
   }
 }
@@ -36,7 +58,7 @@ inline void activation_copy(const float* src, float* dst, std::ptrdiff_t n, Acti
   switch (act) {
     case Activation::none: d = s; break;
     case Activation::relu: d = s.max(0.0f); break;
-    case Activation::sigmoid: d = 1.0f / (1.0f + (-s).exp()); break;
+    case Activation::sigmoid: sigmoid(src, dst, n, 0.0f); break;
   }
 }
 

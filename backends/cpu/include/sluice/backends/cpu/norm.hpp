@@ -62,9 +62,7 @@ inline void simam(const float* x, std::int64_t planes, std::int64_t plane, float
     // sigmoid(-(x - mean) * r) = 1 / (1 + exp((x - mean) * r))
     const float r = static_cast<float>(1.0 / std::sqrt(s.var + static_cast<double>(eps)));
     const float m = static_cast<float>(s.mean);
-    Eigen::Map<const Eigen::ArrayXf> in(src, plane);
-    ArrayMap out(y + t * plane, plane);
-    out = in / (1.0f + ((in - m) * r).exp());
+    map_chunks(src, y + t * plane, plane, [m, r](const auto& in) { return in / (1.0f + ((in - m) * r).exp()); });
   });
 }
 
