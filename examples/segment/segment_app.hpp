@@ -297,7 +297,8 @@ inline int run(const Options& o) {
     return 1;
   }
   const std::size_t unique_files = files.size();
-  for (std::size_t r = 1; r < o.repeat; ++r) files.insert(files.end(), files.begin(), files.begin() + static_cast<std::ptrdiff_t>(unique_files));
+  const std::vector<fs::path> once = files;  // (inserting a vector's own range into it is undefined)
+  for (std::size_t r = 1; r < o.repeat; ++r) files.insert(files.end(), once.begin(), once.end());
 
   sluice::BatcherConfig bc;
   bc.max_batch_size = batch;
@@ -381,7 +382,13 @@ inline int run(const Options& o) {
   for (std::size_t i = 0; i < files.size(); ++i) {
     const auto& r = results[i];
     if (r.batch_id) batches.emplace(r.batch_id, std::make_pair(r.info.batch_size, r.times));
-    if (i >= unique_files) continue;  // repeats: counted in the timings only
+    if (i >= unique_files) {  // repeats: in the timings, and a failure still counts
+      if (!r.ok()) {
+        ++failed;
+        failures.push_back(files[i].string() + " (repeat): " + r.message);
+      }
+      continue;
+    }
     if (!r.ok()) {
       ++failed;
       failures.push_back(files[i].string() + ": " + r.message);
