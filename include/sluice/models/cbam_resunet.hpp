@@ -1,113 +1,32 @@
-// sluice/models/cbam_resunet.hpp: CBAM-ResUNet -- a four-level residual U-Net whose blocks end in
-// CBAM (channel then spatial attention), with plain attention gates on the skips. Widths are read
-// from the checkpoint (downs.{i}.conv1.weight); defaults [64, 128, 256, 512].
+// sluice/models/cbam_resunet.hpp: CBAM-ResUNet -- the four-level attention residual U-Net whose
+// blocks end in CBAM (channel then spatial attention), with plain attention gates (biased 1x1
+// convs) on the skips. Defaults [64, 128, 256, 512].
 #pragma once
 
 #include <cstdint>
-#include <optional>
-#include <string>
 #include <vector>
 
-#include "sluice/core/backend.hpp"
-#include "sluice/io/host_tensor.hpp"
-#include "sluice/models/attention_gate.hpp"
-#include "sluice/models/conv_norm.hpp"
-#include "sluice/models/network.hpp"
-#include "sluice/models/param_binder.hpp"
+#include "sluice/models/attention_resunet.hpp"
 #include "sluice/models/residual_cbam_block.hpp"
 
 namespace sluice::models {
 
-struct CbamResUNetOptions {
-  /// Expected encoder widths (e.g. {64, 128, 256, 512}); empty accepts the checkpoint's.
-  std::vector<std::int64_t> features;
+struct CbamResUNetVariant {
+  static constexpr const char* kName = "cbam_resunet";
+  static std::vector<std::int64_t> default_features() { return {64, 128, 256, 512}; }
+  static constexpr std::int64_t kInitKernel = 3;
+  template <class B>
+  using Block = ResidualCbamBlock<B>;
+  template <class B>
+  using Gate = AttentionGate<B, NoRefine>;
+  static std::int64_t gate_inner(std::int64_t f) { return f / 2; }
+  static GateBiases gate_biases() { return {Bias::required, Bias::required}; }
+  static constexpr const char* kGateRefine = "";
 };
+
+using CbamResUNetOptions = AttentionResUNetOptions;
 
 template <Backend B>
-class CbamResUNet {
- public:
-  using Tensor = typename B::tensor_type;
-  using Block = ResidualCbamBlock<B>;
-  using Gate = AttentionGate<B, NoRefine>;
-  static constexpr const char* kName = "cbam_resunet";
-
-  CbamResUNet(B& backend, const io::TensorDict& weights, const CbamResUNetOptions& options = {}) {
-    ParamBinder<B> p(backend, weights);
-    for (int i = 0; p.has("downs." + std::to_string(i) + ".conv1.weight"); ++i)
-      features_.push_back(p.dim_of("downs." + std::to_string(i) + ".conv1.weight", 0));
-    if (features_.empty()) features_ = {64, 128, 256, 512};  // let finish() name what is missing
-    check_widths(kName, options.features, features_);
-    in_channels_ = p.dim_of("init_conv.0.weight", 1);
-    const std::int64_t f0 = features_.front(), top = features_.back();
-
-    init_.emplace(p, "init_conv.0", "init_conv.1", f0, in_channels_, 3);
-    std::int64_t in = f0;
-    for (std::size_t i = 0; i < features_.size(); ++i) {
-      downs_.emplace_back(p, "downs." + std::to_string(i), in, features_[i]);
-      in = features_[i];
-    }
-    bottleneck_.emplace_back(p, "bottleneck.0", top, 2 * top);
-    bottleneck_.emplace_back(p, "bottleneck.1", 2 * top, 2 * top);
-    in = 2 * top;
-    const GateBiases biases{Bias::required, Bias::required};
-    for (std::size_t i = 0; i < features_.size(); ++i) {
-      const std::int64_t f = features_[features_.size() - 1 - i];
-      ups_.push_back(p.up("ups." + std::to_string(2 * i), in, f));
-      gates_.emplace_back(p, "attentions." + std::to_string(i), f, f / 2, biases, "");
-      decoder_.emplace_back(p, "ups." + std::to_string(2 * i + 1), 2 * f, f);
-      in = f;
-    }
-    const std::int64_t hidden = p.dim_of("final_conv.0.weight", 0);
-    out_channels_ = p.dim_of("final_conv.4.weight", 0);
-    final_.emplace(p, "final_conv.0", "final_conv.1", hidden, f0, 3);
-    classifier_.emplace(p.conv("final_conv.4", out_channels_, hidden, 1, Bias::required));
-    p.finish();
-  }
-
-  std::int64_t in_channels() const { return in_channels_; }
-  std::int64_t out_channels() const { return out_channels_; }
-  std::int64_t min_input_size() const { return std::int64_t{1} << features_.size(); }
-  const std::vector<std::int64_t>& features() const { return features_; }
-
-  Tensor forward(B& b, const Tensor& input) const {
-    const Shape in_shape = b.shape_of(input);
-    check_input(kName, in_shape, in_channels_, min_input_size());
-    Tensor x = (*init_)(b, input, Activation::relu);
-    std::vector<Tensor> skips;
-    for (const auto& down : downs_) {
-      skips.push_back(down(b, x));
-      x = b.max_pool2x2(skips.back());
-    }
-    for (const auto& block : bottleneck_) x = block(b, x);
-    for (std::size_t i = 0; i < ups_.size(); ++i) {
-      x = b.conv_transpose2x2(x, ups_[i]);
-      const Tensor& skip = skips.back();
-      if (!same_plane(b, x, skip)) {
-        const Shape s = b.shape_of(skip);
-        x = b.resize_bilinear(x, s.h, s.w, false);
-      }
-      Tensor cat = [&] {
-        Tensor a = gates_[i](b, x, skip);
-        return b.concat({&a, &x});
-      }();
-      skips.pop_back();
-      x = decoder_[i](b, cat);
-    }
-    x = (*final_)(b, x, Activation::relu);
-    x = b.conv2d(x, *classifier_, Activation::none);
-    if (const Shape s = b.shape_of(x); s.h != in_shape.h || s.w != in_shape.w)
-      x = b.resize_bilinear(x, in_shape.h, in_shape.w, false);
-    return x;
-  }
-
- private:
-  std::vector<std::int64_t> features_;
-  std::int64_t in_channels_ = 3, out_channels_ = 1;
-  std::optional<ConvNorm<B>> init_, final_;
-  std::vector<Block> downs_, bottleneck_, decoder_;
-  std::vector<typename B::conv_transpose_type> ups_;
-  std::vector<Gate> gates_;
-  std::optional<typename B::conv_type> classifier_;
-};
+using CbamResUNet = AttentionResUNet<B, CbamResUNetVariant>;
 
 }  // namespace sluice::models
