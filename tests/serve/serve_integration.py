@@ -153,14 +153,13 @@ def polygon_area(points):
                    for i in range(n))) / 2.0
 
 
-def same_result(a, b):
+def same_result(a, b, keys=("image_size", "threshold_used", "model_used")):
     """The same segmentation in two result JSONs (timing and batch fields differ). Polygons must
     match in number, order, type and parent; their outlines may differ only where the float sums of
     a different batch size move a border pixel across the threshold: area within 2% + 2 px, and the
     confidence within 1e-3. The image size identifies the image exactly (every test image has its own)."""
     if not a or not b:
         return False
-    keys = ("image_size", "threshold_used", "model_used")
     if any(a.get(k) != b.get(k) for k in keys):
         return False
     pa, pb = a.get("polygons", []), b.get("polygons", [])
@@ -177,8 +176,8 @@ def same_result(a, b):
     return True
 
 
-def exact_result(a, b):
-    return same_result(a, b) and all(x["points"] == y["points"] for x, y in zip(a["polygons"], b["polygons"]))
+def exact_result(a, b, keys=("image_size", "threshold_used", "model_used")):
+    return same_result(a, b, keys) and all(x["points"] == y["points"] for x, y in zip(a["polygons"], b["polygons"]))
 
 
 # ---- the tests -------------------------------------------------------------------------------------
@@ -258,8 +257,10 @@ def compare_with_cli(s, images, work, segment_cli, model):
         if not check(cli is not None and cli.get("success") is True, "segment CLI result for %s" % os.path.basename(p)):
             continue
         served = segment(s, p).json()
-        check(same_result(cli, served), "/segment == segment CLI for %s (points identical: %s)"
-              % (os.path.basename(p), exact_result(cli, served)))
+        # The server reports its configured model name ("demo"), the CLI the network's: not compared.
+        keys = ("image_size", "threshold_used")
+        check(same_result(cli, served, keys), "/segment == segment CLI for %s (points identical: %s)"
+              % (os.path.basename(p), exact_result(cli, served, keys)))
 
 
 def test_errors(s, images, work):
