@@ -526,6 +526,19 @@ class Batcher {
     return d;
   }
 
+  /// Queues `op` in the former, or completes it at once with the former's refusal. True if queued.
+  bool push_locked(Op* op, std::uint64_t key, const SubmitOptions& opts, TimePoint deadline, TimePoint now,
+                   OpList& done) {
+    Op* payload = op;
+    const auto a = former_.push(payload, key, opts.priority, deadline, now);
+    if (!a) {
+      reject_locked(op, a, done);
+      return false;
+    }
+    op->id = a.id;
+    return true;
+  }
+
   void reject_locked(Op* op, const typename Former::Admission& a, OpList& done) {
     op->ec = a.ec;
     if (a.ec == errc::queue_full) {
@@ -549,15 +562,8 @@ class Batcher {
         op->ec = make_error_code(errc::shutting_down);
         metrics_.record_rejection(batching::Rejection::shutting_down);
         done.push(op);
-      } else {
-        Op* payload = op;
-        const auto a = former_.push(payload, key, opts.priority, deadline, now);
-        if (!a) {
-          reject_locked(op, a, done);
-        } else {
-          op->id = a.id;
-          ready = pump_locked(now, done);
-        }
+      } else if (push_locked(op, key, opts, deadline, now, done)) {
+        ready = pump_locked(now, done);
       }
     }
     wake_lanes(ready);
@@ -592,13 +598,7 @@ class Batcher {
         for (std::size_t i = 0; i < many.items.size(); ++i) {
           Op* op = many.items[i].get();
           op->arrival = now;
-          Op* payload = op;
-          const auto a = former_.push(payload, keys[i], opts.priority, deadline, now);
-          if (!a) {
-            reject_locked(op, a, done);
-          } else {
-            op->id = a.id;
-          }
+          push_locked(op, keys[i], opts, deadline, now, done);
         }
         ready = pump_locked(now, done);
       }
