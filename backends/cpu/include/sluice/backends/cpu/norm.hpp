@@ -3,9 +3,10 @@
 // double with two passes (no cancellation), then applied in float.
 #pragma once
 
-#include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "sluice/backends/cpu/activation.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
@@ -17,15 +18,24 @@ struct PlaneStats {
   double mean, var;  // biased variance
 };
 
+/// Sums in double over 8 interleaved lanes (element i goes to lane i % 8), combined in a fixed
+/// order: the compiler vectorises the lanes, and the result depends only on the values, never on
+/// the plane's address (a sample's statistics are the same alone or in a batch). `f` maps an element.
+template <class F>
+inline double lane_sum(const float* p, std::int64_t n, F f) {
+  constexpr std::int64_t kLanes = 8;
+  double acc[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (std::int64_t l = 0; l < kLanes; ++l) acc[l] += f(static_cast<double>(p[i + l]));
+  for (std::int64_t l = 0; i < n; ++i, ++l) acc[l] += f(static_cast<double>(p[i]));
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+/// Mean and biased variance in double, two passes (no cancellation).
 inline PlaneStats plane_stats(const float* p, std::int64_t n) {
-  double sum = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) sum += p[i];
-  const double mean = sum / static_cast<double>(n);
-  double sq = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    const double d = p[i] - mean;
-    sq += d * d;
-  }
+  const double mean = lane_sum(p, n, [](double v) { return v; }) / static_cast<double>(n);
+  const double sq = lane_sum(p, n, [mean](double v) { return (v - mean) * (v - mean); });
   return {mean, sq / static_cast<double>(n)};
 }
 
@@ -42,14 +52,23 @@ inline void instance_norm(const float* x, const NormParams& p, std::int64_t plan
     const double scale = gamma[c] / std::sqrt(s.var + eps);
     // (x - mean) * scale + beta: subtracting first keeps planes with a large mean exact.
     const float m = static_cast<float>(s.mean), a = static_cast<float>(scale), b = beta[c];
-    Eigen::Map<const Eigen::ArrayXf> in(src, plane);
-    ArrayMap out(y + t * plane, plane);
-    if (residual) {
-      out = (in - m) * a + b + Eigen::Map<const Eigen::ArrayXf>(residual + t * plane, plane);
+    float* dst = y + t * plane;
+    const float* res = residual ? residual + t * plane : nullptr;
+    // One pass for the common epilogues (none or ReLU, with or without a residual); sigmoid is rare.
+    auto normalise = [&](auto relu, auto with_residual) {
+      for (std::int64_t i = 0; i < plane; ++i) {
+        float v = (src[i] - m) * a + b;
+        if constexpr (with_residual) v += res[i];
+        dst[i] = relu ? std::max(v, 0.0f) : v;
+      }
+    };
+    const bool relu = act == Activation::relu;
+    if (res) {
+      relu ? normalise(std::true_type{}, std::true_type{}) : normalise(std::false_type{}, std::true_type{});
     } else {
-      out = (in - m) * a + b;
+      relu ? normalise(std::true_type{}, std::false_type{}) : normalise(std::false_type{}, std::false_type{});
     }
-    activation(y + t * plane, plane, act);
+    if (act == Activation::sigmoid) activation(dst, plane, act);
   });
 }
 
