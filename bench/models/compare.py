@@ -6,7 +6,7 @@ the ratio sluice / PyTorch, sluice's peak memory per batch size and its error ag
 Run (from the repository root, after building the bench_models target):
   /usr/bin/python3 bench/models/compare.py --build build [--threads 2] [--reps 3]
       [--networks hrnet,resunet_small,advanced_resunet,cbam_resunet] [--sizes 256,512]
-      [--batches 1,2,4,8] [--max-seconds 20] [--plan reduced|full]
+      [--batches 1,2,4,8] [--max-seconds 20] [--warmup-max-seconds 5] [--plan reduced|full]
 """
 import argparse
 import json
@@ -42,6 +42,8 @@ def main():
     ap.add_argument("--batches", default="1,2,4,8")
     ap.add_argument("--max-seconds", type=float, default=20.0,
                     help="stop repeating a configuration once its timed runs used this long (each side)")
+    ap.add_argument("--warmup-max-seconds", type=float, default=float("inf"),
+                    help="a warm-up run longer than this also counts as the first timed run (each side)")
     ap.add_argument("--plan", default="full", choices=["full", "reduced"],
                     help="reduced: batches 1,2 only at sizes above 256 (keeps a 2-core run near 10 min)")
     ap.add_argument("--json", help="also write the rows to this file")
@@ -64,11 +66,12 @@ def main():
                     # sluice first, then PyTorch, back to back for each configuration.
                     out = subprocess.run(
                         [binary, name, weights, inputs, "--threads", str(args.threads), "--reps", str(args.reps),
-                         "--sizes", str(s), "--batches", str(b), "--max-reps-seconds", str(args.max_seconds)],
+                         "--sizes", str(s), "--batches", str(b), "--max-reps-seconds", str(args.max_seconds),
+                         "--warmup-max-seconds", str(args.warmup_max_seconds)],
                         check=True, capture_output=True, text=True).stdout
                     ours = json.loads(out.strip().splitlines()[-1])
                     median, runs = pytorch_peer.time_forward(model, tensors[f"input_{s}"][:b], args.reps,
-                                                             args.max_seconds)
+                                                             args.max_seconds, args.warmup_max_seconds)
                     row = dict(network=name, size=s, batch=b, torch_images_per_s=b / median, torch_runs=runs,
                                sluice_images_per_s=ours["images_per_s"], sluice_runs=ours["runs"],
                                ratio=ours["images_per_s"] * median / b, peak_mib=ours["peak_bytes"] / 2**20,

@@ -56,12 +56,19 @@ def write_case(name, model, sizes, max_batch, weights_path, inputs_path, seed=1)
     return tensors
 
 
-def time_forward(model, x, reps, max_seconds):
+def time_forward(model, x, reps, max_seconds, warmup_max_seconds=float("inf")):
     """Median seconds of model(x) over up to `reps` runs after one warm-up run; stops repeating
-    once the runs have used max_seconds."""
+    once the runs have used max_seconds. A warm-up run longer than warmup_max_seconds (first-touch
+    costs are noise in it) is also the first timed run."""
     times = []
     with torch.no_grad():
+        t0 = time.perf_counter()
         model(x)
+        warmup = time.perf_counter() - t0
+        if warmup > warmup_max_seconds:
+            times.append(warmup)
+            if warmup > max_seconds:
+                return warmup, 1
         for _ in range(reps):
             t0 = time.perf_counter()
             model(x)

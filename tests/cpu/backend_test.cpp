@@ -69,6 +69,7 @@ TEST_F(Invariance, EveryOperationGivesASampleTheSameResultAloneAsInABatchOfEight
   auto conv3 = cpu.make_conv(ref::random_host({16, 12, 3, 3}, rng, 0.2f), nullptr, ConvSpec::same(3));
   auto conv1 = cpu.make_conv(ref::random_host({8, 12, 1, 1}, rng, 0.2f), nullptr, ConvSpec::same(1));
   auto conv_blocks = cpu.make_conv(ref::random_host({64, 12, 3, 3}, rng, 0.2f), nullptr, ConvSpec::same(3));
+  auto conv1_blocks = cpu.make_conv(ref::random_host({96, 12, 1, 1}, rng, 0.2f), nullptr, ConvSpec::same(1));
   auto conv_s2 = cpu.make_conv(ref::random_host({6, 12, 7, 7}, rng, 0.1f), nullptr, ConvSpec::same(7, 2));
   auto dw = cpu.make_conv(ref::random_host({12, 1, 3, 3}, rng, 0.3f), nullptr, {1, 1, 1, 1, 1, 1, 12});
   auto up = cpu.make_conv_transpose2x2(ref::random_host({12, 5, 2, 2}, rng, 0.3f), nullptr);
@@ -79,7 +80,9 @@ TEST_F(Invariance, EveryOperationGivesASampleTheSameResultAloneAsInABatchOfEight
   check({x}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], conv3, Activation::relu); }, "conv 3x3");
   check({x}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], conv1, Activation::none); }, "conv 1x1");
   check({{1, 12, 9, 11}}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], conv_blocks, Activation::none); },
-        "conv in channel blocks");
+        "conv in channel blocks");  // alone: the workers share the tile; batched: one task per tile
+  check({{1, 12, 9, 11}}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], conv1_blocks, Activation::relu); },
+        "1x1 conv in channel blocks");
   check({x}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], conv_s2, Activation::sigmoid); }, "conv 7x7 s2");
   check({x}, [&](CpuBackend& b, A a) { return b.conv2d(*a[0], dw, Activation::none); }, "depthwise");
   check({x}, [&](CpuBackend& b, A a) { return b.conv_transpose2x2(*a[0], up); }, "conv transpose");
@@ -195,17 +198,20 @@ TEST(CpuMemory, ConvPeakIsInputOutputAndIm2colScratch) {
   struct Case {
     Shape x;
     std::int64_t out;
-    bool split;  // small plane: output-channel blocks sharing one im2col block
+    bool split;  // small plane: output-channel blocks
   };
-  for (const Case& c : {Case{{3, 4, 40, 30}, 6, false}, Case{{2, 4, 6, 5}, 64, true}}) {
+  for (const Case& c : {Case{{3, 4, 40, 30}, 6, false}, Case{{2, 4, 6, 5}, 64, true}, Case{{4, 4, 6, 5}, 64, true}}) {
     auto conv = cpu.make_conv(ref::random_host({c.out, 4, 3, 3}, rng), nullptr, ConvSpec::same(3));
     const std::size_t weights = static_cast<std::size_t>(c.out) * 36 * f4;
     const auto in = static_cast<std::size_t>(c.x.numel());
     CpuTensor x = cpu.upload(ref::random_values(in, rng), c.x);
     const auto g = sluice::cpu::kernels::conv_geometry(c.x, conv.get());
     ASSERT_EQ(g.split_channels(), c.split);
-    // im2col: k = 36 rows by one tile of pixels, per thread unless the workers share the block.
-    const std::size_t scratch = 36 * static_cast<std::size_t>(g.tile_pixels()) * (c.split ? 1 : 2);
+    // im2col: k = 36 rows by one tile of pixels, per thread unless the workers share the block
+    // (split channels and fewer than 2 tiles per thread in the batch: the second case, not the third).
+    const bool shared = c.split && c.x.n * g.tiles < 4;
+    EXPECT_EQ(g.task_per_tile(2), !shared);
+    const std::size_t scratch = 36 * static_cast<std::size_t>(g.tile_pixels()) * (shared ? 1 : 2);
     const std::size_t out = static_cast<std::size_t>(c.x.n * c.out * c.x.h * c.x.w);
     const std::size_t peak = cpu.measure_peak([&] { CpuTensor y = cpu.conv2d(x, conv, Activation::none); });
     EXPECT_EQ(peak, weights + (in + out + scratch) * f4);

@@ -2,7 +2,8 @@
 //  - dense and grouped conv: per sample and tile of output rows, im2col into a per-worker scratch
 //    block (skipped for 1x1 stride-1 convs, whose input plane already is the GEMM operand), one Eigen
 //    GEMM per group into the output, then bias + activation while the tile is still in cache; small
-//    planes (fewer than 4 tiles per sample) also split the output channels so that all threads work;
+//    planes (fewer than 4 tiles per sample) also split the output channels into blocks, which the
+//    workers share when a batch has too few tiles to give each worker its own;
 //  - depthwise conv: a direct loop per plane;
 //  - ConvTranspose2d(2, 2): one GEMM [out*4 x in] x [in x pixels] per tile, scattered with the bias.
 // Tiles depend only on the layer's geometry, never on the batch size or thread count, so a sample's
@@ -36,12 +37,18 @@ struct ConvGeometry {
 
   bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
   std::int64_t tile_pixels() const { return rows_per_tile * ow; }
-  /// Small planes split the output channels too, sharing one im2col block between the workers.
+  /// Small planes split the output channels too, into blocks of m_block.
   bool split_channels() const { return m_blocks > 1; }
+  /// Whether each (sample, tile) is one task with its own im2col block: always, unless the channels
+  /// are split and there are too few tiles in the batch to keep `threads` workers busy; then the
+  /// workers share one im2col block per tile and split its channel blocks. Both run the same GEMMs.
+  bool task_per_tile(std::size_t threads) const {
+    return !split_channels() || n * tiles >= 2 * static_cast<std::int64_t>(threads);
+  }
   /// Floats of im2col scratch the conv needs with `threads` workers.
   std::int64_t scratch_floats(std::size_t threads) const {
     if (pointwise()) return 0;
-    return k * tile_pixels() * (split_channels() ? 1 : static_cast<std::int64_t>(threads));
+    return k * tile_pixels() * (task_per_tile(threads) ? static_cast<std::int64_t>(threads) : 1);
   }
 };
 
@@ -154,8 +161,8 @@ inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry&
     oh0 = tile * g.rows_per_tile;
     oh1 = std::min(g.oh, oh0 + g.rows_per_tile);
   };
-  if (!g.split_channels()) {
-    // Tasks = (sample, tile); each worker im2cols into its own block.
+  if (g.task_per_tile(pool.size())) {
+    // Tasks = (sample, tile); each worker im2cols into its own block, then runs the channel blocks.
     pool.parallel_for(static_cast<std::size_t>(g.n * g.tiles), [&](std::size_t task, std::size_t worker) {
       const std::int64_t n = static_cast<std::int64_t>(task) / g.tiles;
       std::int64_t oh0, oh1;
@@ -165,19 +172,21 @@ inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry&
       float* yn = y + n * g.cout * out_plane;
       float* col = scratch + static_cast<std::int64_t>(worker) * g.k * g.tile_pixels();
       for (std::int64_t grp = 0; grp < g.groups; ++grp) {
-        if (g.pointwise()) {
-          conv_block(weight, bias, g, grp, 0, g.cout_g, xn + grp * g.cin_g * in_plane + p0, in_plane, p0, pixels, act,
-                     yn);
-        } else {
+        const float* b = xn + grp * g.cin_g * in_plane + p0;
+        std::int64_t ldb = in_plane;
+        if (!g.pointwise()) {
           im2col_rows(xn, g, grp * g.cin_g, g.cin_g, oh0, oh1, col);
-          conv_block(weight, bias, g, grp, 0, g.cout_g, col, pixels, p0, pixels, act, yn);
+          b = col;
+          ldb = pixels;
         }
+        for (std::int64_t m0 = 0; m0 < g.cout_g; m0 += g.m_block)
+          conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), b, ldb, p0, pixels, act, yn);
       }
     });
     return;
   }
-  // Small planes: per (sample, tile, group), im2col once (split over channels), then the
-  // output-channel blocks in parallel.
+  // Few tiles (small planes, small batch): per (sample, tile, group), im2col once (split over
+  // channels), then the output-channel blocks in parallel.
   for (std::int64_t n = 0; n < g.n; ++n) {
     const float* xn = x + n * g.cin * in_plane;
     float* yn = y + n * g.cout * out_plane;
