@@ -27,7 +27,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "sluice/backends/cpu/cpu_backend.hpp"
+#include "backend_lanes.hpp"
 #include "sluice/batching/batcher.hpp"
 #include "sluice/io/safetensors.hpp"
 #include "sluice/models/registry.hpp"
@@ -38,14 +38,15 @@ namespace segment_app {
 
 namespace fs = std::filesystem;
 namespace sv = sluice::vision;
-using CpuNet = sluice::models::AnyNetwork<sluice::cpu::CpuBackend>;
-using CpuSegmenter = sv::Segmenter<CpuNet, sluice::cpu::CpuBackend>;
+using sluice::examples::Lanes;
 
 struct Options {
   std::string model;               ///< network name; default: the description's
   fs::path model_json;             ///< model.json; default: next to the weights
   fs::path weights;
   std::string backend = "cpu";
+  int device = 0;                  ///< CUDA device
+  std::string precision = "fp32";  ///< CUDA arithmetic: fp32, tf32, fp16, bf16
   std::string batch_size = "auto";
   fs::path batch_sizes_json = "batch_sizes.json";
   std::optional<double> threshold;
@@ -71,7 +72,9 @@ inline const char* kUsage =
   --weights FILE       safetensors checkpoint (default: the one model.json names)
   --model-json FILE    model description: network, weights, input size, mean/std
                        (default: model.json next to the weights)
-  --backend cpu|cuda   where the network runs (default cpu)
+  --backend cpu|cuda   where the network runs (default cpu; cuda in builds with the CUDA backend)
+  --device N           CUDA device (default 0)
+  --precision P        CUDA arithmetic: fp32, tf32, fp16, bf16 (default fp32)
   --batch-size N|auto  auto: optimal_batch_size from batch_sizes.json when present, else 4
   --batch-sizes FILE   the batch_sizes.json that auto reads (default ./batch_sizes.json)
   --threshold T        probability threshold, 0.1 .. 0.9 (default: model.json's, else 0.5)
@@ -98,16 +101,18 @@ inline Options parse_args(int argc, char** argv, Options o) {
     if (i + 1 >= argc) throw UsageError(std::string(argv[i]) + " needs a value");
     return argv[++i];
   };
-  auto count = [&](int& i) -> std::size_t {
+  auto number = [&](int& i, long min) -> std::size_t {
     const std::string v = value(i);
     try {
       std::size_t used = 0;
       const long n = std::stol(v, &used);
-      if (used == v.size() && n > 0) return static_cast<std::size_t>(n);
+      if (used == v.size() && n >= min && n <= 1'000'000) return static_cast<std::size_t>(n);
     } catch (const std::exception&) {
     }
-    throw UsageError(std::string(argv[i - 1]) + " takes a positive integer, not '" + v + "'");
+    throw UsageError(std::string(argv[i - 1]) + " takes a " + (min > 0 ? "positive" : "non-negative") +
+                     " integer, not '" + v + "'");
   };
+  auto count = [&](int& i) { return number(i, 1); };
   bool paths_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -116,6 +121,8 @@ inline Options parse_args(int argc, char** argv, Options o) {
     else if (a == "--weights") o.weights = value(i);
     else if (a == "--model-json") o.model_json = value(i);
     else if (a == "--backend") o.backend = value(i);
+    else if (a == "--device") o.device = static_cast<int>(number(i, 0));
+    else if (a == "--precision") o.precision = value(i);
     else if (a == "--batch-size") o.batch_size = value(i);
     else if (a == "--batch-sizes") o.batch_sizes_json = value(i);
     else if (a == "--threshold") {
@@ -237,15 +244,14 @@ inline std::string polygon_line(const sv::Polygon& p, std::size_t index) {
   return buf;
 }
 
+using Clock = std::chrono::steady_clock;
+
+template <class B>
+int run_on(const Options& o, const sv::ModelDescription& desc, double threshold, std::size_t batch, Lanes<B> lanes,
+           Clock::time_point t_load);
+
 /// Runs the CLI. Returns the exit status.
 inline int run(const Options& o) {
-  using Clock = std::chrono::steady_clock;
-  if (o.backend == "cuda") {
-    std::cerr << "segment: the CUDA backend is not built into this program (it needs nvcc and cuDNN at build time, "
-                 "SLUICE_WITH_CUDA=ON); use --backend cpu\n";
-    return 2;
-  }
-
   // The model: description, network, weights.
   sv::ModelDescription desc;
   fs::path json_path = o.model_json;
@@ -274,21 +280,28 @@ inline int run(const Options& o) {
   }
 
   const auto t_load = Clock::now();
-  std::vector<std::unique_ptr<sluice::cpu::CpuBackend>> backends;
-  std::vector<sluice::cpu::CpuBackend*> lanes;
-  const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
-  for (std::size_t i = 0; i < o.lanes; ++i) {
-    const std::size_t threads = o.threads ? o.threads : std::max<std::size_t>(1, cores / o.lanes);
-    backends.push_back(std::make_unique<sluice::cpu::CpuBackend>(sluice::cpu::CpuOptions{.threads = threads}));
-    lanes.push_back(backends.back().get());
-  }
+  const sluice::examples::LaneSettings settings{.backend = o.backend,
+                                                .lanes = o.lanes,
+                                                .cpu_threads = o.threads,
+                                                .cuda_device = o.device,
+                                                .cuda_precision = o.precision};
+  return sluice::examples::with_lanes(
+      settings, [&](auto lanes) { return run_on(o, desc, threshold, batch, std::move(lanes), t_load); });
+}
+
+/// The run itself, on lanes of backend B.
+template <class B>
+int run_on(const Options& o, const sv::ModelDescription& desc, double threshold, std::size_t batch, Lanes<B> lanes,
+           Clock::time_point t_load) {
+  using Net = sluice::models::AnyNetwork<B>;
+  using Segmenter = sv::Segmenter<Net, B>;
   const auto weights = sluice::io::load_checkpoint(desc.weights);
-  CpuNet net = sluice::models::load_network<sluice::cpu::CpuBackend>(desc.network, *lanes.front(), weights);
+  Net net = sluice::models::load_network<B>(desc.network, lanes.front(), weights);
   sv::SegmenterConfig sc;
   sc.model_name = desc.network;
-  sc.device = "cpu";
+  sc.device = o.backend;
   sc.preprocess = desc.preprocess;
-  CpuSegmenter segmenter(net, lanes, sc);
+  Segmenter segmenter(net, lanes.ptrs, sc);
   const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
 
   std::vector<fs::path> files = collect_inputs(o.paths);
@@ -318,7 +331,7 @@ inline int run(const Options& o) {
 
   const auto t0 = Clock::now();
   {
-    sluice::Batcher<CpuSegmenter> batcher(segmenter, bc);
+    sluice::Batcher<Segmenter> batcher(segmenter, bc);
     for (std::size_t i = 0; i < files.size(); ++i) {
       window.acquire();
       sv::SegmentRequest req;
@@ -421,9 +434,8 @@ inline int run(const Options& o) {
     ++sizes[b.first];
   }
   const std::size_t images = files.size();
-  std::fprintf(s, "\n%s on cpu (%zu lane%s x %zu threads), input %dx%d, batch size %zu%s; model loaded in %.2f s\n",
-               desc.network.c_str(), o.lanes, o.lanes > 1 ? "s" : "", lanes.front()->threads(),
-               desc.preprocess.input_width, desc.preprocess.input_height, batch,
+  std::fprintf(s, "\n%s on %s, input %dx%d, batch size %zu%s; model loaded in %.2f s\n", desc.network.c_str(),
+               lanes.description.c_str(), desc.preprocess.input_width, desc.preprocess.input_height, batch,
                o.batch_size == "auto" ? " (auto)" : "", load_s);
   std::fprintf(s, "%zu images (%zu unique x %zu), %zu failed, %zu polygons in %.3f s: %.2f images/s end to end\n",
                images, unique_files, o.repeat, failed, polygons, wall_s, images / wall_s);
@@ -435,7 +447,7 @@ inline int run(const Options& o) {
 
   if (o.bench_network) {
     // The network alone on the same batch size: upload + forward + download, random inputs.
-    auto& b = *lanes.front();
+    auto& b = lanes.front();
     const auto& pre = desc.preprocess;
     std::vector<float> input(batch * pre.slot_floats());
     std::mt19937 rng(1);

@@ -20,8 +20,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "backend_lanes.hpp"
 #include "serve_config.hpp"
-#include "sluice/backends/cpu/cpu_backend.hpp"
 #include "sluice/batching/batcher.hpp"
 #include "sluice/control/fixed_batch.hpp"
 #include "sluice/control/slo_controller.hpp"
@@ -37,8 +37,7 @@ namespace {
 using namespace sluice;
 using serve_app::ModelConfig;
 using serve_app::ServeConfig;
-using Net = models::AnyNetwork<cpu::CpuBackend>;
-using CpuSegmenter = vision::Segmenter<Net, cpu::CpuBackend>;
+using examples::Lanes;
 
 const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
   --config FILE            JSON configuration (keys as the options below, with _ for -; "models": [...])
@@ -54,6 +53,9 @@ const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
   --max-queue-size N       queued images per model beyond which requests get 503 (default 256)
   --lanes N                batches that run at once per model (default 1)
   --backend-threads N      threads of each lane's CPU backend (default: all cores)
+  --backend cpu|cuda       where models run unless they name a backend (default cpu; cuda in builds
+                           with the CUDA backend)
+  --device N               CUDA device (default 0)   --precision fp32|tf32|fp16|bf16 (default fp32)
   --cpu-threads N          threads of the pre/post-processing pool (default 1)
   --io-threads N           threads running connections and completions (default 2)
   --warmup-runs N          runs per batch size (1, 2, 4, ..., max) before serving, reported to the
@@ -63,31 +65,37 @@ const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
   --retry-after-s S
 )";
 
+template <class B>
+std::shared_ptr<serve::ModelService> make_service_on(const ModelConfig& m, const ServeConfig& c,
+                                                     boost::asio::any_io_executor ex, Lanes<B> lanes_made);
+
 /// Builds one model's service: backends (one per lane), network, Segmenter, Batcher.
-std::shared_ptr<serve::ModelService> make_service(const ModelConfig& m, const ServeConfig& c,
-                                                  boost::asio::any_io_executor ex) {
-  if (m.backend != "cpu")
-    throw Error(errc::invalid_argument, "model '" + m.name + "': backend '" + m.backend +
-                                            "' is not built into this server (cpu is)");
+std::shared_ptr<serve::ModelService> make_service(ModelConfig m, const ServeConfig& c, boost::asio::any_io_executor ex) {
   if (m.network.empty() || m.weights.empty())
     throw Error(errc::invalid_argument, "model '" + m.name + "' needs a network and weights");
+  if (m.backend.empty()) m.backend = c.backend;
+  const examples::LaneSettings settings{.backend = m.backend,
+                                        .lanes = c.lanes,
+                                        .cpu_threads = c.backend_threads,
+                                        .cuda_device = m.device.value_or(c.device),
+                                        .cuda_precision = m.precision.empty() ? c.precision : m.precision};
+  return examples::with_lanes(settings, [&](auto lanes) { return make_service_on(m, c, ex, std::move(lanes)); });
+}
 
-  struct Owned {
-    std::vector<std::unique_ptr<cpu::CpuBackend>> lanes;
-  };
-  auto owned = std::make_shared<Owned>();
-  const std::size_t lanes = std::max<std::size_t>(1, c.lanes);
-  std::vector<cpu::CpuBackend*> lane_ptrs;
-  for (std::size_t i = 0; i < lanes; ++i) {
-    owned->lanes.push_back(std::make_unique<cpu::CpuBackend>(cpu::CpuOptions{.threads = c.backend_threads}));
-    lane_ptrs.push_back(owned->lanes.back().get());
-  }
+/// make_service on lanes of backend B.
+template <class B>
+std::shared_ptr<serve::ModelService> make_service_on(const ModelConfig& m, const ServeConfig& c,
+                                                     boost::asio::any_io_executor ex, Lanes<B> lanes_made) {
+  using Net = models::AnyNetwork<B>;
+  using Segmenter = vision::Segmenter<Net, B>;
+  auto owned = std::make_shared<Lanes<B>>(std::move(lanes_made));
+  const std::size_t lanes = owned->ptrs.size();
   const io::TensorDict weights = io::load_checkpoint(m.weights);
-  Net net = models::load_network<cpu::CpuBackend>(m.network, *owned->lanes.front(), weights);
+  Net net = models::load_network<B>(m.network, owned->front(), weights);
 
   vision::SegmenterConfig sc;
   sc.model_name = m.name;
-  sc.device = "cpu";
+  sc.device = m.backend;
   if (m.input_height > 0) {
     sc.preprocess.input_height = m.input_height;
     sc.preprocess.input_width = m.input_width;
@@ -95,7 +103,7 @@ std::shared_ptr<serve::ModelService> make_service(const ModelConfig& m, const Se
   if (m.mean) sc.preprocess.mean = *m.mean;
   if (m.std) sc.preprocess.std = *m.std;
   sc.decode.max_pixels = static_cast<std::int64_t>(c.api.max_pixels);
-  auto segmenter = std::make_unique<CpuSegmenter>(std::move(net), lane_ptrs, sc);
+  auto segmenter = std::make_unique<Segmenter>(std::move(net), owned->ptrs, sc);
 
   BatcherConfig bc;
   bc.max_batch_size = std::max<std::size_t>(1, c.max_batch_size);
@@ -113,14 +121,14 @@ std::shared_ptr<serve::ModelService> make_service(const ModelConfig& m, const Se
   }
 
   serve::Json info{{"network", m.network},
-                   {"backend", m.backend},
+                   {"backend", owned->description},
                    {"weights", m.weights},
                    {"input_size", {{"height", sc.preprocess.input_height}, {"width", sc.preprocess.input_width}}},
                    {"controller", c.controller},
                    {"slo_ms", c.slo_ms}};
   const int h = sc.preprocess.input_height, w = sc.preprocess.input_width;
   if (c.controller == "fixed") {
-    auto s = std::make_shared<serve::BatcherService<CpuSegmenter, control::FixedBatch>>(
+    auto s = std::make_shared<serve::BatcherService<Segmenter, control::FixedBatch>>(
         m.name, std::move(info), owned, std::move(segmenter), ex, bc, control::FixedBatch{});
     s->warm_up(c.warmup_runs, h, w);
     return s;
@@ -128,7 +136,7 @@ std::shared_ptr<serve::ModelService> make_service(const ModelConfig& m, const Se
   control::SloController::Options so;
   so.max_batch_size = bc.max_batch_size;
   if (!table.empty()) so.calibration = table;
-  auto s = std::make_shared<serve::BatcherService<CpuSegmenter, control::SloController>>(
+  auto s = std::make_shared<serve::BatcherService<Segmenter, control::SloController>>(
       m.name, std::move(info), owned, std::move(segmenter), ex, bc, control::SloController(so));
   s->warm_up(c.warmup_runs, h, w);
   return s;
@@ -157,7 +165,8 @@ ServeConfig parse_args(int argc, char** argv) {
       continue;
     }
     nlohmann::json value;
-    const bool text = key == "address" || key == "default_model" || key == "batch_sizes" || key == "controller";
+    const bool text = key == "address" || key == "default_model" || key == "batch_sizes" || key == "controller" ||
+                      key == "backend" || key == "precision";
     if (text) {
       value = v;
     } else {

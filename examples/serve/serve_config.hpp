@@ -28,7 +28,9 @@ struct ModelConfig {
   std::string name;            ///< the API's model name
   std::string network;         ///< hrnet, resunet_small, advanced_resunet, cbam_resunet
   std::string weights;         ///< safetensors file
-  std::string backend = "cpu";
+  std::string backend;          ///< cpu or cuda; empty: the server's --backend
+  std::optional<int> device;    ///< CUDA device; default: the server's --device
+  std::string precision;        ///< CUDA precision; empty: the server's --precision
   int input_height = 0, input_width = 0;  ///< 0: from model.json, else 1024
   std::optional<std::array<float, 3>> mean, std;
 };
@@ -47,6 +49,9 @@ struct ServeConfig {
   std::size_t lanes = 1;
   std::size_t cpu_threads = 1;      ///< the Batcher's prepare/finish pool
   std::size_t backend_threads = 0;  ///< threads of each lane's CPU backend (0: all cores)
+  std::string backend = "cpu";      ///< models' backend unless they name one: cpu or cuda
+  int device = 0;                   ///< models' CUDA device unless they name one
+  std::string precision = "fp32";   ///< models' CUDA precision unless they name one
   std::size_t io_threads = 2;       ///< threads running the io_context
   std::size_t warmup_runs = 2;      ///< warm-up runs per batch size before serving (0: none)
   serve::ServerLimits server;
@@ -109,7 +114,9 @@ inline ModelConfig model_from_json(const nlohmann::json& j) {
   m.name = j.value("name", "");
   m.network = j.value("network", "");
   m.weights = j.value("weights", "");
-  m.backend = j.value("backend", "cpu");
+  m.backend = j.value("backend", "");
+  if (j.contains("device")) m.device = j["device"].get<int>();
+  m.precision = j.value("precision", "");
   if (j.contains("input_size")) read_input_size(j["input_size"], m);
   if (j.contains("mean")) m.mean = triple(j["mean"], "mean");
   if (j.contains("std")) m.std = triple(j["std"], "std");
@@ -153,6 +160,9 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
   else if (key == "lanes") c.lanes = size();
   else if (key == "cpu_threads") c.cpu_threads = size();
   else if (key == "backend_threads") c.backend_threads = size();
+  else if (key == "backend") c.backend = v.get<std::string>();
+  else if (key == "device") c.device = static_cast<int>(size());
+  else if (key == "precision") c.precision = v.get<std::string>();
   else if (key == "io_threads") c.io_threads = size();
   else if (key == "warmup_runs") c.warmup_runs = size();
   else if (key == "max_body_bytes") c.server.max_body_bytes = size();
@@ -171,7 +181,8 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
 }  // namespace detail
 
 /// Reads a JSON configuration file: the settings above as keys (limits may also sit in a "limits"
-/// object), and "models": [{name, network, weights, backend, input_size, mean, std} or {name, model_json}].
+/// object), and "models": [{name, network, weights, backend, device, precision, input_size, mean, std} or
+/// {name, model_json}].
 inline void load_config_file(ServeConfig& c, const std::filesystem::path& path) {
   const auto j = detail::read_json(path);
   if (!j.is_object()) throw Error(errc::invalid_argument, path.string() + ": expected a JSON object");
