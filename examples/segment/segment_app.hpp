@@ -24,6 +24,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <opencv2/core/utility.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -481,6 +482,9 @@ int run_on(const Options& o, const sv::ModelDescription& desc, double threshold,
 
 /// main() of both programs: parses, runs, maps errors to exit statuses.
 inline int main_with_defaults(int argc, char** argv, const Options& defaults) {
+  // The Batcher's CPU pool is the pipeline's parallelism: OpenCV's own workers (resize, colour
+  // conversion) would compete with the backend's threads for the same cores.
+  cv::setNumThreads(1);
   try {
     return run(parse_args(argc, argv, defaults));
   } catch (const UsageError& e) {

@@ -19,6 +19,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <opencv2/core/utility.hpp>
 
 #include "backend_lanes.hpp"
 #include "serve_config.hpp"
@@ -186,6 +187,9 @@ ServeConfig parse_args(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The Batchers' CPU pools are the pipeline's parallelism: OpenCV's own workers (resize, colour
+  // conversion) would compete with the backends' threads for the same cores.
+  cv::setNumThreads(1);
   boost::asio::io_context ioc;
   std::vector<std::shared_ptr<serve::ModelService>> services;
   std::shared_ptr<serve::Server> server;
