@@ -16,6 +16,7 @@
 #include "sluice/models/advanced_residual_block.hpp"
 #include "sluice/models/attention_gate.hpp"
 #include "sluice/models/conv_norm.hpp"
+#include "sluice/models/final_conv_head.hpp"
 #include "sluice/models/lightweight_self_attention.hpp"
 #include "sluice/models/network.hpp"
 #include "sluice/models/param_binder.hpp"
@@ -67,15 +68,12 @@ class AdvancedResUNet {
       stage.blocks.emplace_back(p, "decoder" + n + ".1", f, f);
       in = f;
     }
-    const std::int64_t hidden = p.dim_of("final_conv.0.weight", 0);
-    out_channels_ = p.dim_of("final_conv.3.weight", 0);
-    final_.emplace(p, "final_conv.0", "final_conv.1", hidden, f0, 3);
-    classifier_.emplace(p.conv("final_conv.3", out_channels_, hidden, 1, Bias::required));
+    head_.emplace(p, f0, 3);
     p.finish();
   }
 
   std::int64_t in_channels() const { return in_channels_; }
-  std::int64_t out_channels() const { return out_channels_; }
+  std::int64_t out_channels() const { return head_->out_channels(); }
   std::int64_t min_input_size() const { return 16; }
   std::vector<std::int64_t> features() const { return {features_.begin(), features_.end()}; }
 
@@ -108,8 +106,7 @@ class AdvancedResUNet {
       x = stage.blocks[0](b, cat);
       x = stage.blocks[1](b, x);
     }
-    x = (*final_)(b, x, Activation::relu);
-    return b.conv2d(x, *classifier_, Activation::none);
+    return (*head_)(b, x);
   }
 
  private:
@@ -120,13 +117,13 @@ class AdvancedResUNet {
   };
 
   std::array<std::int64_t, 4> features_{};
-  std::int64_t in_channels_ = 3, out_channels_ = 1;
-  std::optional<ConvNorm<B>> init_, final_;
+  std::int64_t in_channels_ = 3;
+  std::optional<ConvNorm<B>> init_;
+  std::optional<FinalConvHead<B>> head_;
   std::array<std::vector<Block>, 4> encoders_;
   std::optional<Block> bottleneck_in_, bottleneck_out_;
   std::optional<LightweightSelfAttention<B>> attention_;
   std::array<DecoderStage, 4> decoders_;
-  std::optional<typename B::conv_type> classifier_;
 };
 
 }  // namespace sluice::models

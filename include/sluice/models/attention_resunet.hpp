@@ -14,6 +14,7 @@
 #include "sluice/io/host_tensor.hpp"
 #include "sluice/models/attention_gate.hpp"
 #include "sluice/models/conv_norm.hpp"
+#include "sluice/models/final_conv_head.hpp"
 #include "sluice/models/network.hpp"
 #include "sluice/models/param_binder.hpp"
 
@@ -60,15 +61,12 @@ class AttentionResUNet {
       decoder_.emplace_back(p, "ups." + std::to_string(2 * i + 1), 2 * f, f);
       in = f;
     }
-    const std::int64_t hidden = p.dim_of("final_conv.0.weight", 0);
-    out_channels_ = p.dim_of("final_conv.4.weight", 0);
-    final_.emplace(p, "final_conv.0", "final_conv.1", hidden, f0, 3);
-    classifier_.emplace(p.conv("final_conv.4", out_channels_, hidden, 1, Bias::required));
+    head_.emplace(p, f0, 4);
     p.finish();
   }
 
   std::int64_t in_channels() const { return in_channels_; }
-  std::int64_t out_channels() const { return out_channels_; }
+  std::int64_t out_channels() const { return head_->out_channels(); }
   std::int64_t min_input_size() const { return std::int64_t{1} << features_.size(); }
   const std::vector<std::int64_t>& features() const { return features_; }
 
@@ -96,8 +94,7 @@ class AttentionResUNet {
       skips.pop_back();
       x = decoder_[i](b, cat);
     }
-    x = (*final_)(b, x, Activation::relu);
-    x = b.conv2d(x, *classifier_, Activation::none);
+    x = (*head_)(b, x);
     if (const Shape s = b.shape_of(x); s.h != in_shape.h || s.w != in_shape.w)
       x = b.resize_bilinear(x, in_shape.h, in_shape.w, false);
     return x;
@@ -105,12 +102,12 @@ class AttentionResUNet {
 
  private:
   std::vector<std::int64_t> features_;
-  std::int64_t in_channels_ = 3, out_channels_ = 1;
-  std::optional<ConvNorm<B>> init_, final_;
+  std::int64_t in_channels_ = 3;
+  std::optional<ConvNorm<B>> init_;
+  std::optional<FinalConvHead<B>> head_;
   std::vector<Block> downs_, bottleneck_, decoder_;
   std::vector<typename B::conv_transpose_type> ups_;
   std::vector<Gate> gates_;
-  std::optional<typename B::conv_type> classifier_;
 };
 
 }  // namespace sluice::models
