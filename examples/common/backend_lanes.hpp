@@ -43,14 +43,6 @@ struct Lanes {
   }
 };
 
-inline bool cuda_built() {
-#ifdef SLUICE_EXAMPLES_WITH_CUDA
-  return true;
-#else
-  return false;
-#endif
-}
-
 inline Lanes<cpu::CpuBackend> make_cpu_lanes(const LaneSettings& s) {
   const std::size_t n = std::max<std::size_t>(1, s.lanes);
   const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());

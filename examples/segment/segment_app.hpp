@@ -83,7 +83,7 @@ inline const char* kUsage =
   --overlay DIR        write DIR/<image>.png with the polygons drawn
   --output FILE        results: FILE.json (one document) or FILE.jsonl / '-' (JSON lines)
   --input-size N       square network input size (default: model.json's)
-  --threads N          CPU backend threads (default: all cores)
+  --threads N          CPU backend threads per lane (default: the cores divided among the lanes)
   --lanes N            batches running at once (default 1)
   --repeat N           segment the list N times (for throughput measurements)
   --bench-network      also time the network alone at the same batch size, and compare

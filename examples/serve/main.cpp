@@ -53,7 +53,7 @@ const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
   --max-queue-delay-ms MS  longest wait for company (fixed controller; default 5)
   --max-queue-size N       queued images per model beyond which requests get 503 (default 256)
   --lanes N                batches that run at once per model (default 1)
-  --backend-threads N      threads of each lane's CPU backend (default: all cores)
+  --backend-threads N      threads of each lane's CPU backend (default: the cores divided among the lanes)
   --backend cpu|cuda       where models run unless they name a backend (default cpu; cuda in builds
                            with the CUDA backend)
   --device N               CUDA device (default 0)   --precision fp32|tf32|fp16|bf16 (default fp32)

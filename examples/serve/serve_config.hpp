@@ -48,7 +48,7 @@ struct ServeConfig {
   std::size_t max_queue_size = 256;
   std::size_t lanes = 1;
   std::size_t cpu_threads = 1;      ///< the Batcher's prepare/finish pool
-  std::size_t backend_threads = 0;  ///< threads of each lane's CPU backend (0: all cores)
+  std::size_t backend_threads = 0;  ///< threads of each lane's CPU backend (0: cores / lanes)
   std::string backend = "cpu";      ///< models' backend unless they name one: cpu or cuda
   int device = 0;                   ///< models' CUDA device unless they name one
   std::string precision = "fp32";   ///< models' CUDA precision unless they name one
