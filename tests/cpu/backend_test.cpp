@@ -202,16 +202,19 @@ TEST(CpuMemory, ConvPeakIsInputOutputAndIm2colScratch) {
   };
   for (const Case& c : {Case{{3, 4, 40, 30}, 6, false}, Case{{2, 4, 6, 5}, 64, true}, Case{{4, 4, 6, 5}, 64, true}}) {
     auto conv = cpu.make_conv(ref::random_host({c.out, 4, 3, 3}, rng), nullptr, ConvSpec::same(3));
-    const std::size_t weights = static_cast<std::size_t>(c.out) * 36 * f4;
+    // The weights are packed in panels of 4 output channels (6 -> 8 rows), k = 4 * 3 * 3 = 36.
+    const std::size_t weights = static_cast<std::size_t>((c.out + 3) / 4 * 4) * 36 * f4;
     const auto in = static_cast<std::size_t>(c.x.numel());
     CpuTensor x = cpu.upload(ref::random_values(in, rng), c.x);
     const auto g = sluice::cpu::kernels::conv_geometry(c.x, conv.get());
     ASSERT_EQ(g.split_channels(), c.split);
-    // im2col: k = 36 rows by one tile of pixels, per thread unless the workers share the block
-    // (split channels and fewer than 2 tiles per thread in the batch: the second case, not the third).
+    // im2col: k = 36 rows by one tile of pixels rounded up to whole 24-column panels, per thread
+    // unless the workers share the block (split channels and fewer than 2 tiles per thread in the
+    // batch: the second case, not the third); and per thread the row of one tile it assembles.
     const bool shared = c.split && c.x.n * g.tiles < 4;
     EXPECT_EQ(g.task_per_tile(2), !shared);
-    const std::size_t scratch = 36 * static_cast<std::size_t>(g.tile_pixels()) * (shared ? 1 : 2);
+    const auto pixels = static_cast<std::size_t>(g.tile_pixels());
+    const std::size_t scratch = 36 * ((pixels + 23) / 24 * 24) * (shared ? 1 : 2) + 2 * pixels;
     const std::size_t out = static_cast<std::size_t>(c.x.n * c.out * c.x.h * c.x.w);
     const std::size_t peak = cpu.measure_peak([&] { CpuTensor y = cpu.conv2d(x, conv, Activation::none); });
     EXPECT_EQ(peak, weights + (in + out + scratch) * f4);

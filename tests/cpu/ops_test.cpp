@@ -83,6 +83,9 @@ TEST_F(ConvTest, MatchesNaiveReferenceOverKernelsStridesDilationsAndGroups) {
       {{2, 20, 9, 9}, 100, 1, 1, ConvSpec::same(1), true, sig},   // 1x1 channel blocks 40, 40, 20
       {{1, 3, 5, 5}, 4, 5, 5, {1, 1, 0, 0, 1, 1, 1}, true, none},    // kernel as large as the input
       {{1, 3, 4, 6}, 2, 3, 3, {3, 3, 2, 2, 1, 1, 1}, false, none},   // padding larger than stride
+      {{1, 40, 9, 11}, 10, 3, 3, ConvSpec::same(3), true, relu},    // k = 360: two GEMM depth blocks
+      {{2, 300, 5, 7}, 6, 1, 1, ConvSpec::same(1), false, none},     // 1x1, k = 300
+      {{1, 64, 6, 6}, 8, 3, 3, {1, 1, 1, 1, 1, 1, 2}, true, none},   // groups 2, k = 288 per group
   };
   for (const ConvCase& c : cases) {
     SCOPED_TRACE(describe(c));

@@ -1,21 +1,23 @@
 // sluice/backends/cpu/conv.hpp: the convolution kernels of the CPU backend (NCHW float32).
-//  - dense and grouped conv: per sample and tile of output rows, im2col into a per-worker scratch
-//    block (skipped for 1x1 stride-1 convs, whose input plane already is the GEMM operand), one Eigen
-//    GEMM per group into the output, then bias + activation while the tile is still in cache; small
+//  - dense and grouped conv: per sample and tile of output rows, im2col straight into the packed B
+//    operand of the GEMM (gemm.hpp) in a per-worker scratch block (1x1 stride-1 convs just copy their
+//    input planes there), one GEMM per group against the weights packed at load time, then bias +
+//    activation while the tile is still in cache; small
 //    planes (fewer than 4 tiles per sample) also split the output channels into blocks, which the
 //    workers share when a batch has too few tiles to give each worker its own;
 //  - depthwise conv: a direct loop per plane;
 //  - ConvTranspose2d(2, 2): one GEMM [out*4 x in] x [in x pixels] per tile, scattered with the bias.
-// Tiles depend only on the layer's geometry, never on the batch size or thread count, so a sample's
-// result is bitwise the same alone or in a batch.
+// The GEMM sums every output over k in one fixed order, and the tiles depend only on the layer's
+// geometry, never on the batch size or thread count: a sample's result is bitwise the same alone or
+// in a batch.
 #pragma once
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 
 #include "sluice/backends/cpu/activation.hpp"
+#include "sluice/backends/cpu/gemm.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/backends/cpu/weights.hpp"
 #include "sluice/core/shape.hpp"
@@ -45,10 +47,15 @@ struct ConvGeometry {
   bool task_per_tile(std::size_t threads) const {
     return !split_channels() || n * tiles >= 2 * static_cast<std::int64_t>(threads);
   }
-  /// Floats of im2col scratch the conv needs with `threads` workers.
+  /// Floats of one packed im2col block.
+  std::int64_t block_floats() const { return PackedB::floats(k, tile_pixels()); }
+  /// Floats of the row a worker assembles before packing it (a 1x1 conv packs its input rows).
+  std::int64_t row_floats() const { return pointwise() ? 0 : tile_pixels(); }
+  /// Floats of im2col scratch the conv needs with `threads` workers: a block per worker, or one
+  /// shared block, and a row per worker.
   std::int64_t scratch_floats(std::size_t threads) const {
-    if (pointwise()) return 0;
-    return k * tile_pixels() * (task_per_tile(threads) ? static_cast<std::int64_t>(threads) : 1);
+    const auto t = static_cast<std::int64_t>(threads);
+    return (task_per_tile(threads) ? t * block_floats() : block_floats()) + t * row_floats();
   }
 };
 
@@ -65,13 +72,11 @@ struct ConvGeometry {
 /// The decomposition, from the layer's geometry alone: tiles of output rows so that the im2col block
 /// stays about L2-sized and the GEMM gets enough columns; when a sample has fewer than 4 tiles (small
 /// planes, e.g. a bottleneck at batch 1), blocks of >= 32 output channels as well, so that every
-/// thread gets work. Eigen's summation order depends on the GEMM sizes, so the decomposition must
-/// never depend on the batch size or thread count (batch invariance).
+/// thread gets work. The thread count never enters, so a layer runs the same GEMMs on any machine.
 inline void plan_tiles(ConvGeometry& g) {
   const std::int64_t target_pixels =
-      g.pointwise() ? SLUICE_CPU_TILE_MAX_PIXELS
-                    : std::clamp<std::int64_t>(SLUICE_CPU_IM2COL_BLOCK_FLOATS / std::max<std::int64_t>(g.k, 1),
-                                               SLUICE_CPU_TILE_MIN_PIXELS, SLUICE_CPU_TILE_MAX_PIXELS);
+      std::clamp<std::int64_t>(SLUICE_CPU_IM2COL_BLOCK_FLOATS / std::max<std::int64_t>(g.k, 1),
+                               SLUICE_CPU_TILE_MIN_PIXELS, SLUICE_CPU_TILE_MAX_PIXELS);
   g.rows_per_tile = std::clamp<std::int64_t>((target_pixels + g.ow - 1) / g.ow, 1, g.oh);
   g.tiles = (g.oh + g.rows_per_tile - 1) / g.rows_per_tile;
   constexpr std::int64_t min_tasks = 4, min_block = 32;
@@ -80,7 +85,7 @@ inline void plan_tiles(ConvGeometry& g) {
   const std::int64_t per_sample = g.tiles * g.groups;
   if (per_sample < min_tasks && g.cout_g >= 2 * min_block) {
     const std::int64_t want = std::min((min_tasks + per_sample - 1) / per_sample, g.cout_g / min_block);
-    g.m_block = ((g.cout_g + want - 1) / want + 7) / 8 * 8;  // multiples of 8 suit Eigen's kernels
+    g.m_block = round_up((g.cout_g + want - 1) / want, 2 * kGemmMr);  // whole panels of packed A
     g.m_blocks = (g.cout_g + g.m_block - 1) / g.m_block;
   }
 }
@@ -99,16 +104,23 @@ inline ConvGeometry conv_geometry(const Shape& x, const ConvParams& p) {
   return g;
 }
 
-/// im2col of output rows [oh0, oh1) for input channels [c0, c0 + channels) of one sample into
-/// col [channels * kh * kw x (oh1 - oh0) * ow] (row = (ci * kh + ky) * kw + kx).
-inline void im2col_rows(const float* x, const ConvGeometry& g, std::int64_t c0, std::int64_t channels,
-                        std::int64_t oh0, std::int64_t oh1, float* col) {
-  const std::int64_t p = (oh1 - oh0) * g.ow;
-  for (std::int64_t ci = 0; ci < channels; ++ci) {
-    const float* plane = x + (c0 + ci) * g.h * g.w;
+/// im2col of output rows [oh0, oh1) for the channels [c0, c1) of group `grp` of one sample into the
+/// packed GEMM operand `col` (row = (ci * kh + ky) * kw + kx, ci counted within the group; column =
+/// pixel of the tile). Each row is assembled in `row` (row_floats() floats) and then packed in whole
+/// panels: written straight into the panels, the short runs of small planes cost more than the copy.
+/// A 1x1 stride-1 conv packs its input rows.
+inline void im2col_rows(const float* x, const ConvGeometry& g, std::int64_t grp, std::int64_t c0, std::int64_t c1,
+                        std::int64_t oh0, std::int64_t oh1, const PackedB& col, float* row) {
+  const std::int64_t in_plane = g.h * g.w;
+  const float* group_planes = x + grp * g.cin_g * in_plane;
+  if (g.pointwise()) {
+    for (std::int64_t ci = c0; ci < c1; ++ci) col.set_row(ci, group_planes + ci * in_plane + oh0 * g.ow);
+    return;
+  }
+  for (std::int64_t ci = c0; ci < c1; ++ci) {
+    const float* plane = group_planes + ci * in_plane;
     for (std::int64_t ky = 0; ky < g.kh; ++ky) {
       for (std::int64_t kx = 0; kx < g.kw; ++kx) {
-        float* row = col + ((ci * g.kh + ky) * g.kw + kx) * p;
         // Output columns whose input column iw = ow * sw - pw + kx * dw lies inside [0, w).
         const std::int64_t off = kx * g.dw - g.pw;
         std::int64_t lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
@@ -119,36 +131,35 @@ inline void im2col_rows(const float* x, const ConvGeometry& g, std::int64_t c0, 
           float* r = row + (oh - oh0) * g.ow;
           const std::int64_t ih = oh * g.sh - g.ph + ky * g.dh;
           if (ih < 0 || ih >= g.h) {
-            std::fill(r, r + g.ow, 0.0f);
+            zero_run(r, g.ow);
             continue;
           }
-          const float* src = plane + ih * g.w;
-          std::fill(r, r + lo, 0.0f);
+          const float* src = plane + ih * g.w + off;  // src[o * sw] is output column o's input
+          zero_run(r, lo);
           if (g.sw == 1) {
-            if (hi > lo) std::memcpy(r + lo, src + lo + off, static_cast<std::size_t>(hi - lo) * sizeof(float));
+            copy_run(r + lo, src + lo, hi - lo);
           } else {
-            for (std::int64_t o = lo; o < hi; ++o) r[o] = src[o * g.sw + off];
+            for (std::int64_t o = lo; o < hi; ++o) r[o] = src[o * g.sw];
           }
-          std::fill(r + hi, r + g.ow, 0.0f);
+          zero_run(r + hi, g.ow - hi);
         }
+        col.set_row((ci * g.kh + ky) * g.kw + kx, row);
       }
     }
   }
 }
 
-/// One GEMM block: output channels [m0, m0 + rows) of group `grp`, pixels [p0, p0 + pixels) of one
-/// sample, from the GEMM operand b [k x pixels] (row stride ldb); then bias + activation.
+/// One GEMM block: output channels [m0, m0 + rows) of group `grp`, pixels [p0, p0 + col.n()) of one
+/// sample, from the packed operand `col`; then bias + activation.
 inline void conv_block(const float* weight, const float* bias, const ConvGeometry& g, std::int64_t grp,
-                       std::int64_t m0, std::int64_t rows, const float* b, std::int64_t ldb, std::int64_t p0,
-                       std::int64_t pixels, Activation act, float* yn) {
+                       std::int64_t m0, std::int64_t rows, const PackedB& col, std::int64_t p0, Activation act,
+                       float* yn) {
   const std::int64_t out_plane = g.oh * g.ow;
   const std::int64_t oc0 = grp * g.cout_g + m0;
-  ConstMatrixMap a(weight + oc0 * g.k, rows, g.k, Eigen::OuterStride<>(g.k));
-  ConstMatrixMap bm(b, g.k, pixels, Eigen::OuterStride<>(ldb));
-  MatrixMap c(yn + oc0 * out_plane + p0, rows, pixels, Eigen::OuterStride<>(out_plane));
-  c.noalias() = a * bm;
+  gemm_packed(weight + grp * packed_a_floats(g.cout_g, g.k), g.cout_g, m0, rows, col, yn + oc0 * out_plane + p0,
+              out_plane);
   for (std::int64_t oc = oc0; oc < oc0 + rows; ++oc)
-    bias_activation(yn + oc * out_plane + p0, pixels, bias ? bias[oc] : 0.0f, act);
+    bias_activation(yn + oc * out_plane + p0, col.n(), bias ? bias[oc] : 0.0f, act);
 }
 
 /// Dense or grouped conv of all samples. `scratch` holds g.scratch_floats(pool.size()) floats.
@@ -167,20 +178,14 @@ inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry&
       const std::int64_t n = static_cast<std::int64_t>(task) / g.tiles;
       std::int64_t oh0, oh1;
       tile_rows(static_cast<std::int64_t>(task) % g.tiles, oh0, oh1);
-      const std::int64_t p0 = oh0 * g.ow, pixels = (oh1 - oh0) * g.ow;
       const float* xn = x + n * g.cin * in_plane;
       float* yn = y + n * g.cout * out_plane;
-      float* col = scratch + static_cast<std::int64_t>(worker) * g.k * g.tile_pixels();
+      float* own = scratch + static_cast<std::int64_t>(worker) * (g.block_floats() + g.row_floats());
+      const PackedB col(own, g.k, (oh1 - oh0) * g.ow);
       for (std::int64_t grp = 0; grp < g.groups; ++grp) {
-        const float* b = xn + grp * g.cin_g * in_plane + p0;
-        std::int64_t ldb = in_plane;
-        if (!g.pointwise()) {
-          im2col_rows(xn, g, grp * g.cin_g, g.cin_g, oh0, oh1, col);
-          b = col;
-          ldb = pixels;
-        }
+        im2col_rows(xn, g, grp, 0, g.cin_g, oh0, oh1, col, own + g.block_floats());
         for (std::int64_t m0 = 0; m0 < g.cout_g; m0 += g.m_block)
-          conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), b, ldb, p0, pixels, act, yn);
+          conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), col, oh0 * g.ow, act, yn);
       }
     });
     return;
@@ -193,23 +198,18 @@ inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry&
     for (std::int64_t tile = 0; tile < g.tiles; ++tile) {
       std::int64_t oh0, oh1;
       tile_rows(tile, oh0, oh1);
-      const std::int64_t p0 = oh0 * g.ow, pixels = (oh1 - oh0) * g.ow;
+      const PackedB col(scratch, g.k, (oh1 - oh0) * g.ow);
       for (std::int64_t grp = 0; grp < g.groups; ++grp) {
-        const float* b = xn + grp * g.cin_g * in_plane + p0;
-        std::int64_t ldb = in_plane;
-        if (!g.pointwise()) {
-          const std::int64_t chunks = std::min<std::int64_t>(g.cin_g, static_cast<std::int64_t>(pool.size()) * 4);
-          const std::int64_t per = (g.cin_g + chunks - 1) / chunks;
-          pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t chunk, std::size_t) {
-            const std::int64_t c0 = static_cast<std::int64_t>(chunk) * per, c1 = std::min(g.cin_g, c0 + per);
-            if (c0 < c1) im2col_rows(xn, g, grp * g.cin_g + c0, c1 - c0, oh0, oh1, scratch + c0 * g.kh * g.kw * pixels);
-          });
-          b = scratch;
-          ldb = pixels;
-        }
+        const std::int64_t chunks = std::min<std::int64_t>(g.cin_g, static_cast<std::int64_t>(pool.size()) * 4);
+        const std::int64_t per = (g.cin_g + chunks - 1) / chunks;
+        pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t chunk, std::size_t worker) {
+          const std::int64_t c0 = static_cast<std::int64_t>(chunk) * per, c1 = std::min(g.cin_g, c0 + per);
+          float* row = scratch + g.block_floats() + static_cast<std::int64_t>(worker) * g.row_floats();
+          if (c0 < c1) im2col_rows(xn, g, grp, c0, c1, oh0, oh1, col, row);
+        });
         pool.parallel_for(static_cast<std::size_t>(g.m_blocks), [&](std::size_t block, std::size_t) {
           const std::int64_t m0 = static_cast<std::int64_t>(block) * g.m_block;
-          conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), b, ldb, p0, pixels, act, yn);
+          conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), col, oh0 * g.ow, act, yn);
         });
       }
     }

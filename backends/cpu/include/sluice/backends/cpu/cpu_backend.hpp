@@ -130,8 +130,17 @@ class CpuBackend {
     if (p->out % spec.groups != 0)
       fail("make_conv: " + std::to_string(p->out) + " output channels are not divisible by groups " +
            std::to_string(spec.groups));
-    // (out, in/g, kh, kw) row-major already is g stacked [out/g x in/g*kh*kw] GEMM matrices.
-    p->weight = std::make_unique<PackedArray>(arena_, w.data);
+    if (p->depthwise()) {
+      p->weight = std::make_unique<PackedArray>(arena_, w.data);
+    } else {
+      // (out, in/g, kh, kw) row-major is g stacked [out/g x in/g*kh*kw] GEMM matrices: pack each.
+      const std::int64_t out_g = p->out / spec.groups, k = w.shape[1] * p->kh * p->kw;
+      std::vector<float> packed(static_cast<std::size_t>(spec.groups * kernels::packed_a_floats(out_g, k)));
+      for (std::int64_t grp = 0; grp < spec.groups; ++grp)
+        kernels::pack_a(w.data.data() + grp * out_g * k, out_g, k, k,
+                        packed.data() + grp * kernels::packed_a_floats(out_g, k));
+      p->weight = std::make_unique<PackedArray>(arena_, std::move(packed));
+    }
     p->bias = pack_bias(bias, p->out, "make_conv");
     return CpuConv(std::move(p));
   }

@@ -2,8 +2,9 @@
 // shared read-only (cheap copies of a shared pointer) by every lane. Packed bytes are accounted as
 // weights in the arena of the backend that made them, for as long as any copy lives.
 //
-// Packing: a conv weight (out, in/g, kh, kw) is kept as g row-major GEMM matrices [out/g x in/g*kh*kw]
-// whose column order (ci, ky, kx) is the row order of the im2col matrix; a ConvTranspose2d(2, 2)
+// Packing: a conv weight (out, in/g, kh, kw) becomes g GEMM matrices [out/g x in/g*kh*kw], whose
+// column order (ci, ky, kx) is the row order of the im2col matrix, each packed into the micro-kernel's
+// panels (gemm.hpp: pack_a); a depthwise weight stays (c, 1, kh, kw); a ConvTranspose2d(2, 2)
 // weight (in, out, 2, 2) becomes one row-major [out*4 x in] matrix (row = co*4 + a*2 + b).
 #pragma once
 

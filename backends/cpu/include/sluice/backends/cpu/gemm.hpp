@@ -1,0 +1,163 @@
+// sluice/backends/cpu/gemm.hpp: the CPU backend's FP32 matrix multiply for convolutions,
+// C[m x n] = A[m x k] * B[k x n], on operands packed for a register-blocked micro-kernel.
+//  - A (the weights) is packed once at load time: per block of kGemmKc rows of k, panels of kGemmMr
+//    rows of A stored k-major, the last panel padded with zero rows;
+//  - B (the im2col block, or an input plane of a 1x1 conv) is written straight into panels of
+//    kGemmNr columns per kGemmKc block, so there is no second packing pass;
+//  - the micro-kernel keeps a kGemmMr x kGemmNr tile of C in 12 AVX registers and streams one A
+//    panel from L2 against one B panel held in L1.
+// Every element of C is summed over k in the same order (k blocks in turn, each one sequentially),
+// whatever m, n, the panel an element falls in or the caller's split of n: a sample's result does
+// not depend on the batch it runs in or on how the columns were tiled.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define SLUICE_CPU_GEMM_AVX2 1
+#endif
+
+namespace sluice::cpu::kernels {
+
+inline constexpr std::int64_t kGemmMr = 4;    // rows of A per panel
+inline constexpr std::int64_t kGemmNr = 24;   // columns of B per panel (three 8-float vectors)
+inline constexpr std::int64_t kGemmKc = 256;  // depth per block: an A panel and a B panel fit L1
+
+inline std::int64_t round_up(std::int64_t v, std::int64_t to) { return (v + to - 1) / to * to; }
+
+/// Floats of A [m x k] once packed.
+inline std::int64_t packed_a_floats(std::int64_t m, std::int64_t k) { return round_up(m, kGemmMr) * k; }
+
+/// Packs row-major A [m x k] (row stride lda) into `out` (packed_a_floats(m, k) floats).
+inline void pack_a(const float* a, std::int64_t m, std::int64_t k, std::int64_t lda, float* out) {
+  for (std::int64_t k0 = 0; k0 < k; k0 += kGemmKc) {
+    const std::int64_t kc = std::min(kGemmKc, k - k0);
+    for (std::int64_t i0 = 0; i0 < m; i0 += kGemmMr)
+      for (std::int64_t kk = 0; kk < kc; ++kk)
+        for (std::int64_t i = 0; i < kGemmMr; ++i) *out++ = i0 + i < m ? a[(i0 + i) * lda + k0 + kk] : 0.0f;
+  }
+}
+
+/// dst[0, count) = src[0, count), inline: the runs of the packed layouts and of small planes are
+/// short, and a call to memcpy per run cost as much as the copy.
+inline void copy_run(float* dst, const float* src, std::int64_t count) {
+  std::int64_t i = 0;
+#ifdef SLUICE_CPU_GEMM_AVX2
+  for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+#endif
+  for (; i < count; ++i) dst[i] = src[i];
+}
+
+/// dst[0, count) = 0, inline for the same reason.
+inline void zero_run(float* dst, std::int64_t count) {
+  std::int64_t i = 0;
+#ifdef SLUICE_CPU_GEMM_AVX2
+  for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, _mm256_setzero_ps());
+#endif
+  for (; i < count; ++i) dst[i] = 0.0f;
+}
+
+/// Where the rows of a packed B [k x n] go: per k block, ceil(n / kGemmNr) panels of kc x kGemmNr.
+class PackedB {
+ public:
+  PackedB(float* data, std::int64_t k, std::int64_t n)
+      : data_(data), k_(k), n_(n), panels_((n + kGemmNr - 1) / kGemmNr) {}
+
+  static std::int64_t floats(std::int64_t k, std::int64_t n) { return k * round_up(n, kGemmNr); }
+
+  /// Row r = values[0, n); the padding columns of the last panel become zero.
+  void set_row(std::int64_t r, const float* values) const {
+    float* dst = row_base(r);
+    const std::int64_t stride = block_depth(r) * kGemmNr;
+    for (std::int64_t c = 0; c < n_; c += kGemmNr, dst += stride) copy_run(dst, values + c, std::min(kGemmNr, n_ - c));
+    zero_padding(r);
+  }
+
+  const float* data() const { return data_; }
+  std::int64_t k() const { return k_; }
+  std::int64_t n() const { return n_; }
+  std::int64_t panels() const { return panels_; }
+
+ private:
+  void zero_padding(std::int64_t r) const {
+    if (n_ % kGemmNr == 0) return;
+    float* last = row_base(r) + (panels_ - 1) * block_depth(r) * kGemmNr;
+    zero_run(last + n_ % kGemmNr, kGemmNr - n_ % kGemmNr);
+  }
+  std::int64_t block_depth(std::int64_t r) const { return std::min(kGemmKc, k_ - r / kGemmKc * kGemmKc); }
+  float* row_base(std::int64_t r) const { return data_ + r / kGemmKc * kGemmKc * panels_ * kGemmNr + r % kGemmKc * kGemmNr; }
+
+  float* data_;
+  std::int64_t k_, n_, panels_;
+};
+
+namespace detail {
+
+/// c[mr x nr] (row stride ldc) = (accumulate ? c : 0) + a_panel * b_panel over kc.
+inline void micro_kernel(std::int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
+                         std::int64_t ldc, bool accumulate, std::int64_t mr, std::int64_t nr) {
+  constexpr int kVectors = static_cast<int>(kGemmNr / 8);
+  alignas(32) float tile[kGemmMr * kGemmNr];
+#ifdef SLUICE_CPU_GEMM_AVX2
+  static_assert(kGemmMr == 4 && kGemmNr == 24, "the AVX2 kernel is written out for 4 x 24 tiles");
+  // Twelve named accumulators: as an array, GCC stores them to the stack on every step.
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+  __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+  for (std::int64_t kk = 0; kk < kc; ++kk, a += kGemmMr, b += kGemmNr) {
+    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), b2 = _mm256_loadu_ps(b + 16);
+    // Keep the B vectors in registers: folded into the FMAs, each would be loaded four times.
+    asm("" : "+x"(b0), "+x"(b1), "+x"(b2));
+    __m256 av = _mm256_broadcast_ss(a);
+    c00 = _mm256_fmadd_ps(av, b0, c00), c01 = _mm256_fmadd_ps(av, b1, c01), c02 = _mm256_fmadd_ps(av, b2, c02);
+    av = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(av, b0, c10), c11 = _mm256_fmadd_ps(av, b1, c11), c12 = _mm256_fmadd_ps(av, b2, c12);
+    av = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(av, b0, c20), c21 = _mm256_fmadd_ps(av, b1, c21), c22 = _mm256_fmadd_ps(av, b2, c22);
+    av = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(av, b0, c30), c31 = _mm256_fmadd_ps(av, b1, c31), c32 = _mm256_fmadd_ps(av, b2, c32);
+  }
+  const __m256 acc[kGemmMr][kVectors] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
+  if (mr == kGemmMr && nr == kGemmNr) {
+    for (int i = 0; i < kGemmMr; ++i)
+      for (int v = 0; v < kVectors; ++v) {
+        float* ci = c + i * ldc + 8 * v;
+        _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(acc[i][v], _mm256_loadu_ps(ci)) : acc[i][v]);
+      }
+    return;
+  }
+  for (int i = 0; i < kGemmMr; ++i)
+    for (int v = 0; v < kVectors; ++v) _mm256_store_ps(tile + i * kGemmNr + 8 * v, acc[i][v]);
+#else
+  std::fill(tile, tile + kGemmMr * kGemmNr, 0.0f);
+  for (std::int64_t kk = 0; kk < kc; ++kk, a += kGemmMr, b += kGemmNr)
+    for (std::int64_t i = 0; i < kGemmMr; ++i)
+      for (std::int64_t j = 0; j < kGemmNr; ++j) tile[i * kGemmNr + j] += a[i] * b[j];
+#endif
+  for (std::int64_t i = 0; i < mr; ++i)
+    for (std::int64_t j = 0; j < nr; ++j)
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
+}
+
+}  // namespace detail
+
+/// C rows [m0, m0 + rows) = A rows [m0, m0 + rows) * B, where `a` is A [m x k] packed by pack_a and
+/// m0 is a multiple of kGemmMr; c points at C's row m0 (row stride ldc).
+inline void gemm_packed(const float* a, std::int64_t m, std::int64_t m0, std::int64_t rows, const PackedB& b, float* c,
+                        std::int64_t ldc) {
+  const std::int64_t k = b.k(), n = b.n(), a_panels = (m + kGemmMr - 1) / kGemmMr;
+  for (std::int64_t k0 = 0; k0 < k; k0 += kGemmKc) {
+    const std::int64_t kc = std::min(kGemmKc, k - k0);
+    const float* a_block = a + k0 * a_panels * kGemmMr;
+    const float* b_block = b.data() + k0 * b.panels() * kGemmNr;
+    for (std::int64_t j0 = 0; j0 < n; j0 += kGemmNr) {
+      const float* b_panel = b_block + j0 / kGemmNr * kc * kGemmNr;
+      for (std::int64_t i0 = 0; i0 < rows; i0 += kGemmMr)
+        detail::micro_kernel(kc, a_block + (m0 + i0) / kGemmMr * kc * kGemmMr, b_panel, c + i0 * ldc + j0, ldc, k0 > 0,
+                             std::min(kGemmMr, rows - i0), std::min(kGemmNr, n - j0));
+    }
+  }
+}
+
+}  // namespace sluice::cpu::kernels

@@ -1,0 +1,104 @@
+// The conv GEMM (gemm.hpp) against a naive double-precision product, and the property the batch
+// invariance of the networks rests on: an element of C is the same bits whichever rows, columns or
+// panel offsets it is computed with.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "reference.hpp"
+#include "sluice/backends/cpu/gemm.hpp"
+
+namespace {
+
+namespace kernels = sluice::cpu::kernels;
+namespace ref = sluice::cpu::test;
+
+struct Product {
+  std::int64_t m, k, n;
+  std::vector<float> a, b;  // row-major [m x k], [k x n]
+  std::vector<float> packed_a;
+
+  Product(std::int64_t m_, std::int64_t k_, std::int64_t n_, std::mt19937& rng)
+      : m(m_), k(k_), n(n_), a(ref::random_values(static_cast<std::size_t>(m * k), rng)),
+        b(ref::random_values(static_cast<std::size_t>(k * n), rng)),
+        packed_a(static_cast<std::size_t>(kernels::packed_a_floats(m, k))) {
+    kernels::pack_a(a.data(), m, k, k, packed_a.data());
+  }
+
+  /// Rows [m0, m0 + rows) and columns [c0, c1) of A * B through the packed GEMM.
+  std::vector<float> run(std::int64_t m0, std::int64_t rows, std::int64_t c0, std::int64_t c1) const {
+    std::vector<float> scratch(static_cast<std::size_t>(kernels::PackedB::floats(k, c1 - c0)), -7.0f);
+    const kernels::PackedB packed(scratch.data(), k, c1 - c0);
+    for (std::int64_t r = 0; r < k; ++r) packed.set_row(r, b.data() + r * n + c0);
+    std::vector<float> c(static_cast<std::size_t>(rows * (c1 - c0)), 99.0f);
+    kernels::gemm_packed(packed_a.data(), m, m0, rows, packed, c.data(), c1 - c0);
+    return c;
+  }
+};
+
+TEST(ConvGemm, MatchesDoubleProductWithinTheFloatSummationBound) {
+  std::mt19937 rng(77);
+  // Shapes around the panel sizes (4 rows, 24 columns) and the depth block (256).
+  const std::int64_t ms[] = {1, 3, 4, 5, 13, 64}, ks[] = {1, 7, 255, 256, 257, 600}, ns[] = {1, 23, 24, 25, 97};
+  for (std::int64_t m : ms)
+    for (std::int64_t k : ks)
+      for (std::int64_t n : ns) {
+        SCOPED_TRACE("m " + std::to_string(m) + " k " + std::to_string(k) + " n " + std::to_string(n));
+        const Product p(m, k, n, rng);
+        const std::vector<float> c = p.run(0, m, 0, n);
+        // Any float summation order of k products is within gamma_k * sum |a b| of the exact sum
+        // (Higham, Accuracy and Stability, 3.1), with gamma_k = k u / (1 - k u), u = 2^-24.
+        const double u = std::ldexp(1.0, -24), gamma = (k + 1) * u / (1 - (k + 1) * u);
+        for (std::int64_t i = 0; i < m; ++i)
+          for (std::int64_t j = 0; j < n; ++j) {
+            double want = 0, magnitude = 0;
+            for (std::int64_t q = 0; q < k; ++q) {
+              const double t = double(p.a[i * k + q]) * double(p.b[q * n + j]);
+              want += t;
+              magnitude += std::abs(t);
+            }
+            ASSERT_LE(std::abs(double(c[i * n + j]) - want), gamma * magnitude) << "at " << i << "," << j;
+          }
+      }
+}
+
+TEST(ConvGemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
+  std::mt19937 rng(78);
+  const Product p(22, 530, 150, rng);
+  const std::vector<float> full = p.run(0, p.m, 0, p.n);
+  // Row blocks start on panel boundaries (multiples of 4); column windows start anywhere, so the
+  // same column lands in a different panel and position, as a sample does in a batch.
+  struct Window {
+    std::int64_t m0, rows, c0, c1;
+  };
+  for (const Window& w : {Window{0, 8, 0, 150}, Window{8, 14, 0, 150}, Window{4, 4, 5, 29}, Window{0, 22, 31, 150},
+                          Window{20, 2, 149, 150}, Window{12, 10, 1, 2}}) {
+    SCOPED_TRACE("rows " + std::to_string(w.m0) + "+" + std::to_string(w.rows) + " columns [" +
+                 std::to_string(w.c0) + ", " + std::to_string(w.c1) + ")");
+    const std::vector<float> part = p.run(w.m0, w.rows, w.c0, w.c1);
+    const std::int64_t width = w.c1 - w.c0;
+    for (std::int64_t i = 0; i < w.rows; ++i)
+      for (std::int64_t j = 0; j < width; ++j)
+        ASSERT_EQ(part[i * width + j], full[(w.m0 + i) * p.n + w.c0 + j]) << "at " << i << "," << j;
+  }
+}
+
+TEST(ConvGemm, PackedRowsPadTheLastPanelWithZeros) {
+  std::vector<float> storage(static_cast<std::size_t>(kernels::PackedB::floats(3, 30)), -1.0f);
+  const kernels::PackedB packed(storage.data(), 3, 30);
+  ASSERT_EQ(packed.panels(), 2);
+  std::vector<float> row(30);
+  for (std::int64_t r = 0; r < 3; ++r) {
+    for (std::size_t j = 0; j < row.size(); ++j) row[j] = float(r * 100 + static_cast<std::int64_t>(j));
+    packed.set_row(r, row.data());
+  }
+  // Panel p holds k rows of 24 columns: element (r, j) sits at p * 3 * 24 + r * 24 + j % 24.
+  for (std::int64_t r = 0; r < 3; ++r)
+    for (std::int64_t j = 0; j < 48; ++j)
+      EXPECT_EQ(storage[static_cast<std::size_t>(j / 24 * 72 + r * 24 + j % 24)], j < 30 ? float(r * 100 + j) : 0.0f)
+          << r << "," << j;
+}
+
+}  // namespace
