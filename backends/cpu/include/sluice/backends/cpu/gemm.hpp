@@ -40,23 +40,39 @@ inline void pack_a(const float* a, std::int64_t m, std::int64_t k, std::int64_t 
   }
 }
 
-/// dst[0, count) = src[0, count), inline: the runs of the packed layouts and of small planes are
-/// short, and a call to memcpy per run cost as much as the copy.
+#ifdef SLUICE_CPU_GEMM_AVX2
+namespace detail {
+/// Lanes [0, count) of a vector, count in [0, 8].
+inline __m256i first_lanes(std::int64_t count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+}  // namespace detail
+#endif
+
+/// dst[0, count) = src[0, count), inline and with a masked tail: the runs of the packed layouts and
+/// of small planes are short, and a call to memcpy (or a scalar tail) per run cost more than the copy.
 inline void copy_run(float* dst, const float* src, std::int64_t count) {
   std::int64_t i = 0;
 #ifdef SLUICE_CPU_GEMM_AVX2
   for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
-#endif
+  if (i < count) {
+    const __m256i lanes = detail::first_lanes(count - i);
+    _mm256_maskstore_ps(dst + i, lanes, _mm256_maskload_ps(src + i, lanes));
+  }
+#else
   for (; i < count; ++i) dst[i] = src[i];
+#endif
 }
 
-/// dst[0, count) = 0, inline for the same reason.
+/// dst[0, count) = 0, the same way.
 inline void zero_run(float* dst, std::int64_t count) {
   std::int64_t i = 0;
 #ifdef SLUICE_CPU_GEMM_AVX2
   for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, _mm256_setzero_ps());
-#endif
+  if (i < count) _mm256_maskstore_ps(dst + i, detail::first_lanes(count - i), _mm256_setzero_ps());
+#else
   for (; i < count; ++i) dst[i] = 0.0f;
+#endif
 }
 
 /// Where the rows of a packed B [k x n] go: per k block, ceil(n / kGemmNr) panels of kc x kGemmNr.
