@@ -208,13 +208,25 @@ TEST(CpuMemory, ConvPeakIsInputOutputAndIm2colScratch) {
     CpuTensor x = cpu.upload(ref::random_values(in, rng), c.x);
     const auto g = sluice::cpu::kernels::conv_geometry(c.x, conv.get());
     ASSERT_EQ(g.split_channels(), c.split);
-    // im2col: k = 36 rows by one tile of pixels rounded up to whole 24-column panels, per thread
+    // A 3x3 "same" conv drops 2 columns per row when it runs on padded planes: only where that is
+    // at most a quarter of the width (the first case). Then the scratch holds the padded input too.
+    const bool padded = 2 * 4 <= c.x.w;
+    ASSERT_EQ(g.padded_rows, padded);
+    const auto rows = static_cast<std::size_t>(g.rows_per_tile), width = static_cast<std::size_t>(c.x.w);
+    const std::size_t columns = padded ? (rows - 1) * (width + 2) + width : rows * width;
+    // With padded planes the GEMM reads them in place: no im2col block, but a table of the 36 row
+    // offsets (int64, 2 floats each) and a 24-float zero tail after the padded input.
+    const std::size_t padded_input =
+        padded ? static_cast<std::size_t>(c.x.n * 4 * (c.x.h + 2)) * (width + 2) + 24 + 2 * 36 : 0;
+    // Otherwise im2col: k = 36 rows by one tile's columns in whole 24-column panels, per thread
     // unless the workers share the block (split channels and fewer than 2 tiles per thread in the
-    // batch: the second case, not the third); and per thread the row of one tile it assembles.
+    // batch: the second case, not the third); and per thread the row of one tile it assembles, or
+    // with padded planes the GEMM result of one channel block.
     const bool shared = c.split && c.x.n * g.tiles < 4;
     EXPECT_EQ(g.task_per_tile(2), !shared);
-    const auto pixels = static_cast<std::size_t>(g.tile_pixels());
-    const std::size_t scratch = 36 * ((pixels + 23) / 24 * 24) * (shared ? 1 : 2) + 2 * pixels;
+    const std::size_t per_worker = padded ? static_cast<std::size_t>(g.m_block) * columns : rows * width;
+    const std::size_t block = padded ? 0 : 36 * ((columns + 23) / 24 * 24);
+    const std::size_t scratch = padded_input + block * (shared ? 1 : 2) + 2 * per_worker;
     const std::size_t out = static_cast<std::size_t>(c.x.n * c.out * c.x.h * c.x.w);
     const std::size_t peak = cpu.measure_peak([&] { CpuTensor y = cpu.conv2d(x, conv, Activation::none); });
     EXPECT_EQ(peak, weights + (in + out + scratch) * f4);

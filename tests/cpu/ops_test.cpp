@@ -86,6 +86,10 @@ TEST_F(ConvTest, MatchesNaiveReferenceOverKernelsStridesDilationsAndGroups) {
       {{1, 40, 9, 11}, 10, 3, 3, ConvSpec::same(3), true, relu},    // k = 360: two GEMM depth blocks
       {{2, 300, 5, 7}, 6, 1, 1, ConvSpec::same(1), false, none},     // 1x1, k = 300
       {{1, 64, 6, 6}, 8, 3, 3, {1, 1, 1, 1, 1, 1, 2}, true, none},   // groups 2, k = 288 per group
+      {{1, 16, 8, 9}, 64, 3, 3, ConvSpec::same(3), true, relu},     // padded planes, shared channel blocks
+      {{3, 16, 8, 9}, 64, 3, 3, ConvSpec::same(3), false, none},     // padded planes, a task per tile
+      {{2, 6, 9, 30}, 4, 5, 3, {1, 1, 2, 1, 1, 2, 1}, true, none},   // padded planes, 5x3, dilation 2
+      {{2, 8, 12, 10}, 72, 3, 3, ConvSpec::same(3), true, relu},    // > 64 outputs: packed im2col
   };
   for (const ConvCase& c : cases) {
     SCOPED_TRACE(describe(c));

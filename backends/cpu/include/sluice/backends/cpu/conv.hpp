@@ -1,8 +1,9 @@
 // sluice/backends/cpu/conv.hpp: the convolution kernels of the CPU backend (NCHW float32).
-//  - dense and grouped conv: per sample and tile of output rows, im2col straight into the packed B
-//    operand of the GEMM (gemm.hpp) in a per-worker scratch block (1x1 stride-1 convs just copy their
-//    input planes there), one GEMM per group against the weights packed at load time, then bias +
-//    activation while the tile is still in cache; small
+//  - dense and grouped conv: per sample and tile of output rows, im2col into the packed B operand of
+//    the GEMM (gemm.hpp) in a per-worker scratch block (1x1 stride-1 convs copy their input planes
+//    there; other stride-1 convs skip it and read zero-padded copies of the input planes in place),
+//    one GEMM per group against the weights packed at load time, then bias + activation while the
+//    tile is still in cache; small
 //    planes (fewer than 4 tiles per sample) also split the output channels into blocks, which the
 //    workers share when a batch has too few tiles to give each worker its own;
 //  - depthwise conv: a direct loop per plane;
@@ -36,9 +37,18 @@ struct ConvGeometry {
   std::int64_t cin_g, cout_g, k;  // per group; k = cin_g * kh * kw (GEMM depth)
   std::int64_t rows_per_tile, tiles;  // output rows per GEMM tile
   std::int64_t m_block, m_blocks;     // output channels (of a group) per GEMM block
+  /// Stride-1 convs with at most SLUICE_CPU_INDIRECT_MAX_CHANNELS outputs per group (too few rows
+  /// of A to amortise packing B) and padding small beside the width run on zero-padded copies of the
+  /// input planes (hp x wp): there the GEMM column of output pixel (y, x) is y * wp + x, every row of
+  /// the im2col matrix is one contiguous run of a padded plane, and the GEMM reads those runs in place
+  /// (gemm_indirect): no im2col. The wp - ow columns between two output rows are computed and dropped.
+  bool padded_rows;
+  std::int64_t hp, wp;
 
   bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
   std::int64_t tile_pixels() const { return rows_per_tile * ow; }
+  /// GEMM columns of a tile of `rows` output rows.
+  std::int64_t columns(std::int64_t rows) const { return padded_rows ? (rows - 1) * wp + ow : rows * ow; }
   /// Small planes split the output channels too, into blocks of m_block.
   bool split_channels() const { return m_blocks > 1; }
   /// Whether each (sample, tile) is one task with its own im2col block: always, unless the channels
@@ -47,20 +57,34 @@ struct ConvGeometry {
   bool task_per_tile(std::size_t threads) const {
     return !split_channels() || n * tiles >= 2 * static_cast<std::int64_t>(threads);
   }
-  /// Floats of one packed im2col block.
-  std::int64_t block_floats() const { return PackedB::floats(k, tile_pixels()); }
-  /// Floats of the row a worker assembles before packing it (a 1x1 conv packs its input rows).
-  std::int64_t row_floats() const { return pointwise() ? 0 : tile_pixels(); }
-  /// Floats of im2col scratch the conv needs with `threads` workers: a block per worker, or one
-  /// shared block, and a row per worker.
+  /// Floats of the table of im2col row offsets (padded_rows only: k int64 offsets).
+  std::int64_t offset_floats() const { return padded_rows ? 2 * k : 0; }
+  /// Floats of the zero-padded input copy (padded_rows only), with a panel's width of zeros after
+  /// it: the GEMM reads its rows a whole panel wide.
+  std::int64_t padded_floats() const { return padded_rows ? n * cin * hp * wp + kGemmNr : 0; }
+  /// Floats of one packed im2col block (none with padded rows).
+  std::int64_t block_floats() const { return padded_rows ? 0 : PackedB::floats(k, columns(rows_per_tile)); }
+  /// Floats a worker needs besides the block: with padded rows, the GEMM result of one channel block
+  /// (its columns include the dropped ones); otherwise the im2col row it assembles before packing
+  /// (none for a 1x1 conv, which packs its input rows).
+  std::int64_t worker_floats() const {
+    if (padded_rows) return m_block * columns(rows_per_tile);
+    return pointwise() ? 0 : tile_pixels();
+  }
+  /// Floats of scratch the conv needs with `threads` workers: the offsets and the padded input, a
+  /// block per worker or one shared block, and each worker's own floats.
   std::int64_t scratch_floats(std::size_t threads) const {
     const auto t = static_cast<std::int64_t>(threads);
-    return (task_per_tile(threads) ? t * block_floats() : block_floats()) + t * row_floats();
+    return offset_floats() + padded_floats() + (task_per_tile(threads) ? t * block_floats() : block_floats()) +
+           t * worker_floats();
   }
 };
 
 #ifndef SLUICE_CPU_IM2COL_BLOCK_FLOATS
 #define SLUICE_CPU_IM2COL_BLOCK_FLOATS (1 << 18)  // tuned in bench/cpu (docs/performance.md)
+#endif
+#ifndef SLUICE_CPU_INDIRECT_MAX_CHANNELS
+#define SLUICE_CPU_INDIRECT_MAX_CHANNELS 64  // see padded_rows; measured on HRNet (docs/performance.md)
 #endif
 #ifndef SLUICE_CPU_TILE_MIN_PIXELS
 #define SLUICE_CPU_TILE_MIN_PIXELS 128
@@ -100,19 +124,39 @@ inline ConvGeometry conv_geometry(const Shape& x, const ConvParams& p) {
   g.oh = (x.h + 2 * g.ph - g.dh * (g.kh - 1) - 1) / g.sh + 1;
   g.ow = (x.w + 2 * g.pw - g.dw * (g.kw - 1) - 1) / g.sw + 1;
   g.cin_g = g.cin / g.groups, g.cout_g = g.cout / g.groups, g.k = g.cin_g * g.kh * g.kw;
+  g.hp = g.h + 2 * g.ph, g.wp = g.w + 2 * g.pw;
+  // At most a quarter of the columns dropped (a 3x3 conv from width 8 up).
+  g.padded_rows = g.sh == 1 && g.sw == 1 && !g.pointwise() && (g.wp - g.ow) * 4 <= g.ow &&
+                  g.cout_g <= SLUICE_CPU_INDIRECT_MAX_CHANNELS;
   plan_tiles(g);
   return g;
 }
 
+/// Zero-padded copies of all input planes: plane (n, c) becomes hp x wp at padded + (n * cin + c) * hp * wp.
+inline void pad_planes(const float* x, const ConvGeometry& g, float* padded, ThreadPool& pool) {
+  pool.parallel_for(static_cast<std::size_t>(g.n * g.cin), [&](std::size_t task, std::size_t) {
+    const float* src = x + static_cast<std::int64_t>(task) * g.h * g.w;
+    float* dst = padded + static_cast<std::int64_t>(task) * g.hp * g.wp;
+    zero_run(dst, g.ph * g.wp);
+    for (std::int64_t y = 0; y < g.h; ++y) {
+      float* row = dst + (g.ph + y) * g.wp;
+      zero_run(row, g.pw);
+      copy_run(row + g.pw, src + y * g.w, g.w);
+      zero_run(row + g.pw + g.w, g.pw);
+    }
+    zero_run(dst + (g.ph + g.h) * g.wp, g.ph * g.wp);
+  });
+}
+
 /// im2col of output rows [oh0, oh1) for the channels [c0, c1) of group `grp` of one sample into the
-/// packed GEMM operand `col` (row = (ci * kh + ky) * kw + kx, ci counted within the group; column =
-/// pixel of the tile). Each row is assembled in `row` (row_floats() floats) and then packed in whole
-/// panels: written straight into the panels, the short runs of small planes cost more than the copy.
-/// A 1x1 stride-1 conv packs its input rows.
-inline void im2col_rows(const float* x, const ConvGeometry& g, std::int64_t grp, std::int64_t c0, std::int64_t c1,
+/// packed GEMM operand `col` (row = (ci * kh + ky) * kw + kx, ci counted within the group). Each row
+/// is assembled in `row` (tile_pixels() floats) and then packed in whole panels: written straight
+/// into the panels, the short runs of small planes cost more than the copy. A 1x1 stride-1 conv packs
+/// its input rows. (Convs on padded planes need none of this.)
+inline void im2col_rows(const float* xn, const ConvGeometry& g, std::int64_t grp, std::int64_t c0, std::int64_t c1,
                         std::int64_t oh0, std::int64_t oh1, const PackedB& col, float* row) {
   const std::int64_t in_plane = g.h * g.w;
-  const float* group_planes = x + grp * g.cin_g * in_plane;
+  const float* group_planes = xn + grp * g.cin_g * in_plane;
   if (g.pointwise()) {
     for (std::int64_t ci = c0; ci < c1; ++ci) col.set_row(ci, group_planes + ci * in_plane + oh0 * g.ow);
     return;
@@ -149,17 +193,49 @@ inline void im2col_rows(const float* x, const ConvGeometry& g, std::int64_t grp,
   }
 }
 
-/// One GEMM block: output channels [m0, m0 + rows) of group `grp`, pixels [p0, p0 + col.n()) of one
-/// sample, from the packed operand `col`; then bias + activation.
-inline void conv_block(const float* weight, const float* bias, const ConvGeometry& g, std::int64_t grp,
-                       std::int64_t m0, std::int64_t rows, const PackedB& col, std::int64_t p0, Activation act,
-                       float* yn) {
+/// The offset of im2col row (ci, ky, kx) of a group in the padded input, from the group's first
+/// plane at the tile's first row: the GEMM of a tile reads B(r, j) = tile_start[offsets[r] + j].
+inline void padded_row_offsets(const ConvGeometry& g, std::int64_t* offsets) {
+  for (std::int64_t ci = 0; ci < g.cin_g; ++ci)
+    for (std::int64_t ky = 0; ky < g.kh; ++ky)
+      for (std::int64_t kx = 0; kx < g.kw; ++kx)
+        offsets[(ci * g.kh + ky) * g.kw + kx] = ci * g.hp * g.wp + ky * g.dh * g.wp + kx * g.dw;
+}
+
+/// Bias + activation of output channels [oc0, oc0 + rows), output rows [oh0, oh1) of one sample.
+inline void bias_activation_block(const float* bias, const ConvGeometry& g, std::int64_t oc0, std::int64_t rows,
+                                  std::int64_t oh0, std::int64_t oh1, Activation act, float* yn) {
   const std::int64_t out_plane = g.oh * g.ow;
-  const std::int64_t oc0 = grp * g.cout_g + m0;
-  gemm_packed(weight + grp * packed_a_floats(g.cout_g, g.k), g.cout_g, m0, rows, col, yn + oc0 * out_plane + p0,
-              out_plane);
   for (std::int64_t oc = oc0; oc < oc0 + rows; ++oc)
-    bias_activation(yn + oc * out_plane + p0, col.n(), bias ? bias[oc] : 0.0f, act);
+    bias_activation(yn + oc * out_plane + oh0 * g.ow, (oh1 - oh0) * g.ow, bias ? bias[oc] : 0.0f, act);
+}
+
+/// Where a conv's GEMMs read B: packed im2col blocks, or (padded rows) the padded input in place.
+struct ConvOperand {
+  const PackedB* packed = nullptr;
+  const float* tile_start = nullptr;  // padded rows: the group's first padded plane at the tile's first row
+  const std::int64_t* offsets = nullptr;
+};
+
+/// One GEMM block: output channels [m0, m0 + rows) of group `grp`, output rows [oh0, oh1) of one
+/// sample; then bias + activation. With padded rows the result goes to `staging` (rows x columns
+/// floats) first and only the output columns are copied out.
+inline void conv_block(const float* weight, const float* bias, const ConvGeometry& g, std::int64_t grp,
+                       std::int64_t m0, std::int64_t rows, const ConvOperand& b, std::int64_t oh0, std::int64_t oh1,
+                       Activation act, float* yn, float* staging) {
+  const std::int64_t out_plane = g.oh * g.ow, oc0 = grp * g.cout_g + m0;
+  const float* a = weight + grp * packed_a_floats(g.cout_g, g.k);
+  float* out = yn + oc0 * out_plane + oh0 * g.ow;
+  if (g.padded_rows) {
+    const std::int64_t columns = g.columns(oh1 - oh0);
+    gemm_indirect(a, g.cout_g, m0, rows, b.tile_start, b.offsets, g.k, columns, staging, columns);
+    for (std::int64_t i = 0; i < rows; ++i)
+      for (std::int64_t r = 0; r < oh1 - oh0; ++r)
+        copy_run(out + i * out_plane + r * g.ow, staging + i * columns + r * g.wp, g.ow);
+  } else {
+    gemm_packed(a, g.cout_g, m0, rows, *b.packed, out, out_plane);
+  }
+  bias_activation_block(bias, g, oc0, rows, oh0, oh1, act, yn);
 }
 
 /// Dense or grouped conv of all samples. `scratch` holds g.scratch_floats(pool.size()) floats.
@@ -167,10 +243,32 @@ inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry&
                         float* scratch, ThreadPool& pool) {
   const float* weight = p.weight->values.data();
   const float* bias = p.bias ? p.bias->values.data() : nullptr;
-  const std::int64_t in_plane = g.h * g.w, out_plane = g.oh * g.ow;
+  const std::int64_t out_plane = g.oh * g.ow;
+  // scratch: [row offsets][padded input][blocks][workers' own floats]
+  auto* offsets = reinterpret_cast<std::int64_t*>(scratch);
+  float* padded = scratch + g.offset_floats();
+  float* work = padded + g.padded_floats();
+  if (g.padded_rows) {
+    padded_row_offsets(g, offsets);
+    pad_planes(x, g, padded, pool);
+    zero_run(padded + g.padded_floats() - kGemmNr, kGemmNr);
+  }
+  const float* source = g.padded_rows ? padded : x;
+  const std::int64_t source_plane = g.padded_rows ? g.hp * g.wp : g.h * g.w;
   auto tile_rows = [&](std::int64_t tile, std::int64_t& oh0, std::int64_t& oh1) {
     oh0 = tile * g.rows_per_tile;
     oh1 = std::min(g.oh, oh0 + g.rows_per_tile);
+  };
+  // The B operand of group `grp` of sample xn, for output rows [oh0, oh1).
+  auto operand = [&](const float* xn, std::int64_t grp, std::int64_t oh0, const PackedB& col) {
+    ConvOperand b;
+    if (g.padded_rows) {
+      b.tile_start = xn + grp * g.cin_g * source_plane + oh0 * g.wp;
+      b.offsets = offsets;
+    } else {
+      b.packed = &col;
+    }
+    return b;
   };
   if (g.task_per_tile(pool.size())) {
     // Tasks = (sample, tile); each worker im2cols into its own block, then runs the channel blocks.
@@ -178,38 +276,46 @@ inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry&
       const std::int64_t n = static_cast<std::int64_t>(task) / g.tiles;
       std::int64_t oh0, oh1;
       tile_rows(static_cast<std::int64_t>(task) % g.tiles, oh0, oh1);
-      const float* xn = x + n * g.cin * in_plane;
+      const float* xn = source + n * g.cin * source_plane;
       float* yn = y + n * g.cout * out_plane;
-      float* own = scratch + static_cast<std::int64_t>(worker) * (g.block_floats() + g.row_floats());
-      const PackedB col(own, g.k, (oh1 - oh0) * g.ow);
+      float* own = work + static_cast<std::int64_t>(worker) * (g.block_floats() + g.worker_floats());
+      const PackedB col(own, g.k, g.columns(oh1 - oh0));
+      float* extra = own + g.block_floats();
       for (std::int64_t grp = 0; grp < g.groups; ++grp) {
-        im2col_rows(xn, g, grp, 0, g.cin_g, oh0, oh1, col, own + g.block_floats());
+        if (!g.padded_rows) im2col_rows(xn, g, grp, 0, g.cin_g, oh0, oh1, col, extra);
+        const ConvOperand b = operand(xn, grp, oh0, col);
         for (std::int64_t m0 = 0; m0 < g.cout_g; m0 += g.m_block)
-          conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), col, oh0 * g.ow, act, yn);
+          conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), b, oh0, oh1, act, yn, extra);
       }
     });
     return;
   }
   // Few tiles (small planes, small batch): per (sample, tile, group), im2col once (split over
   // channels), then the output-channel blocks in parallel.
+  auto own_floats = [&](std::size_t worker) {
+    return work + g.block_floats() + static_cast<std::int64_t>(worker) * g.worker_floats();
+  };
   for (std::int64_t n = 0; n < g.n; ++n) {
-    const float* xn = x + n * g.cin * in_plane;
+    const float* xn = source + n * g.cin * source_plane;
     float* yn = y + n * g.cout * out_plane;
     for (std::int64_t tile = 0; tile < g.tiles; ++tile) {
       std::int64_t oh0, oh1;
       tile_rows(tile, oh0, oh1);
-      const PackedB col(scratch, g.k, (oh1 - oh0) * g.ow);
+      const PackedB col(work, g.k, g.columns(oh1 - oh0));
       for (std::int64_t grp = 0; grp < g.groups; ++grp) {
-        const std::int64_t chunks = std::min<std::int64_t>(g.cin_g, static_cast<std::int64_t>(pool.size()) * 4);
-        const std::int64_t per = (g.cin_g + chunks - 1) / chunks;
-        pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t chunk, std::size_t worker) {
-          const std::int64_t c0 = static_cast<std::int64_t>(chunk) * per, c1 = std::min(g.cin_g, c0 + per);
-          float* row = scratch + g.block_floats() + static_cast<std::int64_t>(worker) * g.row_floats();
-          if (c0 < c1) im2col_rows(xn, g, grp, c0, c1, oh0, oh1, col, row);
-        });
-        pool.parallel_for(static_cast<std::size_t>(g.m_blocks), [&](std::size_t block, std::size_t) {
+        if (!g.padded_rows) {
+          const std::int64_t chunks = std::min<std::int64_t>(g.cin_g, static_cast<std::int64_t>(pool.size()) * 4);
+          const std::int64_t per = (g.cin_g + chunks - 1) / chunks;
+          pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t chunk, std::size_t worker) {
+            const std::int64_t c0 = static_cast<std::int64_t>(chunk) * per, c1 = std::min(g.cin_g, c0 + per);
+            if (c0 < c1) im2col_rows(xn, g, grp, c0, c1, oh0, oh1, col, own_floats(worker));
+          });
+        }
+        const ConvOperand b = operand(xn, grp, oh0, col);
+        pool.parallel_for(static_cast<std::size_t>(g.m_blocks), [&](std::size_t block, std::size_t worker) {
           const std::int64_t m0 = static_cast<std::int64_t>(block) * g.m_block;
-          conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), col, oh0 * g.ow, act, yn);
+          conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), b, oh0, oh1, act, yn,
+                     own_floats(worker));
         });
       }
     }

@@ -2,8 +2,9 @@
 // C[m x n] = A[m x k] * B[k x n], on operands packed for a register-blocked micro-kernel.
 //  - A (the weights) is packed once at load time: per block of kGemmKc rows of k, panels of kGemmMr
 //    rows of A stored k-major, the last panel padded with zero rows;
-//  - B (the im2col block, or an input plane of a 1x1 conv) is written straight into panels of
-//    kGemmNr columns per kGemmKc block, so there is no second packing pass;
+//  - B (the im2col block, or an input plane of a 1x1 conv) is written into panels of kGemmNr
+//    columns per kGemmKc block; or, for convs on padded planes, read in place through a table of
+//    row offsets (gemm_indirect), so that nothing is copied;
 //  - the micro-kernel keeps a kGemmMr x kGemmNr tile of C in 12 AVX registers and streams one A
 //    panel from L2 against one B panel held in L1.
 // Every element of C is summed over k in the same order (k blocks in turn, each one sequentially),
@@ -111,9 +112,22 @@ class PackedB {
 
 namespace detail {
 
+/// A panel of packed B: row kk of the panel is kGemmNr contiguous floats.
+struct PackedPanel {
+  const float* b;
+  const float* row(std::int64_t kk) const { return b + kk * kGemmNr; }
+};
+/// A panel of B read in place: row kk starts at base + offsets[kk] (an indirect GEMM).
+struct IndirectPanel {
+  const float* base;
+  const std::int64_t* offsets;
+  const float* row(std::int64_t kk) const { return base + offsets[kk]; }
+};
+
 /// c[mr x nr] (row stride ldc) = (accumulate ? c : 0) + a_panel * b_panel over kc.
-inline void micro_kernel(std::int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
-                         std::int64_t ldc, bool accumulate, std::int64_t mr, std::int64_t nr) {
+template <class Panel>
+inline void micro_kernel(std::int64_t kc, const float* __restrict a, Panel b, float* c, std::int64_t ldc,
+                         bool accumulate, std::int64_t mr, std::int64_t nr) {
   constexpr int kVectors = static_cast<int>(kGemmNr / 8);
   alignas(32) float tile[kGemmMr * kGemmNr];
 #ifdef SLUICE_CPU_GEMM_AVX2
@@ -121,8 +135,9 @@ inline void micro_kernel(std::int64_t kc, const float* __restrict a, const float
   // Twelve named accumulators: as an array, GCC stores them to the stack on every step.
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
   __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
-  for (std::int64_t kk = 0; kk < kc; ++kk, a += kGemmMr, b += kGemmNr) {
-    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), b2 = _mm256_loadu_ps(b + 16);
+  for (std::int64_t kk = 0; kk < kc; ++kk, a += kGemmMr) {
+    const float* bk = b.row(kk);
+    __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8), b2 = _mm256_loadu_ps(bk + 16);
     // Keep the B vectors in registers: folded into the FMAs, each would be loaded four times.
     asm("" : "+x"(b0), "+x"(b1), "+x"(b2));
     __m256 av = _mm256_broadcast_ss(a);
@@ -147,9 +162,9 @@ inline void micro_kernel(std::int64_t kc, const float* __restrict a, const float
     for (int v = 0; v < kVectors; ++v) _mm256_store_ps(tile + i * kGemmNr + 8 * v, acc[i][v]);
 #else
   std::fill(tile, tile + kGemmMr * kGemmNr, 0.0f);
-  for (std::int64_t kk = 0; kk < kc; ++kk, a += kGemmMr, b += kGemmNr)
+  for (std::int64_t kk = 0; kk < kc; ++kk, a += kGemmMr)
     for (std::int64_t i = 0; i < kGemmMr; ++i)
-      for (std::int64_t j = 0; j < kGemmNr; ++j) tile[i * kGemmNr + j] += a[i] * b[j];
+      for (std::int64_t j = 0; j < kGemmNr; ++j) tile[i * kGemmNr + j] += a[i] * b.row(kk)[j];
 #endif
   for (std::int64_t i = 0; i < mr; ++i)
     for (std::int64_t j = 0; j < nr; ++j)
@@ -170,9 +185,25 @@ inline void gemm_packed(const float* a, std::int64_t m, std::int64_t m0, std::in
     for (std::int64_t j0 = 0; j0 < n; j0 += kGemmNr) {
       const float* b_panel = b_block + j0 / kGemmNr * kc * kGemmNr;
       for (std::int64_t i0 = 0; i0 < rows; i0 += kGemmMr)
-        detail::micro_kernel(kc, a_block + (m0 + i0) / kGemmMr * kc * kGemmMr, b_panel, c + i0 * ldc + j0, ldc, k0 > 0,
-                             std::min(kGemmMr, rows - i0), std::min(kGemmNr, n - j0));
+        detail::micro_kernel(kc, a_block + (m0 + i0) / kGemmMr * kc * kGemmMr, detail::PackedPanel{b_panel},
+                             c + i0 * ldc + j0, ldc, k0 > 0, std::min(kGemmMr, rows - i0), std::min(kGemmNr, n - j0));
     }
+  }
+}
+
+/// The same product with B [k x n] read in place: B(r, j) = b[offsets[r] + j]. Rows are read a whole
+/// panel wide, so up to kGemmNr - 1 floats past column n - 1 of a row must be readable (their
+/// products are not stored). The summation order is gemm_packed's: the results are the same bits.
+inline void gemm_indirect(const float* a, std::int64_t m, std::int64_t m0, std::int64_t rows, const float* b,
+                          const std::int64_t* offsets, std::int64_t k, std::int64_t n, float* c, std::int64_t ldc) {
+  const std::int64_t a_panels = (m + kGemmMr - 1) / kGemmMr;
+  for (std::int64_t k0 = 0; k0 < k; k0 += kGemmKc) {
+    const std::int64_t kc = std::min(kGemmKc, k - k0);
+    const float* a_block = a + k0 * a_panels * kGemmMr;
+    for (std::int64_t j0 = 0; j0 < n; j0 += kGemmNr)
+      for (std::int64_t i0 = 0; i0 < rows; i0 += kGemmMr)
+        detail::micro_kernel(kc, a_block + (m0 + i0) / kGemmMr * kc * kGemmMr, detail::IndirectPanel{b + j0, offsets + k0},
+                             c + i0 * ldc + j0, ldc, k0 > 0, std::min(kGemmMr, rows - i0), std::min(kGemmNr, n - j0));
   }
 }
 
