@@ -85,6 +85,24 @@ TEST(ConvGemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
   }
 }
 
+TEST(ConvGemm, ReadingBInPlaceThroughRowOffsetsGivesThePackedResultBitForBit) {
+  std::mt19937 rng(79);
+  const Product p(13, 300, 61, rng);
+  // B's rows scattered over a larger buffer, in another order, as a conv's rows are in its padded
+  // input planes; the last row is followed by just the panel's width that gemm_indirect may read.
+  const std::int64_t stride = 70;
+  std::vector<float> storage(static_cast<std::size_t>(p.k * stride + sluice::cpu::kernels::kGemmNr), 5.0f);
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(p.k));
+  for (std::int64_t r = 0; r < p.k; ++r) {
+    offsets[r] = ((r * 37) % p.k) * stride + 3;
+    std::copy_n(p.b.data() + r * p.n, p.n, storage.data() + offsets[r]);
+  }
+  const std::vector<float> packed = p.run(4, 9, 0, p.n);
+  std::vector<float> in_place(static_cast<std::size_t>(9 * p.n), 99.0f);
+  kernels::gemm_indirect(p.packed_a.data(), p.m, 4, 9, storage.data(), offsets.data(), p.k, p.n, in_place.data(), p.n);
+  EXPECT_EQ(in_place, packed);
+}
+
 TEST(ConvGemm, PackedRowsPadTheLastPanelWithZeros) {
   std::vector<float> storage(static_cast<std::size_t>(kernels::PackedB::floats(3, 30)), -1.0f);
   const kernels::PackedB packed(storage.data(), 3, 30);
