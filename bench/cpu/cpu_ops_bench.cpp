@@ -1,6 +1,7 @@
-// bench_cpu_ops: the machine's FP32 matrix-multiply rate (Eigen sgemm of square matrices, 1 thread
-// and split over the backend's thread pool) and the CPU backend's conv2d GFLOP/s on the networks'
-// typical layers, in one run so the ratio "conv / GEMM" is measured under the same load.
+// bench_cpu_ops: the machine's FP32 matrix-multiply rate (square matrices through Eigen's sgemm and
+// through the backend's own conv GEMM, 1 thread and split over the backend's thread pool) and the CPU
+// backend's conv2d GFLOP/s on the networks' typical layers, in one run so the ratio "conv / GEMM" is
+// measured under the same load.
 //   build-cpu/bench/cpu/bench_cpu_ops --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 // The machine is shared, so besides GFLOP/s of wall time each benchmark reports GFLOP per CPU-second
 // of the whole process (all threads): the rate per core actually obtained, robust to other load.
@@ -65,6 +66,34 @@ void BM_Sgemm(benchmark::State& state) {
   });
 }
 BENCHMARK(BM_Sgemm)->ArgNames({"n", "threads"})->Args({1024, 1})->Args({2048, 1})->Args({1024, 2})->Args({2048, 2})
+    ->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The same product through the backend's own conv GEMM (gemm.hpp): A packed once (as conv weights
+// are at load time), B packed into panels on every call (as im2col does), per thread a column block.
+void BM_ConvGemm(benchmark::State& state) {
+  namespace kernels = sluice::cpu::kernels;
+  const std::int64_t n = state.range(0);
+  const auto threads = static_cast<std::size_t>(state.range(1));
+  const auto square = static_cast<std::size_t>(n * n);
+  const std::vector<float> a = random_values(square, 1), b = random_values(square, 2);
+  std::vector<float> packed_a(static_cast<std::size_t>(kernels::packed_a_floats(n, n))), c(square);
+  kernels::pack_a(a.data(), n, n, n, packed_a.data());
+  sluice::cpu::ThreadPool pool(threads);
+  const std::int64_t block = (n + static_cast<std::int64_t>(threads) - 1) / static_cast<std::int64_t>(threads);
+  std::vector<std::vector<float>> panels(threads,
+                                         std::vector<float>(static_cast<std::size_t>(kernels::PackedB::floats(n, block))));
+  run_flops(state, 2.0 * double(n) * double(n) * double(n), [&] {
+    pool.parallel_for(threads, [&](std::size_t t, std::size_t worker) {
+      const std::int64_t c0 = static_cast<std::int64_t>(t) * block, cols = std::min(block, n - c0);
+      const kernels::PackedB packed(panels[worker].data(), n, cols);
+      for (std::int64_t r = 0; r < n; ++r) packed.set_row(r, b.data() + r * n + c0);
+      kernels::gemm_packed(packed_a.data(), n, 0, n, packed, c.data() + c0, n);
+    });
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  });
+}
+BENCHMARK(BM_ConvGemm)->ArgNames({"n", "threads"})->Args({1024, 1})->Args({2048, 1})->Args({1024, 2})->Args({2048, 2})
     ->UseRealTime()->Unit(benchmark::kMillisecond);
 
 struct Layer {

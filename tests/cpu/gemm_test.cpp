@@ -1,6 +1,8 @@
 // The conv GEMM (gemm.hpp) against a naive double-precision product, and the property the batch
 // invariance of the networks rests on: an element of C is the same bits whichever rows, columns or
 // panel offsets it is computed with.
+#include "sluice/backends/cpu/gemm.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,7 +10,6 @@
 #include <vector>
 
 #include "reference.hpp"
-#include "sluice/backends/cpu/gemm.hpp"
 
 namespace {
 
@@ -21,7 +22,10 @@ struct Product {
   std::vector<float> packed_a;
 
   Product(std::int64_t m_, std::int64_t k_, std::int64_t n_, std::mt19937& rng)
-      : m(m_), k(k_), n(n_), a(ref::random_values(static_cast<std::size_t>(m * k), rng)),
+      : m(m_),
+        k(k_),
+        n(n_),
+        a(ref::random_values(static_cast<std::size_t>(m * k), rng)),
         b(ref::random_values(static_cast<std::size_t>(k * n), rng)),
         packed_a(static_cast<std::size_t>(kernels::packed_a_floats(m, k))) {
     kernels::pack_a(a.data(), m, k, k, packed_a.data());
@@ -41,7 +45,8 @@ struct Product {
 TEST(ConvGemm, MatchesDoubleProductWithinTheFloatSummationBound) {
   std::mt19937 rng(77);
   // Shapes around the panel sizes (4 rows, 24 columns) and the depth block (256).
-  const std::int64_t ms[] = {1, 3, 4, 5, 13, 64}, ks[] = {1, 7, 255, 256, 257, 600}, ns[] = {1, 23, 24, 25, 97};
+  const std::int64_t ms[] = {1, 3, 4, 5, 13, 64}, ks[] = {1, 7, 255, 256, 257, 600},
+                     ns[] = {1, 23, 24, 25, 97};
   for (std::int64_t m : ms)
     for (std::int64_t k : ks)
       for (std::int64_t n : ns) {
@@ -73,8 +78,8 @@ TEST(ConvGemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
   struct Window {
     std::int64_t m0, rows, c0, c1;
   };
-  for (const Window& w : {Window{0, 8, 0, 150}, Window{8, 14, 0, 150}, Window{4, 4, 5, 29}, Window{0, 22, 31, 150},
-                          Window{20, 2, 149, 150}, Window{12, 10, 1, 2}}) {
+  for (const Window& w : {Window{0, 8, 0, 150}, Window{8, 14, 0, 150}, Window{4, 4, 5, 29},
+                          Window{0, 22, 31, 150}, Window{20, 2, 149, 150}, Window{12, 10, 1, 2}}) {
     SCOPED_TRACE("rows " + std::to_string(w.m0) + "+" + std::to_string(w.rows) + " columns [" +
                  std::to_string(w.c0) + ", " + std::to_string(w.c1) + ")");
     const std::vector<float> part = p.run(w.m0, w.rows, w.c0, w.c1);
@@ -99,7 +104,8 @@ TEST(ConvGemm, ReadingBInPlaceThroughRowOffsetsGivesThePackedResultBitForBit) {
   }
   const std::vector<float> packed = p.run(4, 9, 0, p.n);
   std::vector<float> in_place(static_cast<std::size_t>(9 * p.n), 99.0f);
-  kernels::gemm_indirect(p.packed_a.data(), p.m, 4, 9, storage.data(), offsets.data(), p.k, p.n, in_place.data(), p.n);
+  kernels::gemm_indirect(p.packed_a.data(), p.m, 4, 9, storage.data(), offsets.data(), p.k, p.n,
+                         in_place.data(), p.n);
   EXPECT_EQ(in_place, packed);
 }
 
@@ -115,7 +121,8 @@ TEST(ConvGemm, PackedRowsPadTheLastPanelWithZeros) {
   // Panel p holds k rows of 24 columns: element (r, j) sits at p * 3 * 24 + r * 24 + j % 24.
   for (std::int64_t r = 0; r < 3; ++r)
     for (std::int64_t j = 0; j < 48; ++j)
-      EXPECT_EQ(storage[static_cast<std::size_t>(j / 24 * 72 + r * 24 + j % 24)], j < 30 ? float(r * 100 + j) : 0.0f)
+      EXPECT_EQ(storage[static_cast<std::size_t>(j / 24 * 72 + r * 24 + j % 24)],
+                j < 30 ? float(r * 100 + j) : 0.0f)
           << r << "," << j;
 }
 

@@ -45,7 +45,8 @@ inline void pack_a(const float* a, std::int64_t m, std::int64_t k, std::int64_t 
 namespace detail {
 /// Lanes [0, count) of a vector, count in [0, 8].
 inline __m256i first_lanes(std::int64_t count) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 }  // namespace detail
 #endif
@@ -88,7 +89,8 @@ class PackedB {
   void set_row(std::int64_t r, const float* values) const {
     float* dst = row_base(r);
     const std::int64_t stride = block_depth(r) * kGemmNr;
-    for (std::int64_t c = 0; c < n_; c += kGemmNr, dst += stride) copy_run(dst, values + c, std::min(kGemmNr, n_ - c));
+    for (std::int64_t c = 0; c < n_; c += kGemmNr, dst += stride)
+      copy_run(dst, values + c, std::min(kGemmNr, n_ - c));
     zero_padding(r);
   }
 
@@ -104,7 +106,9 @@ class PackedB {
     zero_run(last + n_ % kGemmNr, kGemmNr - n_ % kGemmNr);
   }
   std::int64_t block_depth(std::int64_t r) const { return std::min(kGemmKc, k_ - r / kGemmKc * kGemmKc); }
-  float* row_base(std::int64_t r) const { return data_ + r / kGemmKc * kGemmKc * panels_ * kGemmNr + r % kGemmKc * kGemmNr; }
+  float* row_base(std::int64_t r) const {
+    return data_ + r / kGemmKc * kGemmKc * panels_ * kGemmNr + r % kGemmKc * kGemmNr;
+  }
 
   float* data_;
   std::int64_t k_, n_, panels_;
@@ -141,13 +145,21 @@ inline void micro_kernel(std::int64_t kc, const float* __restrict a, Panel b, fl
     // Keep the B vectors in registers: folded into the FMAs, each would be loaded four times.
     asm("" : "+x"(b0), "+x"(b1), "+x"(b2));
     __m256 av = _mm256_broadcast_ss(a);
-    c00 = _mm256_fmadd_ps(av, b0, c00), c01 = _mm256_fmadd_ps(av, b1, c01), c02 = _mm256_fmadd_ps(av, b2, c02);
+    c00 = _mm256_fmadd_ps(av, b0, c00);
+    c01 = _mm256_fmadd_ps(av, b1, c01);
+    c02 = _mm256_fmadd_ps(av, b2, c02);
     av = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(av, b0, c10), c11 = _mm256_fmadd_ps(av, b1, c11), c12 = _mm256_fmadd_ps(av, b2, c12);
+    c10 = _mm256_fmadd_ps(av, b0, c10);
+    c11 = _mm256_fmadd_ps(av, b1, c11);
+    c12 = _mm256_fmadd_ps(av, b2, c12);
     av = _mm256_broadcast_ss(a + 2);
-    c20 = _mm256_fmadd_ps(av, b0, c20), c21 = _mm256_fmadd_ps(av, b1, c21), c22 = _mm256_fmadd_ps(av, b2, c22);
+    c20 = _mm256_fmadd_ps(av, b0, c20);
+    c21 = _mm256_fmadd_ps(av, b1, c21);
+    c22 = _mm256_fmadd_ps(av, b2, c22);
     av = _mm256_broadcast_ss(a + 3);
-    c30 = _mm256_fmadd_ps(av, b0, c30), c31 = _mm256_fmadd_ps(av, b1, c31), c32 = _mm256_fmadd_ps(av, b2, c32);
+    c30 = _mm256_fmadd_ps(av, b0, c30);
+    c31 = _mm256_fmadd_ps(av, b1, c31);
+    c32 = _mm256_fmadd_ps(av, b2, c32);
   }
   const __m256 acc[kGemmMr][kVectors] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
   if (mr == kGemmMr && nr == kGemmNr) {
@@ -175,8 +187,8 @@ inline void micro_kernel(std::int64_t kc, const float* __restrict a, Panel b, fl
 
 /// C rows [m0, m0 + rows) = A rows [m0, m0 + rows) * B, where `a` is A [m x k] packed by pack_a and
 /// m0 is a multiple of kGemmMr; c points at C's row m0 (row stride ldc).
-inline void gemm_packed(const float* a, std::int64_t m, std::int64_t m0, std::int64_t rows, const PackedB& b, float* c,
-                        std::int64_t ldc) {
+inline void gemm_packed(const float* a, std::int64_t m, std::int64_t m0, std::int64_t rows, const PackedB& b,
+                        float* c, std::int64_t ldc) {
   const std::int64_t k = b.k(), n = b.n(), a_panels = (m + kGemmMr - 1) / kGemmMr;
   for (std::int64_t k0 = 0; k0 < k; k0 += kGemmKc) {
     const std::int64_t kc = std::min(kGemmKc, k - k0);
@@ -186,7 +198,8 @@ inline void gemm_packed(const float* a, std::int64_t m, std::int64_t m0, std::in
       const float* b_panel = b_block + j0 / kGemmNr * kc * kGemmNr;
       for (std::int64_t i0 = 0; i0 < rows; i0 += kGemmMr)
         detail::micro_kernel(kc, a_block + (m0 + i0) / kGemmMr * kc * kGemmMr, detail::PackedPanel{b_panel},
-                             c + i0 * ldc + j0, ldc, k0 > 0, std::min(kGemmMr, rows - i0), std::min(kGemmNr, n - j0));
+                             c + i0 * ldc + j0, ldc, k0 > 0, std::min(kGemmMr, rows - i0),
+                             std::min(kGemmNr, n - j0));
     }
   }
 }
@@ -195,15 +208,17 @@ inline void gemm_packed(const float* a, std::int64_t m, std::int64_t m0, std::in
 /// panel wide, so up to kGemmNr - 1 floats past column n - 1 of a row must be readable (their
 /// products are not stored). The summation order is gemm_packed's: the results are the same bits.
 inline void gemm_indirect(const float* a, std::int64_t m, std::int64_t m0, std::int64_t rows, const float* b,
-                          const std::int64_t* offsets, std::int64_t k, std::int64_t n, float* c, std::int64_t ldc) {
+                          const std::int64_t* offsets, std::int64_t k, std::int64_t n, float* c,
+                          std::int64_t ldc) {
   const std::int64_t a_panels = (m + kGemmMr - 1) / kGemmMr;
   for (std::int64_t k0 = 0; k0 < k; k0 += kGemmKc) {
     const std::int64_t kc = std::min(kGemmKc, k - k0);
     const float* a_block = a + k0 * a_panels * kGemmMr;
     for (std::int64_t j0 = 0; j0 < n; j0 += kGemmNr)
       for (std::int64_t i0 = 0; i0 < rows; i0 += kGemmMr)
-        detail::micro_kernel(kc, a_block + (m0 + i0) / kGemmMr * kc * kGemmMr, detail::IndirectPanel{b + j0, offsets + k0},
-                             c + i0 * ldc + j0, ldc, k0 > 0, std::min(kGemmMr, rows - i0), std::min(kGemmNr, n - j0));
+        detail::micro_kernel(kc, a_block + (m0 + i0) / kGemmMr * kc * kGemmMr,
+                             detail::IndirectPanel{b + j0, offsets + k0}, c + i0 * ldc + j0, ldc, k0 > 0,
+                             std::min(kGemmMr, rows - i0), std::min(kGemmNr, n - j0));
   }
 }
 
