@@ -3,9 +3,9 @@
 //    the GEMM (gemm.hpp) in a per-worker scratch block (1x1 stride-1 convs copy their input planes
 //    there; other stride-1 convs skip it and read zero-padded copies of the input planes in place),
 //    one GEMM per group against the weights packed at load time, then bias + activation while the
-//    tile is still in cache; small
-//    planes (fewer than 4 tiles per sample) also split the output channels into blocks, which the
-//    workers share when a batch has too few tiles to give each worker its own;
+//    tile is still in cache; small planes (fewer than 4 tiles per sample) also split the output
+//    channels into blocks, which the workers share when a batch has too few tiles to give each
+//    worker its own;
 //  - depthwise conv: a direct loop per plane;
 //  - ConvTranspose2d(2, 2): one GEMM [out*4 x in] x [in x pixels] per tile, scattered with the bias.
 // The GEMM sums every output over k in one fixed order, and the tiles depend only on the layer's
@@ -132,7 +132,8 @@ inline ConvGeometry conv_geometry(const Shape& x, const ConvParams& p) {
   return g;
 }
 
-/// Zero-padded copies of all input planes: plane (n, c) becomes hp x wp at padded + (n * cin + c) * hp * wp.
+/// Zero-padded copies of all input planes: plane (n, c) becomes hp x wp at
+/// padded + (n * cin + c) * hp * wp.
 inline void pad_planes(const float* x, const ConvGeometry& g, float* padded, ThreadPool& pool) {
   pool.parallel_for(static_cast<std::size_t>(g.n * g.cin), [&](std::size_t task, std::size_t) {
     const float* src = x + static_cast<std::int64_t>(task) * g.h * g.w;
