@@ -135,10 +135,10 @@ class CpuBackend {
     } else {
       // (out, in/g, kh, kw) row-major is g stacked [out/g x in/g*kh*kw] GEMM matrices: pack each.
       const std::int64_t out_g = p->out / spec.groups, k = w.shape[1] * p->kh * p->kw;
-      std::vector<float> packed(static_cast<std::size_t>(spec.groups * kernels::packed_a_floats(out_g, k)));
+      const std::int64_t group_floats = kernels::packed_a_floats(out_g, k);
+      std::vector<float> packed(static_cast<std::size_t>(spec.groups * group_floats));
       for (std::int64_t grp = 0; grp < spec.groups; ++grp)
-        kernels::pack_a(w.data.data() + grp * out_g * k, out_g, k, k,
-                        packed.data() + grp * kernels::packed_a_floats(out_g, k));
+        kernels::pack_a(w.data.data() + grp * out_g * k, out_g, k, k, packed.data() + grp * group_floats);
       p->weight = std::make_unique<PackedArray>(arena_, std::move(packed));
     }
     p->bias = pack_bias(bias, p->out, "make_conv");

@@ -128,6 +128,17 @@ struct IndirectPanel {
   const float* row(std::int64_t kk) const { return base + offsets[kk]; }
 };
 
+#ifdef SLUICE_CPU_GEMM_AVX2
+/// One row of the micro-kernel's tile: c0..c2 += a * (b0, b1, b2).
+__attribute__((always_inline)) inline void fma_row(float a, __m256 b0, __m256 b1, __m256 b2, __m256& c0, __m256& c1,
+                                                   __m256& c2) {
+  const __m256 av = _mm256_set1_ps(a);
+  c0 = _mm256_fmadd_ps(av, b0, c0);
+  c1 = _mm256_fmadd_ps(av, b1, c1);
+  c2 = _mm256_fmadd_ps(av, b2, c2);
+}
+#endif
+
 /// c[mr x nr] (row stride ldc) = (accumulate ? c : 0) + a_panel * b_panel over kc.
 template <class Panel>
 inline void micro_kernel(std::int64_t kc, const float* __restrict a, Panel b, float* c, std::int64_t ldc,
@@ -144,22 +155,10 @@ inline void micro_kernel(std::int64_t kc, const float* __restrict a, Panel b, fl
     __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8), b2 = _mm256_loadu_ps(bk + 16);
     // Keep the B vectors in registers: folded into the FMAs, each would be loaded four times.
     asm("" : "+x"(b0), "+x"(b1), "+x"(b2));
-    __m256 av = _mm256_broadcast_ss(a);
-    c00 = _mm256_fmadd_ps(av, b0, c00);
-    c01 = _mm256_fmadd_ps(av, b1, c01);
-    c02 = _mm256_fmadd_ps(av, b2, c02);
-    av = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(av, b0, c10);
-    c11 = _mm256_fmadd_ps(av, b1, c11);
-    c12 = _mm256_fmadd_ps(av, b2, c12);
-    av = _mm256_broadcast_ss(a + 2);
-    c20 = _mm256_fmadd_ps(av, b0, c20);
-    c21 = _mm256_fmadd_ps(av, b1, c21);
-    c22 = _mm256_fmadd_ps(av, b2, c22);
-    av = _mm256_broadcast_ss(a + 3);
-    c30 = _mm256_fmadd_ps(av, b0, c30);
-    c31 = _mm256_fmadd_ps(av, b1, c31);
-    c32 = _mm256_fmadd_ps(av, b2, c32);
+    fma_row(a[0], b0, b1, b2, c00, c01, c02);
+    fma_row(a[1], b0, b1, b2, c10, c11, c12);
+    fma_row(a[2], b0, b1, b2, c20, c21, c22);
+    fma_row(a[3], b0, b1, b2, c30, c31, c32);
   }
   const __m256 acc[kGemmMr][kVectors] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
   if (mr == kGemmMr && nr == kGemmNr) {
