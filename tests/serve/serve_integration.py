@@ -405,9 +405,10 @@ def test_queue_full_and_deadline(binary, model, images, work):
     check(all(r.headers.get("retry-after") == "1" and (r.json() or {}).get("error") == "queue_full" for r in full),
           "queue-full 503s carry Retry-After and error=queue_full")
     check(s.stop() == 0, "server exits 0 on SIGTERM")
-    # Deadline 150 ms with batches of one: requests queued behind others miss it.
+    # Deadline 150 ms with batches of one: requests queued behind others miss it. 32 of them, so that
+    # the last ones wait well past it (12 at ~12 ms each, the CPU backend's speed now, sat at 150 ms).
     s = Server(binary, model, "--slo-ms", "150", "--max-batch-size", "1", "--controller", "fixed", log_dir=work)
-    replies = run_concurrently(lambda p: segment(s, p), images[:12], 12)
+    replies = run_concurrently(lambda p: segment(s, p), images[:32], 32)
     statuses = [r.status for r in replies]
     late = [r for r in replies if r.status == 504]
     check(all(x in (200, 504) for x in statuses) and len(late) > 0, "deadline missed -> 504 (%s)" % statuses)
