@@ -114,10 +114,27 @@ def rel_l2(a, ref):
     return float(((a - ref).norm() / ref.norm().clamp_min(1e-30)).item())
 
 
+def own_errors(model, x, ref):
+    """PyTorch's own relative L2 error against its strict fp32 output `ref` in the reduced
+    precisions sluice offers: TF32 convolutions, autocast fp16 and bf16 (the report's accuracy
+    bound for sluice in the same precision)."""
+    errors = {}
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    errors["tf32"] = rel_l2(model(x).float().cpu(), ref)
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+        with torch.autocast("cuda", dtype=dtype):
+            errors[name] = rel_l2(model(x).float().cpu(), ref)
+    return errors
+
+
 def export(args, nets, log):
-    """Weights (F16, exact), one input per size and each network's fp32 output on it (TF32 off)."""
+    """Weights (F16, exact), one input per size, each network's fp32 output on it (TF32 off) and
+    PyTorch's own error in each reduced precision."""
     os.makedirs(args.data, exist_ok=True)
     flops = {}
+    precision_errors = {}
     gen = torch.Generator().manual_seed(SEED)
     inputs = {s: f16_grid(torch.randn(1, 3, s, s, generator=gen)) for s in args.sizes}
     outputs = {s: {} for s in args.sizes}
@@ -129,6 +146,7 @@ def export(args, nets, log):
                           {k: v.to(torch.float16) for k, v in model.state_dict().items()},
                           {"network": name, "config": json.dumps(CONFIGS[name])})
         flops[name] = {str(s): None for s in args.sizes}  # counted on the GPU (too slow on a CPU at 1024)
+        precision_errors[name] = {}
         if torch.cuda.is_available():
             model = model.cuda()
             with torch.no_grad():
@@ -136,8 +154,10 @@ def export(args, nets, log):
                     x = inputs[s].cuda()
                     flops[name][str(s)] = count_flops(model, x)
                     outputs[s][f"output_{name}"] = model(x).float().cpu()
+                    precision_errors[name][str(s)] = own_errors(model, x, outputs[s][f"output_{name}"])
         log(f"exported {name}: {sum(p.numel() for p in model.parameters()):,} parameters, "
-            + ", ".join(f"{s}: {flops[name][str(s)] or 0:.3e} FLOP" for s in args.sizes))
+            + ", ".join(f"{s}: {flops[name][str(s)] or 0:.3e} FLOP" for s in args.sizes)
+            + f"; own rel L2 {precision_errors[name]}")
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -145,7 +165,7 @@ def export(args, nets, log):
     for s in args.sizes:
         safetensors.write(os.path.join(args.data, f"input_{s}.safetensors"), {"input": inputs[s], **outputs[s]},
                           {"size": str(s)})
-    return flops, inputs, outputs
+    return flops, precision_errors, inputs, outputs
 
 
 def bench(args, nets, inputs, outputs, log, start):
@@ -239,9 +259,9 @@ def main():
     if not gpu and not args.export_only:
         log("no CUDA device visible to PyTorch: nothing to measure")
         sys.exit(2)
-    flops, inputs, outputs = export(args, nets, log)
+    flops, precision_errors, inputs, outputs = export(args, nets, log)
     report = {"torch": torch.__version__, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "flops": flops,
-              "configs": CONFIGS}
+              "precision_rel_l2": precision_errors, "configs": CONFIGS}
     if gpu:
         report["device"] = torch.cuda.get_device_name()
     if not args.export_only:

@@ -123,6 +123,45 @@ TEST_P(CudaOps, DirectConvolutionFallbackMatchesTheReference) {
   }
 }
 
+// Past cuDNN's 2^31 elements per tensor a convolution runs in sub-batches: the limit lowered to
+// 2.5 samples' output here (so 2 samples per sub-batch, the last one alone), and to less than one
+// sample, which must be a clear error.
+TEST_P(CudaOps, ConvolutionsPastTheDescriptorLimitRunInSubBatches) {
+  const Shape xs{5, 6, 9, 11};
+  const std::int64_t out = 10;
+  CudaOptions options;
+  options.precision = GetParam();
+  options.max_conv_tensor_elements = out * xs.h * xs.w * 5 / 2;
+  CudaBackend split(options);
+  const auto v = ref::random_values(static_cast<std::size_t>(xs.numel()), rng_);
+  const auto w = ref::random_host({out, xs.c, 3, 3}, rng_, 0.5f);
+  const auto b = ref::random_host({out}, rng_, 0.5f);
+  const auto y = split.conv2d(split.upload(v, xs), split.make_conv(w, &b, ConvSpec::same(3)), Activation::relu);
+  std::vector<float> got(static_cast<std::size_t>(split.shape_of(y).numel()));
+  split.download(y, got);
+  const ref::Ref want = ref::conv2d(ref::to_ref(v, xs), w, &b, ConvSpec::same(3), Activation::relu);
+  ASSERT_EQ(split.shape_of(y), want.s);
+  const ref::Diff d = ref::diff(got, want);
+  EXPECT_LE(d.max_abs, support::tolerance(GetParam(), true) * std::max(1.0, d.scale));
+  // the transposed convolution's 4 x out-channel taps go through the same path
+  const auto wt = ref::random_host({xs.c, 3, 2, 2}, rng_, 0.5f);
+  const auto bt = ref::random_host({3}, rng_, 0.5f);
+  const auto up = split.conv_transpose2x2(split.upload(v, xs), split.make_conv_transpose2x2(wt, &bt));
+  std::vector<float> got_up(static_cast<std::size_t>(split.shape_of(up).numel()));
+  split.download(up, got_up);
+  const ref::Diff du = ref::diff(got_up, ref::conv_transpose2x2(ref::to_ref(v, xs), wt, &bt));
+  EXPECT_LE(du.max_abs, support::tolerance(GetParam(), true) * std::max(1.0, du.scale));
+
+  options.max_conv_tensor_elements = out * xs.h * xs.w - 1;
+  CudaBackend too_small(options);
+  try {
+    (void)too_small.conv2d(too_small.upload(v, xs), too_small.make_conv(w, &b, ConvSpec::same(3)), Activation::none);
+    FAIL() << "one sample over the limit must be refused";
+  } catch (const sluice::Error& e) {
+    EXPECT_EQ(e.code(), sluice::errc::invalid_argument) << e.what();
+  }
+}
+
 TEST_P(CudaOps, ConvTranspose2x2MatchesTheReference) {
   for (const auto& [s, out, bias] : {std::tuple{Shape{2, 6, 5, 7}, std::int64_t{4}, true},
                                      std::tuple{Shape{1, 32, 8, 8}, std::int64_t{16}, false},

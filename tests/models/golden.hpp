@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <ostream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,26 @@ inline std::vector<GoldenCase> golden_cases() {
 
 inline Shape shape4(const io::HostTensor& t) {
   return t.shape.size() == 4 ? Shape{t.shape[0], t.shape[1], t.shape[2], t.shape[3]} : Shape{};
+}
+
+/// The relative L2 error a forward in `precision` ("fp32", "tf32", "fp16", "bf16") may show
+/// against the golden `output` ("output" or "output_odd"): twice the error of PyTorch's own forward
+/// in that arithmetic against the same float64 golden, and never below 1e-4 (models.md). Two
+/// roundings of the same kind differ from each other by about sqrt(2) times either's error.
+/// make_goldens.py records PyTorch's errors in the metadata: torch_fp32_rel_l2 (its float32
+/// forward) and torch_rounded_rel_l2 (float32 with tf32, fp16 or bf16 rounding emulated).
+inline double golden_tolerance(const io::SafetensorsData& golden, const std::string& output,
+                               const std::string& precision = "fp32") {
+  constexpr double kFloor = 1e-4;
+  const std::string key = precision == "fp32" ? "torch_fp32_rel_l2" : "torch_rounded_rel_l2";
+  const auto it = golden.metadata.find(key);
+  nlohmann::json errors = it == golden.metadata.end() ? nlohmann::json() : nlohmann::json::parse(it->second, nullptr, false);
+  if (precision != "fp32" && errors.is_object()) errors = errors.contains(precision) ? errors[precision] : nlohmann::json();
+  if (errors.is_object() && errors.contains(output) && errors[output].is_number())
+    return std::max(kFloor, 2.0 * errors[output].get<double>());
+  if (precision == "fp32") return kFloor;  // goldens written before the error was recorded
+  throw std::runtime_error("golden metadata lacks " + key + "[" + precision + "][" + output +
+                           "]: rewrite the goldens with tools/reference/make_goldens.py");
 }
 
 /// sqrt(sum (a - ref)^2 / sum ref^2).

@@ -8,8 +8,6 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "golden.hpp"
 #include "reference_backend.hpp"
 #include "sluice/backends/cpu/cpu_backend.hpp"
@@ -24,19 +22,6 @@ using sluice::test::GoldenCase;
 using sluice::test::ReferenceBackend;
 namespace io = sluice::io;
 namespace models = sluice::models;
-
-constexpr double kTolerance = 1e-4;  // relative L2 error against PyTorch (models.md)
-
-/// kTolerance, or twice PyTorch's own float32 error against the same float64 golden where that is
-/// larger (deep full-width stacks of instance norms, e.g. AdvancedResUNet at deployed width, where
-/// no float32 implementation can reach 1e-4; make_goldens.py records that error in the metadata).
-double tolerance(const io::SafetensorsData& golden, const std::string& output) {
-  const auto it = golden.metadata.find("torch_fp32_rel_l2");
-  if (it == golden.metadata.end()) return kTolerance;
-  const auto errors = nlohmann::json::parse(it->second, nullptr, false);
-  if (!errors.is_object() || !errors.contains(output) || !errors[output].is_number()) return kTolerance;
-  return std::max(kTolerance, 2.0 * errors[output].get<double>());
-}
 
 struct Loaded {
   io::TensorDict weights;
@@ -79,7 +64,7 @@ void expect_matches_pytorch(B& backend, const Loaded& l) {
     EXPECT_EQ(out_shape, (Shape{in_shape.n, 1, in_shape.h, in_shape.w}));
     ASSERT_EQ(out_shape, sluice::test::shape4(expected));
     const double err = sluice::test::relative_l2(out, expected.data);
-    EXPECT_LT(err, tolerance(l.io, "output" + suffix)) << l.network << " at " << in_shape.to_string();
+    EXPECT_LT(err, sluice::test::golden_tolerance(l.io, "output" + suffix)) << l.network << " at " << in_shape.to_string();
   }
 }
 

@@ -11,11 +11,13 @@ Run: /usr/bin/python3 tools/reference/make_goldens.py [--out DIR] [--only NAME .
      /usr/bin/python3 tools/reference/make_goldens.py --full --out /tmp/goldens-full   (deployed widths)
 """
 import argparse
+import copy
 import json
 import os
 import sys
 
 import torch
+from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -90,6 +92,49 @@ def scale_output_layer(model, x):
         last.weight.copy_(to_f16_grid(last.weight))
 
 
+def round_tf32(t):
+    """Rounds float32 values to TF32's 10 explicit mantissa bits (to nearest, ties away from zero)."""
+    bits = t.float().contiguous().view(torch.int32)
+    return ((bits + 0x1000) & -0x2000).view(torch.float32)
+
+
+ROUNDING = {"tf32": round_tf32, "fp16": lambda t: t.half().float(), "bf16": lambda t: t.bfloat16().float()}
+MULTIPLYING = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+
+
+def rounded(fn, value):
+    """fn applied to a tensor, or to each tensor of a list or tuple (HRNet's branches)."""
+    if torch.is_tensor(value):
+        return fn(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(rounded(fn, v) for v in value)
+    return value
+
+
+def rounded_forward(model, x, precision):
+    """PyTorch's float32 forward with a GPU precision's rounding emulated, for the error such a
+    forward can be expected to show (the CUDA tests' bound):
+    - tf32: what convolutions and linear layers multiply (inputs, weights) is rounded to TF32, the
+      sums stay float32 -- cuDNN's TF32 math;
+    - fp16 / bf16: the input, every weight and every module's output are stored in that format,
+      the arithmetic inside a module stays float32 -- cuDNN's and autocast's 16-bit storage."""
+    fn = ROUNDING[precision]
+    m = copy.deepcopy(model).float()
+    with torch.no_grad():
+        for module in m.modules():
+            for p in module.parameters(recurse=False):
+                if precision != "tf32" or isinstance(module, MULTIPLYING):
+                    p.copy_(fn(p))
+    for module in m.modules():
+        if precision == "tf32":
+            if isinstance(module, MULTIPLYING):
+                module.register_forward_pre_hook(lambda _m, args: rounded(fn, args))
+        elif module is not m:
+            module.register_forward_hook(lambda _m, _args, out: rounded(fn, out))
+    with torch.no_grad():
+        return m(fn(x.float()))
+
+
 def relative_l2(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
@@ -118,11 +163,15 @@ def make(name, out_dir, gen, configs=CONFIGS, sizes=SIZES):
     model32 = models.build(name, **{key: widths}).float().eval()
     model32.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
     fp32_error = {}
+    rounded_error = {p: {} for p in ROUNDING}
     with torch.no_grad():
         for tag, shape in sizes.items():
             x = inputs[tag]
             y = model(x)
-            fp32_error[tag.replace("input", "output")] = float(f"{relative_l2(model32(x.float()), y):.3g}")
+            out_tag = tag.replace("input", "output")
+            fp32_error[out_tag] = float(f"{relative_l2(model32(x.float()), y):.3g}")
+            for p in ROUNDING:
+                rounded_error[p][out_tag] = float(f"{relative_l2(rounded_forward(model32, x, p), y):.3g}")
             if tuple(y.shape) != (shape[0], 1, shape[2], shape[3]):
                 raise RuntimeError(f"{name}: output {tuple(y.shape)} for input {shape}")
             if not torch.isfinite(y).all():
@@ -130,6 +179,7 @@ def make(name, out_dir, gen, configs=CONFIGS, sizes=SIZES):
             io[tag] = x.to(torch.float16)
             io[tag.replace("input", "output")] = y.to(torch.float32)
     meta["torch_fp32_rel_l2"] = json.dumps(fp32_error)
+    meta["torch_rounded_rel_l2"] = json.dumps(rounded_error)
     weights = {k: v.to(torch.float16) for k, v in model.state_dict().items()}
     wpath = os.path.join(out_dir, f"{name}.safetensors")
     iopath = os.path.join(out_dir, f"{name}_io.safetensors")
@@ -139,7 +189,7 @@ def make(name, out_dir, gen, configs=CONFIGS, sizes=SIZES):
     print(f"{name:17s} {key}={widths}: {len(weights)} tensors, {n:,} parameters; "
           f"{os.path.getsize(wpath) + os.path.getsize(iopath):,} bytes; "
           f"output mean {io['output'].mean().item():+.3f} std {io['output'].std().item():.3f}; "
-          f"torch fp32 rel L2 {fp32_error}")
+          f"torch fp32 rel L2 {fp32_error}, rounded {rounded_error}")
 
 
 def main():

@@ -238,6 +238,7 @@ struct BackendImpl {
 
   ConvPlan& plan_for(const ConvParams& p, const Shape& xs, const Shape& ys, const void* x, void* y);
   void run_conv(const ConvParams& p, const CudaTensor& x, const CudaTensor& y);
+  void run_conv_samples(const ConvParams& p, const Shape& xs, const Shape& ys, const void* x, void* y);
 };
 
 ConvPlan& BackendImpl::plan_for(const ConvParams& p, const Shape& xs, const Shape& ys, const void* x, void* y) {
@@ -317,20 +318,39 @@ ConvPlan& BackendImpl::plan_for(const ConvParams& p, const Shape& xs, const Shap
 void BackendImpl::run_conv(const ConvParams& p, const CudaTensor& x, const CudaTensor& y) {
   const Shape& xs = x.shape();
   const Shape& ys = y.shape();
+  // cuDNN's 4-d descriptors hold int sizes and strides: a batch whose input or output has more
+  // elements than that runs as consecutive sub-batches (NHWC: each is one contiguous range).
+  const i64 per_sample = std::max(xs.c * xs.h * xs.w, ys.c * ys.h * ys.w);
+  const i64 limit = std::min<i64>(options.max_conv_tensor_elements, std::numeric_limits<int>::max());
+  if (per_sample > limit)
+    throw Error(errc::invalid_argument, "cuda backend: a convolution of one sample over " + xs.to_string() + " -> " +
+                                            ys.to_string() + " exceeds cuDNN's " + std::to_string(limit) +
+                                            " elements per tensor");
+  const i64 step = std::min(xs.n, limit / per_sample);
+  const std::size_t bytes = kernels::dtype_bytes(dtype);
+  for (i64 n0 = 0; n0 < xs.n; n0 += step) {
+    const i64 count = std::min(step, xs.n - n0);
+    const Shape xc{count, xs.c, xs.h, xs.w}, yc{count, ys.c, ys.h, ys.w};
+    run_conv_samples(p, xc, yc, static_cast<const char*>(x.data()) + n0 * xs.c * xs.h * xs.w * bytes,
+                     static_cast<char*>(y.mutable_data()) + n0 * ys.c * ys.h * ys.w * bytes);
+  }
+}
+
+void BackendImpl::run_conv_samples(const ConvParams& p, const Shape& xs, const Shape& ys, const void* x, void* y) {
   const auto direct = [&] {
-    kernels::conv2d_direct(x.data(), p.weight->ptr, y.mutable_data(), dtype, xs.n, xs.h, xs.w, xs.c, p.out, ys.h, ys.w,
-                           p.kh, p.kw, p.spec, stream);
+    kernels::conv2d_direct(x, p.weight->ptr, y, dtype, xs.n, xs.h, xs.w, xs.c, p.out, ys.h, ys.w, p.kh, p.kw, p.spec,
+                           stream);
   };
   if (options.direct_convolution) return direct();
-  ConvPlan& plan = plan_for(p, xs, ys, x.data(), y.mutable_data());
+  ConvPlan& plan = plan_for(p, xs, ys, x, y);
   const float alpha = 1.0f, beta = 0.0f;
   while (!plan.direct()) {
     const auto& c = plan.candidates[plan.current];
     std::shared_ptr<DeviceBlock> ws;
     if (c.workspace > 0) ws = block(c.workspace, DType::f32);
-    const cudnnStatus_t status =
-        cudnnConvolutionForward(cudnn, &alpha, plan.x.d, x.data(), plan.w.d, p.weight->ptr, plan.conv.d, c.algo,
-                                ws ? ws->ptr : nullptr, c.workspace, &beta, plan.y.d, y.mutable_data());
+    const cudnnStatus_t status = cudnnConvolutionForward(cudnn, &alpha, plan.x.d, x, plan.w.d, p.weight->ptr,
+                                                         plan.conv.d, c.algo, ws ? ws->ptr : nullptr, c.workspace,
+                                                         &beta, plan.y.d, y);
     if (status == CUDNN_STATUS_SUCCESS) return;
     if (CUDNN_STATUS_CATEGORY(status) != CUDNN_STATUS_NOT_SUPPORTED)
       detail::throw_cudnn_error(status, "cudnnConvolutionForward", __FILE__, __LINE__);

@@ -143,9 +143,9 @@ __attribute__((always_inline)) inline void fma_row(float a, __m256 b0, __m256 b1
 template <class Panel>
 inline void micro_kernel(std::int64_t kc, const float* __restrict a, Panel b, float* c, std::int64_t ldc,
                          bool accumulate, std::int64_t mr, std::int64_t nr) {
-  constexpr int kVectors = static_cast<int>(kGemmNr / 8);
   alignas(32) float tile[kGemmMr * kGemmNr];
 #ifdef SLUICE_CPU_GEMM_AVX2
+  constexpr int kVectors = static_cast<int>(kGemmNr / 8);
   static_assert(kGemmMr == 4 && kGemmNr == 24, "the AVX2 kernel is written out for 4 x 24 tiles");
   // Twelve named accumulators: as an array, GCC stores them to the stack on every step.
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;

@@ -51,6 +51,10 @@ struct CudaOptions {
   /// Run every convolution with the backend's plain direct kernel instead of cuDNN (slow; the
   /// fallback for shapes cuDNN refuses, forced here for tests and diagnosis).
   bool direct_convolution = false;
+  /// cuDNN's tensor descriptors address at most 2^31 - 1 elements: a convolution whose input or
+  /// output is larger runs as sub-batches of at most this many elements each. Lower it only to test
+  /// that path on small tensors.
+  std::int64_t max_conv_tensor_elements = std::int64_t{1} << 31;
 };
 
 namespace detail {
