@@ -234,6 +234,34 @@ TEST(CpuMemory, ConvPeakIsInputOutputAndIm2colScratch) {
   }
 }
 
+// A Winograd conv (3x3, stride 1, >= 16 channels both ways): its weights are the 16 transformed
+// [out x in] matrices, out padded to panels of 4; its scratch the input's planes padded to whole
+// tiles plus one ring, and per thread a block's 16 packed operands and 16 products and one
+// channel's transformed row.
+TEST(CpuMemory, WinogradConvPeakIsInputOutputAndTransformScratch) {
+  CpuBackend cpu({.threads = 2});
+  std::mt19937 rng(7);
+  const Shape xs{2, 16, 9, 6};
+  const std::int64_t out = 18;
+  auto conv = cpu.make_conv(ref::random_host({out, 16, 3, 3}, rng), nullptr, ConvSpec::same(3));
+  ASSERT_TRUE(conv.get().winograd);
+  const std::size_t weights = static_cast<std::size_t>(16 * 20 * 16) * f4;
+  EXPECT_EQ(cpu.memory().weight_bytes, weights);
+  const auto in = static_cast<std::size_t>(xs.numel());
+  CpuTensor x = cpu.upload(ref::random_values(in, rng), xs);
+  const auto g = sluice::cpu::kernels::winograd_geometry(xs, out);
+  // 5 x 3 tiles of 2 x 2 per sample; padded planes (2 * 5 + 2) x (2 * 3 + 2).
+  ASSERT_EQ(g.tiles, 15);
+  const std::size_t padded = 2 * 16 * 12 * 8;
+  const auto block = static_cast<std::size_t>(g.block);
+  ASSERT_EQ(block % 24, 0u);
+  const std::size_t per_worker = 16 * (16 * block + out * block) + 16 * block;
+  const std::size_t y = static_cast<std::size_t>(xs.n * out * xs.h * xs.w);
+  const std::size_t peak = cpu.measure_peak([&] { CpuTensor r = cpu.conv2d(x, conv, Activation::none); });
+  EXPECT_EQ(peak, weights + (in + y + padded + 2 * per_worker) * f4);
+  EXPECT_EQ(cpu.memory().current_bytes, weights + in * f4);
+}
+
 TEST(CpuMemory, PeakOfAPassScalesWithTheBatch) {
   CpuBackend cpu({.threads = 2});
   auto pass = [&](std::int64_t n) {

@@ -78,7 +78,7 @@ TEST_F(ConvTest, MatchesNaiveReferenceOverKernelsStridesDilationsAndGroups) {
       {{1, 5, 12, 12}, 5, 5, 5, {1, 1, 4, 4, 2, 2, 5}, true, none},  // depthwise 5x5 dilation 2
       {{1, 16, 70, 45}, 12, 3, 3, ConvSpec::same(3), true, relu},    // several row tiles
       {{2, 8, 50, 50}, 8, 1, 1, ConvSpec::same(1), false, none},     // several 1x1 tiles
-      {{1, 16, 6, 7}, 64, 3, 3, ConvSpec::same(3), true, relu},      // small plane: channel blocks
+      {{1, 12, 6, 7}, 64, 3, 3, ConvSpec::same(3), true, relu},      // small plane: channel blocks
       {{2, 8, 5, 5}, 128, 3, 3, {1, 1, 1, 1, 1, 1, 2}, false, none},  // channel blocks per group
       {{2, 20, 9, 9}, 100, 1, 1, ConvSpec::same(1), true, sig},   // 1x1 channel blocks 40, 40, 20
       {{1, 3, 5, 5}, 4, 5, 5, {1, 1, 0, 0, 1, 1, 1}, true, none},    // kernel as large as the input
@@ -86,8 +86,8 @@ TEST_F(ConvTest, MatchesNaiveReferenceOverKernelsStridesDilationsAndGroups) {
       {{1, 40, 9, 11}, 10, 3, 3, ConvSpec::same(3), true, relu},    // k = 360: two GEMM depth blocks
       {{2, 300, 5, 7}, 6, 1, 1, ConvSpec::same(1), false, none},     // 1x1, k = 300
       {{1, 64, 6, 6}, 8, 3, 3, {1, 1, 1, 1, 1, 1, 2}, true, none},   // groups 2, k = 288 per group
-      {{1, 16, 8, 9}, 64, 3, 3, ConvSpec::same(3), true, relu},     // padded planes, shared channel blocks
-      {{3, 16, 8, 9}, 64, 3, 3, ConvSpec::same(3), false, none},     // padded planes, a task per tile
+      {{1, 12, 8, 9}, 64, 3, 3, ConvSpec::same(3), true, relu},     // padded planes, shared channel blocks
+      {{3, 12, 8, 9}, 64, 3, 3, ConvSpec::same(3), false, none},     // padded planes, a task per tile
       {{2, 6, 9, 30}, 4, 5, 3, {1, 1, 2, 1, 1, 2, 1}, true, none},   // padded planes, 5x3, dilation 2
       {{2, 8, 12, 10}, 72, 3, 3, ConvSpec::same(3), true, relu},    // > 64 outputs: packed im2col
   };
@@ -103,6 +103,56 @@ TEST_F(ConvTest, MatchesNaiveReferenceOverKernelsStridesDilationsAndGroups) {
     ASSERT_EQ(y.shape(), want.s);
     SLUICE_EXPECT_CLOSE(cpu.to_vector(y), want);
   }
+}
+
+// 3x3 stride-1 convs with >= 16 channels both ways run as Winograd F(2x2, 3x3) (winograd.hpp).
+TEST_F(ConvTest, WinogradMatchesNaiveReference) {
+  const Activation none = Activation::none, relu = Activation::relu, sig = Activation::sigmoid;
+  const ConvCase cases[] = {
+      {{2, 16, 13, 11}, 16, 3, 3, ConvSpec::same(3), true, relu},   // odd sizes: partial tiles
+      {{1, 24, 1, 1}, 16, 3, 3, ConvSpec::same(3), true, none},     // a 1x1 plane: one tile, mostly padding
+      {{1, 16, 2, 3}, 20, 3, 3, ConvSpec::same(3), false, none},
+      {{3, 32, 8, 8}, 48, 3, 3, ConvSpec::same(3), true, relu},     // one block across three samples
+      {{1, 16, 70, 45}, 16, 3, 3, ConvSpec::same(3), true, relu},   // many blocks: a block per task
+      {{2, 300, 5, 7}, 16, 3, 3, ConvSpec::same(3), false, none},   // k = 300: two GEMM depth blocks
+      {{1, 16, 9, 9}, 17, 3, 3, ConvSpec::same(3), true, sig},      // sigmoid; outputs not a panel multiple
+  };
+  for (const ConvCase& c : cases) {
+    SCOPED_TRACE(describe(c));
+    ASSERT_TRUE(sluice::cpu::kernels::winograd_suits(c.out, c.x.c, c.kh, c.kw, c.spec));
+    const std::int64_t k = c.x.c * 9;
+    auto w = ref::random_host({c.out, c.x.c, 3, 3}, rng, 1.0f / std::sqrt(float(k)));
+    auto b = ref::random_host({c.out}, rng);
+    auto conv = cpu.make_conv(w, c.bias ? &b : nullptr, c.spec);
+    auto [x, xr] = input(c.x);
+    CpuTensor y = cpu.conv2d(x, conv, c.act);
+    ref::Ref want = ref::conv2d(xr, w, c.bias ? &b : nullptr, c.spec, c.act);
+    ASSERT_EQ(y.shape(), want.s);
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(y), want);
+  }
+}
+
+// A sample's Winograd result is the same bits alone, in the middle of a batch (its tiles then share
+// GEMM blocks with other samples' tiles, at other panel offsets) and on one thread.
+TEST_F(ConvTest, WinogradIsBatchAndThreadInvariant) {
+  const Shape one{1, 16, 5, 7};
+  auto w = ref::random_host({24, 16, 3, 3}, rng, 0.1f);
+  auto b = ref::random_host({24}, rng);
+  CpuBackend single{{.threads = 1}};
+  const auto sample = ref::random_values(static_cast<std::size_t>(one.numel()), rng);
+  std::vector<float> batch = ref::random_values(static_cast<std::size_t>(one.numel()), rng);
+  batch.insert(batch.end(), sample.begin(), sample.end());
+  const auto tail = ref::random_values(static_cast<std::size_t>(one.numel()), rng);
+  batch.insert(batch.end(), tail.begin(), tail.end());
+  const auto alone = cpu.to_vector(cpu.conv2d(cpu.upload(sample, one), cpu.make_conv(w, &b, ConvSpec::same(3)),
+                                               Activation::relu));
+  const auto together = cpu.to_vector(cpu.conv2d(cpu.upload(batch, {3, 16, 5, 7}),
+                                                  cpu.make_conv(w, &b, ConvSpec::same(3)), Activation::relu));
+  const auto serial = single.to_vector(
+      single.conv2d(single.upload(sample, one), single.make_conv(w, &b, ConvSpec::same(3)), Activation::relu));
+  ASSERT_EQ(together.size(), 3 * alone.size());
+  EXPECT_TRUE(std::equal(alone.begin(), alone.end(), together.begin() + static_cast<std::ptrdiff_t>(alone.size())));
+  EXPECT_EQ(alone, serial);
 }
 
 TEST_F(ConvTest, TransposedConv2x2Stride2MatchesReference) {

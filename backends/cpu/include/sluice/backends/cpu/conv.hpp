@@ -132,20 +132,21 @@ inline ConvGeometry conv_geometry(const Shape& x, const ConvParams& p) {
   return g;
 }
 
-/// Zero-padded copies of all input planes: plane (n, c) becomes hp x wp at
-/// padded + (n * cin + c) * hp * wp.
-inline void pad_planes(const float* x, const ConvGeometry& g, float* padded, ThreadPool& pool) {
-  pool.parallel_for(static_cast<std::size_t>(g.n * g.cin), [&](std::size_t task, std::size_t) {
-    const float* src = x + static_cast<std::int64_t>(task) * g.h * g.w;
-    float* dst = padded + static_cast<std::int64_t>(task) * g.hp * g.wp;
-    zero_run(dst, g.ph * g.wp);
-    for (std::int64_t y = 0; y < g.h; ++y) {
-      float* row = dst + (g.ph + y) * g.wp;
-      zero_run(row, g.pw);
-      copy_run(row + g.pw, src + y * g.w, g.w);
-      zero_run(row + g.pw + g.w, g.pw);
+/// Zero-padded copies of `planes` planes of h x w: plane i becomes hp x wp at padded + i * hp * wp,
+/// its values starting at row `top`, column `left` (hp >= top + h, wp >= left + w).
+inline void pad_planes(const float* x, std::int64_t planes, std::int64_t h, std::int64_t w, std::int64_t top,
+                       std::int64_t left, std::int64_t hp, std::int64_t wp, float* padded, ThreadPool& pool) {
+  pool.parallel_for(static_cast<std::size_t>(planes), [&](std::size_t task, std::size_t) {
+    const float* src = x + static_cast<std::int64_t>(task) * h * w;
+    float* dst = padded + static_cast<std::int64_t>(task) * hp * wp;
+    zero_run(dst, top * wp);
+    for (std::int64_t y = 0; y < h; ++y) {
+      float* row = dst + (top + y) * wp;
+      zero_run(row, left);
+      copy_run(row + left, src + y * w, w);
+      zero_run(row + left + w, wp - left - w);
     }
-    zero_run(dst + (g.ph + g.h) * g.wp, g.ph * g.wp);
+    zero_run(dst + (top + h) * wp, (hp - top - h) * wp);
   });
 }
 
@@ -251,7 +252,7 @@ inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry&
   float* work = padded + g.padded_floats();
   if (g.padded_rows) {
     padded_row_offsets(g, offsets);
-    pad_planes(x, g, padded, pool);
+    pad_planes(x, g.n * g.cin, g.h, g.w, g.ph, g.pw, g.hp, g.wp, padded, pool);
     zero_run(padded + g.padded_floats() - kGemmNr, kGemmNr);
   }
   const float* source = g.padded_rows ? padded : x;

@@ -30,6 +30,7 @@
 #include "sluice/backends/cpu/resample.hpp"
 #include "sluice/backends/cpu/tensor.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
+#include "sluice/backends/cpu/winograd.hpp"
 #include "sluice/backends/cpu/weights.hpp"
 #include "sluice/core/backend.hpp"
 #include "sluice/core/error.hpp"
@@ -132,6 +133,9 @@ class CpuBackend {
            std::to_string(spec.groups));
     if (p->depthwise()) {
       p->weight = std::make_unique<PackedArray>(arena_, w.data);
+    } else if (kernels::winograd_suits(p->out, p->in, p->kh, p->kw, spec)) {
+      p->weight = std::make_unique<PackedArray>(arena_, kernels::winograd_weights(w.data.data(), p->out, p->in));
+      p->winograd = true;
     } else {
       // (out, in/g, kh, kw) row-major is g stacked [out/g x in/g*kh*kw] GEMM matrices: pack each.
       const std::int64_t out_g = p->out / spec.groups, k = w.shape[1] * p->kh * p->kw;
@@ -197,6 +201,14 @@ class CpuBackend {
     const std::int64_t eff_h = p.spec.dilation_h * (p.kh - 1) + 1, eff_w = p.spec.dilation_w * (p.kw - 1) + 1;
     if (s.h + 2 * p.spec.pad_h < eff_h || s.w + 2 * p.spec.pad_w < eff_w)
       fail("conv2d: input " + s.to_string() + " is smaller than the kernel");
+    if (p.winograd) {
+      const kernels::WinogradGeometry g = kernels::winograd_geometry(s, p.out);
+      CpuTensor y = empty({s.n, p.out, s.h, s.w});
+      Buffer scratch(arena_, static_cast<std::size_t>(g.scratch_floats(pool_->size())));
+      kernels::conv2d_winograd(x.data(), p.weight->values.data(), p.bias ? p.bias->values.data() : nullptr, g, act,
+                               y.data(), scratch.data(), *pool_);
+      return y;
+    }
     const kernels::ConvGeometry g = kernels::conv_geometry(s, p);
     CpuTensor y = empty({s.n, g.cout, g.oh, g.ow});
     if (p.depthwise()) {

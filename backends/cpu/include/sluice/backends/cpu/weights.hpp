@@ -4,7 +4,8 @@
 //
 // Packing: a conv weight (out, in/g, kh, kw) becomes g GEMM matrices [out/g x in/g*kh*kw], whose
 // column order (ci, ky, kx) is the row order of the im2col matrix, each packed into the micro-kernel's
-// panels (gemm.hpp: pack_a); a depthwise weight stays (c, 1, kh, kw); a ConvTranspose2d(2, 2)
+// panels (gemm.hpp: pack_a); a 3x3 stride-1 conv that suits Winograd's F(2x2, 3x3) holds its 16
+// transformed [out x in] matrices instead (winograd.hpp); a depthwise weight stays (c, 1, kh, kw); a ConvTranspose2d(2, 2)
 // weight (in, out, 2, 2) becomes one row-major [out*4 x in] matrix (row = co*4 + a*2 + b).
 #pragma once
 
@@ -29,6 +30,7 @@ struct ConvParams {
   std::int64_t out = 0, in = 0, kh = 0, kw = 0;  // in = all input channels (not per group)
   ConvSpec spec;
   std::unique_ptr<PackedArray> weight, bias;    // bias null when absent
+  bool winograd = false;                         // weight holds winograd_weights
   bool depthwise() const { return spec.groups == in && spec.groups == out; }
 };
 struct ConvTransposeParams {
