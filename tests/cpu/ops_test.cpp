@@ -90,6 +90,7 @@ TEST_F(ConvTest, MatchesNaiveReferenceOverKernelsStridesDilationsAndGroups) {
       {{3, 12, 8, 9}, 64, 3, 3, ConvSpec::same(3), false, none},     // padded planes, a task per tile
       {{2, 6, 9, 30}, 4, 5, 3, {1, 1, 2, 1, 1, 2, 1}, true, none},   // padded planes, 5x3, dilation 2
       {{2, 8, 12, 10}, 72, 3, 3, ConvSpec::same(3), true, relu},    // > 64 outputs: packed im2col
+      {{1, 3, 9, 75}, 8, 3, 3, ConvSpec::same(3, 2), true, relu},   // stride 2, wide rows: 8-wide gathers + tails
   };
   for (const ConvCase& c : cases) {
     SCOPED_TRACE(describe(c));

@@ -30,8 +30,8 @@
 #include "sluice/backends/cpu/resample.hpp"
 #include "sluice/backends/cpu/tensor.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
-#include "sluice/backends/cpu/winograd.hpp"
 #include "sluice/backends/cpu/weights.hpp"
+#include "sluice/backends/cpu/winograd.hpp"
 #include "sluice/core/backend.hpp"
 #include "sluice/core/error.hpp"
 

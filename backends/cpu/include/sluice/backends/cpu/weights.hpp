@@ -5,8 +5,9 @@
 // Packing: a conv weight (out, in/g, kh, kw) becomes g GEMM matrices [out/g x in/g*kh*kw], whose
 // column order (ci, ky, kx) is the row order of the im2col matrix, each packed into the micro-kernel's
 // panels (gemm.hpp: pack_a); a 3x3 stride-1 conv that suits Winograd's F(2x2, 3x3) holds its 16
-// transformed [out x in] matrices instead (winograd.hpp); a depthwise weight stays (c, 1, kh, kw); a ConvTranspose2d(2, 2)
-// weight (in, out, 2, 2) becomes one row-major [out*4 x in] matrix (row = co*4 + a*2 + b).
+// transformed [out x in] matrices instead (winograd.hpp); a depthwise weight stays (c, 1, kh, kw);
+// a ConvTranspose2d(2, 2) weight (in, out, 2, 2) becomes one row-major [out*4 x in] matrix
+// (row = co*4 + a*2 + b).
 #pragma once
 
 #include <cstdint>
