@@ -184,8 +184,6 @@ inline void im2col_rows(const float* xn, const ConvGeometry& g, std::int64_t grp
           zero_run(r, lo);
           if (g.sw == 1) {
             copy_run(r + lo, src + lo, hi - lo);
-          } else if (g.sw == 2) {
-            copy_even(r + lo, src + 2 * lo, hi - lo);
           } else {
             for (std::int64_t o = lo; o < hi; ++o) r[o] = src[o * g.sw];
           }

@@ -66,20 +66,6 @@ inline void copy_run(float* dst, const float* src, std::int64_t count) {
 #endif
 }
 
-/// dst[i] = src[2 * i] for i < count (a stride-2 conv's im2col row), eight at a time from two
-/// loads; never reads past src[2 * count - 2].
-inline void copy_even(float* dst, const float* src, std::int64_t count) {
-  std::int64_t i = 0;
-#ifdef SLUICE_CPU_GEMM_AVX2
-  for (; i + 9 <= count; i += 8) {  // the second load ends at src[2 * i + 15] <= src[2 * count - 3]
-    const __m256 lo = _mm256_loadu_ps(src + 2 * i), hi = _mm256_loadu_ps(src + 2 * i + 8);
-    const __m256 evens = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));  // lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6
-    _mm256_storeu_ps(dst + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(evens), 0xD8)));
-  }
-#endif
-  for (; i < count; ++i) dst[i] = src[2 * i];
-}
-
 /// dst[0, count) = 0, the same way.
 inline void zero_run(float* dst, std::int64_t count) {
   std::int64_t i = 0;
