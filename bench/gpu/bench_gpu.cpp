@@ -10,6 +10,7 @@
 //
 // Run: bench_gpu --data=DIR --out=FILE [--networks=hrnet,...] [--sizes=1024,512] [--batches=1,2,4,8,16]
 //        [--precisions=fp16,bf16,tf32,fp32] [--deadline-s=240] [--min-time-s=0.5] [--search=exhaustive]
+//        [--workspace-mib=1024]   (cuDNN workspace limit per convolution: CudaOptions::workspace_limit_bytes)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -53,6 +54,7 @@ struct Args {
   double deadline_s = 240, min_time_s = 0.5;
   int min_iterations = 3, max_iterations = 20;
   sluice::cuda::ConvAlgoSearch search = sluice::cuda::ConvAlgoSearch::exhaustive;
+  std::size_t workspace_bytes = sluice::cuda::CudaOptions{}.workspace_limit_bytes;
 };
 
 Args parse(int argc, char** argv) {
@@ -79,6 +81,8 @@ Args parse(int argc, char** argv) {
     else if (key == "max-iterations") a.max_iterations = std::stoi(value);
     else if (key == "search")
       a.search = value == "heuristic" ? sluice::cuda::ConvAlgoSearch::heuristic : sluice::cuda::ConvAlgoSearch::exhaustive;
+    else if (key == "workspace-mib")
+      a.workspace_bytes = static_cast<std::size_t>(std::stoull(value)) << 20;
     else
       throw sluice::Error(sluice::errc::invalid_argument, "unknown option --" + key);
   }
@@ -140,6 +144,7 @@ int main(int argc, char** argv) try {
         sluice::cuda::CudaOptions options;
         options.precision = precision;
         options.algo_search = args.search;
+        options.workspace_limit_bytes = args.workspace_bytes;
         CudaBackend lane(options);
         const auto net = sluice::models::load_network(name, lane, weights);
         bool failed_smaller = false;

@@ -17,7 +17,8 @@
 #   device tool:   run(command="bash bench/gpu/check.sh", carry=["build-gpu-deps"], timeout_s=600)
 # Knobs (environment): SLUICE_GPU_BUDGET_S (whole run, default 450), SLUICE_GPU_NETWORKS,
 # SLUICE_GPU_SIZES (1024,512), SLUICE_GPU_BATCHES (1,2,4,8,16), SLUICE_GPU_PRECISIONS
-# (fp16,bf16,tf32,fp32), SLUICE_GPU_SEARCH (exhaustive | heuristic), SLUICE_GPU_FORCE_DEPS=1 (use
+# (fp16,bf16,tf32,fp32), SLUICE_GPU_SEARCH (exhaustive | heuristic), SLUICE_GPU_WORKSPACE_MIB (cuDNN
+# workspace limit per convolution, default the backend's 1024), SLUICE_GPU_FORCE_DEPS=1 (use
 # build-gpu-deps even where the system has the packages: what the GPU image sees).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -32,6 +33,7 @@ SIZES=${SLUICE_GPU_SIZES:-1024,512}
 BATCHES=${SLUICE_GPU_BATCHES:-1,2,4,8,16}
 PRECISIONS=${SLUICE_GPU_PRECISIONS:-fp16,bf16,tf32,fp32}
 SEARCH=${SLUICE_GPU_SEARCH:-exhaustive}
+WORKSPACE_MIB=${SLUICE_GPU_WORKSPACE_MIB:-1024}
 mkdir -p "$RESULTS" "$DATA"
 
 elapsed() { echo $(($(date +%s) - T0)); }
@@ -135,10 +137,10 @@ grep -E "exported|matmul peaks" "$RESULTS/bench.log" | sed 's/^/   /'
 
 # ---- 4. sluice ----
 sluice_deadline=$(( $(left) - 25 ))
-say "sluice (deadline ${sluice_deadline}s, algorithm search $SEARCH)"
+say "sluice (deadline ${sluice_deadline}s, algorithm search $SEARCH, workspace ${WORKSPACE_MIB} MiB)"
 "$BUILD/build/bench/gpu/bench_gpu" --data="$DATA" --out="$RESULTS/sluice.jsonl" --networks="$NETWORKS" \
   --sizes="$SIZES" --batches="$BATCHES" --precisions="$PRECISIONS" --deadline-s="$sluice_deadline" \
-  --search="$SEARCH" >>"$RESULTS/bench.log" 2>&1 || { tail -20 "$RESULTS/bench.log"; say "bench_gpu failed"; }
+  --search="$SEARCH" --workspace-mib="$WORKSPACE_MIB" >>"$RESULTS/bench.log" 2>&1 || { tail -20 "$RESULTS/bench.log"; say "bench_gpu failed"; }
 
 # ---- 5. the table ----
 say "results"
