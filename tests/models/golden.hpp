@@ -63,8 +63,10 @@ inline double golden_tolerance(const io::SafetensorsData& golden, const std::str
   constexpr double kFloor = 1e-4;
   const std::string key = precision == "fp32" ? "torch_fp32_rel_l2" : "torch_rounded_rel_l2";
   const auto it = golden.metadata.find(key);
-  nlohmann::json errors = it == golden.metadata.end() ? nlohmann::json() : nlohmann::json::parse(it->second, nullptr, false);
-  if (precision != "fp32" && errors.is_object()) errors = errors.contains(precision) ? errors[precision] : nlohmann::json();
+  nlohmann::json errors;
+  if (it != golden.metadata.end()) errors = nlohmann::json::parse(it->second, nullptr, false);
+  if (precision != "fp32" && errors.is_object())
+    errors = errors.contains(precision) ? errors[precision] : nlohmann::json();
   if (errors.is_object() && errors.contains(output) && errors[output].is_number())
     return std::max(kFloor, 2.0 * errors[output].get<double>());
   if (precision == "fp32") return kFloor;  // goldens written before the error was recorded
