@@ -123,32 +123,41 @@ def segment(server, path, *fields, **kw):
     return curl(server.url + "/api/v1/segment", *args, **kw)
 
 
-def prepared_segment(server, path):
-    """POST /segment of one image as curl -F file=@path sends it, on a connection opened now; the
-    returned function sends the request and returns the Reply. Opening first and sending later lets
-    32 clients' requests reach the server within milliseconds (32 curl processes would start over
-    100 ms or more on a loaded 2-core machine, and a fast server then serves them one by one)."""
-    boundary = "sluice-integration-test"
-    with open(path, "rb") as f:
-        image = f.read()
-    body = (("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
-             "Content-Type: application/octet-stream\r\n\r\n") % (boundary, os.path.basename(path))).encode()
-    body += image + ("\r\n--%s--\r\n" % boundary).encode()
-    conn = http.client.HTTPConnection(HOST, server.port, timeout=120)
-    conn.connect()
+class PreparedSegment:
+    """POST /segment of one image as curl -F file=@path sends it, on a connection opened now, sent by
+    send() and answered by receive(). One thread sends all 32 clients' requests back to back, then
+    reads the answers: the requests reach the server within milliseconds however loaded the machine
+    is (32 client threads, or curl processes, can spread over 100 ms or more on a loaded 2-core
+    machine, and a fast server then serves them one by one)."""
 
-    def send():
+    def __init__(self, server, path):
+        boundary = "sluice-integration-test"
+        with open(path, "rb") as f:
+            image = f.read()
+        self.body = (("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
+                      "Content-Type: application/octet-stream\r\n\r\n") % (boundary, os.path.basename(path))).encode()
+        self.body += image + ("\r\n--%s--\r\n" % boundary).encode()
+        self.headers = {"Content-Type": "multipart/form-data; boundary=%s" % boundary}
+        self.conn = http.client.HTTPConnection(HOST, server.port, timeout=120)
+        self.conn.connect()
+        self.error = None
+
+    def send(self):
         try:
-            conn.request("POST", "/api/v1/segment", body,
-                         {"Content-Type": "multipart/form-data; boundary=%s" % boundary})
-            r = conn.getresponse()
+            self.conn.request("POST", "/api/v1/segment", self.body, self.headers)
+        except OSError as e:
+            self.error = str(e)
+
+    def receive(self):
+        try:
+            if self.error is not None:
+                return Reply(0, {}, self.error)
+            r = self.conn.getresponse()
             return Reply(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode("utf-8", "replace"))
         except OSError as e:
             return Reply(0, {}, str(e))
         finally:
-            conn.close()
-
-    return send
+            self.conn.close()
 
 
 def metric_sum(text, name, model="demo"):
@@ -421,14 +430,10 @@ def test_concurrent_batching(s, images):
     expected = {p: segment(s, p).json() for p in images[:32]}
     before = curl(s.url + "/metrics").body
     sum0, n0 = metric_sum(before, "sluice_batch_size_sum"), metric_sum(before, "sluice_batch_size_count")
-    barrier = threading.Barrier(32, timeout=60)
-    senders = {p: prepared_segment(s, p) for p in images[:32]}
-
-    def client(p):
-        barrier.wait()
-        return senders[p]()
-
-    replies = run_concurrently(client, images[:32], 32)
+    clients = [PreparedSegment(s, p) for p in images[:32]]
+    for c in clients:
+        c.send()
+    replies = [c.receive() for c in clients]
     check(all(r.status == 200 for r in replies), "32 concurrent clients: all 200 (%s)" % [r.status for r in replies])
     check(all(same_result(r.json() or {}, expected[p]) for r, p in zip(replies, images[:32])),
           "32 concurrent clients: each got the result of its own image")
