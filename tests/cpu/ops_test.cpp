@@ -53,7 +53,21 @@ std::string describe(const ConvCase& c) {
          std::to_string(c.spec.groups);
 }
 
-using ConvTest = Fixture;
+struct ConvTest : Fixture {
+  // Random weights (variance 1/k), bias and input for case c; the backend's conv against the naive
+  // double loop.
+  void expect_matches_reference(const ConvCase& c) {
+    const std::int64_t k = c.x.c / c.spec.groups * c.kh * c.kw;
+    auto w = ref::random_host({c.out, c.x.c / c.spec.groups, c.kh, c.kw}, rng, 1.0f / std::sqrt(float(k)));
+    auto b = ref::random_host({c.out}, rng);
+    auto conv = cpu.make_conv(w, c.bias ? &b : nullptr, c.spec);
+    auto [x, xr] = input(c.x);
+    CpuTensor y = cpu.conv2d(x, conv, c.act);
+    ref::Ref want = ref::conv2d(xr, w, c.bias ? &b : nullptr, c.spec, c.act);
+    ASSERT_EQ(y.shape(), want.s);
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(y), want);
+  }
+};
 
 TEST_F(ConvTest, MatchesNaiveReferenceOverKernelsStridesDilationsAndGroups) {
   const Activation none = Activation::none, relu = Activation::relu, sig = Activation::sigmoid;
@@ -94,15 +108,7 @@ TEST_F(ConvTest, MatchesNaiveReferenceOverKernelsStridesDilationsAndGroups) {
   };
   for (const ConvCase& c : cases) {
     SCOPED_TRACE(describe(c));
-    const std::int64_t k = c.x.c / c.spec.groups * c.kh * c.kw;
-    auto w = ref::random_host({c.out, c.x.c / c.spec.groups, c.kh, c.kw}, rng, 1.0f / std::sqrt(float(k)));
-    auto b = ref::random_host({c.out}, rng);
-    auto conv = cpu.make_conv(w, c.bias ? &b : nullptr, c.spec);
-    auto [x, xr] = input(c.x);
-    CpuTensor y = cpu.conv2d(x, conv, c.act);
-    ref::Ref want = ref::conv2d(xr, w, c.bias ? &b : nullptr, c.spec, c.act);
-    ASSERT_EQ(y.shape(), want.s);
-    SLUICE_EXPECT_CLOSE(cpu.to_vector(y), want);
+    expect_matches_reference(c);
   }
 }
 
@@ -121,15 +127,7 @@ TEST_F(ConvTest, WinogradMatchesNaiveReference) {
   for (const ConvCase& c : cases) {
     SCOPED_TRACE(describe(c));
     ASSERT_TRUE(sluice::cpu::kernels::winograd_suits(c.out, c.x.c, c.kh, c.kw, c.spec));
-    const std::int64_t k = c.x.c * 9;
-    auto w = ref::random_host({c.out, c.x.c, 3, 3}, rng, 1.0f / std::sqrt(float(k)));
-    auto b = ref::random_host({c.out}, rng);
-    auto conv = cpu.make_conv(w, c.bias ? &b : nullptr, c.spec);
-    auto [x, xr] = input(c.x);
-    CpuTensor y = cpu.conv2d(x, conv, c.act);
-    ref::Ref want = ref::conv2d(xr, w, c.bias ? &b : nullptr, c.spec, c.act);
-    ASSERT_EQ(y.shape(), want.s);
-    SLUICE_EXPECT_CLOSE(cpu.to_vector(y), want);
+    expect_matches_reference(c);
   }
 }
 
@@ -145,10 +143,9 @@ TEST_F(ConvTest, WinogradIsBatchAndThreadInvariant) {
   batch.insert(batch.end(), sample.begin(), sample.end());
   const auto tail = ref::random_values(static_cast<std::size_t>(one.numel()), rng);
   batch.insert(batch.end(), tail.begin(), tail.end());
-  const auto alone = cpu.to_vector(cpu.conv2d(cpu.upload(sample, one), cpu.make_conv(w, &b, ConvSpec::same(3)),
-                                               Activation::relu));
-  const auto together = cpu.to_vector(cpu.conv2d(cpu.upload(batch, {3, 16, 5, 7}),
-                                                  cpu.make_conv(w, &b, ConvSpec::same(3)), Activation::relu));
+  const auto conv = cpu.make_conv(w, &b, ConvSpec::same(3));
+  const auto alone = cpu.to_vector(cpu.conv2d(cpu.upload(sample, one), conv, Activation::relu));
+  const auto together = cpu.to_vector(cpu.conv2d(cpu.upload(batch, {3, 16, 5, 7}), conv, Activation::relu));
   const auto serial = single.to_vector(
       single.conv2d(single.upload(sample, one), single.make_conv(w, &b, ConvSpec::same(3)), Activation::relu));
   ASSERT_EQ(together.size(), 3 * alone.size());

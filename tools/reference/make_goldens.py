@@ -111,9 +111,9 @@ def rounded(fn, value):
     return value
 
 
-def rounded_forward(model, x, precision):
-    """PyTorch's float32 forward with a GPU precision's rounding emulated, for the error such a
-    forward can be expected to show (the CUDA tests' bound):
+def rounded_model(model, precision):
+    """A float32 copy of model whose forward emulates a GPU precision's rounding, for the error such
+    a forward can be expected to show (the CUDA tests' bound); call it on float inputs:
     - tf32: what convolutions and linear layers multiply (inputs, weights) is rounded to TF32, the
       sums stay float32 -- cuDNN's TF32 math;
     - fp16 / bf16: the input, every weight and every module's output are stored in that format,
@@ -131,8 +131,7 @@ def rounded_forward(model, x, precision):
                 module.register_forward_pre_hook(lambda _m, args: rounded(fn, args))
         elif module is not m:
             module.register_forward_hook(lambda _m, _args, out: rounded(fn, out))
-    with torch.no_grad():
-        return m(fn(x.float()))
+    return lambda x: m(fn(x.float()))
 
 
 def relative_l2(a, b):
@@ -164,20 +163,21 @@ def make(name, out_dir, gen, configs=CONFIGS, sizes=SIZES):
     model32.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
     fp32_error = {}
     rounded_error = {p: {} for p in ROUNDING}
+    rounded_models = {p: rounded_model(model32, p) for p in ROUNDING}
     with torch.no_grad():
         for tag, shape in sizes.items():
             x = inputs[tag]
             y = model(x)
             out_tag = tag.replace("input", "output")
             fp32_error[out_tag] = float(f"{relative_l2(model32(x.float()), y):.3g}")
-            for p in ROUNDING:
-                rounded_error[p][out_tag] = float(f"{relative_l2(rounded_forward(model32, x, p), y):.3g}")
+            for p, forward in rounded_models.items():
+                rounded_error[p][out_tag] = float(f"{relative_l2(forward(x), y):.3g}")
             if tuple(y.shape) != (shape[0], 1, shape[2], shape[3]):
                 raise RuntimeError(f"{name}: output {tuple(y.shape)} for input {shape}")
             if not torch.isfinite(y).all():
                 raise RuntimeError(f"{name}: non-finite output")
             io[tag] = x.to(torch.float16)
-            io[tag.replace("input", "output")] = y.to(torch.float32)
+            io[out_tag] = y.to(torch.float32)
     meta["torch_fp32_rel_l2"] = json.dumps(fp32_error)
     meta["torch_rounded_rel_l2"] = json.dumps(rounded_error)
     weights = {k: v.to(torch.float16) for k, v in model.state_dict().items()}
