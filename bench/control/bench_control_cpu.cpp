@@ -56,7 +56,7 @@ class CpuLane {
  private:
   void run_once(std::size_t n, std::size_t k) {
     auto x = b_.upload(inputs_[n][k], Shape{static_cast<std::int64_t>(n), net_.in_channels(), h_, w_});
-    auto y = net_.forward(b_, x);
+    auto y = models::run_forward(net_, b_, x);
     b_.synchronize();
   }
   cpu::CpuBackend& b_;

@@ -44,7 +44,7 @@ class CpuNetworkModel {
     backend_.reset_peak();
     {
       auto x = backend_.upload(host_, Shape{static_cast<std::int64_t>(n_), net_.in_channels(), h_, w_});
-      auto y = net_.forward(backend_, x);
+      auto y = models::run_forward(net_, backend_, x);
       backend_.synchronize();
     }
     return {backend_.memory().peak_bytes, std::nullopt};

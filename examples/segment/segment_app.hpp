@@ -55,6 +55,7 @@ struct Options {
   fs::path overlay_dir;
   fs::path output;                 ///< .json: one document; .jsonl or "-": JSON lines
   std::size_t threads = 0;         ///< CPU backend threads; 0: all cores
+  bool batch_split = true;         ///< CpuOptions::split_batches
   std::size_t lanes = 1;
   std::size_t cpu_threads = 1;     ///< the Batcher's prepare/finish pool
   std::optional<int> input_size;   ///< square input override
@@ -84,6 +85,8 @@ inline const char* kUsage =
   --output FILE        results: FILE.json (one document) or FILE.jsonl / '-' (JSON lines)
   --input-size N       square network input size (default: model.json's)
   --threads N          CPU backend threads per lane (default: the cores divided among the lanes)
+  --no-batch-split     split each layer of a batch across the threads, even when every thread could
+                       run whole images of its own (the default for batches >= --threads)
   --lanes N            batches running at once (default 1)
   --repeat N           segment the list N times (for throughput measurements)
   --bench-network      also time the network alone at the same batch size, and compare
@@ -140,6 +143,7 @@ inline Options parse_args(int argc, char** argv, Options o) {
     else if (a == "--output") o.output = value(i);
     else if (a == "--input-size") o.input_size = static_cast<int>(count(i));
     else if (a == "--threads") o.threads = count(i);
+    else if (a == "--no-batch-split") o.batch_split = false;
     else if (a == "--lanes") o.lanes = count(i);
     else if (a == "--repeat") o.repeat = count(i);
     else if (a == "--bench-network") o.bench_network = true;
@@ -284,6 +288,7 @@ inline int run(const Options& o) {
   const sluice::examples::LaneSettings settings{.backend = o.backend,
                                                 .lanes = o.lanes,
                                                 .cpu_threads = o.threads,
+                                                .cpu_batch_split = o.batch_split,
                                                 .cuda_device = o.device,
                                                 .cuda_precision = o.precision};
   return sluice::examples::with_lanes(
@@ -458,7 +463,7 @@ int run_on(const Options& o, const sv::ModelDescription& desc, double threshold,
     const sluice::Shape shape{static_cast<std::int64_t>(batch), 3, pre.input_height, pre.input_width};
     auto once = [&] {
       const auto x = b.upload(input, shape);
-      const auto y = net.forward(b, x);
+      const auto y = sluice::models::run_forward(net, b, x);
       b.download(y, logits);
       b.synchronize();
     };

@@ -54,6 +54,8 @@ const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
   --max-queue-size N       queued images per model beyond which requests get 503 (default 256)
   --lanes N                batches that run at once per model (default 1)
   --backend-threads N      threads of each lane's CPU backend (default: the cores divided among the lanes)
+  --batch-split true|false CPU: run a batch of at least backend-threads images as one image per thread,
+                           not each layer across the threads (default true)
   --backend cpu|cuda       where models run unless they name a backend (default cpu; cuda in builds
                            with the CUDA backend)
   --device N               CUDA device (default 0)   --precision fp32|tf32|fp16|bf16 (default fp32)
@@ -78,6 +80,7 @@ std::shared_ptr<serve::ModelService> make_service(ModelConfig m, const ServeConf
   const examples::LaneSettings settings{.backend = m.backend,
                                         .lanes = c.lanes,
                                         .cpu_threads = c.backend_threads,
+                                        .cpu_batch_split = c.batch_split,
                                         .cuda_device = m.device.value_or(c.device),
                                         .cuda_precision = m.precision.empty() ? c.precision : m.precision};
   return examples::with_lanes(settings, [&](auto lanes) { return make_service_on(m, c, ex, std::move(lanes)); });

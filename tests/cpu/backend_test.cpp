@@ -3,9 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "reference.hpp"
@@ -312,15 +317,19 @@ TEST(CpuMemory, ASharedArenaAccountsEveryLane) {
 
 // ---- bad input -------------------------------------------------------------------------------------
 
-void expect_invalid(const std::function<void()>& f, const char* what) {
+// f() must throw sluice::Error with `code` and a message that contains `part` (any, when empty).
+void expect_error(errc code, const std::function<void()>& f, const std::string& part, const char* what) {
   try {
     f();
     ADD_FAILURE() << what << ": no error";
   } catch (const sluice::Error& e) {
-    EXPECT_EQ(e.code(), sluice::make_error_code(errc::invalid_argument)) << what;
+    EXPECT_EQ(e.code(), sluice::make_error_code(code)) << what;
     EXPECT_STRNE(e.what(), "") << what;
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << what << ": " << e.what();
   }
 }
+
+void expect_invalid(const std::function<void()>& f, const char* what) { expect_error(errc::invalid_argument, f, "", what); }
 
 TEST(CpuErrors, MismatchedShapesAndWeightsAreInvalidArguments) {
   CpuBackend cpu({.threads = 2});
@@ -423,10 +432,112 @@ TEST(ThreadPool, NestedCallsRunInlineOnTheSameWorker) {
   EXPECT_FALSE(mismatch.load());
 }
 
+// Many short jobs, as in a forward pass, with pauses that let the workers fall asleep between some
+// of them: whatever the spin, every task runs once and no wake-up is lost (a lost one hangs here).
+TEST(ThreadPool, ShortJobsAndPausesRunCorrectlyWithAnySpin) {
+  using std::chrono::microseconds;
+  for (microseconds spin : {microseconds{0}, microseconds{50}, microseconds{20'000}}) {
+    sluice::cpu::ThreadPool pool(3, spin);
+    EXPECT_EQ(pool.spin(), spin);
+    for (int job = 0; job < 3000; ++job) {
+      const std::size_t count = 1 + static_cast<std::size_t>(job % 9);
+      std::atomic<std::size_t> sum{0};
+      pool.parallel_for(count, [&](std::size_t t, std::size_t) { sum += t + 1; });
+      ASSERT_EQ(sum.load(), count * (count + 1) / 2) << "spin " << spin.count() << " us, job " << job;
+      if (job % 97 == 0) std::this_thread::sleep_for(microseconds{200});
+    }
+  }
+}
+
+TEST(ThreadPool, SpinComesFromTheEnvironmentWhenValid) {
+  using sluice::cpu::ThreadPool;
+  using std::chrono::microseconds;
+  const char* saved = std::getenv("SLUICE_CPU_SPIN_US");
+  const std::string restore = saved ? saved : "";
+  const std::pair<const char*, microseconds> cases[] = {
+      {"0", microseconds{0}},          {"75", microseconds{75}},
+      {"1000000", microseconds{1'000'000}}, {"1000001", ThreadPool::built_in_spin},
+      {"-5", ThreadPool::built_in_spin}, {"12us", ThreadPool::built_in_spin},
+      {"", ThreadPool::built_in_spin}};
+  for (const auto& [text, expected] : cases) {
+    ::setenv("SLUICE_CPU_SPIN_US", text, 1);
+    EXPECT_EQ(ThreadPool::default_spin(), expected) << "'" << text << "'";
+  }
+  ::unsetenv("SLUICE_CPU_SPIN_US");
+  EXPECT_EQ(ThreadPool::default_spin(), ThreadPool::built_in_spin);
+  if (saved) ::setenv("SLUICE_CPU_SPIN_US", restore.c_str(), 1);
+  EXPECT_EQ(ThreadPool(2, microseconds{-3}).spin(), microseconds{0});
+  EXPECT_EQ(ThreadPool(2, std::chrono::hours{1}).spin(), ThreadPool::max_spin);
+}
+
 TEST(CpuBackendOptions, ThreadCountIsConfigurable) {
   EXPECT_EQ(CpuBackend({.threads = 1}).threads(), 1u);
   EXPECT_EQ(CpuBackend({.threads = 3}).threads(), 3u);
   EXPECT_GE(CpuBackend().threads(), 1u);
+}
+
+TEST(CpuBackendOptions, SpinIsConfigurable) {
+  EXPECT_EQ(CpuBackend({.threads = 2, .spin = std::chrono::microseconds{0}}).pool().spin().count(), 0);
+  EXPECT_EQ(CpuBackend({.threads = 2, .spin = std::chrono::microseconds{30}}).pool().spin().count(), 30);
+}
+
+// ---- a batch as independent samples (map_samples) ------------------------------------------------
+
+TEST(MapSamples, SplitsOnlyWhenOnAndEveryThreadGetsASample) {
+  CpuBackend two({.threads = 2});
+  EXPECT_FALSE(two.splits_batch(1));
+  EXPECT_TRUE(two.splits_batch(2));
+  EXPECT_TRUE(two.splits_batch(9));
+  EXPECT_FALSE(CpuBackend({.threads = 4}).splits_batch(3));
+  EXPECT_TRUE(CpuBackend({.threads = 4}).splits_batch(4));
+  EXPECT_FALSE(CpuBackend({.threads = 1}).splits_batch(8));
+  EXPECT_FALSE(CpuBackend({.threads = 2, .split_batches = false}).splits_batch(8));
+}
+
+// Each sample reaches f alone, on a single-threaded backend that is not the caller's, and the
+// results come back stacked in the input's order; the memory is the caller's arena's.
+TEST(MapSamples, RunsEachSampleOnASingleThreadedBackendAndStacksInOrder) {
+  CpuBackend cpu({.threads = 2});
+  const Shape s{6, 2, 3, 4};
+  std::vector<float> in(static_cast<std::size_t>(s.numel()));
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>(i) - 50.0f;
+  const CpuTensor x = cpu.upload(in, s);
+  const std::size_t before = cpu.memory().current_bytes;
+  std::atomic<int> calls{0}, wrong_backend{0};
+  const CpuTensor y = cpu.map_samples(x, [&](CpuBackend& solo, const CpuTensor& sample) {
+    ++calls;
+    if (&solo == &cpu || solo.threads() != 1 || solo.arena() != cpu.arena() || sample.shape() != Shape{1, 2, 3, 4})
+      ++wrong_backend;
+    return solo.activation(sample, Activation::relu);
+  });
+  EXPECT_EQ(calls.load(), 6);
+  EXPECT_EQ(wrong_backend.load(), 0);
+  ASSERT_EQ(y.shape(), s);
+  const auto out = cpu.to_vector(y);
+  for (std::size_t i = 0; i < in.size(); ++i) ASSERT_EQ(out[i], std::max(in[i], 0.0f)) << i;
+  EXPECT_EQ(cpu.memory().current_bytes, before + in.size() * sizeof(float));  // y, nothing else
+}
+
+TEST(MapSamples, RethrowsTheFirstErrorAndLeaksNothing) {
+  CpuBackend cpu({.threads = 2});
+  const CpuTensor x = cpu.upload(std::vector<float>(4 * 8, 1.0f), {4, 2, 2, 2});
+  const std::size_t before = cpu.memory().current_bytes;
+  std::atomic<int> seen{0};
+  expect_error(errc::out_of_memory, [&] {
+    (void)cpu.map_samples(x, [&](CpuBackend& solo, const CpuTensor& sample) {
+      if (seen++ == 2) throw sluice::Error(errc::out_of_memory, "sample failed");
+      return solo.activation(sample, Activation::relu);
+    });
+  }, "sample failed", "a failing sample");
+  EXPECT_EQ(cpu.memory().current_bytes, before);
+  // Results of different shapes cannot be stacked.
+  std::atomic<int> k{0};
+  expect_error(errc::invalid_argument, [&] {
+    (void)cpu.map_samples(x, [&](CpuBackend& solo, const CpuTensor& sample) {
+      return k++ == 1 ? solo.max_pool2x2(sample) : solo.activation(sample, Activation::relu);
+    });
+  }, "one shape", "results of two shapes");
+  EXPECT_EQ(cpu.memory().current_bytes, before);
 }
 
 }  // namespace

@@ -171,7 +171,7 @@ class Segmenter {
       const auto& pre = config_.preprocess;
       const Shape in{static_cast<std::int64_t>(batch.images), 3, pre.input_height, pre.input_width};
       const auto x = backend.upload(batch.input, in);
-      const auto y = network_.forward(backend, x);
+      const auto y = models::run_forward(network_, backend, x);
       const Shape out = backend.shape_of(y);
       if (out.n != in.n || out.c != 1 || out.h <= 0 || out.w <= 0)
         throw Error(errc::model_failed, "network output " + out.to_string() + " is not " +

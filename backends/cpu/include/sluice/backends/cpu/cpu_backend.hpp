@@ -11,11 +11,13 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -42,6 +44,11 @@ struct CpuOptions {
   std::size_t memory_limit_bytes = 0;  ///< 0: no limit; else allocations past it throw out_of_memory
   std::shared_ptr<Arena> arena{};      ///< share an arena (and its accounting) between backends; null: own
   std::size_t cache_limit_bytes = 0;   ///< most bytes the free list keeps for reuse; 0: no bound
+  /// How long the pool's idle threads spin before they sleep (ThreadPool); unset: ThreadPool::default_spin().
+  std::optional<std::chrono::microseconds> spin{};
+  /// Let models::run_forward run a batch of at least `threads` samples as one single-threaded
+  /// forward pass per sample and thread (map_samples) instead of splitting every op across the threads.
+  bool split_batches = true;
 };
 
 class CpuBackend {
@@ -54,9 +61,13 @@ class CpuBackend {
 
   explicit CpuBackend(CpuOptions options = {})
       : arena_(options.arena ? std::move(options.arena) : std::make_shared<Arena>(options.memory_limit_bytes)),
-        pool_(std::make_unique<ThreadPool>(options.threads)) {
+        pool_(std::make_unique<ThreadPool>(options.threads, options.spin.value_or(ThreadPool::default_spin()))),
+        split_batches_(options.split_batches) {
     if (options.memory_limit_bytes != 0) arena_->set_limit(options.memory_limit_bytes);
     if (options.cache_limit_bytes != 0) arena_->set_cache_limit(options.cache_limit_bytes);
+    if (pool_->size() > 1)
+      for (std::size_t i = 0; i < pool_->size(); ++i)
+        solos_.push_back(std::make_unique<CpuBackend>(CpuOptions{.threads = 1, .arena = arena_}));
   }
 
   // ---- base: tensors, copies, accounting ------------------------------------------------------
@@ -114,6 +125,47 @@ class CpuBackend {
   std::size_t threads() const { return pool_->size(); }
   ThreadPool& pool() { return *pool_; }
   const std::shared_ptr<Arena>& arena() const { return arena_; }
+
+  // ---- a batch as independent samples (sluice::SampleSplitting) ---------------------------------
+  //
+  // A small network's ops last tens of microseconds at batch 1, so splitting each op across the
+  // threads costs a barrier per op and leaves every thread streaming the whole batch's activations
+  // through its cache. Given at least one sample per thread, one single-threaded forward pass per
+  // sample and thread needs no barrier and keeps one sample's activations hot; the values are the
+  // same bit for bit, as every kernel is batch- and thread-invariant.
+
+  /// Whether map_samples pays for a batch of n: split_batches is on and every thread gets a sample.
+  bool splits_batch(std::int64_t n) const {
+    return split_batches_ && pool_->size() > 1 && n >= static_cast<std::int64_t>(pool_->size());
+  }
+
+  /// Runs f(solo, sample) for each sample of x (1 x C x H x W) on the pool's threads, where solo is
+  /// the calling thread's single-threaded CpuBackend over this backend's arena, and stacks the
+  /// results (each 1 x C' x H' x W', the same shape) along N. The first exception f throws is rethrown.
+  template <class F>
+  CpuTensor map_samples(const CpuTensor& x, F&& f) {
+    check_tensor(x, "map_samples");
+    const Shape& s = x.shape();
+    const Shape one{1, s.c, s.h, s.w};
+    const auto n = static_cast<std::size_t>(s.n);
+    std::vector<CpuTensor> outputs(n);
+    pool_->parallel_for(n, [&](std::size_t i, std::size_t worker) {
+      CpuBackend& solo = solos_.empty() ? *this : *solos_[worker];
+      const CpuTensor sample =
+          solo.upload({x.data() + static_cast<std::int64_t>(i) * one.numel(), static_cast<std::size_t>(one.numel())}, one);
+      outputs[i] = f(solo, sample);
+    });
+    const Shape out_one = outputs.front().shape();
+    for (const CpuTensor& o : outputs)
+      if (o.empty() || o.shape() != out_one || out_one.n != 1)
+        fail("map_samples: every sample's result must be 1 x C x H x W of one shape, got " +
+             (o.empty() ? std::string("an empty tensor") : o.shape().to_string()) + " beside " + out_one.to_string());
+    CpuTensor y = empty({s.n, out_one.c, out_one.h, out_one.w});
+    for (std::size_t i = 0; i < n; ++i)
+      std::memcpy(y.data() + static_cast<std::int64_t>(i) * out_one.numel(), outputs[i].data(),
+                  static_cast<std::size_t>(out_one.numel()) * sizeof(float));
+    return y;
+  }
 
   // ---- weights ----------------------------------------------------------------------------------
 
@@ -453,11 +505,14 @@ class CpuBackend {
 
   std::shared_ptr<Arena> arena_;
   std::unique_ptr<ThreadPool> pool_;
+  bool split_batches_ = true;
+  std::vector<std::unique_ptr<CpuBackend>> solos_;  ///< one single-threaded backend per pool thread
 };
 
 static_assert(sluice::BackendBase<CpuBackend>);
 static_assert(sluice::BackendWeights<CpuBackend>);
 static_assert(sluice::BackendOps<CpuBackend>);
+static_assert(sluice::SampleSplitting<CpuBackend>);
 static_assert(sluice::Backend<CpuBackend>);
 
 }  // namespace sluice::cpu

@@ -2,12 +2,21 @@
 // Each CpuBackend (one lane) owns one pool of its own thread count, so several lanes never share
 // or oversubscribe workers: give each lane threads = cores / lanes. The calling thread takes part
 // in the work, so a pool of n threads starts n - 1 workers.
+//
+// A network's forward pass is a chain of short parallel_for calls (tens of microseconds each for
+// small networks), and a futex wake-up costs about as much. So a worker that finished a job spins
+// for a while (200 us unless told) before it sleeps, and so does the caller waiting for the workers:
+// within one forward pass nobody sleeps; between passes the workers sleep and burn nothing. Where
+// the pool's threads share their cores with other busy threads, a shorter spin (or none) may serve
+// better: SLUICE_CPU_SPIN_US sets the default, as OMP_WAIT_POLICY does for OpenMP.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -15,12 +24,32 @@
 #include <utility>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace sluice::cpu {
 
 class ThreadPool {
  public:
-  /// `threads` == 0 means std::thread::hardware_concurrency().
-  explicit ThreadPool(std::size_t threads = 0) {
+  static constexpr std::chrono::microseconds built_in_spin{200};
+  static constexpr std::chrono::microseconds max_spin{1'000'000};
+
+  /// How long an idle worker (or the waiting caller) spins before it sleeps: SLUICE_CPU_SPIN_US
+  /// when it holds a whole number in [0, 1000000], else built_in_spin.
+  static std::chrono::microseconds default_spin() {
+    const char* text = std::getenv("SLUICE_CPU_SPIN_US");
+    if (text == nullptr || *text == '\0') return built_in_spin;
+    char* end = nullptr;
+    const long long us = std::strtoll(text, &end, 10);
+    if (*end != '\0' || us < 0 || us > max_spin.count()) return built_in_spin;
+    return std::chrono::microseconds(us);
+  }
+
+  /// `threads` == 0 means std::thread::hardware_concurrency(). `spin`: see default_spin(); zero
+  /// sleeps at once. Negative spins count as zero, spins past max_spin as max_spin.
+  explicit ThreadPool(std::size_t threads = 0, std::chrono::microseconds spin = default_spin())
+      : spin_(std::clamp(spin, std::chrono::microseconds{0}, max_spin)) {
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     size_ = threads;
     workers_.reserve(threads - 1);
@@ -33,7 +62,7 @@ class ThreadPool {
   ~ThreadPool() {
     {
       std::lock_guard lock(mutex_);
-      stopping_ = true;
+      stopping_.store(true, std::memory_order_relaxed);
     }
     wake_.notify_all();
     for (auto& w : workers_) w.join();
@@ -41,6 +70,7 @@ class ThreadPool {
 
   /// Number of threads that run tasks (workers plus the caller).
   std::size_t size() const { return size_; }
+  std::chrono::microseconds spin() const { return spin_; }
 
   /// Runs fn(task, worker) for task in [0, count), worker in [0, size()); returns when all ran.
   /// `worker` indexes per-thread scratch. The first exception a task throws is rethrown here.
@@ -55,20 +85,23 @@ class ThreadPool {
     }
     using Fn = std::remove_reference_t<F>;
     std::lock_guard call_lock(call_mutex_);  // one job at a time per pool
-    {
-      std::lock_guard lock(mutex_);
-      job_fn_ = const_cast<void*>(static_cast<const void*>(&fn));
-      job_call_ = [](void* f, std::size_t t, std::size_t w) { (*static_cast<Fn*>(f))(t, w); };
-      job_count_ = count;
-      next_.store(0, std::memory_order_relaxed);
-      active_ = workers_.size();
-      error_ = nullptr;
-      ++generation_;
-    }
+    // No worker is inside a job here, so the job's fields are ours until the release below.
+    job_fn_ = const_cast<void*>(static_cast<const void*>(&fn));
+    job_call_ = [](void* f, std::size_t t, std::size_t w) { (*static_cast<Fn*>(f))(t, w); };
+    job_count_ = count;
+    error_ = nullptr;
+    next_.store(0, std::memory_order_relaxed);
+    active_.store(workers_.size(), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    // A sleeping worker tested the generation under the mutex: taking it here orders this
+    // notify after that test, so no wake-up is lost.
+    { std::lock_guard lock(mutex_); }
     wake_.notify_all();
     run_tasks(0);
-    std::unique_lock lock(mutex_);
-    done_.wait(lock, [this] { return active_ == 0; });
+    if (!spin_until([this] { return active_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock lock(mutex_);
+      done_.wait(lock, [this] { return active_.load(std::memory_order_acquire) == 0; });
+    }
     job_fn_ = nullptr;
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
@@ -92,35 +125,58 @@ class ThreadPool {
     current_worker_ = outer_worker;
   }
 
+  /// Spins until ready() or spin_ has passed; returns ready().
+  template <class Ready>
+  bool spin_until(Ready&& ready) const {
+    if (ready()) return true;
+    if (spin_.count() == 0) return false;
+    const auto until = std::chrono::steady_clock::now() + spin_;
+    for (;;) {
+      for (int i = 0; i < 64; ++i) {
+        if (ready()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+        _mm_pause();
+#endif
+      }
+      if (std::chrono::steady_clock::now() >= until) return ready();
+      // Give the core away if another thread waits for it: maybe the very one we wait for.
+      std::this_thread::yield();
+    }
+  }
+
   void worker_loop(std::size_t worker) {
     std::size_t seen = 0;
+    const auto posted = [&] {
+      return stopping_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_acquire) != seen;
+    };
     for (;;) {
-      {
+      if (!spin_until(posted)) {
         std::unique_lock lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-        if (stopping_) return;
-        seen = generation_;
+        wake_.wait(lock, posted);
       }
+      if (stopping_.load(std::memory_order_relaxed)) return;
+      seen = generation_.load(std::memory_order_acquire);
       run_tasks(worker);
-      {
-        std::lock_guard lock(mutex_);
-        if (--active_ == 0) done_.notify_one();
+      if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        { std::lock_guard lock(mutex_); }  // as in parallel_for: order the notify after a waiter's test
+        done_.notify_one();
       }
     }
   }
 
   std::size_t size_ = 1;
+  std::chrono::microseconds spin_;
   std::vector<std::thread> workers_;
   std::mutex call_mutex_;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  bool stopping_ = false;
-  std::size_t generation_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::size_t> generation_{0};
   void* job_fn_ = nullptr;
   void (*job_call_)(void*, std::size_t, std::size_t) = nullptr;
   std::size_t job_count_ = 0;
   std::atomic<std::size_t> next_{0};
-  std::size_t active_ = 0;
+  std::atomic<std::size_t> active_{0};
   std::exception_ptr error_;
   static inline thread_local const ThreadPool* running_pool_ = nullptr;
   static inline thread_local std::size_t current_worker_ = 0;
