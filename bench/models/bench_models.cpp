@@ -4,7 +4,7 @@
 //
 //   bench_models NETWORK WEIGHTS.safetensors INPUTS.safetensors [--threads T] [--reps R]
 //                [--batches 1,2,4,8] [--sizes 256,512] [--max-reps-seconds S] [--warmup-max-seconds W]
-//                [--batch-split on|off]   (CpuOptions::split_batches; default on)
+//                [--batch-split auto|always|never]   (CpuOptions::batch_split; default auto)
 // INPUTS holds input_<S> (B x 3 x S x S) and output_<S> (PyTorch's logits of its first image).
 #include <algorithm>
 #include <chrono>
@@ -47,13 +47,13 @@ double relative_l2(const std::vector<float>& a, const std::vector<float>& ref) {
 int main(int argc, char** argv) try {
   if (argc < 4) {
     std::fprintf(stderr, "usage: %s NETWORK WEIGHTS INPUTS [--threads T] [--reps R] [--batches 1,2,4,8] "
-                         "[--sizes 256,512] [--max-reps-seconds S] [--warmup-max-seconds W] [--batch-split on|off]\n",
+                         "[--sizes 256,512] [--max-reps-seconds S] [--warmup-max-seconds W] [--batch-split auto|always|never]\n",
                  argv[0]);
     return 2;
   }
   const std::string network = argv[1];
   std::size_t threads = 2;
-  bool batch_split = true;
+  auto batch_split = sluice::cpu::BatchSplit::automatic;
   int reps = 3;
   double max_seconds = 1e9;  // stop repeating once a configuration has used this long
   double warmup_max_seconds = 1e9;  // a warm-up run longer than this is also a timed run
@@ -66,13 +66,13 @@ int main(int argc, char** argv) try {
     else if (flag == "--sizes") sizes = parse_list(value);
     else if (flag == "--max-reps-seconds") max_seconds = std::stod(value);
     else if (flag == "--warmup-max-seconds") warmup_max_seconds = std::stod(value);
-    else if (flag == "--batch-split") batch_split = value != "off";
+    else if (flag == "--batch-split") batch_split = sluice::cpu::parse_batch_split(value);
     else throw std::runtime_error("unknown flag " + flag);
   }
 
   sluice::cpu::CpuOptions options;
   options.threads = threads;
-  options.split_batches = batch_split;
+  options.batch_split = batch_split;
   sluice::cpu::CpuBackend cpu(options);
   const sluice::io::TensorDict weights = sluice::io::load_checkpoint(argv[2]);
   const auto inputs = sluice::io::read_safetensors(argv[3]).tensors;

@@ -25,7 +25,7 @@ struct LaneSettings {
   std::string backend = "cpu";  ///< cpu or cuda
   std::size_t lanes = 1;
   std::size_t cpu_threads = 0;  ///< threads per CPU lane; 0: the cores divided among the lanes
-  bool cpu_batch_split = true;  ///< CpuOptions::split_batches: one sample per thread for batches >= threads
+  cpu::BatchSplit cpu_batch_split = cpu::BatchSplit::automatic;  ///< CpuOptions::batch_split
   int cuda_device = 0;
   std::string cuda_precision = "fp32";  ///< fp32, tf32, fp16, bf16
 };
@@ -51,10 +51,10 @@ inline Lanes<cpu::CpuBackend> make_cpu_lanes(const LaneSettings& s) {
   Lanes<cpu::CpuBackend> lanes;
   for (std::size_t i = 0; i < n; ++i)
     lanes.add(std::make_unique<cpu::CpuBackend>(
-        cpu::CpuOptions{.threads = threads, .split_batches = s.cpu_batch_split}));
+        cpu::CpuOptions{.threads = threads, .batch_split = s.cpu_batch_split}));
   lanes.description = "cpu (" + std::to_string(n) + (n > 1 ? " lanes" : " lane") + " x " + std::to_string(threads) +
                       (threads > 1 ? " threads" : " thread") +
-                      (threads > 1 && !s.cpu_batch_split ? ", batches not split" : "") + ")";
+                      (threads > 1 ? std::string(", batch split ") + cpu::to_string(s.cpu_batch_split) : "") + ")";
   return lanes;
 }
 

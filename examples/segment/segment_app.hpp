@@ -55,7 +55,7 @@ struct Options {
   fs::path overlay_dir;
   fs::path output;                 ///< .json: one document; .jsonl or "-": JSON lines
   std::size_t threads = 0;         ///< CPU backend threads; 0: all cores
-  bool batch_split = true;         ///< CpuOptions::split_batches
+  sluice::cpu::BatchSplit batch_split = sluice::cpu::BatchSplit::automatic;  ///< CpuOptions::batch_split
   std::size_t lanes = 1;
   std::size_t cpu_threads = 1;     ///< the Batcher's prepare/finish pool
   std::optional<int> input_size;   ///< square input override
@@ -85,8 +85,9 @@ inline const char* kUsage =
   --output FILE        results: FILE.json (one document) or FILE.jsonl / '-' (JSON lines)
   --input-size N       square network input size (default: model.json's)
   --threads N          CPU backend threads per lane (default: the cores divided among the lanes)
-  --no-batch-split     split each layer of a batch across the threads, even when every thread could
-                       run whole images of its own (the default for batches >= --threads)
+  --batch-split W      CPU, batches of at least --threads images: always (one pass per image and
+                       thread), never (each layer split across the threads), auto (the faster of the
+                       two, timed per batch size; default)
   --lanes N            batches running at once (default 1)
   --repeat N           segment the list N times (for throughput measurements)
   --bench-network      also time the network alone at the same batch size, and compare
@@ -143,7 +144,13 @@ inline Options parse_args(int argc, char** argv, Options o) {
     else if (a == "--output") o.output = value(i);
     else if (a == "--input-size") o.input_size = static_cast<int>(count(i));
     else if (a == "--threads") o.threads = count(i);
-    else if (a == "--no-batch-split") o.batch_split = false;
+    else if (a == "--batch-split") {
+      try {
+        o.batch_split = sluice::cpu::parse_batch_split(value(i));
+      } catch (const sluice::Error& e) {
+        throw UsageError(std::string("--batch-split: ") + e.what());
+      }
+    }
     else if (a == "--lanes") o.lanes = count(i);
     else if (a == "--repeat") o.repeat = count(i);
     else if (a == "--bench-network") o.bench_network = true;

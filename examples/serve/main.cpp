@@ -54,8 +54,9 @@ const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
   --max-queue-size N       queued images per model beyond which requests get 503 (default 256)
   --lanes N                batches that run at once per model (default 1)
   --backend-threads N      threads of each lane's CPU backend (default: the cores divided among the lanes)
-  --batch-split true|false CPU: run a batch of at least backend-threads images as one image per thread,
-                           not each layer across the threads (default true)
+  --batch-split auto|always|never  CPU: a batch of at least backend-threads images runs as one pass
+                           per image and thread (always), each layer split across the threads (never),
+                           or the faster of the two, timed per batch size (auto, the default)
   --backend cpu|cuda       where models run unless they name a backend (default cpu; cuda in builds
                            with the CUDA backend)
   --device N               CUDA device (default 0)   --precision fp32|tf32|fp16|bf16 (default fp32)
@@ -170,7 +171,7 @@ ServeConfig parse_args(int argc, char** argv) {
     }
     nlohmann::json value;
     const bool text = key == "address" || key == "default_model" || key == "batch_sizes" || key == "controller" ||
-                      key == "backend" || key == "precision";
+                      key == "backend" || key == "precision" || key == "batch_split";
     if (text) {
       value = v;
     } else {

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sluice/backends/cpu/batch_split.hpp"
 #include "sluice/control/latency_table.hpp"
 #include "sluice/core/error.hpp"
 #include "sluice/serve/api.hpp"
@@ -49,7 +50,7 @@ struct ServeConfig {
   std::size_t lanes = 1;
   std::size_t cpu_threads = 1;      ///< the Batcher's prepare/finish pool
   std::size_t backend_threads = 0;  ///< threads of each lane's CPU backend (0: cores / lanes)
-  bool batch_split = true;          ///< CPU: a batch of >= threads images runs one image per thread
+  cpu::BatchSplit batch_split = cpu::BatchSplit::automatic;  ///< CPU: CpuOptions::batch_split
   std::string backend = "cpu";      ///< models' backend unless they name one: cpu or cuda
   int device = 0;                   ///< models' CUDA device unless they name one
   std::string precision = "fp32";   ///< models' CUDA precision unless they name one
@@ -161,10 +162,7 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
   else if (key == "lanes") c.lanes = size();
   else if (key == "cpu_threads") c.cpu_threads = size();
   else if (key == "backend_threads") c.backend_threads = size();
-  else if (key == "batch_split") {
-    if (!v.is_boolean()) throw Error(errc::invalid_argument, key + " must be true or false");
-    c.batch_split = v.get<bool>();
-  }
+  else if (key == "batch_split") c.batch_split = cpu::parse_batch_split(v.get<std::string>());
   else if (key == "backend") c.backend = v.get<std::string>();
   else if (key == "device") c.device = static_cast<int>(size());
   else if (key == "precision") c.precision = v.get<std::string>();

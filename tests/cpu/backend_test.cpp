@@ -483,15 +483,72 @@ TEST(CpuBackendOptions, SpinIsConfigurable) {
 
 // ---- a batch as independent samples (map_samples) ------------------------------------------------
 
-TEST(MapSamples, SplitsOnlyWhenOnAndEveryThreadGetsASample) {
-  CpuBackend two({.threads = 2});
-  EXPECT_FALSE(two.splits_batch(1));
-  EXPECT_TRUE(two.splits_batch(2));
-  EXPECT_TRUE(two.splits_batch(9));
-  EXPECT_FALSE(CpuBackend({.threads = 4}).splits_batch(3));
-  EXPECT_TRUE(CpuBackend({.threads = 4}).splits_batch(4));
-  EXPECT_FALSE(CpuBackend({.threads = 1}).splits_batch(8));
-  EXPECT_FALSE(CpuBackend({.threads = 2, .split_batches = false}).splits_batch(8));
+// run_batch with a forward pass f: how often f ran per call, and on which backend; each way may be
+// made slower by a delay per call of f.
+struct Ways {
+  std::atomic<int> whole{0}, per_sample{0};
+  auto forward(CpuBackend& lane, std::chrono::milliseconds whole_delay = {}, std::chrono::milliseconds sample_delay = {}) {
+    return [this, &lane, whole_delay, sample_delay](CpuBackend& b, const CpuTensor& x) {
+      ++(&b == &lane ? whole : per_sample);
+      std::this_thread::sleep_for(&b == &lane ? whole_delay : sample_delay);
+      return b.activation(x, Activation::relu);
+    };
+  }
+};
+
+TEST(BatchSplit, SplitsOnlyWhenAskedAndEveryThreadGetsASample) {
+  auto calls = [](sluice::cpu::CpuOptions options, std::int64_t n) {
+    CpuBackend cpu(options);
+    Ways ways;
+    (void)cpu.run_batch(cpu.upload(std::vector<float>(static_cast<std::size_t>(n) * 4, 1.0f), {n, 1, 2, 2}),
+                        ways.forward(cpu));
+    return std::pair(ways.whole.load(), ways.per_sample.load());
+  };
+  using sluice::cpu::BatchSplit;
+  EXPECT_EQ(calls({.threads = 2, .batch_split = BatchSplit::always}, 1), std::pair(1, 0));
+  EXPECT_EQ(calls({.threads = 2, .batch_split = BatchSplit::always}, 5), std::pair(0, 5));
+  EXPECT_EQ(calls({.threads = 4, .batch_split = BatchSplit::always}, 3), std::pair(1, 0));
+  EXPECT_EQ(calls({.threads = 4, .batch_split = BatchSplit::always}, 4), std::pair(0, 4));
+  EXPECT_EQ(calls({.threads = 1, .batch_split = BatchSplit::always}, 8), std::pair(1, 0));
+  EXPECT_EQ(calls({.threads = 2, .batch_split = BatchSplit::never}, 8), std::pair(1, 0));
+  EXPECT_EQ(calls({.threads = 2}, 8), std::pair(0, 8));  // auto's first trial is split
+}
+
+// Automatic: per shape, two batches each way (split first), then the faster way for good. Here
+// the whole-batch way is made 30 ms slower, then the split way; each shape is tuned on its own.
+TEST(BatchSplit, AutomaticKeepsTheFasterWayPerShape) {
+  using std::chrono::milliseconds;
+  for (const bool slow_whole : {true, false}) {
+    CpuBackend cpu({.threads = 2});
+    Ways ways;
+    const Shape s{4, 1, 8, 8};
+    const CpuTensor x = cpu.upload(std::vector<float>(256, 1.0f), s);
+    const milliseconds slow{30}, fast{0};
+    auto run = [&](int batches) {
+      for (int i = 0; i < batches; ++i)
+        (void)cpu.run_batch(x, ways.forward(cpu, slow_whole ? slow : fast, slow_whole ? fast : slow));
+    };
+    run(3);
+    EXPECT_EQ(cpu.split_choice(s), std::nullopt);
+    EXPECT_EQ(ways.whole.load(), 1);
+    EXPECT_EQ(ways.per_sample.load(), 8);
+    run(1);
+    ASSERT_EQ(cpu.split_choice(s), std::optional<bool>(slow_whole));
+    EXPECT_EQ(cpu.split_choice(Shape{2, 1, 8, 8}), std::nullopt);  // another shape: not tuned yet
+    ways.whole = 0;
+    ways.per_sample = 0;
+    run(5);
+    EXPECT_EQ(ways.whole.load(), slow_whole ? 0 : 5);
+    EXPECT_EQ(ways.per_sample.load(), slow_whole ? 20 : 0);
+  }
+}
+
+TEST(BatchSplit, ParsesItsThreeNames) {
+  using sluice::cpu::BatchSplit;
+  for (BatchSplit w : {BatchSplit::never, BatchSplit::always, BatchSplit::automatic})
+    EXPECT_EQ(sluice::cpu::parse_batch_split(sluice::cpu::to_string(w)), w);
+  expect_error(errc::invalid_argument, [] { sluice::cpu::parse_batch_split("sometimes"); }, "sometimes",
+               "an unknown way");
 }
 
 // Each sample reaches f alone, on a single-threaded backend that is not the caller's, and the

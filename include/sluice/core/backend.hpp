@@ -95,15 +95,13 @@ template <class B>
 concept Backend = BackendBase<B> && BackendWeights<B> && BackendOps<B>;
 
 /// Optional: a backend that may run a batch as independent samples, one forward pass per sample on
-/// a thread of its own (the CPU backend). splits_batch(n) tells whether it would for a batch of n;
-/// map_samples(x, f) calls f(lane_backend&, 1 x C x H x W sample) -> tensor per sample and stacks the
-/// results along N. models::run_forward uses it.
+/// a thread of its own (the CPU backend). run_batch(x, f) returns f(b, x), a forward pass, or calls
+/// f(thread_backend&, 1 x C x H x W sample) per sample and stacks the results along N: the backend
+/// picks the way. models::run_forward uses it.
 template <class B>
-concept SampleSplitting =
-    Backend<B> && requires(B& b, const B& cb, const typename B::tensor_type& x, std::int64_t n,
-                           typename B::tensor_type (*f)(B&, const typename B::tensor_type&)) {
-      { cb.splits_batch(n) } -> std::same_as<bool>;
-      { b.map_samples(x, f) } -> std::same_as<typename B::tensor_type>;
-    };
+concept SampleSplitting = Backend<B> && requires(B& b, const typename B::tensor_type& x,
+                                                 typename B::tensor_type (*f)(B&, const typename B::tensor_type&)) {
+  { b.run_batch(x, f) } -> std::same_as<typename B::tensor_type>;
+};
 
 }  // namespace sluice

@@ -21,20 +21,18 @@ concept Network = Backend<B> && requires(const N& net, B& backend, const typenam
   { net.min_input_size() } -> std::convertible_to<std::int64_t>;
 };
 
-/// net.forward(backend, x), or, where the backend would split this batch across its threads
-/// (SampleSplitting: the CPU backend with at least one sample per thread), one forward pass per
-/// sample, each on its thread's own backend. The values are the same either way; what runs a
-/// network for a batch (Segmenter, calibrator, benchmarks) calls this.
+/// net.forward(backend, x), or, on a backend that may split a batch into samples (SampleSplitting:
+/// the CPU backend), whatever way it picks: one forward pass of the batch, or one per sample, each
+/// on a thread's own backend. The values are the same either way; what runs a network for a batch
+/// (Segmenter, calibrator, benchmarks) calls this.
 template <class Net, Backend B>
   requires Network<Net, B>
 typename B::tensor_type run_forward(const Net& net, B& backend, const typename B::tensor_type& x) {
   if constexpr (SampleSplitting<B>) {
-    if (backend.splits_batch(backend.shape_of(x).n))
-      return backend.map_samples(x, [&net](B& lane, const typename B::tensor_type& sample) {
-        return net.forward(lane, sample);
-      });
+    return backend.run_batch(x, [&net](B& b, const typename B::tensor_type& batch) { return net.forward(b, batch); });
+  } else {
+    return net.forward(backend, x);
   }
-  return net.forward(backend, x);
 }
 
 /// The input check every network runs first: channels as bound, planes at least `min_size`.

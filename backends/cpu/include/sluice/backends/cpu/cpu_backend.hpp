@@ -25,6 +25,7 @@
 
 #include "sluice/backends/cpu/arena.hpp"
 #include "sluice/backends/cpu/attention.hpp"
+#include "sluice/backends/cpu/batch_split.hpp"
 #include "sluice/backends/cpu/conv.hpp"
 #include "sluice/backends/cpu/norm.hpp"
 #include "sluice/backends/cpu/pointwise.hpp"
@@ -46,9 +47,10 @@ struct CpuOptions {
   std::size_t cache_limit_bytes = 0;   ///< most bytes the free list keeps for reuse; 0: no bound
   /// How long the pool's idle threads spin before they sleep (ThreadPool); unset: ThreadPool::default_spin().
   std::optional<std::chrono::microseconds> spin{};
-  /// Let models::run_forward run a batch of at least `threads` samples as one single-threaded
-  /// forward pass per sample and thread (map_samples) instead of splitting every op across the threads.
-  bool split_batches = true;
+  /// How run_batch (models::run_forward) runs a batch of at least `threads` samples: each op split
+  /// across the threads, one single-threaded forward pass per sample and thread, or the faster of
+  /// the two per input shape (batch_split.hpp).
+  BatchSplit batch_split = BatchSplit::automatic;
 };
 
 class CpuBackend {
@@ -62,7 +64,8 @@ class CpuBackend {
   explicit CpuBackend(CpuOptions options = {})
       : arena_(options.arena ? std::move(options.arena) : std::make_shared<Arena>(options.memory_limit_bytes)),
         pool_(std::make_unique<ThreadPool>(options.threads, options.spin.value_or(ThreadPool::default_spin()))),
-        split_batches_(options.split_batches) {
+        batch_split_(options.batch_split),
+        split_tuner_(std::make_unique<SplitTuner>()) {
     if (options.memory_limit_bytes != 0) arena_->set_limit(options.memory_limit_bytes);
     if (options.cache_limit_bytes != 0) arena_->set_cache_limit(options.cache_limit_bytes);
     if (pool_->size() > 1)
@@ -126,18 +129,27 @@ class CpuBackend {
   ThreadPool& pool() { return *pool_; }
   const std::shared_ptr<Arena>& arena() const { return arena_; }
 
-  // ---- a batch as independent samples (sluice::SampleSplitting) ---------------------------------
-  //
-  // A small network's ops last tens of microseconds at batch 1, so splitting each op across the
-  // threads costs a barrier per op and leaves every thread streaming the whole batch's activations
-  // through its cache. Given at least one sample per thread, one single-threaded forward pass per
-  // sample and thread needs no barrier and keeps one sample's activations hot; the values are the
-  // same bit for bit, as every kernel is batch- and thread-invariant.
+  // ---- a batch as independent samples (sluice::SampleSplitting; batch_split.hpp) -----------------
 
-  /// Whether map_samples pays for a batch of n: split_batches is on and every thread gets a sample.
-  bool splits_batch(std::int64_t n) const {
-    return split_batches_ && pool_->size() > 1 && n >= static_cast<std::int64_t>(pool_->size());
+  /// Runs f(backend, batch) -> tensor, a network's forward pass, on x: as f(*this, x), each op split
+  /// across the threads, or as map_samples(x, f), as options.batch_split says. The values are the
+  /// same bit for bit either way: every kernel is batch- and thread-invariant.
+  template <class F>
+  CpuTensor run_batch(const CpuTensor& x, F&& f) {
+    check_tensor(x, "run_batch");
+    const Shape s = x.shape();
+    if (batch_split_ == BatchSplit::never || pool_->size() < 2 || s.n < static_cast<std::int64_t>(pool_->size()))
+      return f(*this, x);
+    if (batch_split_ == BatchSplit::always) return map_samples(x, f);
+    const bool split = split_tuner_->next_split(s);
+    const auto start = std::chrono::steady_clock::now();
+    CpuTensor y = split ? map_samples(x, f) : f(*this, x);
+    split_tuner_->record(s, split, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    return y;
   }
+
+  /// The way automatic splitting chose for batches of shape s (true: split), once it has.
+  std::optional<bool> split_choice(const Shape& s) const { return split_tuner_->choice(s); }
 
   /// Runs f(solo, sample) for each sample of x (1 x C x H x W) on the pool's threads, where solo is
   /// the calling thread's single-threaded CpuBackend over this backend's arena, and stacks the
@@ -505,7 +517,8 @@ class CpuBackend {
 
   std::shared_ptr<Arena> arena_;
   std::unique_ptr<ThreadPool> pool_;
-  bool split_batches_ = true;
+  BatchSplit batch_split_ = BatchSplit::automatic;
+  std::unique_ptr<SplitTuner> split_tuner_;         ///< in a box: CpuBackend stays movable
   std::vector<std::unique_ptr<CpuBackend>> solos_;  ///< one single-threaded backend per pool thread
 };
 
