@@ -402,6 +402,16 @@ def run_concurrently(fn, items, workers):
         return list(pool.map(fn, items))
 
 
+def test_bad_settings(binary, model):
+    """A bad setting stops the server before it listens: exit status 2 and the reason on stderr."""
+    for flags, reason in ((["--batch-split", "sometimes"], "never, always or auto"),
+                          (["--lanes", "two"], "needs a number")):
+        p = subprocess.run([binary, "--model", model, "--port", "0"] + flags, capture_output=True, text=True,
+                           timeout=60)
+        check(p.returncode == 2, "%s: exit status %d, expected 2" % (" ".join(flags), p.returncode))
+        check(reason in p.stderr, "%s: stderr %r lacks %r" % (" ".join(flags), p.stderr.strip(), reason))
+
+
 def test_queue_full_and_deadline(binary, model, images, work):
     # A queue of one image and batches of one: most of 16 simultaneous requests find it full.
     s = Server(binary, model, "--max-queue-size", "1", "--max-batch-size", "1", "--controller", "fixed",
@@ -503,6 +513,7 @@ def main():
     finally:
         check(s.stop() == 0, "server exits 0 on SIGTERM")
     test_timeouts_and_connection_cap(a.server, a.model, work)
+    test_bad_settings(a.server, a.model)
     test_queue_full_and_deadline(a.server, a.model, images, work)
     test_graceful_shutdown(a.server, a.model, images, work)
 
