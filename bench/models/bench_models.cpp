@@ -93,8 +93,7 @@ int main(int argc, char** argv) try {
       // warmup_max_seconds, first-touch costs are noise in it and it is the first timed run.
       // Automatic batch split times both ways on a shape's first batches; those untimed runs come
       // first, so that the timed ones run the way it kept (and the peak covers both ways).
-      const bool may_split = batch_split != sluice::cpu::BatchSplit::never && threads > 1 &&
-                             batch >= static_cast<std::int64_t>(threads);  // as CpuBackend::run_batch
+      const bool may_split = cpu.may_split(batch);
       const bool tunes = may_split && batch_split == sluice::cpu::BatchSplit::automatic;
       for (int r = 0; r <= reps; ++r) {
         const auto x = cpu.upload(pixels, shape);

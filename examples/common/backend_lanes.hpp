@@ -53,8 +53,9 @@ inline Lanes<cpu::CpuBackend> make_cpu_lanes(const LaneSettings& s) {
     lanes.add(std::make_unique<cpu::CpuBackend>(
         cpu::CpuOptions{.threads = threads, .batch_split = s.cpu_batch_split}));
   lanes.description = "cpu (" + std::to_string(n) + (n > 1 ? " lanes" : " lane") + " x " + std::to_string(threads) +
-                      (threads > 1 ? " threads" : " thread") +
-                      (threads > 1 ? std::string(", batch split ") + cpu::to_string(s.cpu_batch_split) : "") + ")";
+                      (threads > 1 ? std::string(" threads, batch split ") + cpu::to_string(s.cpu_batch_split)
+                                   : std::string(" thread")) +
+                      ")";
   return lanes;
 }
 

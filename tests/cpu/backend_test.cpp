@@ -512,6 +512,10 @@ TEST(BatchSplit, SplitsOnlyWhenAskedAndEveryThreadGetsASample) {
   EXPECT_EQ(calls({.threads = 1, .batch_split = BatchSplit::always}, 8), std::pair(1, 0));
   EXPECT_EQ(calls({.threads = 2, .batch_split = BatchSplit::never}, 8), std::pair(1, 0));
   EXPECT_EQ(calls({.threads = 2}, 8), std::pair(0, 8));  // auto's first trial is split
+  // may_split tells the same rule without running anything.
+  EXPECT_TRUE(CpuBackend({.threads = 4}).may_split(4));
+  EXPECT_FALSE(CpuBackend({.threads = 4}).may_split(3));
+  EXPECT_FALSE(CpuBackend({.threads = 2, .batch_split = BatchSplit::never}).may_split(8));
 }
 
 // Automatic: per shape, two batches each way (split first), then the faster way for good. Here

@@ -138,14 +138,19 @@ class CpuBackend {
   CpuTensor run_batch(const CpuTensor& x, F&& f) {
     check_tensor(x, "run_batch");
     const Shape s = x.shape();
-    if (batch_split_ == BatchSplit::never || pool_->size() < 2 || s.n < static_cast<std::int64_t>(pool_->size()))
-      return f(*this, x);
+    if (!may_split(s.n)) return f(*this, x);
     if (batch_split_ == BatchSplit::always) return map_samples(x, f);
     const bool split = split_tuner_->next_split(s);
     const auto start = std::chrono::steady_clock::now();
     CpuTensor y = split ? map_samples(x, f) : f(*this, x);
     split_tuner_->record(s, split, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     return y;
+  }
+
+  /// Whether run_batch may split a batch of n: options.batch_split is not never and every thread
+  /// gets a sample (whether it does, automatic splitting decides per shape).
+  bool may_split(std::int64_t n) const {
+    return batch_split_ != BatchSplit::never && pool_->size() > 1 && n >= static_cast<std::int64_t>(pool_->size());
   }
 
   /// The way automatic splitting chose for batches of shape s (true: split), once it has.
