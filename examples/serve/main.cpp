@@ -17,6 +17,9 @@
 #include <thread>
 #include <vector>
 
+#include <malloc.h>
+#include <sys/resource.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <opencv2/core/utility.hpp>
@@ -64,17 +67,28 @@ const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
   --io-threads N           threads running connections and completions (default 2)
   --warmup-runs N          runs per batch size (1, 2, 4, ..., max) before serving, reported to the
                            controller so it knows every size's latency (default 2; 0: none)
-  --max-body-bytes N  --max-header-bytes N  --max-connections N  --max-pixels N  --max-files N
-  --header-timeout-ms MS  --body-timeout-ms MS  --write-timeout-ms MS  --drain-timeout-ms MS
-  --retry-after-s S
+  --decode-threads N        threads decoding uploads before they are queued, shared by all models
+                           (default 1); requests take turns image by image
+  --memory-budget-mib N    request bytes held at once: bodies and decoded images (default: a quarter
+                           of the machine's or the container's memory, at most 4096); past it: 503
+  --max-connections N      open connections (default 256); at the cap the connection waiting
+                           longest for its request header is closed to make room
+  --max-connections-per-peer N  open connections per client address (default 64)
+  --header-timeout-ms MS   wait for a request header, also the keep-alive idle time (default 10000)
+  --pressure-header-timeout-ms MS  the same while over 3/4 of the connections are open (default 1000)
+  --max-body-bytes N  --max-header-bytes N  --max-pixels N  --max-files N
+  --body-timeout-ms MS  --write-timeout-ms MS  --drain-timeout-ms MS  --retry-after-s S
+Limits, their defaults and what a client gets past each: docs/http-api.md.
 )";
 
 template <class B>
 std::shared_ptr<serve::ModelService> make_service_on(const ModelConfig& m, const ServeConfig& c,
-                                                     boost::asio::any_io_executor ex, Lanes<B> lanes_made);
+                                                     boost::asio::any_io_executor ex, Lanes<B> lanes_made,
+                                                     const serve::Decoding& decoding);
 
 /// Builds one model's service: backends (one per lane), network, Segmenter, Batcher.
-std::shared_ptr<serve::ModelService> make_service(ModelConfig m, const ServeConfig& c, boost::asio::any_io_executor ex) {
+std::shared_ptr<serve::ModelService> make_service(ModelConfig m, const ServeConfig& c, boost::asio::any_io_executor ex,
+                                                  const serve::Decoding& decoding) {
   if (m.network.empty() || m.weights.empty())
     throw Error(errc::invalid_argument, "model '" + m.name + "' needs a network and weights");
   if (m.backend.empty()) m.backend = c.backend;
@@ -84,13 +98,15 @@ std::shared_ptr<serve::ModelService> make_service(ModelConfig m, const ServeConf
                                         .cpu_batch_split = c.batch_split,
                                         .cuda_device = m.device.value_or(c.device),
                                         .cuda_precision = m.precision.empty() ? c.precision : m.precision};
-  return examples::with_lanes(settings, [&](auto lanes) { return make_service_on(m, c, ex, std::move(lanes)); });
+  return examples::with_lanes(settings,
+                              [&](auto lanes) { return make_service_on(m, c, ex, std::move(lanes), decoding); });
 }
 
 /// make_service on lanes of backend B.
 template <class B>
 std::shared_ptr<serve::ModelService> make_service_on(const ModelConfig& m, const ServeConfig& c,
-                                                     boost::asio::any_io_executor ex, Lanes<B> lanes_made) {
+                                                     boost::asio::any_io_executor ex, Lanes<B> lanes_made,
+                                                     const serve::Decoding& decoding) {
   using Net = models::AnyNetwork<B>;
   using Segmenter = vision::Segmenter<Net, B>;
   auto owned = std::make_shared<Lanes<B>>(std::move(lanes_made));
@@ -134,7 +150,7 @@ std::shared_ptr<serve::ModelService> make_service_on(const ModelConfig& m, const
   const int h = sc.preprocess.input_height, w = sc.preprocess.input_width;
   if (c.controller == "fixed") {
     auto s = std::make_shared<serve::BatcherService<Segmenter, control::FixedBatch>>(
-        m.name, std::move(info), owned, std::move(segmenter), ex, bc, control::FixedBatch{});
+        m.name, std::move(info), owned, std::move(segmenter), ex, bc, control::FixedBatch{}, decoding);
     s->warm_up(c.warmup_runs, h, w);
     return s;
   }
@@ -142,7 +158,7 @@ std::shared_ptr<serve::ModelService> make_service_on(const ModelConfig& m, const
   so.max_batch_size = bc.max_batch_size;
   if (!table.empty()) so.calibration = table;
   auto s = std::make_shared<serve::BatcherService<Segmenter, control::SloController>>(
-      m.name, std::move(info), owned, std::move(segmenter), ex, bc, control::SloController(so));
+      m.name, std::move(info), owned, std::move(segmenter), ex, bc, control::SloController(so), decoding);
   s->warm_up(c.warmup_runs, h, w);
   return s;
 }
@@ -185,7 +201,26 @@ ServeConfig parse_args(int argc, char** argv) {
   }
   if (c.models.empty()) throw Error(errc::invalid_argument, "no model configured (--model or \"models\" in --config)");
   if (c.io_threads == 0) c.io_threads = 1;
+  // Refuse at start what would make every request fail.
+  c.api.request_timeout = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(c.slo_ms));
+  c.server.validate();
+  c.api.validate();
+  if (c.server.max_body_bytes > c.api.memory_budget_bytes)
+    throw Error(errc::invalid_argument, "max_body_bytes (" + std::to_string(c.server.max_body_bytes) +
+                                            ") is larger than the memory budget (" +
+                                            std::to_string(c.api.memory_budget_bytes) + " bytes)");
   return c;
+}
+
+/// Lets the process hold as many sockets as the hard limit allows: at the connection cap, each
+/// open connection is a descriptor, and the default soft limit (often 1024) is below what
+/// max_connections may ask for.
+void raise_descriptor_limit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
 }
 
 }  // namespace
@@ -194,17 +229,25 @@ int main(int argc, char** argv) {
   // The Batchers' CPU pools are the pipeline's parallelism: OpenCV's own workers (resize, colour
   // conversion) would compete with the backends' threads for the same cores.
   cv::setNumThreads(1);
+  // Request bodies and images are large, short-lived buffers. glibc's default mmap threshold grows
+  // after each such buffer is freed, after which new ones come from the heap and their memory is not
+  // given back: a fixed threshold keeps every buffer over 1 MiB in its own mapping, returned on free,
+  // so the process's size follows the memory budget.
+  ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  raise_descriptor_limit();
   boost::asio::io_context ioc;
   std::vector<std::shared_ptr<serve::ModelService>> services;
   std::shared_ptr<serve::Server> server;
   ServeConfig config;
   try {
     config = parse_args(argc, argv);
-    for (const auto& m : config.models) services.push_back(make_service(m, config, ioc.get_executor()));
-    config.api.request_timeout =
-        std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(config.slo_ms));
-    auto api = std::make_shared<serve::Api>(services, config.default_model, config.api,
-                                            std::make_shared<serve::HttpMetrics>());
+    auto metrics = std::make_shared<serve::HttpMetrics>();
+    // One memory budget for the bodies the Api admits and the images the decode stage holds.
+    serve::Decoding decoding;
+    decoding.pool = std::make_shared<serve::FairPool>(config.decode_threads);
+    decoding.memory = std::make_shared<serve::MemoryBudget>(config.api.memory_budget_bytes);
+    for (const auto& m : config.models) services.push_back(make_service(m, config, ioc.get_executor(), decoding));
+    auto api = std::make_shared<serve::Api>(services, config.default_model, config.api, metrics, decoding.memory);
     server = std::make_shared<serve::Server>(ioc.get_executor(), config.server, api);
     const auto ep = server->listen(config.address, config.port);
     std::cout << "listening on http://" << ep.address().to_string() << ":" << ep.port() << "/" << std::endl;
@@ -216,16 +259,30 @@ int main(int argc, char** argv) {
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
-    std::cerr << "sluice_serve: signal " << sig << ", finishing in-flight requests\n";
+    std::cerr << "sluice_serve: signal " << sig << ", finishing running requests\n";
     server->shutdown([&] {
       for (auto& s : services) s->stop();
       ioc.stop();
     });
   });
 
+  // A handler that throws must not end the process: log it and keep serving. (Handlers are written
+  // not to throw; this is the last line of defence.)
+  auto run = [&] {
+    for (;;) {
+      try {
+        ioc.run();
+        return;
+      } catch (const std::exception& e) {
+        std::cerr << "sluice_serve: error in a handler (serving on): " << e.what() << "\n";
+      } catch (...) {
+        std::cerr << "sluice_serve: unknown error in a handler (serving on)\n";
+      }
+    }
+  };
   std::vector<std::thread> threads;
-  for (std::size_t i = 1; i < config.io_threads; ++i) threads.emplace_back([&] { ioc.run(); });
-  ioc.run();
+  for (std::size_t i = 1; i < config.io_threads; ++i) threads.emplace_back(run);
+  run();
   for (auto& t : threads) t.join();
   server.reset();
   services.clear();  // each Batcher waits for its batches

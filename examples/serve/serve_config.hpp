@@ -56,6 +56,7 @@ struct ServeConfig {
   std::string precision = "fp32";   ///< models' CUDA precision unless they name one
   std::size_t io_threads = 2;       ///< threads running the io_context
   std::size_t warmup_runs = 2;      ///< warm-up runs per batch size before serving (0: none)
+  std::size_t decode_threads = 1;   ///< threads decoding uploads before they are queued (shared by the models)
   serve::ServerLimits server;
   serve::ApiLimits api;
 };
@@ -155,7 +156,10 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
     if (c.controller != "slo" && c.controller != "fixed")
       throw Error(errc::invalid_argument, "controller must be slo or fixed");
   }
-  else if (key == "slo_ms") c.slo_ms = number();
+  else if (key == "slo_ms") {
+    c.slo_ms = number();
+    if (!(c.slo_ms > 0)) throw Error(errc::invalid_argument, "slo_ms must be positive (each image's deadline)");
+  }
   else if (key == "max_batch_size") c.max_batch_size = size();
   else if (key == "max_queue_delay_ms") c.max_queue_delay_ms = number();
   else if (key == "max_queue_size") c.max_queue_size = size();
@@ -167,6 +171,14 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
   else if (key == "device") c.device = static_cast<int>(size());
   else if (key == "precision") c.precision = v.get<std::string>();
   else if (key == "io_threads") c.io_threads = size();
+  else if (key == "decode_threads") {
+    c.decode_threads = size();
+    if (c.decode_threads == 0) throw Error(errc::invalid_argument, "decode_threads must be positive");
+  }
+  else if (key == "max_connections_per_peer") c.server.max_connections_per_peer = size();
+  else if (key == "pressure_header_timeout_ms") c.server.pressure_header_timeout = ms(number(), key);
+  else if (key == "memory_budget_mib") c.api.memory_budget_bytes = size() << 20;
+
   else if (key == "warmup_runs") c.warmup_runs = size();
   else if (key == "max_body_bytes") c.server.max_body_bytes = size();
   else if (key == "max_header_bytes") c.server.max_header_bytes = size();

@@ -1,14 +1,13 @@
 // libFuzzer target of the HTTP server's parsers: the first line of the input is a Content-Type
 // header value, the rest a multipart/form-data body. Bad input must end in sluice::Error, never in
 // a crash, a hang or a read out of range (ASan/UBSan); parsed parts must lie inside the body. The
-// query-string parser and the image-header probe get the same bytes.
+// query-string parser gets the same bytes.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
 #include "sluice/core/error.hpp"
-#include "sluice/serve/image_probe.hpp"
 #include "sluice/serve/multipart.hpp"
 #include "sluice/serve/query.hpp"
 
@@ -36,6 +35,5 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)sluice::serve::parse_target(input);
   } catch (const sluice::Error&) {
   }
-  (void)sluice::serve::probe_image(input);
   return 0;
 }

@@ -1,5 +1,5 @@
 // Tests of the endpoints without sockets: requests go straight into Api::handle, a fake model
-// answers. Also the option parsing, the query parser and the image-header probe.
+// answers. Also the option parsing and the query parser.
 #include <gtest/gtest.h>
 
 #include <future>
@@ -271,39 +271,6 @@ TEST(Query, DecodesTargets) {
   std::string many = "/?";
   for (int i = 0; i < 70; ++i) many += "k=v&";
   EXPECT_THROW(parse_target(many), sluice::Error);
-}
-
-TEST(ImageProbe, ReadsDimensionsFromHeaders) {
-  auto d = probe_image(png_header(640, 480));
-  ASSERT_TRUE(d);
-  EXPECT_EQ(d->width, 640u);
-  EXPECT_EQ(d->height, 480u);
-  // BMP: width 300, height -200 (top-down).
-  std::string bmp = "BM" + std::string(16, '\0');
-  for (std::int32_t v : {300, -200})
-    for (int i = 0; i < 4; ++i) bmp += static_cast<char>((static_cast<std::uint32_t>(v) >> (8 * i)) & 0xFF);
-  bmp += std::string(8, '\0');
-  d = probe_image(bmp);
-  ASSERT_TRUE(d);
-  EXPECT_EQ(d->width, 300u);
-  EXPECT_EQ(d->height, 200u);
-  // JPEG: SOI, APP0 (length 4), SOF0 with height 0x0102 and width 0x0304.
-  const std::string jpeg("\xFF\xD8\xFF\xE0\x00\x04\x00\x00\xFF\xC0\x00\x11\x08\x01\x02\x03\x04\x03", 18);
-  d = probe_image(jpeg);
-  ASSERT_TRUE(d);
-  EXPECT_EQ(d->width, 0x0304u);
-  EXPECT_EQ(d->height, 0x0102u);
-  // TIFF little endian: one IFD at 8 with ImageWidth (SHORT 70) and ImageLength (LONG 90).
-  std::string tiff("II*\0\x08\0\0\0\x02\0", 10);
-  tiff += std::string("\x00\x01\x03\x00\x01\x00\x00\x00\x46\x00\x00\x00", 12);
-  tiff += std::string("\x01\x01\x04\x00\x01\x00\x00\x00\x5A\x00\x00\x00", 12);
-  d = probe_image(tiff);
-  ASSERT_TRUE(d);
-  EXPECT_EQ(d->width, 70u);
-  EXPECT_EQ(d->height, 90u);
-  EXPECT_FALSE(probe_image("GIF89a...."));
-  EXPECT_FALSE(probe_image(jpeg.substr(0, 12)));  // truncated before the SOF
-  EXPECT_FALSE(probe_image(tiff.substr(0, 20)));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -16,7 +17,7 @@
 
 namespace sluice::serve::testing {
 
-inline std::uint32_t checksum(const std::string& s) {
+inline std::uint32_t checksum(std::string_view s) {
   std::uint32_t h = 2166136261u;  // FNV-1a
   for (unsigned char c : s) h = (h ^ c) * 16777619u;
   return h;
@@ -31,7 +32,6 @@ class FakeService final : public ModelService {
   std::chrono::milliseconds delay{0};
   std::atomic<int> jobs{0};
   std::atomic<bool> stopped{false};
-  SegmentJob last_job;
 
   const std::string& name() const override { return name_; }
   Json info() const override { return {{"input_size", {64, 64}}, {"backend", "fake"}}; }
@@ -43,10 +43,6 @@ class FakeService final : public ModelService {
 
   void segment(SegmentJob job, SegmentHandler done) override {
     ++jobs;
-    {
-      std::lock_guard lock(mutex_);
-      last_job = job;
-    }
     auto work = [this, job = std::move(job), done = std::move(done)] {
       std::this_thread::sleep_for(delay);
       SegmentOutcome out;

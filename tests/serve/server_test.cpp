@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <future>
+#include <sstream>
 #include <thread>
 
 #include <boost/asio/connect.hpp>
@@ -58,9 +59,17 @@ struct ServerFixture : ::testing::Test {
     asio::io_context ctx;
     beast::tcp_stream stream{ctx};
     beast::flat_buffer buffer;
-    explicit Client(unsigned short port) {
+    /// `from`: the client's own loopback address, so that tests can play several peers.
+    explicit Client(unsigned short port, const char* from = "127.0.0.1") {
       stream.expires_after(10s);
+      stream.socket().open(asio::ip::tcp::v4());
+      stream.socket().bind(asio::ip::tcp::endpoint(asio::ip::make_address(from), 0));
       stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    }
+    /// Sends raw bytes and reads the answer.
+    HttpResponse raw(const std::string& bytes) {
+      asio::write(stream, asio::buffer(bytes));
+      return read();
     }
     HttpResponse call(http::request<http::string_body> req) {
       req.set(http::field::host, "127.0.0.1");
@@ -167,19 +176,147 @@ TEST_F(ServerFixture, SlowClientsAreDisconnected) {
   EXPECT_EQ(fine.call(get("/api/v1/health")).result_int(), 200u);
 }
 
-TEST_F(ServerFixture, ConnectionsOverTheCapGet503) {
+TEST_F(ServerFixture, AtTheCapTheConnectionWaitingLongestForAHeaderMakesRoom) {
   limits.max_connections = 2;
   start();
+  Client oldest(port), newer(port);
+  EXPECT_EQ(oldest.call(get("/api/v1/health")).result_int(), 200u);
+  std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(newer.call(get("/api/v1/health")).result_int(), 200u);
+  // Both now wait for their next request header; a third client takes the oldest one's place.
+  Client third(port);
+  EXPECT_EQ(third.call(get("/api/v1/health")).result_int(), 200u);
+  EXPECT_TRUE(oldest.closed_by_server());
+  EXPECT_EQ(newer.call(get("/api/v1/health")).result_int(), 200u);
+  auto m = third.call(get("/metrics"));
+  EXPECT_NE(m.body().find("sluice_http_connections_evicted_total 1"), std::string::npos) << m.body();
+}
+
+TEST_F(ServerFixture, ConnectionsOverTheCapGet503WhenEveryConnectionIsBusy) {
+  limits.max_connections = 2;
+  model->delay = 500ms;
+  start();
   Client a(port), b(port);
-  EXPECT_EQ(a.call(get("/api/v1/health")).result_int(), 200u);
-  EXPECT_EQ(b.call(get("/api/v1/health")).result_int(), 200u);
+  for (Client* c : {&a, &b}) {
+    auto req = post_image("busy");
+    req.set(http::field::host, "x");
+    req.prepare_payload();
+    http::write(c->stream, req);
+  }
+  for (int i = 0; i < 500 && model->jobs.load() < 2; ++i) std::this_thread::sleep_for(2ms);
+  ASSERT_EQ(model->jobs.load(), 2);
   Client c(port);
   auto r = c.read();  // answered without asking
   EXPECT_EQ(r.result_int(), 503u);
   EXPECT_EQ(r[http::field::retry_after], "1");
   EXPECT_EQ(nlohmann::json::parse(r.body())["error"], "too_many_connections");
   EXPECT_TRUE(c.closed_by_server());
-  EXPECT_EQ(a.call(get("/api/v1/health")).result_int(), 200u);  // existing ones keep working
+  EXPECT_EQ(a.read().result_int(), 200u);  // the busy ones are served
+  EXPECT_EQ(b.read().result_int(), 200u);
+}
+
+TEST_F(ServerFixture, OnePeerCannotTakeMoreThanItsShareOfConnections) {
+  limits.max_connections_per_peer = 2;
+  start();
+  Client a(port, "127.0.0.3"), b(port, "127.0.0.3");
+  EXPECT_EQ(a.call(get("/api/v1/health")).result_int(), 200u);
+  EXPECT_EQ(b.call(get("/api/v1/health")).result_int(), 200u);
+  Client c(port, "127.0.0.3");
+  EXPECT_EQ(c.read().result_int(), 503u);
+  Client other(port, "127.0.0.4");  // another peer is served
+  EXPECT_EQ(other.call(get("/api/v1/health")).result_int(), 200u);
+  auto m = other.call(get("/metrics"));
+  EXPECT_NE(m.body().find("sluice_http_connections_refused_total{reason=\"per_peer\"} 1"), std::string::npos)
+      << m.body();
+}
+
+TEST_F(ServerFixture, MalformedRequestsGet400BeforeTheClose) {
+  start();
+  for (const std::string bad : {std::string("GARBAGE\r\n\r\n"), std::string("GET / HTTP/9.9\r\n\r\n"),
+                                std::string("GET / HTTP/1.1\r\nNoColonHere\r\n\r\n"),
+                                std::string("GET / HTTP/1.1\r\nContent-Length: 12x\r\n\r\n")}) {
+    Client c(port);
+    auto r = c.raw(bad);
+    EXPECT_EQ(r.result_int(), 400u) << bad;
+    EXPECT_EQ(nlohmann::json::parse(r.body())["error"], "bad_request");
+    EXPECT_TRUE(c.closed_by_server());
+  }
+  Client c(port);
+  EXPECT_EQ(c.call(get("/api/v1/health")).result_int(), 200u);
+}
+
+TEST_F(ServerFixture, HeadIsAnsweredLikeGetWithoutTheBody) {
+  start();
+  Client c(port);
+  const auto full = c.call(get("/api/v1/models"));
+  http::request<http::string_body> head{http::verb::head, "/api/v1/models", 11};
+  head.set(http::field::host, "x");
+  http::write(c.stream, head);
+  http::response_parser<http::empty_body> parser;
+  parser.skip(true);  // a response to HEAD has no body, whatever its Content-Length says
+  c.stream.expires_after(10s);
+  http::read(c.stream, c.buffer, parser);
+  EXPECT_EQ(parser.get().result_int(), 200u);
+  EXPECT_EQ(parser.get()[http::field::content_length], std::to_string(full.body().size()));
+  // The connection is still in step: the next answer is the next request's.
+  EXPECT_EQ(c.call(get("/api/v1/health")).result_int(), 200u);
+}
+
+TEST_F(ServerFixture, BodiesPastTheMemoryBudgetGet503BeforeTheyAreRead) {
+  start();  // with a budget below the body limit
+  api = std::make_shared<Api>(std::vector<std::shared_ptr<ModelService>>{model}, "",
+                              ApiLimits{.memory_budget_bytes = 1500}, std::make_shared<HttpMetrics>());
+  auto small = std::make_shared<Server>(ioc.get_executor(), limits, api);
+  const auto small_port = small->listen("127.0.0.1", 0).port();
+  Client holder(small_port);  // promises 1000 bytes and sends part of them: they stay reserved
+  asio::write(holder.stream, asio::buffer(std::string("POST /api/v1/segment HTTP/1.1\r\nHost: x\r\n"
+                                                      "Content-Type: image/png\r\nContent-Length: 1000\r\n\r\n0123")));
+  std::this_thread::sleep_for(50ms);
+  Client c(small_port);
+  // The header only: the answer must come without the body.
+  auto r = c.raw("POST /api/v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n");
+  EXPECT_EQ(r.result_int(), 503u);
+  EXPECT_EQ(r[http::field::retry_after], "1");
+  EXPECT_EQ(nlohmann::json::parse(r.body())["error"], "memory_budget_exhausted");
+  asio::write(holder.stream, asio::buffer(std::string(996, 'y')));
+  EXPECT_EQ(holder.read().result_int(), 200u);
+  Client after(small_port);  // the budget is free again
+  EXPECT_EQ(after.call(post_image(std::string(1000, 'x'))).result_int(), 200u);
+  EXPECT_EQ(api->memory()->in_use(), 0u);
+  std::promise<void> done;
+  small->shutdown([&] { done.set_value(); });
+  done.get_future().wait_for(10s);
+}
+
+TEST_F(ServerFixture, EveryStartedRequestIsCountedOnceAnsweredOrDropped) {
+  limits.body_timeout = 200ms;
+  start();
+  {
+    Client stalled(port);  // a header, then a body that never comes: dropped
+    asio::write(stalled.stream, asio::buffer(std::string("POST /api/v1/segment HTTP/1.1\r\nHost: x\r\n"
+                                                         "Content-Type: image/png\r\nContent-Length: 100\r\n\r\n")));
+    EXPECT_TRUE(stalled.closed_by_server());
+  }
+  Client c(port);
+  c.raw("BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n");
+  c.raw("FOO /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(c.call(get("/api/v1/health")).result_int(), 200u);
+  const std::string m = c.call(get("/metrics")).body();
+  // Methods outside the standard ones share one label.
+  EXPECT_EQ(m.find("BREW"), std::string::npos);
+  EXPECT_NE(m.find("method=\"other\""), std::string::npos) << m;
+  auto value = [&](const std::string& prefix) {  // the sum over the lines that start with `prefix`
+    double sum = 0;
+    std::istringstream lines(m);
+    for (std::string line; std::getline(lines, line);)
+      if (line.rfind(prefix, 0) == 0) sum += std::stod(line.substr(line.rfind(' ') + 1));
+    return sum;
+  };
+  // Started: the stalled POST, BREW, FOO, GET health and this /metrics request; answered: all but
+  // the stalled one (the /metrics answer is written after it was rendered, so it is not in it).
+  EXPECT_EQ(value("sluice_http_requests_started_total"), 5);
+  EXPECT_EQ(value("sluice_http_requests_total{"), 3);
+  EXPECT_EQ(value("sluice_http_requests_dropped_total{reason=\"body_timeout\"}"), 1);
 }
 
 TEST_F(ServerFixture, ExpectContinueIsHonoured) {
@@ -199,9 +336,13 @@ TEST_F(ServerFixture, ExpectContinueIsHonoured) {
 
 TEST_F(ServerFixture, ShutdownFinishesInFlightRequestsAndClosesIdleOnes) {
   model->delay = 300ms;
+  limits.body_timeout = 60s;  // the stalled upload below must not hold the shutdown for this long
   start();
   Client idle(port);
   EXPECT_EQ(idle.call(get("/api/v1/health")).result_int(), 200u);
+  Client stalled(port);  // an upload that stopped half-way: closed at once, not after the body timeout
+  asio::write(stalled.stream, asio::buffer(std::string("POST /api/v1/segment HTTP/1.1\r\nHost: x\r\n"
+                                                       "Content-Type: image/png\r\nContent-Length: 100\r\n\r\n01")));
   Client busy(port);
   auto req = post_image("in flight");
   req.set(http::field::host, "127.0.0.1");
@@ -213,6 +354,7 @@ TEST_F(ServerFixture, ShutdownFinishesInFlightRequestsAndClosesIdleOnes) {
   std::promise<void> drained;
   server->shutdown([&] { drained.set_value(); });
   EXPECT_TRUE(idle.closed_by_server());
+  EXPECT_TRUE(stalled.closed_by_server());
   auto r = busy.read();
   EXPECT_EQ(r.result_int(), 200u);
   EXPECT_FALSE(r.keep_alive());

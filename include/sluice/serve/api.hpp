@@ -1,7 +1,9 @@
 // sluice/serve/api.hpp: the endpoints of the segmentation service (prefix /api/v1) and /metrics,
 // independent of sockets: a parsed Beast request goes in, one response comes out (asynchronously,
-// exactly once). Routing, option parsing, limits that need the request's content (files, pixels)
-// and the JSON bodies live here; connection handling lives in server.hpp.
+// exactly once, never an exception). Routing, option parsing, limits that need the request's content
+// (files, pixels), the memory budget of request bytes and the JSON bodies live here; connection
+// handling lives in server.hpp. Every string a client sent (file names, query keys, field names) is
+// made valid UTF-8 and clipped before it enters a JSON answer.
 #pragma once
 
 #include <algorithm>
@@ -24,14 +26,16 @@
 
 #include "sluice/core/clock.hpp"
 #include "sluice/core/error.hpp"
+#include "sluice/core/utf8.hpp"
 #include "sluice/serve/api_error.hpp"
 #include "sluice/serve/header_params.hpp"
 #include "sluice/serve/http_metrics.hpp"
-#include "sluice/serve/image_probe.hpp"
+#include "sluice/serve/memory_budget.hpp"
 #include "sluice/serve/model_service.hpp"
 #include "sluice/serve/multipart.hpp"
 #include "sluice/serve/query.hpp"
 #include "sluice/serve/segment_options.hpp"
+#include "sluice/vision/image_header.hpp"
 
 namespace sluice::serve {
 
@@ -45,17 +49,32 @@ struct ApiLimits {
   std::size_t max_files = 256;                     ///< per batch-segment request
   Duration request_timeout = std::chrono::seconds(60);  ///< deadline of each image in the Batcher
   unsigned retry_after_s = 1;                      ///< Retry-After of 503 answers
+  /// Request bytes held at once (bodies being read and parsed, images decoded and queued).
+  std::size_t memory_budget_bytes = default_memory_budget_bytes();
   MultipartLimits multipart{};
+
+  /// Throws sluice::Error(errc::invalid_argument) naming the first limit that makes every request fail.
+  void validate() const {
+    if (max_pixels == 0) throw Error(errc::invalid_argument, "max_pixels must be positive");
+    if (max_files == 0) throw Error(errc::invalid_argument, "max_files must be positive");
+    if (request_timeout <= Duration::zero()) throw Error(errc::invalid_argument, "the request timeout (slo_ms) must be positive");
+    if (memory_budget_bytes == 0) throw Error(errc::invalid_argument, "memory_budget_bytes must be positive");
+  }
 };
 
 class Api {
  public:
   using Respond = std::function<void(HttpResponse)>;
 
+  /// `memory`: the budget to admit bodies against, shared with whatever else holds request bytes
+  /// (the decode stage); by default one of limits.memory_budget_bytes of the Api's own.
   Api(std::vector<std::shared_ptr<ModelService>> models, std::string default_model, ApiLimits limits,
-      std::shared_ptr<HttpMetrics> metrics)
+      std::shared_ptr<HttpMetrics> metrics, std::shared_ptr<MemoryBudget> memory = nullptr)
       : models_(std::move(models)), default_model_(std::move(default_model)), limits_(limits),
-        metrics_(std::move(metrics)), started_(Clock::now()) {
+        metrics_(std::move(metrics)),
+        memory_(memory ? std::move(memory) : std::make_shared<MemoryBudget>(limits_.memory_budget_bytes)),
+        started_(Clock::now()) {
+    limits_.validate();
     if (models_.empty()) throw Error(errc::invalid_argument, "the server needs at least one model");
     for (const auto& m : models_)
       if (!by_name_.emplace(m->name(), m).second)
@@ -67,6 +86,8 @@ class Api {
 
   const std::vector<std::shared_ptr<ModelService>>& models() const { return models_; }
   HttpMetrics& metrics() { return *metrics_; }
+  const std::shared_ptr<MemoryBudget>& memory() const { return memory_; }
+  unsigned retry_after_s() const { return limits_.retry_after_s; }
 
   /// The route name used as the metrics label (bounded set).
   static std::string route_of(std::string_view target) {
@@ -77,56 +98,42 @@ class Api {
     return "other";
   }
 
-  /// Answers `req` by calling `respond` exactly once (maybe on another thread, later).
-  void handle(const HttpRequest& req, Respond respond) {
+  /// A request and the memory lease of its body, kept alive together while its images are in use.
+  struct HeldRequest {
+    HttpRequest http;
+    MemoryBudget::Lease lease;
+  };
+
+  void handle(HttpRequest req, Respond respond) { handle(std::move(req), {}, std::move(respond)); }
+
+  /// Answers `req` by calling `respond` exactly once (maybe on another thread, later). `body_lease`
+  /// holds the body's bytes in the memory budget; it is released with the body.
+  void handle(HttpRequest req, MemoryBudget::Lease body_lease, Respond respond) {
     const TimePoint start = Clock::now();
-    try {
-      const Target target = parse_target(req.target());
-      const std::string& path = target.path;
-      const auto method = req.method();
-      auto only = [&](http::verb v) {
-        if (method != v) throw MethodNotAllowed{std::string(http::to_string(v))};
+    auto held = std::make_shared<HeldRequest>(HeldRequest{std::move(req), std::move(body_lease)});
+    const HttpRequest& r = held->http;
+    if (r.method() == http::verb::head) {  // HEAD: GET's answer without its body
+      respond = [inner = std::move(respond)](HttpResponse res) {
+        const std::size_t length = res.body().size();
+        res.body().clear();
+        res.content_length(length);
+        inner(std::move(res));
       };
-      if (path == "/api/v1/health") {
-        only(http::verb::get);
-        return respond(json_response(req, 200, health()));
-      }
-      if (path == "/api/v1/models") {
-        only(http::verb::get);
-        return respond(json_response(req, 200, models_json()));
-      }
-      if (path == "/api/v1/status") {
-        only(http::verb::get);
-        return respond(json_response(req, 200, status_json()));
-      }
-      if (path == "/metrics") {
-        only(http::verb::get);
-        HttpResponse res{http::status::ok, req.version()};
-        res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-        res.body() = render_metrics();
-        return respond(finish(std::move(res), req));
-      }
-      if (path == "/api/v1/segment") {
-        only(http::verb::post);
-        return segment(req, target, start, respond);
-      }
-      if (path == "/api/v1/batch-segment") {
-        only(http::verb::post);
-        return batch_segment(req, target, start, respond);
-      }
-      return respond(error_response(req, ApiError::not_found("no endpoint " + path)));
+    }
+    try {
+      route(held, start, respond);
     } catch (const MethodNotAllowed& e) {
-      HttpResponse res = error_response(req, ApiError{405, "method_not_allowed", "use " + e.allowed, std::nullopt});
+      HttpResponse res = error_response(r, ApiError{405, "method_not_allowed", "use " + e.allowed, std::nullopt});
       res.set(http::field::allow, e.allowed);
-      return respond(std::move(res));
+      respond(std::move(res));
     } catch (const ApiError& e) {
-      return respond(error_response(req, e));
+      respond(error_response(r, e));
     } catch (const Error& e) {
       // Option and multipart errors carry errc::invalid_argument and a message for the client.
-      if (e.code() == errc::invalid_argument) return respond(error_response(req, ApiError::bad_request(message_of(e))));
-      return respond(error_response(req, api_error_from(e.code(), limits_.retry_after_s)));
+      if (e.code() == errc::invalid_argument) return respond(error_response(r, ApiError::bad_request(message_of(e))));
+      respond(error_response(r, api_error_from(e.code(), limits_.retry_after_s)));
     } catch (const std::exception& e) {
-      return respond(error_response(req, ApiError{500, "internal_error", e.what(), std::nullopt}));
+      respond(error_response(r, ApiError{500, "internal_error", e.what(), std::nullopt}));
     }
   }
 
@@ -134,6 +141,15 @@ class Api {
   std::string render_metrics() const {
     std::string out;
     metrics_->render(out);
+    out += "# HELP sluice_http_memory_budget_bytes Request bytes the server may hold at once.\n";
+    out += "# TYPE sluice_http_memory_budget_bytes gauge\nsluice_http_memory_budget_bytes " +
+           std::to_string(memory_->limit()) + "\n";
+    out += "# HELP sluice_http_memory_in_use_bytes Request bytes held now (bodies, decoded images).\n";
+    out += "# TYPE sluice_http_memory_in_use_bytes gauge\nsluice_http_memory_in_use_bytes " +
+           std::to_string(memory_->in_use()) + "\n";
+    out += "# HELP sluice_http_memory_rejections_total Requests and images refused for want of budget.\n";
+    out += "# TYPE sluice_http_memory_rejections_total counter\nsluice_http_memory_rejections_total " +
+           std::to_string(memory_->rejections()) + "\n";
     for (const auto& m : models_) m->render_metrics(out);
     return out;
   }
@@ -148,7 +164,9 @@ class Api {
   static HttpResponse json_response(const HttpRequest& req, unsigned status, const Json& body) {
     HttpResponse res{static_cast<http::status>(status), req.version()};
     res.set(http::field::content_type, "application/json");
-    res.body() = body.dump();
+    // Strings from clients are sanitised where they enter; replacing here too means that one that
+    // slipped through costs a U+FFFD, never an exception.
+    res.body() = body.dump(-1, ' ', false, Json::error_handler_t::replace);
     return finish(std::move(res), req);
   }
 
@@ -191,10 +209,50 @@ class Api {
             {"models", std::move(models)}};
   }
 
-  /// The parsed request: options and the images (views into the request body).
+  /// Dispatches by path and method; throws what handle() turns into an error answer.
+  void route(const std::shared_ptr<HeldRequest>& held, TimePoint start, Respond& respond) {
+    const HttpRequest& req = held->http;
+    const Target target = parse_target(req.target());
+    const std::string& path = target.path;
+    const auto method = req.method();
+    auto only = [&](http::verb v) {
+      if (method == v || (v == http::verb::get && method == http::verb::head)) return;
+      throw MethodNotAllowed{v == http::verb::get ? "GET, HEAD" : std::string(http::to_string(v))};
+    };
+    if (path == "/api/v1/health") {
+      only(http::verb::get);
+      return respond(json_response(req, 200, health()));
+    }
+    if (path == "/api/v1/models") {
+      only(http::verb::get);
+      return respond(json_response(req, 200, models_json()));
+    }
+    if (path == "/api/v1/status") {
+      only(http::verb::get);
+      return respond(json_response(req, 200, status_json()));
+    }
+    if (path == "/metrics") {
+      only(http::verb::get);
+      HttpResponse res{http::status::ok, req.version()};
+      res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+      res.body() = render_metrics();
+      return respond(finish(std::move(res), req));
+    }
+    if (path == "/api/v1/segment") {
+      only(http::verb::post);
+      return segment(held, target, start, respond);
+    }
+    if (path == "/api/v1/batch-segment") {
+      only(http::verb::post);
+      return batch_segment(held, target, start, respond);
+    }
+    return respond(error_response(req, ApiError::not_found("no endpoint " + clip_utf8(path, 128))));
+  }
+
+  /// The parsed request: options and the images (views into the held request's body).
   struct Upload {
     SegmentOptions options;
-    std::vector<std::pair<std::string, std::string_view>> files;  ///< filename, bytes
+    std::vector<std::pair<std::string, std::string_view>> files;  ///< filename (valid UTF-8), bytes
   };
 
   static bool allowed_extension(const std::string& filename) {
@@ -210,7 +268,7 @@ class Api {
     Upload up;
     for (const auto& [k, v] : target.query)
       if (k != "filename" && !apply_option(up.options, k, v))
-        throw ApiError::bad_request("unknown query parameter '" + k.substr(0, 64) + "'");
+        throw ApiError::bad_request("unknown query parameter '" + clip_utf8(k, 64) + "'");
     const auto ct_it = req.find(http::field::content_type);
     if (ct_it == req.end())
       throw ApiError{415, "unsupported_media_type", "missing Content-Type: send multipart/form-data or image/*",
@@ -225,7 +283,7 @@ class Api {
     if (ct.value.rfind("image/", 0) == 0) {
       std::string name = "upload";
       for (const auto& [k, v] : target.query)
-        if (k == "filename") name = v;
+        if (k == "filename") name = clip_utf8(v, 255);
       up.files.emplace_back(name, std::string_view(req.body()));
       return up;
     }
@@ -237,15 +295,11 @@ class Api {
     const auto parts = parse_multipart(req.body(), boundary, ml);
     for (const auto& part : parts) {
       if (part.name == file_field) {
-        const std::string fname = part.filename.value_or("");
         if (!part.filename)
-          throw ApiError::bad_request("field '" + part.name + "' must be a file upload (with a filename)");
-        if (!allowed_extension(fname))
-          throw ApiError::bad_request("file '" + fname.substr(0, 128) +
-                                      "' must end in .jpg, .jpeg, .png, .tif, .tiff or .bmp");
-        up.files.emplace_back(fname, part.content);
+          throw ApiError::bad_request("field '" + clip_utf8(part.name, 64) + "' must be a file upload (with a filename)");
+        up.files.emplace_back(clip_utf8(*part.filename, 255), part.content);
       } else if (!apply_option(up.options, part.name, part.content)) {
-        throw ApiError::bad_request("unknown field '" + part.name.substr(0, 64) + "'");
+        throw ApiError::bad_request("unknown field '" + clip_utf8(part.name, 64) + "'");
       }
     }
     return up;
@@ -257,25 +311,30 @@ class Api {
     if (it == by_name_.end()) {
       std::string known;
       for (const auto& m : models_) known += (known.empty() ? "" : ", ") + m->name();
-      throw ApiError::not_found("unknown model '" + name + "' (models: " + known + ")");
+      throw ApiError::not_found("unknown model '" + clip_utf8(name, 64) + "' (models: " + known + ")");
     }
     return it->second;
   }
 
-  /// Checks one image against the limits before it is queued.
-  void check_image(const std::string& filename, std::string_view bytes) const {
-    if (bytes.empty()) throw ApiError::bad_request("file '" + filename.substr(0, 128) + "' is empty");
-    if (const auto dims = probe_image(bytes); dims && dims->pixels() > limits_.max_pixels)
-      throw ApiError{413, "image_too_large",
-                     "image '" + filename.substr(0, 128) + "' has " + std::to_string(dims->width) + " x " +
-                         std::to_string(dims->height) + " pixels, more than the limit of " +
-                         std::to_string(limits_.max_pixels),
-                     std::nullopt};
+  /// Why one image cannot be queued (name, emptiness, size in its header), or nullopt when it can.
+  std::optional<ApiError> image_problem(const std::string& filename, std::string_view bytes, bool check_name) const {
+    if (check_name && !allowed_extension(filename))
+      return ApiError::bad_request("file '" + filename + "' must end in .jpg, .jpeg, .png, .tif, .tiff or .bmp");
+    if (bytes.empty()) return ApiError::bad_request("file '" + filename + "' is empty");
+    const std::span<const std::uint8_t> data(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+    if (const auto e = vision::peek_image_extent(data);
+        e && static_cast<std::uint64_t>(e->width) * static_cast<std::uint64_t>(e->height) > limits_.max_pixels)
+      return ApiError{413, "image_too_large",
+                      "image '" + filename + "' has " + std::to_string(e->width) + " x " + std::to_string(e->height) +
+                          " pixels, more than the limit of " + std::to_string(limits_.max_pixels),
+                      std::nullopt};
+    return std::nullopt;
   }
 
-  SegmentJob make_job(std::string_view bytes, const SegmentOptions& options) const {
+  SegmentJob make_job(std::string_view bytes, std::shared_ptr<const void> owner, const SegmentOptions& options) const {
     SegmentJob job;
-    job.image.assign(bytes.data(), bytes.size());
+    job.image = bytes;
+    job.owner = std::move(owner);
     job.threshold = options.threshold;
     job.detect_holes = options.detect_holes;
     job.deadline = Clock::now() + limits_.request_timeout;
@@ -295,34 +354,52 @@ class Api {
     return j;
   }
 
+  /// The error answer of one failed image: the error code's answer with the model's detail.
+  static ApiError image_error(std::error_code ec, const SegmentOutcome& out, unsigned retry_after_s) {
+    ApiError e = api_error_from(ec, retry_after_s);
+    if (!out.error_detail.empty()) e.message = out.error_detail;
+    return e;
+  }
+
   /// `respond` is moved from only once the request is accepted: errors thrown before reach handle().
-  void segment(const HttpRequest& req, const Target& target, TimePoint start, Respond& respond) {
+  void segment(const std::shared_ptr<HeldRequest>& held, const Target& target, TimePoint start, Respond& respond) {
+    const HttpRequest& req = held->http;
     const Upload up = read_upload(req, target, "file");
     if (up.files.empty()) throw ApiError::bad_request("missing field 'file'");
     if (up.files.size() > 1) throw ApiError::bad_request("send one 'file' (use /api/v1/batch-segment for several)");
     const auto model = find_model(up.options);
-    check_image(up.files[0].first, up.files[0].second);
-    metrics_->record_images(model->name(), 1);
+    const auto& [filename, bytes] = up.files[0];
+    // A raw image/* body has no file name to check; a multipart one must name an image.
+    const bool named = req[http::field::content_type].starts_with("multipart/");
+    if (auto problem = image_problem(filename, bytes, named)) {
+      metrics_->record_image(model->name(), problem->code);
+      throw *problem;
+    }
     ++in_flight_;
     const unsigned version = req.version();
     const bool keep_alive = req.keep_alive();
     const unsigned retry = limits_.retry_after_s;
-    model->segment(make_job(up.files[0].second, up.options),
-                   [this, version, keep_alive, retry, start, respond = std::move(respond)](std::error_code ec,
-                                                                                          SegmentOutcome out) {
+    model->segment(make_job(bytes, held, up.options),
+                   [this, version, keep_alive, retry, start, model_name = model->name(),
+                    respond = std::move(respond)](std::error_code ec, SegmentOutcome out) {
                      --in_flight_;
                      HttpRequest shape{http::verb::post, "/", version};
                      shape.keep_alive(keep_alive);
                      if (ec) {
-                       ApiError e = api_error_from(ec, retry);
-                       if (!out.error_detail.empty()) e.message = out.error_detail;
+                       const ApiError e = image_error(ec, out, retry);
+                       metrics_->record_image(model_name, e.code);
                        return respond(error_response(shape, e));
                      }
+                     metrics_->record_image(model_name, "ok");
                      respond(json_response(shape, 200, image_json(out, seconds_since(start))));
                    });
   }
 
-  void batch_segment(const HttpRequest& req, const Target& target, TimePoint start, Respond& respond) {
+  /// Every file gets its own result or its own error, in order: a bad file (wrong name, empty,
+  /// over the pixel limit, undecodable) fails alone.
+  void batch_segment(const std::shared_ptr<HeldRequest>& held, const Target& target, TimePoint start,
+                     Respond& respond) {
+    const HttpRequest& req = held->http;
     const Upload up = read_upload(req, target, "files");
     if (up.files.empty()) throw ApiError::bad_request("missing field 'files'");
     if (up.files.size() > limits_.max_files)
@@ -331,61 +408,73 @@ class Api {
                          std::to_string(limits_.max_files),
                      std::nullopt};
     const auto model = find_model(up.options);
-    for (const auto& [name, bytes] : up.files) check_image(name, bytes);
-
     const std::size_t n = up.files.size();
-    std::vector<SegmentJob> jobs;
     std::vector<std::string> filenames;
-    for (const auto& [name, bytes] : up.files) {
-      jobs.push_back(make_job(bytes, up.options));
+    std::vector<std::optional<ApiError>> refused(n);
+    std::vector<SegmentJob> jobs;
+    std::vector<std::size_t> queued;  // the file index of each job
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto& [name, bytes] = up.files[i];
       filenames.push_back(name);
+      refused[i] = image_problem(name, bytes, true);
+      if (refused[i]) continue;
+      jobs.push_back(make_job(bytes, held, up.options));
+      queued.push_back(i);
     }
-    metrics_->record_images(model->name(), n);
-    in_flight_ += static_cast<std::int64_t>(n);
-    // One Batcher item per file: the Batcher forms batches across this and other requests, so any
-    // number of files is split over as many batches as the model's safe size needs.
-    model->segment_many(std::move(jobs), [this, n, start, filenames = std::move(filenames), options = up.options,
-                                          model_name = model->name(), version = req.version(),
-                                          keep_alive = req.keep_alive(), respond = std::move(respond)](
-                                             std::vector<std::pair<std::error_code, SegmentOutcome>> answers) {
-      in_flight_ -= static_cast<std::int64_t>(n);
+    in_flight_ += static_cast<std::int64_t>(jobs.size());
+    auto complete = [this, n, start, filenames = std::move(filenames), refused = std::move(refused),
+                     queued, options = up.options, model_name = model->name(), version = req.version(),
+                     keep_alive = req.keep_alive(), respond = std::move(respond)](
+                        std::vector<std::pair<std::error_code, SegmentOutcome>> answers) {
+      in_flight_ -= static_cast<std::int64_t>(queued.size());
       HttpRequest shape{http::verb::post, "/", version};
       shape.keep_alive(keep_alive);
+      std::vector<std::optional<ApiError>> errors = refused;
+      std::vector<const SegmentOutcome*> outcomes(n, nullptr);
+      for (std::size_t k = 0; k < queued.size() && k < answers.size(); ++k) {
+        auto& [ec, out] = answers[k];
+        if (ec) errors[queued[k]] = image_error(ec, out, limits_.retry_after_s);
+        else outcomes[queued[k]] = &out;
+      }
       std::size_t ok = 0, polygons = 0;
       Json results = Json::array();
-      for (std::size_t i = 0; i < answers.size(); ++i) {
-        auto& [ec, out] = answers[i];
+      for (std::size_t i = 0; i < n; ++i) {
         Json r;
-        if (ec) {
-          const ApiError e = api_error_from(ec);
-          r = {{"success", false}, {"error", e.code}, {"detail", out.error_detail.empty() ? e.message : out.error_detail}};
-        } else {
+        if (outcomes[i]) {
           ++ok;
-          r = image_json(out, seconds_since(start));
+          r = image_json(*outcomes[i], seconds_since(start));
           if (const auto p = r.find("polygons"); p != r.end()) polygons += p->size();
+        } else {
+          if (!errors[i]) errors[i] = ApiError{500, "internal_error", "no answer for this image", std::nullopt};
+          r = {{"success", false}, {"error", errors[i]->code}, {"detail", clip_utf8(errors[i]->message, 1024)}};
         }
-        r["filename"] = i < filenames.size() ? filenames[i] : std::string();
+        metrics_->record_image(model_name, outcomes[i] ? "ok" : errors[i]->code);
+        r["filename"] = filenames[i];
         r["batch_index"] = i;
         results.push_back(std::move(r));
       }
-      // When every image failed the same way (queue full, deadline), the request as a whole did.
-      if (ok == 0 && !answers.empty()) {
+      // When every image failed the same way for the server's sake (queue full, deadline), the
+      // request as a whole did: the client should retry it.
+      if (ok == 0) {
         bool same = true;
-        for (const auto& a : answers) same = same && a.first == answers.front().first;
-        const ApiError e = api_error_from(answers.front().first, limits_.retry_after_s);
-        if (same && e.status != 400) return respond(error_response(shape, e));
+        for (const auto& e : errors) same = same && e->code == errors.front()->code;
+        if (same && errors.front()->status >= 500) return respond(error_response(shape, *errors.front()));
       }
       Json body{{"success", ok > 0},
-                {"batch_size", answers.size()},
+                {"batch_size", n},
                 {"successful_count", ok},
-                {"failed_count", answers.size() - ok},
+                {"failed_count", n - ok},
                 {"total_polygons", polygons},
                 {"model_used", model_name},
                 {"threshold_used", options.threshold},
                 {"processing_time", seconds_since(start)},
                 {"results", std::move(results)}};
       respond(json_response(shape, 200, body));
-    });
+    };
+    if (jobs.empty()) return complete({});
+    // One Batcher item per file: the Batcher forms batches across this and other requests, so any
+    // number of files is split over as many batches as the model's safe size needs.
+    model->segment_many(std::move(jobs), std::move(complete));
   }
 
   std::vector<std::shared_ptr<ModelService>> models_;
@@ -393,6 +482,7 @@ class Api {
   std::string default_model_;
   ApiLimits limits_;
   std::shared_ptr<HttpMetrics> metrics_;
+  std::shared_ptr<MemoryBudget> memory_;
   TimePoint started_;
   std::atomic<std::int64_t> in_flight_{0};
 };

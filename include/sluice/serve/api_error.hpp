@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sluice/core/error.hpp"
+#include "sluice/core/utf8.hpp"
 #include "sluice/serve/header_params.hpp"
 
 namespace sluice::serve {
@@ -20,8 +21,11 @@ struct ApiError {
   std::string message;  ///< for humans
   std::optional<unsigned> retry_after_s;  ///< sets Retry-After (503)
 
+  /// The message may quote client text (a file name, a field): it is made valid UTF-8 and clipped
+  /// here, so that no answer can fail to serialise.
   nlohmann::ordered_json to_json() const {
-    return nlohmann::ordered_json{{"success", false}, {"error", code}, {"detail", message}, {"status", status}};
+    return nlohmann::ordered_json{
+        {"success", false}, {"error", code}, {"detail", clip_utf8(message, 1024)}, {"status", status}};
   }
   std::string body() const { return to_json().dump(); }
 

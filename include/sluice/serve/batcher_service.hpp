@@ -1,13 +1,19 @@
 // sluice/serve/batcher_service.hpp: the real ModelService -- one model served by its own Batcher.
 // It owns whatever the model needs (backends, network, Segmenter), turns each HTTP image into a
-// vision::SegmentRequest submitted with async_submit (so concurrent clients share batches), and
-// turns the SegmentResponse back into the spec's result JSON. Completions run on the Batcher's
-// executor, which is the server's io_context.
+// vision::SegmentRequest submitted to the Batcher (so concurrent clients share batches), and turns
+// the SegmentResponse back into the result JSON. With a Decoding stage, a request's images are
+// decoded before they are queued, on a shared FairPool (requests take turns, so one client's huge
+// images cannot stall the others), resized to the network's input at once, and held in the memory
+// budget while they wait. Completions run on the Batcher's executor, the server's io_context.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <new>
+#include <optional>
+#include <span>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -21,12 +27,23 @@
 #include "sluice/core/batch_controller.hpp"
 #include "sluice/core/batch_model.hpp"
 #include "sluice/core/error.hpp"
+#include "sluice/core/utf8.hpp"
+#include "sluice/serve/fair_pool.hpp"
 #include "sluice/serve/header_params.hpp"
+#include "sluice/serve/memory_budget.hpp"
 #include "sluice/serve/model_service.hpp"
+#include "sluice/vision/decode.hpp"
+#include "sluice/vision/preprocess.hpp"
 #include "sluice/vision/result_json.hpp"
 #include "sluice/vision/segmenter.hpp"
 
 namespace sluice::serve {
+
+/// Where images are decoded before they are queued; without a pool, the model's prepare decodes.
+struct Decoding {
+  std::shared_ptr<FairPool> pool;
+  std::shared_ptr<MemoryBudget> memory;  ///< holds each image's decode cost, then its resized pixels
+};
 
 template <class Model, class Controller>
   requires std::same_as<typename Model::request_type, vision::SegmentRequest> &&
@@ -35,8 +52,10 @@ class BatcherService final : public ModelService {
  public:
   /// `keep` holds what `model` refers to (backends, weights) and is destroyed after the Batcher.
   BatcherService(std::string name, Json info, std::shared_ptr<void> keep, std::unique_ptr<Model> model,
-                 boost::asio::any_io_executor executor, BatcherConfig config, Controller controller)
-      : name_(std::move(name)), info_(std::move(info)), keep_(std::move(keep)), model_(std::move(model)) {
+                 boost::asio::any_io_executor executor, BatcherConfig config, Controller controller,
+                 Decoding decoding = {})
+      : name_(std::move(name)), info_(std::move(info)), keep_(std::move(keep)), model_(std::move(model)),
+        decoding_(std::move(decoding)) {
     config.model_name = name_;
     batcher_ = std::make_unique<Batcher<Model, Controller>>(std::move(executor), *model_, std::move(config),
                                                             std::move(controller));
@@ -112,70 +131,145 @@ class BatcherService final : public ModelService {
   void stop() override { batcher_->stop(StopMode::drain); }
 
   void segment(SegmentJob job, SegmentHandler done) override {
-    SubmitOptions options;
-    options.deadline = job.deadline;
-    // The model's failure text outlives the submission inside the handler. `done` is copied into
-    // the handler so that it is still here if async_submit throws.
-    auto message = std::make_shared<std::string>();
-    options.error_message = message.get();
-    try {
-      batcher_->async_submit(to_request(job, "upload"), options,
-                             [done, message](std::error_code ec, vision::SegmentResponse r) {
-                               auto [code, out] = outcome_of(ec, std::move(r), *message);
-                               done(code, std::move(out));
-                             });
-    } catch (const std::exception& e) {
-      SegmentOutcome out;
-      out.error_detail = e.what();
-      done(make_error_code(errc::model_failed), std::move(out));
-    }
+    std::vector<SegmentJob> jobs;
+    jobs.push_back(std::move(job));
+    segment_many(std::move(jobs), [done = std::move(done)](std::vector<std::pair<std::error_code, SegmentOutcome>> a) {
+      done(a.front().first, std::move(a.front().second));
+    });
   }
 
   /// The files of one request enter the queue together (async_submit_many), so the controller sees
-  /// them all at once and can put them in one batch, or split them over several.
+  /// them all at once and can put them in one batch, or split them over several. Never throws.
   void segment_many(std::vector<SegmentJob> jobs, SegmentManyHandler done) override {
-    std::vector<vision::SegmentRequest> requests;
-    TimePoint deadline = kNever;
-    for (std::size_t i = 0; i < jobs.size(); ++i) {
-      requests.push_back(to_request(jobs[i], "file_" + std::to_string(i)));
-      deadline = std::min(deadline, jobs[i].deadline);
-    }
-    SubmitOptions options;
-    options.deadline = deadline;
-    auto message = std::make_shared<std::string>();
-    options.error_message = message.get();
-    const std::size_t n = requests.size();
-    try {
-      batcher_->async_submit_many(
-          std::move(requests), options,
-          [done, message, n](std::error_code ec, std::vector<vision::SegmentResponse> responses) {
-            std::vector<std::pair<std::error_code, SegmentOutcome>> answers(n);
-            for (std::size_t i = 0; i < n; ++i) {
-              // A slot without a response (batch_requests == 0) failed with the group's error.
-              if (i >= responses.size() || responses[i].batch_requests == 0) {
-                answers[i].first = ec ? ec : make_error_code(errc::model_failed);
-                answers[i].second.error_detail = *message;
-              } else {
-                answers[i] = outcome_of({}, std::move(responses[i]), "");
-              }
-            }
-            done(std::move(answers));
-          });
-    } catch (const std::exception& e) {
-      std::vector<std::pair<std::error_code, SegmentOutcome>> answers(n);
-      for (auto& a : answers) {
-        a.first = make_error_code(errc::model_failed);
-        a.second.error_detail = e.what();
+    auto group = std::make_shared<Group>();
+    group->jobs = std::move(jobs);
+    group->requests.resize(group->jobs.size());
+    group->answers.resize(group->jobs.size());
+    group->done = std::move(done);
+    if (group->jobs.empty()) return group->done({});
+    if (!decoding_.pool || !decoding_.memory) {
+      for (std::size_t i = 0; i < group->jobs.size(); ++i) {
+        const SegmentJob& job = group->jobs[i];
+        auto request = to_request(job, "file_" + std::to_string(i));
+        request.bytes = std::make_shared<const std::vector<std::uint8_t>>(job.image.begin(), job.image.end());
+        group->requests[i] = std::move(request);
       }
-      done(std::move(answers));
+      return submit(group);
     }
+    group->remaining = group->jobs.size();
+    std::vector<FairPool::Task> tasks;
+    for (std::size_t i = 0; i < group->jobs.size(); ++i)
+      tasks.push_back([this, group, i] {
+        decode_one(*group, i);
+        if (group->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) submit(group);
+      });
+    decoding_.pool->post_group(std::move(tasks));
   }
 
  private:
+  /// One request's images on their way through decoding into the Batcher.
+  struct Group {
+    std::vector<SegmentJob> jobs;
+    std::vector<std::optional<vision::SegmentRequest>> requests;  ///< empty where decoding failed
+    std::vector<std::pair<std::error_code, SegmentOutcome>> answers;
+    std::atomic<std::size_t> remaining{0};
+    SegmentManyHandler done;
+  };
+
+  /// On the decode pool: image i's header cost is leased, then it is decoded, resized to the
+  /// network's input (the lease shrinks to what stays) and its share of the body let go.
+  void decode_one(Group& g, std::size_t i) {
+    SegmentJob& job = g.jobs[i];
+    auto fail = [&](errc code, std::string detail) {
+      g.answers[i].first = make_error_code(code);
+      g.answers[i].second.error_detail = sanitize_utf8(detail);
+    };
+    try {
+      const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(job.image.data()), job.image.size());
+      const auto& config = model_->config();
+      const std::size_t cost = decode_cost(bytes);
+      auto lease = MemoryBudget::try_acquire(decoding_.memory, cost);
+      if (!lease) {
+        fail(errc::out_of_memory, "the server's memory budget cannot hold this image's " + std::to_string(cost) +
+                                      " bytes of pixels now; retry later");
+      } else {
+        vision::DecodedImage full = vision::decode_image(bytes, config.decode);
+        const cv::Size original = full.size();
+        auto small = std::make_shared<const vision::DecodedImage>(vision::resize_to_input(full, config.preprocess));
+        full = {};
+        lease.shrink_to(small->pixels.total() * small->pixels.elemSize());
+        auto request = to_request(job, "file_" + std::to_string(i));
+        request.decoded = std::move(small);
+        request.original_size = original;
+        request.keep = std::make_shared<MemoryBudget::Lease>(std::move(lease));
+        g.requests[i] = std::move(request);
+      }
+    } catch (const Error& e) {
+      fail(e.code() == errc::invalid_argument ? errc::invalid_argument : errc::model_failed,
+           without_code_suffix(e.what(), e.code()));
+    } catch (const std::bad_alloc&) {
+      fail(errc::out_of_memory, "out of memory while decoding");
+    } catch (const std::exception& e) {
+      fail(errc::invalid_argument, std::string("cannot decode image: ") + e.what());
+    }
+    job.image = {};
+    job.owner.reset();  // the last image of a request to let go frees its body
+  }
+
+  /// What decoding `bytes` costs in memory, from the image's header.
+  static std::size_t decode_cost(std::span<const std::uint8_t> bytes) {
+    const auto e = vision::peek_image_extent(bytes);
+    if (!e || e->width <= 0 || e->height <= 0) return 0;  // decode_image refuses it before decoding
+    // Up to four channels, as float after the 16-bit conversion.
+    return static_cast<std::size_t>(e->width) * static_cast<std::size_t>(e->height) * 4 * sizeof(float);
+  }
+
+  /// Queues the group's images that are ready; answers all of them once the Batcher has.
+  void submit(const std::shared_ptr<Group>& g) {
+    std::vector<vision::SegmentRequest> requests;
+    std::vector<std::size_t> index;
+    TimePoint deadline = kNever;
+    for (std::size_t i = 0; i < g->requests.size(); ++i) {
+      if (!g->requests[i]) continue;
+      requests.push_back(std::move(*g->requests[i]));
+      index.push_back(i);
+      deadline = std::min(deadline, g->jobs[i].deadline);
+    }
+    g->requests.clear();
+    if (requests.empty()) return g->done(std::move(g->answers));
+    SubmitOptions options;
+    options.deadline = deadline;
+    // The model's failure text outlives the submission inside the handler.
+    auto message = std::make_shared<std::string>();
+    options.error_message = message.get();
+    try {
+      batcher_->async_submit_many(
+          std::move(requests), options,
+          [g, index, message](std::error_code ec, std::vector<vision::SegmentResponse> responses) {
+            for (std::size_t k = 0; k < index.size(); ++k) {
+              auto& answer = g->answers[index[k]];
+              // A slot without a response (batch_requests == 0) failed with the group's error.
+              if (k >= responses.size() || responses[k].batch_requests == 0) {
+                answer.first = ec ? ec : make_error_code(errc::model_failed);
+                answer.second.error_detail = *message;
+              } else {
+                answer = outcome_of({}, std::move(responses[k]), "");
+              }
+            }
+            g->done(std::move(g->answers));
+          });
+    } catch (const std::exception& e) {
+      for (const std::size_t i : index) {
+        g->answers[i].first = make_error_code(errc::model_failed);
+        g->answers[i].second.error_detail = e.what();
+      }
+      g->done(std::move(g->answers));
+    }
+  }
+
   static vision::SegmentRequest to_request(const SegmentJob& job, std::string name) {
     vision::SegmentRequest request;
     request.name = std::move(name);
-    request.bytes = std::make_shared<const std::vector<std::uint8_t>>(job.image.begin(), job.image.end());
     request.options.threshold = job.threshold;
     request.options.detect_holes = job.detect_holes;
     return request;
@@ -187,7 +281,7 @@ class BatcherService final : public ModelService {
     SegmentOutcome out;
     if (!ec && r.error) ec = r.error;
     if (ec) {
-      out.error_detail = without_code_suffix(!r.message.empty() ? r.message : batcher_message, ec);
+      out.error_detail = sanitize_utf8(without_code_suffix(!r.message.empty() ? r.message : batcher_message, ec));
       return {ec, std::move(out)};
     }
     out.result = vision::to_json(r.segmentation, r.info);
@@ -201,6 +295,7 @@ class BatcherService final : public ModelService {
   Json info_;
   std::shared_ptr<void> keep_;
   std::unique_ptr<Model> model_;
+  Decoding decoding_;
   std::unique_ptr<Batcher<Model, Controller>> batcher_;
 };
 

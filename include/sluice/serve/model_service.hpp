@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -21,9 +22,11 @@ namespace sluice::serve {
 /// JSON that keeps insertion order, so responses list fields as the original service did.
 using Json = nlohmann::ordered_json;
 
-/// One image to segment. The service owns the bytes.
+/// One image to segment: a view of the encoded file inside the request's body, which `owner` keeps
+/// alive (with its memory lease) until the service lets go of the job -- no copy of the upload.
 struct SegmentJob {
-  std::string image;        ///< the encoded file (PNG, JPEG, TIFF, BMP)
+  std::string_view image;             ///< the encoded file (PNG, JPEG, TIFF, BMP)
+  std::shared_ptr<const void> owner;  ///< keeps `image` valid
   double threshold = 0.5;
   bool detect_holes = true;
   TimePoint deadline = kNever;

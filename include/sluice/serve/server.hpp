@@ -1,7 +1,11 @@
 // sluice/serve/server.hpp: the HTTP/1.1 connection layer on Boost.Beast -- async accept, keep-alive
 // sessions on their own strands of the caller's executor (the Batcher's io_context), header and body
-// read timeouts, a body-size limit (413), a cap on open connections, 100-continue, and a graceful
-// shutdown that stops accepting, closes idle connections and lets in-flight requests finish.
+// read timeouts, a body-size limit (413), 100-continue, 400 for a malformed request, and a graceful
+// shutdown that stops accepting, closes idle connections and stalled uploads at once and lets
+// requests already running finish. Against connection floods: a cap on open connections and one per
+// peer address; at the cap a new connection takes the place of the one that has waited longest for
+// its header (idle keep-alive, slowloris), and header deadlines shorten while the table is nearly
+// full. Bodies are admitted against the Api's memory budget before they are read (503 when full).
 // What a request means is the Api's business (api.hpp).
 #pragma once
 
@@ -10,6 +14,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,7 +32,9 @@
 #include <boost/beast/http.hpp>
 
 #include "sluice/core/clock.hpp"
+#include "sluice/core/error.hpp"
 #include "sluice/serve/api.hpp"
+#include "sluice/serve/memory_budget.hpp"
 
 namespace sluice::serve {
 
@@ -37,18 +44,40 @@ namespace beast = boost::beast;
 struct ServerLimits {
   std::size_t max_body_bytes = 64ull * 1024 * 1024;  ///< larger bodies: 413
   std::size_t max_header_bytes = 16 * 1024;          ///< larger headers: 431
-  std::size_t max_connections = 256;                 ///< more: 503 and close
+  /// Open connections. At the cap, the connection waiting longest for a header is closed to make
+  /// room; when none is waiting (all are busy), the new one gets 503 and is closed.
+  std::size_t max_connections = 256;
+  std::size_t max_connections_per_peer = 64;  ///< per client address; more: 503 and close
   Duration header_timeout = std::chrono::seconds(10);  ///< also the keep-alive idle timeout
+  /// The header timeout while more than 3/4 of max_connections are open.
+  Duration pressure_header_timeout = std::chrono::seconds(1);
   Duration body_timeout = std::chrono::seconds(60);
   Duration write_timeout = std::chrono::seconds(30);
-  Duration drain_timeout = std::chrono::seconds(60);  ///< longest wait for in-flight requests at shutdown
+  Duration drain_timeout = std::chrono::seconds(60);  ///< longest wait for running requests at shutdown
+
+  /// Throws sluice::Error(errc::invalid_argument) naming the first limit that makes every request fail.
+  void validate() const {
+    auto positive = [](bool ok, const char* what) {
+      if (!ok) throw Error(errc::invalid_argument, std::string(what) + " must be positive");
+    };
+    positive(max_body_bytes > 0, "max_body_bytes");
+    positive(max_header_bytes > 0, "max_header_bytes");
+    positive(max_connections > 0, "max_connections");
+    positive(max_connections_per_peer > 0, "max_connections_per_peer");
+    positive(header_timeout > Duration::zero(), "header_timeout");
+    positive(pressure_header_timeout > Duration::zero(), "pressure_header_timeout");
+    positive(body_timeout > Duration::zero(), "body_timeout");
+    positive(write_timeout > Duration::zero(), "write_timeout");
+  }
 };
 
 class Server : public std::enable_shared_from_this<Server> {
  public:
   Server(asio::any_io_executor executor, ServerLimits limits, std::shared_ptr<Api> api)
       : executor_(std::move(executor)), limits_(limits), api_(std::move(api)),
-        acceptor_(asio::make_strand(executor_)), drain_timer_(acceptor_.get_executor()) {}
+        acceptor_(asio::make_strand(executor_)), drain_timer_(acceptor_.get_executor()) {
+    limits_.validate();
+  }
 
   /// Binds and starts accepting; returns the bound endpoint (port 0 picks a free port).
   asio::ip::tcp::endpoint listen(const std::string& address, unsigned short port) {
@@ -85,54 +114,91 @@ class Server : public std::enable_shared_from_this<Server> {
  private:
   class Session : public std::enable_shared_from_this<Session> {
    public:
-    Session(asio::ip::tcp::socket socket, std::shared_ptr<Server> server)
-        : stream_(std::move(socket)), server_(std::move(server)) {}
+    Session(asio::ip::tcp::socket socket, std::shared_ptr<Server> server, asio::ip::address peer)
+        : stream_(std::move(socket)), server_(std::move(server)), peer_(std::move(peer)) {}
 
-    ~Session() { server_->session_closed(); }
+    ~Session() {
+      if (request_open_) server_->api_->metrics().request_dropped(drop_reason_);
+      server_->session_closed(peer_);
+    }
 
     void start() {
       asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_header(); });
     }
 
-    /// At shutdown: an idle connection closes now; a busy one closes after its response.
+    /// At shutdown: a connection waiting for a header or still reading a body closes now; one
+    /// whose request is running closes after its response.
     void stop() {
       asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
         self->closing_ = true;
-        if (self->idle_) {
-          beast::error_code ignored;
-          self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-          self->stream_.socket().close(ignored);
-        }
+        if (self->phase_ == Phase::header || self->phase_ == Phase::body) self->abort("shutdown");
       });
     }
 
+    /// At the connection cap: closes this connection if it is still waiting for a header.
+    void evict() {
+      asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+        if (self->phase_ != Phase::header) return;
+        self->server_->api_->metrics().connection_evicted();
+        self->abort("evicted");
+      });
+    }
+
+    /// Since when this connection has waited for a header; nullopt while it is busy with a request.
+    std::optional<std::int64_t> waiting_since() const {
+      const std::int64_t t = header_wait_since_.load(std::memory_order_acquire);
+      return t == 0 ? std::nullopt : std::optional<std::int64_t>(t);
+    }
+
    private:
+    enum class Phase { header, body, handling, writing };
+
+    void set_phase(Phase p) {
+      phase_ = p;
+      header_wait_since_.store(p == Phase::header ? Clock::now().time_since_epoch().count() : 0,
+                               std::memory_order_release);
+    }
+
     void read_header() {
       if (closing_ || server_->stopping()) return close();
       parser_.emplace();
       parser_->header_limit(static_cast<std::uint32_t>(server_->limits_.max_header_bytes));
       parser_->body_limit(server_->limits_.max_body_bytes);
-      idle_ = true;
-      stream_.expires_after(server_->limits_.header_timeout);
+      set_phase(Phase::header);
+      stream_.expires_after(server_->header_timeout());
       http::async_read_header(stream_, buffer_, *parser_,
                               [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
     }
 
     void on_header(beast::error_code ec) {
-      idle_ = false;
+      // Timeout, eviction, client gone: no request was read, nothing to answer. A parse error
+      // (malformed request line or header) is answered 400.
+      if (ec && !is_parse_error(ec)) return close();
+      started_ = Clock::now();
+      request_open_ = true;
+      server_->api_->metrics().request_started();
       if (ec == http::error::header_limit) return reject(ApiError{431, "headers_too_large", "request headers too large", std::nullopt});
       // Beast checks a declared Content-Length against the body limit as soon as the header is in.
       if (ec == http::error::body_limit) return reject(too_large());
-      if (ec) return close();  // timeout, client gone, or malformed request line: nothing to answer
-      started_ = Clock::now();
+      if (ec) return reject(ApiError::bad_request(std::string("malformed HTTP request: ") + ec.message()));
+      set_phase(Phase::body);
       const auto& req = parser_->get();
       if (const auto len = parser_->content_length(); len && *len > server_->limits_.max_body_bytes)
         return reject(too_large());
+      // The body's bytes count against the memory budget from before the first one is read; a
+      // chunked body of unknown length reserves the largest allowed.
+      const std::size_t body_bytes = parser_->chunked() ? server_->limits_.max_body_bytes
+                                                        : static_cast<std::size_t>(parser_->content_length().value_or(0));
+      lease_ = MemoryBudget::try_acquire(server_->api_->memory(), body_bytes);
+      if (!lease_)
+        return reject(ApiError{503, "memory_budget_exhausted",
+                               "the server holds as many request bytes as its memory budget allows; retry later",
+                               server_->api_->retry_after_s()});
       stream_.expires_after(server_->limits_.body_timeout);
       if (beast::iequals(req[http::field::expect], "100-continue")) {
         auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
         http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
-          if (ec) return self->close();
+          if (ec) return self->abort("client_closed");
           self->read_body();
         });
         return;
@@ -147,9 +213,15 @@ class Server : public std::enable_shared_from_this<Server> {
 
     void on_body(beast::error_code ec) {
       if (ec == http::error::body_limit) return reject(too_large());
-      if (ec) return close();
+      if (ec == beast::error::timeout) return abort("body_timeout");
+      if (ec == asio::error::operation_aborted) return close();  // stop() or evict() gave the reason
+      if (is_parse_error(ec)) return reject(ApiError::bad_request(std::string("malformed HTTP body: ") + ec.message()));
+      if (ec) return abort("client_closed");
+      set_phase(Phase::handling);
       stream_.expires_never();  // the Batcher's deadline bounds the time from here on
-      server_->api_->handle(parser_->get(), [self = shared_from_this()](HttpResponse res) {
+      route_ = Api::route_of(parser_->get().target());
+      method_ = std::string(parser_->get().method_string());
+      server_->api_->handle(parser_->release(), std::move(lease_), [self = shared_from_this()](HttpResponse res) {
         // The answer may come from a Batcher thread: back onto this connection's strand.
         asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
       });
@@ -164,20 +236,20 @@ class Server : public std::enable_shared_from_this<Server> {
 
     /// Answers an error found while reading, then closes (the rest of the request is unread).
     void reject(const ApiError& e) {
-      HttpRequest shape{http::verb::get, "/", parser_ ? parser_->get().version() : 11};
+      const auto& req = parser_->get();
+      HttpRequest shape{http::verb::get, "/", req.version() == 10 ? 10u : 11u};
       shape.keep_alive(false);
-      if (started_ == TimePoint{}) started_ = Clock::now();
+      route_ = Api::route_of(req.target());
+      method_ = std::string(req.method_string());
+      lease_.release();
       closing_ = true;
       rejected_ = true;
       write(Api::error_response(shape, e));
     }
 
     void write(HttpResponse res) {
+      set_phase(Phase::writing);
       if (closing_ || server_->stopping()) res.keep_alive(false);
-      const auto& req = parser_->get();
-      route_ = Api::route_of(req.target());
-      method_ = std::string(req.method_string().substr(0, 16));
-      if (method_.empty()) method_ = "OTHER";
       response_ = std::make_shared<HttpResponse>(std::move(res));
       stream_.expires_after(server_->limits_.write_timeout);
       http::async_write(stream_, *response_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
@@ -187,12 +259,13 @@ class Server : public std::enable_shared_from_this<Server> {
 
     void on_write(beast::error_code ec) {
       const double seconds = std::chrono::duration<double>(Clock::now() - started_).count();
+      if (ec) return abort("write_failed");
       server_->api_->metrics().record(route_, method_, response_->result_int(), seconds);
+      request_open_ = false;
       const bool keep = response_->keep_alive();
       response_.reset();
-      started_ = TimePoint{};
-      if (!ec && rejected_) return linger();
-      if (ec || !keep) return close();
+      if (rejected_) return linger();
+      if (!keep) return close();
       read_header();
     }
 
@@ -212,7 +285,14 @@ class Server : public std::enable_shared_from_this<Server> {
       });
     }
 
+    /// Ends the connection; a request it had started counts as dropped for `reason`.
+    void abort(const char* reason) {
+      drop_reason_ = reason;
+      close();
+    }
+
     void close() {
+      header_wait_since_.store(0, std::memory_order_release);
       beast::error_code ignored;
       stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
       stream_.close();
@@ -223,13 +303,29 @@ class Server : public std::enable_shared_from_this<Server> {
     std::optional<http::request_parser<http::string_body>> parser_;
     std::shared_ptr<HttpResponse> response_;
     std::shared_ptr<Server> server_;
+    asio::ip::address peer_;
+    MemoryBudget::Lease lease_;
     TimePoint started_{};
-    std::string route_, method_;
+    std::string route_ = "other", method_;
     std::unique_ptr<std::array<char, 16 * 1024>> scratch_;
-    bool idle_ = false;
+    Phase phase_ = Phase::header;
+    std::atomic<std::int64_t> header_wait_since_{0};
+    const char* drop_reason_ = "client_closed";
+    bool request_open_ = false;
     bool closing_ = false;
     bool rejected_ = false;
   };
+
+  /// A Beast parse error (as opposed to a timeout, a closed connection or a cancelled read).
+  static bool is_parse_error(const beast::error_code& ec) {
+    return ec && ec.category() == http::make_error_code(http::error::bad_target).category() &&
+           ec != http::error::end_of_stream && ec != http::error::partial_message;
+  }
+
+  Duration header_timeout() const {
+    const bool pressure = 4 * static_cast<std::size_t>(api_->metrics().open_connections()) > 3 * limits_.max_connections;
+    return pressure ? std::min(limits_.header_timeout, limits_.pressure_header_timeout) : limits_.header_timeout;
+  }
 
   void accept() {
     acceptor_.async_accept(asio::make_strand(executor_), [self = shared_from_this()](beast::error_code ec,
@@ -241,13 +337,29 @@ class Server : public std::enable_shared_from_this<Server> {
   }
 
   void on_accept(asio::ip::tcp::socket socket) {
-    if (static_cast<std::size_t>(api_->metrics().open_connections()) >= limits_.max_connections) {
-      api_->metrics().connection_refused();
-      refuse(std::move(socket));
-      return;
+    beast::error_code ec;
+    const auto remote = socket.remote_endpoint(ec);
+    if (ec) return;  // the client is already gone
+    const asio::ip::address peer = remote.address();
+    std::shared_ptr<Session> victim;
+    {
+      std::lock_guard lock(sessions_mutex_);
+      if (const auto it = per_peer_.find(peer); it != per_peer_.end() && it->second >= limits_.max_connections_per_peer) {
+        api_->metrics().connection_refused("per_peer");
+        return refuse(std::move(socket));
+      }
+      if (static_cast<std::size_t>(api_->metrics().open_connections()) >= limits_.max_connections) {
+        victim = longest_waiting();
+        if (!victim) {
+          api_->metrics().connection_refused("connection_cap");
+          return refuse(std::move(socket));
+        }
+      }
+      ++per_peer_[peer];
+      api_->metrics().connection_opened();
     }
-    api_->metrics().connection_opened();
-    auto session = std::make_shared<Session>(std::move(socket), shared_from_this());
+    if (victim) victim->evict();
+    auto session = std::make_shared<Session>(std::move(socket), shared_from_this(), peer);
     {
       std::lock_guard lock(sessions_mutex_);
       // Drop entries of closed sessions now and then, so the list stays bounded.
@@ -256,6 +368,22 @@ class Server : public std::enable_shared_from_this<Server> {
       sessions_.push_back(session);
     }
     session->start();
+  }
+
+  /// The live session that has waited longest for a request header (under sessions_mutex_).
+  std::shared_ptr<Session> longest_waiting() {
+    std::shared_ptr<Session> best;
+    std::int64_t best_since = 0;
+    for (const auto& weak : sessions_) {
+      auto s = weak.lock();
+      if (!s) continue;
+      const auto since = s->waiting_since();
+      if (since && (!best || *since < best_since)) {
+        best = std::move(s);
+        best_since = *since;
+      }
+    }
+    return best;
   }
 
   /// Over the connection cap: one canned 503, then close.
@@ -278,7 +406,11 @@ class Server : public std::enable_shared_from_this<Server> {
     return sessions_;
   }
 
-  void session_closed() {
+  void session_closed(const asio::ip::address& peer) {
+    {
+      std::lock_guard lock(sessions_mutex_);
+      if (const auto it = per_peer_.find(peer); it != per_peer_.end() && --it->second == 0) per_peer_.erase(it);
+    }
     api_->metrics().connection_closed();
     if (stopping_) asio::post(acceptor_.get_executor(), [self = shared_from_this()] { self->check_drained(); });
   }
@@ -301,6 +433,7 @@ class Server : public std::enable_shared_from_this<Server> {
   std::function<void()> drained_;
   std::mutex sessions_mutex_;
   std::vector<std::weak_ptr<Session>> sessions_;
+  std::map<asio::ip::address, std::size_t> per_peer_;  ///< open connections per client address
 };
 
 }  // namespace sluice::serve

@@ -79,19 +79,24 @@ void normalise_into(const cv::Mat& img, float scale, const PreprocessOptions& o,
 
 }  // namespace detail
 
+/// `image` at the network's input size, resized exactly as preprocess_into resizes it: a server can
+/// resize right after decoding (and free the full-size pixels) and normalise later, bit for bit the
+/// same. An image already at that size is shared, not copied.
+inline DecodedImage resize_to_input(const DecodedImage& image, const PreprocessOptions& options) {
+  const cv::Size target(options.input_width, options.input_height);
+  if (image.pixels.size() == target) return image;
+  DecodedImage out = image;
+  // Bilinear on the native type (uint8 stays uint8, as the reference pipeline resized 8-bit images).
+  cv::resize(image.pixels, out.pixels, target, 0.0, 0.0, cv::INTER_LINEAR);
+  return out;
+}
+
 /// Resizes and normalises `image` into `slot` (exactly options.slot_floats() floats, planes R, G, B).
 inline void preprocess_into(const DecodedImage& image, const PreprocessOptions& options, std::span<float> slot) {
   if (slot.size() != options.slot_floats())
     throw Error(errc::invalid_argument, "preprocess slot holds " + std::to_string(slot.size()) + " floats, expected " +
                                             std::to_string(options.slot_floats()));
-  const cv::Size target(options.input_width, options.input_height);
-  cv::Mat resized;
-  if (image.pixels.size() == target) {
-    resized = image.pixels;
-  } else {
-    // Bilinear on the native type (uint8 stays uint8, as the reference pipeline resized 8-bit images).
-    cv::resize(image.pixels, resized, target, 0.0, 0.0, cv::INTER_LINEAR);
-  }
+  const cv::Mat resized = resize_to_input(image, options).pixels;
   if (resized.depth() == CV_8U) {
     detail::normalise_into<std::uint8_t>(resized, image.scale, options, slot);
   } else if (resized.depth() == CV_32F) {

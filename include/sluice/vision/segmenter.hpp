@@ -35,12 +35,18 @@
 
 namespace sluice::vision {
 
-/// One image to segment: its bytes, or a path that prepare reads.
+/// One image to segment: its pixels already decoded, or its bytes, or a path that prepare reads.
 struct SegmentRequest {
   std::string name;                  ///< echoed in the response (file name, client label)
-  std::filesystem::path path;        ///< read when `bytes` is null
-  std::shared_ptr<const std::vector<std::uint8_t>> bytes;
+  std::filesystem::path path;        ///< read when `bytes` and `decoded` are null
+  std::shared_ptr<const std::vector<std::uint8_t>> bytes;  ///< decoded by prepare when `decoded` is null
   PostprocessOptions options;        ///< threshold, detect_holes, min_area
+  /// Pixels decoded before the request was queued (a server decodes on its own pool), possibly
+  /// already resized to the network's input (resize_to_input); then `original_size` is the size the
+  /// image was decoded at, which the polygons are scaled to.
+  std::shared_ptr<const DecodedImage> decoded;
+  cv::Size original_size;
+  std::shared_ptr<const void> keep;  ///< released with the request (e.g. the memory its pixels hold)
 };
 
 /// Seconds each stage of an image's batch took, and the batch's size.
@@ -132,6 +138,13 @@ class Segmenter {
       item.options = r.options;
       try {
         r.options.validate();
+        if (r.decoded) {
+          const std::span<float> slot(batch.input.data() + batch.images * slot_floats, slot_floats);
+          preprocess_into(*r.decoded, config_.preprocess, slot);
+          item.original = r.original_size.empty() ? r.decoded->size() : r.original_size;
+          item.slot = static_cast<std::ptrdiff_t>(batch.images++);
+          continue;
+        }
         std::vector<std::uint8_t> owned;
         std::span<const std::uint8_t> bytes;
         if (r.bytes) {
