@@ -274,3 +274,112 @@ TEST(Query, DecodesTargets) {
 }
 
 }  // namespace
+
+namespace {
+
+using namespace sluice::serve;
+using sluice::serve::testing::FakeService;
+
+struct HostileApi : ::testing::Test {
+  std::shared_ptr<FakeService> model = std::make_shared<FakeService>("m");
+  std::shared_ptr<HttpMetrics> metrics = std::make_shared<HttpMetrics>();
+  Api api{{model}, "", ApiLimits{.max_pixels = 1000 * 1000}, metrics};
+
+  /// The answer, whose body must be valid UTF-8 JSON whatever the request held.
+  HttpResponse call(HttpRequest req) {
+    req.prepare_payload();
+    std::promise<HttpResponse> p;
+    api.handle(std::move(req), [&](HttpResponse r) { p.set_value(std::move(r)); });
+    auto r = p.get_future().get();
+    model->join();
+    EXPECT_TRUE(sluice::is_valid_utf8(r.body())) << r.body();
+    EXPECT_TRUE(nlohmann::json::accept(r.body())) << r.body();
+    return r;
+  }
+  HttpResponse form(const std::string& target, const std::vector<std::tuple<std::string, std::string, std::string>>& f) {
+    HttpRequest req{http::verb::post, target, 11};
+    req.set(http::field::content_type, "multipart/form-data; boundary=XX");
+    req.body() = multipart("XX", f);
+    return call(std::move(req));
+  }
+};
+
+TEST_F(HostileApi, TextThatIsNotUtf8NeverBreaksTheAnswer) {
+  HttpRequest bad_key{http::verb::post, "/api/v1/segment?%FF=1", 11};
+  bad_key.set(http::field::content_type, "image/png");
+  bad_key.body() = "x";
+  EXPECT_EQ(call(bad_key).result_int(), 400u);
+
+  // A Latin-1 file name comes back with U+FFFD in its place.
+  auto r = form("/api/v1/batch-segment", {{"files", "caf\xE9.png", "img"}});
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  EXPECT_EQ(nlohmann::json::parse(r.body())["results"][0]["filename"], "caf\xEF\xBF\xBD.png");
+
+  // Error texts are clipped: a long name of multi-byte characters must not be cut inside one.
+  std::string long_name;
+  for (int i = 0; i < 150; ++i) long_name += "\xC3\xA9";  // 300 bytes of e-acute
+  r = form("/api/v1/segment", {{"file", long_name + ".gif", "img"}});
+  EXPECT_EQ(r.result_int(), 400u);
+  for (std::size_t cut = 60; cut < 70; ++cut)  // query keys are clipped at 64 bytes
+    EXPECT_EQ(call(HttpRequest{http::verb::post, "/api/v1/segment?" + std::string(cut, 'k') + "%C3%A9=1", 11})
+                  .result_int(),
+              400u);
+  EXPECT_EQ(call(HttpRequest{http::verb::get, "/no/\xFF\xFE", 11}).result_int(), 404u);
+}
+
+TEST_F(HostileApi, EveryBatchFileGetsItsOwnResultOrError) {
+  auto r = form("/api/v1/batch-segment", {{"files", "a.png", "first"},
+                                          {"files", "b.gif", "gif bytes"},
+                                          {"files", "c.png", ""},
+                                          {"files", "d.png", png_header(2000, 2000)},
+                                          {"files", "e.png", "last"}});
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  const auto j = nlohmann::json::parse(r.body());
+  ASSERT_EQ(j["results"].size(), 5u);
+  const std::vector<std::pair<bool, std::string>> expect = {
+      {true, ""}, {false, "bad_request"}, {false, "bad_request"}, {false, "image_too_large"}, {true, ""}};
+  for (std::size_t i = 0; i < expect.size(); ++i) {
+    const auto& res = j["results"][i];
+    EXPECT_EQ(res["batch_index"], i);
+    EXPECT_EQ(res["filename"], std::string(1, static_cast<char>('a' + i)) + (i == 1 ? ".gif" : ".png"));
+    EXPECT_EQ(res["success"], expect[i].first) << res;
+    if (!expect[i].first) {
+      EXPECT_EQ(res["error"], expect[i].second) << res;
+    }
+  }
+  EXPECT_EQ(j["successful_count"], 2);
+  EXPECT_EQ(j["failed_count"], 3);
+  EXPECT_EQ(model->jobs.load(), 2);  // only the good ones reached the model
+}
+
+TEST_F(HostileApi, ImagesAreCountedByTheirOutcome) {
+  form("/api/v1/segment", {{"file", "a.png", "fine"}});
+  model->fail_with = sluice::errc::invalid_argument;  // a decode failure
+  form("/api/v1/segment", {{"file", "b.png", "undecodable"}});
+  form("/api/v1/batch-segment", {{"files", "c.png", "undecodable"}, {"files", "d.png", ""}});
+  std::string out;
+  metrics->render(out);
+  EXPECT_NE(out.find("sluice_http_images_total{model=\"m\",outcome=\"ok\"} 1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("sluice_http_images_total{model=\"m\",outcome=\"invalid_image\"} 2\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("sluice_http_images_total{model=\"m\",outcome=\"bad_request\"} 1\n"), std::string::npos) << out;
+}
+
+TEST_F(HostileApi, HeadOfAGetRouteHasTheLengthAndNoBody) {
+  auto head = [&](const std::string& target) {
+    HttpRequest req{http::verb::head, target, 11};
+    req.prepare_payload();
+    std::promise<HttpResponse> p;
+    api.handle(std::move(req), [&](HttpResponse r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  };
+  const auto r = head("/api/v1/models");
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_TRUE(r.body().empty());
+  EXPECT_EQ(r[http::field::content_length],
+            std::to_string(call(HttpRequest{http::verb::get, "/api/v1/models", 11}).body().size()));
+  const auto post_only = head("/api/v1/segment");
+  EXPECT_EQ(post_only.result_int(), 405u);
+  EXPECT_EQ(post_only[http::field::allow], "POST");
+}
+
+}  // namespace

@@ -3,14 +3,15 @@
 
     attack_suite.py --server BIN --model MODEL_JSON --work DIR [--long] [--only NAME ...]
 
-The one command (quick mode, about 2-3 minutes on 2 busy cores):
+The one command (quick mode: about 65 s on an idle 2-core machine, 90 s on 2 busy cores):
 
     /usr/bin/python3 tests/serve/attack/attack_suite.py --server build/dev/examples/serve/sluice_serve \
         --model examples/data/demo/model.json --work /tmp/sluice-attack
 
 and the same with --long for the bigger and longer versions (60 s connection flood instead of 15 s,
 32 uploads of 40 MB in three rounds instead of 16 in one, 10000 random methods instead of 2000,
-and extra bombs and start-up files), about 5-8 minutes.
+six SIGTERM races instead of three, and extra bombs and start-up files), about 2-4 minutes (a
+server that decodes the 30000 x 30000 JPEG bomb spends ~2.6 GB and ~6 s on each of two).
 
 Each attack class is one function with its own sluice_serve (started on 127.0.0.1, port 0, with
 small explicit limits and --warmup-runs 0); after each attack the process must be alive and
@@ -28,7 +29,8 @@ Attack classes (--only takes these names):
   metrics      random method tokens keep the method label bounded; images_total{outcome}
   bombs        decode bombs (PNG/TIFF/JPEG/BMP headers, WebP, GIF) -> fast 4xx, RSS growth <= 64 MiB
   memory       16 x 40 MB uploads against --memory-budget-mib 128 -> 503 + Retry-After, RSS bound
-  connections  500 slowloris + 2000 idle sockets from 127.0.1.1-50; a normal client still served
+  connections  500 slowloris + 2000 idle sockets from 127.0.1.1-50 (one selector loop in a child
+               process); a normal client from 127.0.0.1 still served; 200 idle from 127.0.0.9
   shutdown     SIGTERM with a stalled upload exits within 10 s; an in-flight request is answered
   startup      zero limits and a FIFO as weights -> exit status 2 before listening
 
@@ -1254,7 +1256,7 @@ def attack_connections(cfg):
     try:
         plan = [("slow", "127.0.1.%d" % (1 + i % 50)) for i in range(500)]
         plan += [("idle", "127.0.1.%d" % (1 + i % 50)) for i in range(2000)]
-        ctx = multiprocessing.get_context("fork")
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
         recv_end, send_end = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=flood_process, args=(a.port, plan, ramp, duration + 1.0, 1000, send_end), daemon=True)
         proc.start()
