@@ -111,6 +111,12 @@ class Server : public std::enable_shared_from_this<Server> {
 
   bool stopping() const { return stopping_.load(); }
 
+  /// The limits a connection's request parser gets (also what the request fuzzer parses with).
+  static void configure_parser(http::request_parser<http::string_body>& parser, const ServerLimits& limits) {
+    parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+    parser.body_limit(limits.max_body_bytes);
+  }
+
  private:
   class Session : public std::enable_shared_from_this<Session> {
    public:
@@ -162,8 +168,7 @@ class Server : public std::enable_shared_from_this<Server> {
     void read_header() {
       if (closing_ || server_->stopping()) return close();
       parser_.emplace();
-      parser_->header_limit(static_cast<std::uint32_t>(server_->limits_.max_header_bytes));
-      parser_->body_limit(server_->limits_.max_body_bytes);
+      configure_parser(*parser_, server_->limits_);
       set_phase(Phase::header);
       stream_.expires_after(server_->header_timeout());
       http::async_read_header(stream_, buffer_, *parser_,
