@@ -3,10 +3,16 @@
 // under ASan/UBSan in CI, so "refuse" also means "without undefined behaviour").
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <random>
 #include <string>
 #include <vector>
@@ -373,6 +379,42 @@ TEST(SafetensorsFiles, LoadCheckpointExplainsAPytorchFile) {
     EXPECT_NE(std::string(e.what()).find("tools/convert_checkpoint.py"), std::string::npos) << e.what();
   }
   fs::remove(path);
+}
+
+// A weights path that is no regular file is refused at once, naming the path and what it is. A
+// FIFO used to block in open() until a writer came: the load runs on a thread, and a writer is
+// opened after the deadline so that a regression fails instead of hanging.
+TEST(SafetensorsFiles, AFifoIsRefusedWithoutBlocking) {
+  const fs::path path = temp_path("weights.fifo");
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0) << std::strerror(errno);
+  auto load = std::async(std::launch::async, [&] {
+    try {
+      load_checkpoint(path);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  });
+  if (load.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "load_checkpoint blocked on a FIFO";
+    const int writer = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);  // lets the blocked open return
+    if (writer >= 0) ::close(writer);
+  }
+  const std::string what = load.get();
+  EXPECT_NE(what.find(path.string() + ": not a regular file"), std::string::npos) << what;
+  EXPECT_NE(what.find("FIFO"), std::string::npos) << what;
+  fs::remove(path);
+}
+
+TEST(SafetensorsFiles, ACharacterDeviceIsRefused) {
+  try {
+    load_checkpoint("/dev/null");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("/dev/null: not a regular file (a character device)"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(SafetensorsFiles, WriterRefusesInconsistentTensors) {
