@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -415,6 +416,41 @@ TEST(SafetensorsFiles, ACharacterDeviceIsRefused) {
     EXPECT_NE(std::string(e.what()).find("/dev/null: not a regular file (a character device)"), std::string::npos)
         << e.what();
   }
+}
+
+// Weights holding NaN or an infinity are refused at load, naming the tensor, in every float dtype
+// (F16 and BF16 hold both; F64 infinities also arise from values beyond float's range).
+TEST(SafetensorsFiles, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  struct Case {
+    float bad;
+    DType dtype;
+    const char* says;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (const Case& c : {Case{nan, DType::F32, "NaN"}, Case{inf, DType::F32, "+Inf"}, Case{-inf, DType::F16, "-Inf"},
+                        Case{nan, DType::BF16, "NaN"}, Case{inf, DType::F64, "+Inf"}}) {
+    SCOPED_TRACE(std::string(dtype_name(c.dtype)) + " " + c.says);
+    TensorDict tensors = sample_tensors();
+    tensors.at("bn1.weight").data[2] = c.bad;
+    const fs::path path = temp_path("nonfinite.safetensors");
+    write_safetensors(path, tensors, {}, c.dtype);
+    try {
+      load_checkpoint(path);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), errc::invalid_argument);
+      const std::string what = e.what();
+      EXPECT_EQ(what.rfind(path.string() + ": ", 0), 0u) << what;
+      EXPECT_NE(what.find("'bn1.weight'"), std::string::npos) << what;
+      EXPECT_NE(what.find(std::string(c.says) + " at index 2"), std::string::npos) << what;
+    }
+    fs::remove(path);
+  }
+  // A finite checkpoint loads.
+  const fs::path path = temp_path("finite.safetensors");
+  write_safetensors(path, sample_tensors());
+  EXPECT_EQ(load_checkpoint(path).size(), sample_tensors().size());
+  fs::remove(path);
 }
 
 TEST(SafetensorsFiles, WriterRefusesInconsistentTensors) {
