@@ -259,6 +259,29 @@ TEST_F(OpsTest, BilinearResizeMatchesPyTorchSampling) {
   }
 }
 
+// Large planes and scale factors near 1 (ResUNetSmall at 513x383 resizes 512x382 -> 513x383):
+// there a source coordinate rounded to float moves lambda by up to ulp(512) = 6e-5, far more than
+// the float arithmetic of the blend. Tolerance: max |got - want| <= 1e-6 * max(1, max |want|),
+// a few float roundings of the weights and three multiply-adds.
+TEST_F(OpsTest, BilinearResizeTapsAreExactOnLargePlanes) {
+  constexpr double taps_tolerance = 1e-6;
+  struct Case {
+    Shape x;
+    std::int64_t h, w;
+    bool ac;
+  };
+  for (const Case& c : {Case{{1, 2, 512, 382}, 513, 383, false}, Case{{1, 1, 256, 191}, 257, 192, false},
+                        Case{{1, 1, 16, 11}, 513, 383, false}, Case{{1, 1, 33, 47}, 513, 383, true},
+                        Case{{1, 1, 383, 513}, 1000, 700, true}, Case{{1, 1, 700, 1000}, 383, 513, false}}) {
+    SCOPED_TRACE(c.x.to_string() + " -> " + std::to_string(c.h) + "x" + std::to_string(c.w) + " ac " +
+                 std::to_string(c.ac));
+    auto [x, xr] = input(c.x);
+    const ref::Diff d = ref::diff(cpu.to_vector(cpu.resize_bilinear(x, c.h, c.w, c.ac)),
+                                  ref::resize_bilinear(xr, c.h, c.w, c.ac));
+    EXPECT_LE(d.max_abs, taps_tolerance * std::max(1.0, d.scale)) << "scale " << d.scale;
+  }
+}
+
 TEST_F(OpsTest, Reductions) {
   for (Shape s : {Shape{2, 5, 7, 9}, Shape{1, 3, 1, 6}, Shape{2, 70, 50, 45}}) {
     SCOPED_TRACE(s.to_string());

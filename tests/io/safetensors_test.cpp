@@ -3,10 +3,17 @@
 // under ASan/UBSan in CI, so "refuse" also means "without undefined behaviour").
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -372,6 +379,77 @@ TEST(SafetensorsFiles, LoadCheckpointExplainsAPytorchFile) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("tools/convert_checkpoint.py"), std::string::npos) << e.what();
   }
+  fs::remove(path);
+}
+
+// A weights path that is no regular file is refused at once, naming the path and what it is. A
+// FIFO used to block in open() until a writer came: the load runs on a thread, and a writer is
+// opened after the deadline so that a regression fails instead of hanging.
+TEST(SafetensorsFiles, AFifoIsRefusedWithoutBlocking) {
+  const fs::path path = temp_path("weights.fifo");
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0) << std::strerror(errno);
+  auto load = std::async(std::launch::async, [&] {
+    try {
+      load_checkpoint(path);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  });
+  if (load.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "load_checkpoint blocked on a FIFO";
+    const int writer = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);  // lets the blocked open return
+    if (writer >= 0) ::close(writer);
+  }
+  const std::string what = load.get();
+  EXPECT_NE(what.find(path.string() + ": not a regular file"), std::string::npos) << what;
+  EXPECT_NE(what.find("FIFO"), std::string::npos) << what;
+  fs::remove(path);
+}
+
+TEST(SafetensorsFiles, ACharacterDeviceIsRefused) {
+  try {
+    load_checkpoint("/dev/null");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("/dev/null: not a regular file (a character device)"), std::string::npos)
+        << e.what();
+  }
+}
+
+// Weights holding NaN or an infinity are refused at load, naming the tensor, in every float dtype
+// (F16 and BF16 hold both; F64 infinities also arise from values beyond float's range).
+TEST(SafetensorsFiles, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  struct Case {
+    float bad;
+    DType dtype;
+    const char* says;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (const Case& c : {Case{nan, DType::F32, "NaN"}, Case{inf, DType::F32, "+Inf"}, Case{-inf, DType::F16, "-Inf"},
+                        Case{nan, DType::BF16, "NaN"}, Case{inf, DType::F64, "+Inf"}}) {
+    SCOPED_TRACE(std::string(dtype_name(c.dtype)) + " " + c.says);
+    TensorDict tensors = sample_tensors();
+    tensors.at("bn1.weight").data[2] = c.bad;
+    const fs::path path = temp_path("nonfinite.safetensors");
+    write_safetensors(path, tensors, {}, c.dtype);
+    try {
+      load_checkpoint(path);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), errc::invalid_argument);
+      const std::string what = e.what();
+      EXPECT_EQ(what.rfind(path.string() + ": ", 0), 0u) << what;
+      EXPECT_NE(what.find("'bn1.weight'"), std::string::npos) << what;
+      EXPECT_NE(what.find(std::string(c.says) + " at index 2"), std::string::npos) << what;
+    }
+    fs::remove(path);
+  }
+  // A finite checkpoint loads.
+  const fs::path path = temp_path("finite.safetensors");
+  write_safetensors(path, sample_tensors());
+  EXPECT_EQ(load_checkpoint(path).size(), sample_tensors().size());
   fs::remove(path);
 }
 

@@ -142,10 +142,22 @@ class SizeRules(unittest.TestCase):
                 "advanced_resunet": dict(features=[4, 8, 8, 8]), "cbam_resunet": dict(features=[4, 8, 8, 8])}
         for name, kw in nets.items():
             net = models.build(name, **kw).eval()
-            for h, w in ((32, 40), (33, 47), (70, 90), (64, 96)):  # 32: ResUNetSmall's bottleneck is 1x1
+            for h, w in ((64, 40), (33, 71), (70, 90), (64, 96)):  # ResUNetSmall: bottlenecks 2x1, 1x2
                 with torch.no_grad():
                     y = net(torch.randn(1, 3, h, w))
                 self.assertEqual(tuple(y.shape), (1, 1, h, w), f"{name} at {h}x{w}")
+
+    def test_a_single_value_plane_raises(self):
+        # As in PyTorch (even in eval()), instance norm refuses a plane of one value; sluice too.
+        net = models.build("resunet_small", features=[4, 8, 8, 8, 8]).eval()
+        with self.assertRaisesRegex(ValueError, "more than 1 spatial element"), torch.no_grad():
+            net(torch.randn(1, 3, 63, 63))  # bottleneck 1x1
+
+    def test_committed_input_size_table_is_current(self):
+        import make_input_sizes
+        with open(make_input_sizes.OUT) as f:
+            self.assertEqual(f.read(), make_input_sizes.dump(make_input_sizes.table()),
+                             "rewrite it with tools/reference/make_input_sizes.py")
 
     def test_build_rejects_unknown(self):
         with self.assertRaises(ValueError):

@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sluice/core/error.hpp"
+#include "sluice/io/finite_weights.hpp"
 #include "sluice/io/host_tensor.hpp"
 #include "sluice/io/safetensors_float.hpp"
 #include "sluice/io/safetensors_mapped_file.hpp"
@@ -330,12 +331,13 @@ inline SafetensorsData read_safetensors(const std::filesystem::path& path, const
   return parse_safetensors(file.bytes(), path.string(), options);
 }
 
-/// Loads a checkpoint's weights (a safetensors file). A PyTorch .pth given by mistake gets an error
-/// that says how to convert it.
+/// Loads a checkpoint's weights (a safetensors file), every one finite. A PyTorch .pth given by
+/// mistake gets an error that says how to convert it.
 inline TensorDict load_checkpoint(const std::filesystem::path& path, const SafetensorsOptions& options = {}) {
   const MappedFile file(path);
+  TensorDict tensors;
   try {
-    return parse_safetensors(file.bytes(), path.string(), options).tensors;
+    tensors = parse_safetensors(file.bytes(), path.string(), options).tensors;
   } catch (const Error& e) {
     const auto b = file.bytes();
     const bool zip = b.size() >= 4 && std::memcmp(b.data(), "PK\x03\x04", 4) == 0;
@@ -346,6 +348,8 @@ inline TensorDict load_checkpoint(const std::filesystem::path& path, const Safet
                                           "tools/convert_checkpoint.py)");
     throw;
   }
+  require_finite(tensors, path.string());
+  return tensors;
 }
 
 /// Serialises tensors (stored as `dtype`: F32, F16, BF16 or F64) and metadata to a safetensors

@@ -24,10 +24,13 @@ class MappedFile {
   MappedFile() = default;
 
   /// Maps `path` read-only. Throws sluice::Error(invalid_argument, "<path>: ...") when the file
-  /// cannot be opened, is not a regular file, or cannot be mapped.
+  /// cannot be opened, is not a regular file (a FIFO, directory, device or socket: never waited
+  /// on), or cannot be mapped.
   explicit MappedFile(const std::filesystem::path& path) {
     const std::string name = path.string();
-    const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer. The kind is then
+    // checked on the open descriptor itself, so the file checked is the file mapped.
+    const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) fail(name, "cannot open");
     struct ::stat st {};
     if (::fstat(fd, &st) != 0) {
@@ -38,7 +41,7 @@ class MappedFile {
     }
     if (!S_ISREG(st.st_mode)) {
       ::close(fd);
-      throw Error(errc::invalid_argument, name + ": not a regular file");
+      throw Error(errc::invalid_argument, name + ": not a regular file (" + kind_of(st.st_mode) + ")");
     }
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ > 0) {  // mmap of length 0 is an error; an empty file is an empty span
@@ -75,6 +78,14 @@ class MappedFile {
   std::size_t size() const { return size_; }
 
  private:
+  static const char* kind_of(mode_t mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a plain file";
+  }
   [[noreturn]] static void fail(const std::string& name, const char* what) {
     throw Error(errc::invalid_argument, name + ": " + what + ": " + std::strerror(errno));
   }

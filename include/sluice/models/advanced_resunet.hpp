@@ -1,8 +1,8 @@
 // sluice/models/advanced_resunet.hpp: AdvancedResUNet ("ResUNet Advanced") -- a four-level U-Net
 // of advanced residual blocks (SimAM + triplet attention), lightweight multi-head self-attention
 // in the bottleneck and triplet-refined attention gates. Widths are read from the checkpoint
-// (encoder{i}.0.conv1.weight); deployed [64, 128, 256, 512]. Unlike the original, any input size
-// works: a decoder tensor is resized to its skip's size when pooling floored an odd size.
+// (encoder{i}.0.conv1.weight); deployed [64, 128, 256, 512]. Unlike the original, odd sizes work
+// (a decoder tensor is resized to its skip's size when pooling floored one) from 32x32 up.
 #pragma once
 
 #include <array>
@@ -38,6 +38,8 @@ class AdvancedResUNet {
   using Gate = AttentionGate<B, TripletAttention>;
   static constexpr const char* kName = "advanced_resunet";
   static constexpr std::array<int, 4> kEncoderBlocks = {2, 2, 3, 3};
+  /// The bottleneck's norms see the input after the four encoders' 2x2 poolings.
+  static constexpr DeepestNormPlane kDeepestNorm{kMaxPool2x2, 4};
 
   AdvancedResUNet(B& backend, const io::TensorDict& weights, const AdvancedResUNetOptions& options = {}) {
     ParamBinder<B> p(backend, weights);
@@ -74,12 +76,13 @@ class AdvancedResUNet {
 
   std::int64_t in_channels() const { return in_channels_; }
   std::int64_t out_channels() const { return head_->out_channels(); }
-  std::int64_t min_input_size() const { return 16; }
+  /// The smallest square input (32x32): see kDeepestNorm.
+  std::int64_t min_input_size() const { return kDeepestNorm.min_side(); }
   std::vector<std::int64_t> features() const { return {features_.begin(), features_.end()}; }
 
   Tensor forward(B& b, const Tensor& input) const {
     const Shape in_shape = b.shape_of(input);
-    check_input(kName, in_shape, in_channels_, min_input_size());
+    check_input(kName, in_shape, in_channels_, kDeepestNorm);
     Tensor x = (*init_)(b, input, Activation::relu);
     std::vector<Tensor> skips;
     for (const auto& stage : encoders_) {

@@ -67,12 +67,13 @@ class AttentionResUNet {
 
   std::int64_t in_channels() const { return in_channels_; }
   std::int64_t out_channels() const { return head_->out_channels(); }
-  std::int64_t min_input_size() const { return std::int64_t{1} << features_.size(); }
+  /// The smallest square input (2^(levels + 1)): see deepest_norm().
+  std::int64_t min_input_size() const { return deepest_norm().min_side(); }
   const std::vector<std::int64_t>& features() const { return features_; }
 
   Tensor forward(B& b, const Tensor& input) const {
     const Shape in_shape = b.shape_of(input);
-    check_input(kName, in_shape, in_channels_, min_input_size());
+    check_input(kName, in_shape, in_channels_, deepest_norm());
     Tensor x = (*init_)(b, input, Activation::relu);
     std::vector<Tensor> skips;
     for (const auto& down : downs_) {
@@ -101,6 +102,9 @@ class AttentionResUNet {
   }
 
  private:
+  /// The bottleneck's norms see the input after one 2x2 pooling per encoder level.
+  DeepestNormPlane deepest_norm() const { return {kMaxPool2x2, static_cast<int>(features_.size())}; }
+
   std::vector<std::int64_t> features_;
   std::int64_t in_channels_ = 3;
   std::optional<ConvNorm<B>> init_;

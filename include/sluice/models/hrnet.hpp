@@ -31,6 +31,9 @@ class HRNet {
   static constexpr const char* kName = "hrnet";
   static constexpr std::int64_t kStemWidth = 64;
   static constexpr std::int64_t kBranches = 4;
+  /// The last branch's norms see the input after five 3x3 stride-2 convolutions: conv1, conv2,
+  /// transition1.1, transition2.2, transition3.3.
+  static constexpr DeepestNormPlane kDeepestNorm{kConv3x3Stride2, 5};
 
   /// Binds every parameter by its state-dict key; throws sluice::Error(invalid_argument) listing
   /// every missing, unexpected or misshapen tensor.
@@ -77,13 +80,14 @@ class HRNet {
 
   std::int64_t in_channels() const { return in_channels_; }
   std::int64_t out_channels() const { return out_channels_; }
-  std::int64_t min_input_size() const { return 1; }
+  /// The smallest square input (33x33): see kDeepestNorm.
+  std::int64_t min_input_size() const { return kDeepestNorm.min_side(); }
   const std::array<std::int64_t, 4>& widths() const { return widths_; }
 
   /// N x 3 x H x W -> N x n_class x H x W logits.
   Tensor forward(B& b, const Tensor& input) const {
     const Shape in_shape = b.shape_of(input);
-    check_input(kName, in_shape, in_channels_, min_input_size());
+    check_input(kName, in_shape, in_channels_, kDeepestNorm);
     std::vector<Tensor> x;
     {
       Tensor y = (*stem1_)(b, input, Activation::relu);

@@ -10,6 +10,7 @@
 #include "sluice/core/backend.hpp"
 #include "sluice/core/error.hpp"
 #include "sluice/core/shape.hpp"
+#include "sluice/models/input_size.hpp"
 
 namespace sluice::models {
 
@@ -35,12 +36,13 @@ typename B::tensor_type run_forward(const Net& net, B& backend, const typename B
   }
 }
 
-/// The input check every network runs first: channels as bound, planes at least `min_size`.
-inline void check_input(const char* network, const Shape& s, std::int64_t channels, std::int64_t min_size) {
-  if (s.n >= 1 && s.c == channels && s.h >= min_size && s.w >= min_size) return;
-  throw Error(errc::invalid_argument, std::string(network) + ": input " + s.to_string() + " must be N x " +
-                                          std::to_string(channels) + " x H x W with N >= 1 and H, W >= " +
-                                          std::to_string(min_size));
+/// The input check every network runs first, before any compute: channels as bound, and a size at
+/// which its deepest instance norm sees more than one value (see input_size.hpp).
+inline void check_input(const char* network, const Shape& s, std::int64_t channels, const DeepestNormPlane& plane) {
+  if (s.n < 1 || s.c != channels)
+    throw Error(errc::invalid_argument, std::string(network) + ": input " + s.to_string() + " must be N x " +
+                                            std::to_string(channels) + " x H x W with N >= 1");
+  plane.check(network, s);
 }
 
 }  // namespace sluice::models

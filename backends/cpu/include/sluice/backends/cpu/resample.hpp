@@ -33,32 +33,35 @@ struct LinearTaps {
   std::vector<float> w0, w1;
 };
 
-/// PyTorch's rules (upsample_bilinear2d, float opmath, no scale_factor given):
+/// PyTorch's rules (upsample_bilinear2d, no scale_factor given):
 ///  align_corners:  scale = (in - 1) / (out - 1) (0 when out == 1), src = scale * dst;
 ///  otherwise:      scale = in / out, src = max(scale * (dst + 0.5) - 0.5, 0);
 ///  i0 = min(floor(src), in - 1), lambda = clamp(src - i0, 0, 1), i1 = i0 + (i0 < in - 1).
+/// src and lambda are computed in double, as a float64 PyTorch does, and lambda is rounded to float
+/// once: a float src near 512 is off by up to 3e-5, which moved lambda by more than all the float
+/// arithmetic of the blend (PyTorch's float path itself computes src partly in double).
 inline LinearTaps linear_taps(std::int64_t in, std::int64_t out, bool align_corners) {
   LinearTaps t;
   t.i0.resize(static_cast<std::size_t>(out));
   t.i1.resize(static_cast<std::size_t>(out));
   t.w0.resize(static_cast<std::size_t>(out));
   t.w1.resize(static_cast<std::size_t>(out));
-  float scale;
+  double scale;
   if (align_corners) {
-    scale = out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.0f;
+    scale = out > 1 ? static_cast<double>(in - 1) / static_cast<double>(out - 1) : 0.0;
   } else {
-    scale = static_cast<float>(in) / static_cast<float>(out);
+    scale = static_cast<double>(in) / static_cast<double>(out);
   }
   for (std::int64_t d = 0; d < out; ++d) {
-    float src = align_corners ? scale * static_cast<float>(d) : scale * (static_cast<float>(d) + 0.5f) - 0.5f;
-    if (!align_corners && src < 0.0f) src = 0.0f;
+    double src = align_corners ? scale * static_cast<double>(d) : scale * (static_cast<double>(d) + 0.5) - 0.5;
+    if (!align_corners && src < 0.0) src = 0.0;
     const std::int64_t i0 = std::min(static_cast<std::int64_t>(std::floor(src)), in - 1);
-    const float lambda = std::clamp(src - static_cast<float>(i0), 0.0f, 1.0f);
+    const double lambda = std::clamp(src - static_cast<double>(i0), 0.0, 1.0);
     const auto k = static_cast<std::size_t>(d);
     t.i0[k] = i0;
     t.i1[k] = i0 + (i0 < in - 1 ? 1 : 0);
-    t.w1[k] = lambda;
-    t.w0[k] = 1.0f - lambda;
+    t.w1[k] = static_cast<float>(lambda);
+    t.w0[k] = static_cast<float>(1.0 - lambda);
   }
   return t;
 }
