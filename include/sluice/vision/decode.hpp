@@ -118,7 +118,8 @@ inline DecodedImage decode_image(std::span<const std::uint8_t> bytes, const Deco
     throw Error(errc::invalid_argument, std::string("cannot decode image: ") + e.what());
   }
   if (raw.empty())
-    throw Error(errc::invalid_argument, std::string("not a decodable ") + format_name(header.format) + " image");
+    throw Error(errc::invalid_argument, std::string("not a decodable image: the ") + format_name(header.format) +
+                                            " data is corrupt or truncated");
   if (header.format == ImageFormat::jpeg) raw = detail::apply_orientation(std::move(raw), header.orientation);
   // What was decoded must be what the header promised, or the cost checked was not the cost paid.
   if (raw.cols != header.upright_width() || raw.rows != header.upright_height() || raw.channels() > header.channels ||

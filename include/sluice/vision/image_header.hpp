@@ -313,7 +313,7 @@ inline ImageHeader bmp_header(std::span<const std::uint8_t> b) {
     h.width = r.u(18, 2, "BMP");
     h.height = r.u(20, 2, "BMP");
     bpp = static_cast<int>(r.u(24, 2, "BMP"));
-  } else if (dib >= 40 && dib <= 124) {
+  } else if (dib == 40 || dib == 52 || dib == 56 || dib == 108 || dib == 124) {  // BITMAPINFOHEADER .. V5
     const auto w = static_cast<std::int32_t>(r.u(18, 4, "BMP"));
     const auto hh = static_cast<std::int32_t>(r.u(22, 4, "BMP"));  // negative: rows stored top-down
     h.width = w;
@@ -340,10 +340,10 @@ inline ImageHeader read_image_header(std::span<const std::uint8_t> b) {
   ImageHeader h;
   static constexpr std::uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
   if (b.size() >= 8 && std::equal(kPng, kPng + 8, b.begin())) h = detail::png_header(b);
-  else if (b.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) h = detail::jpeg_header(b);
+  else if (b.size() >= 2 && b[0] == 0xFF && b[1] == 0xD8) h = detail::jpeg_header(b);
   else if (b.size() >= 4 && ((b[0] == 'I' && b[1] == 'I') || (b[0] == 'M' && b[1] == 'M'))) h = detail::tiff_header(b);
   else if (b.size() >= 2 && b[0] == 'B' && b[1] == 'M') h = detail::bmp_header(b);
-  else throw Error(errc::invalid_argument, "unsupported image format (PNG, JPEG, TIFF or BMP expected)");
+  else throw Error(errc::invalid_argument, "not a decodable image: unsupported format (PNG, JPEG, TIFF or BMP expected)");
   detail::check_sides(h);
   const std::int64_t pixels = h.width * h.height;
   const std::int64_t sample_bytes = h.decoded_depth / 8;
