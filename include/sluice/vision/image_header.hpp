@@ -119,19 +119,23 @@ inline TiffDirectory read_tiff_directory(std::span<const std::uint8_t> all, std:
     std::uint32_t value = 0;
     const std::uint32_t n = std::min<std::uint32_t>(count, 16);
     for (std::uint32_t k = 0; k < n; ++k) value = std::max(value, r.u(at + k * static_cast<std::size_t>(size), size, what));
+    // A repeated tag keeps its first value, as libtiff does.
+    auto set = [&](std::optional<std::uint32_t>& field) {
+      if (!field) field = value;
+    };
     switch (tag) {
-      case 256: d.width = value; break;
-      case 257: d.height = value; break;
-      case 258: d.bits = value; break;
-      case 259: d.compression = value; break;
-      case 262: d.photometric = value; break;
-      case 274: d.orientation = value; break;
-      case 277: d.samples = value; break;
-      case 278: d.rows_per_strip = value; break;
-      case 284: d.planar = value; break;
-      case 322: d.tile_width = value; break;
-      case 323: d.tile_height = value; break;
-      case 339: d.sample_format = value; break;
+      case 256: set(d.width); break;
+      case 257: set(d.height); break;
+      case 258: set(d.bits); break;
+      case 259: set(d.compression); break;
+      case 262: set(d.photometric); break;
+      case 274: set(d.orientation); break;
+      case 277: set(d.samples); break;
+      case 278: set(d.rows_per_strip); break;
+      case 284: set(d.planar); break;
+      case 322: set(d.tile_width); break;
+      case 323: set(d.tile_height); break;
+      case 339: set(d.sample_format); break;
       default: break;
     }
   }
