@@ -30,6 +30,7 @@
 
 #include "backend_lanes.hpp"
 #include "sluice/batching/batcher.hpp"
+#include "sluice/core/utf8.hpp"
 #include "sluice/io/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 #include "sluice/vision/model_description.hpp"
@@ -262,8 +263,35 @@ template <class B>
 int run_on(const Options& o, const sv::ModelDescription& desc, double threshold, std::size_t batch, Lanes<B> lanes,
            Clock::time_point t_load);
 
+/// Fails (exit status 2) when --output or --overlay could not be written, before any model loads
+/// or image runs: a typo must not cost the whole run. Creates nothing but the overlay folder.
+inline void check_outputs_writable(const Options& o) {
+  if (!o.output.empty() && o.output != "-") {
+    const fs::path folder = o.output.has_parent_path() ? o.output.parent_path() : fs::path(".");
+    std::error_code ec;
+    if (!fs::is_directory(folder, ec))
+      throw sluice::Error(sluice::errc::invalid_argument,
+                          "cannot write --output '" + o.output.string() + "': no folder '" + folder.string() + "'");
+    if (fs::is_directory(o.output, ec))
+      throw sluice::Error(sluice::errc::invalid_argument,
+                          "cannot write --output '" + o.output.string() + "': it is a folder");
+    const bool exists = fs::exists(o.output, ec);
+    if (::access((exists ? o.output : folder).c_str(), W_OK) != 0)
+      throw sluice::Error(sluice::errc::invalid_argument,
+                          "cannot write --output '" + o.output.string() + "': permission denied");
+  }
+  if (!o.overlay_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(o.overlay_dir, ec);
+    if (ec || !fs::is_directory(o.overlay_dir, ec))
+      throw sluice::Error(sluice::errc::invalid_argument,
+                          "cannot create --overlay folder '" + o.overlay_dir.string() + "'");
+  }
+}
+
 /// Runs the CLI. Returns the exit status.
 inline int run(const Options& o) {
+  check_outputs_writable(o);
   // The model: description, network, weights.
   sv::ModelDescription desc;
   fs::path json_path = o.model_json;
@@ -376,10 +404,11 @@ int run_on(const Options& o, const sv::ModelDescription& desc, double threshold,
   std::map<std::uint64_t, std::pair<std::size_t, sv::StageTimes>> batches;  // id -> (images, times)
   auto record_of = [&](const sv::SegmentResponse& r) {
     nlohmann::ordered_json j;
-    j["filename"] = r.name;
+    // File names are bytes (a Latin-1 name is no UTF-8), and messages quote them: JSON needs UTF-8.
+    j["filename"] = sluice::sanitize_utf8(r.name);
     j["success"] = r.ok();
     if (!r.ok()) {
-      j["error"] = r.message;
+      j["error"] = sluice::sanitize_utf8(r.message);
       return j;
     }
     const auto result = sv::to_json(r.segmentation, r.info);  // named: items() does not extend a temporary

@@ -28,17 +28,23 @@ namespace {
 struct CliRun {
   int status = -1;
   std::string stderr_text;
+  std::string stdout_text;
 };
 
 CliRun run_segment(const std::string& args) {
   const fs::path err = fs::temp_directory_path() / ("sluice_segment_stderr_" + std::to_string(::getpid()));
-  const std::string cmd = std::string(SLUICE_SEGMENT_BIN) + " --quiet " + args + " > /dev/null 2> " + err.string();
+  const fs::path out = fs::temp_directory_path() / ("sluice_segment_stdout_" + std::to_string(::getpid()));
+  const std::string cmd =
+      std::string(SLUICE_SEGMENT_BIN) + " --quiet " + args + " > " + out.string() + " 2> " + err.string();
   const int raw = std::system(cmd.c_str());
   CliRun r;
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
   std::ifstream in(err);
   r.stderr_text.assign(std::istreambuf_iterator<char>(in), {});
+  std::ifstream in_out(out);
+  r.stdout_text.assign(std::istreambuf_iterator<char>(in_out), {});
   fs::remove(err);
+  fs::remove(out);
   return r;
 }
 
@@ -129,6 +135,61 @@ TEST(DemoModel, AFailedImageMakesTheExitStatusNonZeroWithTheReason) {
   const CliRun tpu = run_segment("--backend tpu --model-json " + std::string(SLUICE_DEMO_MODEL_JSON) + " " + dir.string());
   EXPECT_EQ(tpu.status, 2);
   EXPECT_NE(tpu.stderr_text.find("--backend is cpu or cuda"), std::string::npos) << tpu.stderr_text;
+  fs::remove_all(dir);
+}
+
+// File names are bytes: a Latin-1 name is not UTF-8, and JSON must be. The results still come out,
+// with the undecodable bytes replaced (U+FFFD), for good and failed images alike.
+TEST(DemoModel, NonUtf8FileNamesStillGiveTheJsonResults) {
+  const fs::path dir = fs::temp_directory_path() / ("sluice_cli_latin1_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  cv::Mat img(64, 64, CV_8UC3, cv::Scalar(40, 40, 40));
+  cv::circle(img, {32, 32}, 15, cv::Scalar(220, 220, 220), cv::FILLED);
+  cv::imwrite((dir / "caf\xe9.png").string(), img);
+  std::ofstream(dir / "r\xe9sum\xe9.png") << "not an image";
+  for (const std::string ext : {".json", ".jsonl"}) {
+    const fs::path out = dir / ("out" + ext);
+    const CliRun r = run_segment("--model-json " + std::string(SLUICE_DEMO_MODEL_JSON) + " --output " + out.string() +
+                                 " " + dir.string());
+    EXPECT_EQ(r.status, 1) << ext << ": " << r.stderr_text;  // one image failed, none crashed the output
+    std::ifstream in(out);
+    std::vector<nlohmann::json> records;
+    if (ext == ".json") {
+      const auto all = nlohmann::json::parse(in, nullptr, false);
+      ASSERT_TRUE(all.is_array()) << ext;
+      records.assign(all.begin(), all.end());
+    } else {
+      for (std::string line; std::getline(in, line);) records.push_back(nlohmann::json::parse(line));
+    }
+    std::map<std::string, bool> success;
+    for (const auto& j : records) success[fs::path(j["filename"].get<std::string>()).filename().string()] = j["success"];
+    EXPECT_EQ(success.size(), 2u) << ext;
+    EXPECT_TRUE(success["caf\xef\xbf\xbd.png"]) << ext;
+    EXPECT_FALSE(success["r\xef\xbf\xbdsum\xef\xbf\xbd.png"]) << ext;
+    fs::remove(out);
+  }
+  fs::remove_all(dir);
+}
+
+// An --output that cannot be written is found before the model loads, so before any image runs.
+TEST(DemoModel, AnUnwritableOutputFailsBeforeTheModelLoads) {
+  const fs::path dir = fs::temp_directory_path() / ("sluice_cli_output_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  cv::imwrite((dir / "a.png").string(), cv::Mat(64, 64, CV_8UC3, cv::Scalar(40, 40, 40)));
+  const fs::path missing = dir / "no" / "such" / "folder" / "out.json";
+  // The model description does not exist either: a run that got as far as the model says so.
+  const CliRun r = run_segment("--model-json " + (dir / "missing_model.json").string() + " --output " +
+                               missing.string() + " " + dir.string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.stderr_text.find("cannot write --output"), std::string::npos) << r.stderr_text;
+  EXPECT_NE(r.stderr_text.find((dir / "no" / "such" / "folder").string()), std::string::npos) << r.stderr_text;
+  EXPECT_FALSE(fs::exists(dir / "no"));
+  // A folder given as the output file.
+  const CliRun folder = run_segment("--model-json " + std::string(SLUICE_DEMO_MODEL_JSON) + " --output " +
+                                    dir.string() + " " + dir.string());
+  EXPECT_EQ(folder.status, 2);
+  EXPECT_NE(folder.stderr_text.find("it is a folder"), std::string::npos) << folder.stderr_text;
+  EXPECT_EQ(folder.stdout_text.find("a.png"), std::string::npos) << folder.stdout_text;  // no image ran
   fs::remove_all(dir);
 }
 

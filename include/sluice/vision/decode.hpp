@@ -1,6 +1,7 @@
 // sluice/vision/decode.hpp: image bytes -> pixels. PNG, JPEG, TIFF (8 and 16 bit) and BMP through
-// OpenCV, with the checks that turn bad input into a clear per-image error: empty, not an image,
-// too small, above the pixel limit (refused from the header, before decoding, where it can be read).
+// OpenCV, with the checks that turn bad input into a clear per-image error: empty, not one of those
+// formats, an unreadable header, too small, above the pixel limit or the decode budget -- all from
+// the header, before decoding. The EXIF orientation is applied, as viewers do.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,12 @@ enum class Uint16Scaling { min_max, full_range };
 struct DecodeOptions {
   std::int64_t max_pixels = 100'000'000;  ///< width x height above this is refused
   std::int64_t min_side = 8;              ///< a side below this is refused (a 1x1 image is no image)
+  /// The most bytes one decode may allocate (ImageHeader::decode_bytes: pixels, JPEG coefficient
+  /// and TIFF strip buffers, the turned copy, the float copy of 16-bit images). 1 GiB lets every
+  /// 8-bit image within the default pixel limit through (100 M RGBA pixels: 400 MB; progressive
+  /// or in one strip: under 1 GB) and bounds 16-bit colour, which costs 2 + 4 bytes per sample
+  /// (16-bit RGB up to about 59 M pixels, RGBA 44 M).
+  std::int64_t max_decode_bytes = std::int64_t{1} << 30;
   Uint16Scaling uint16_scaling = Uint16Scaling::min_max;
 };
 
@@ -59,23 +66,66 @@ inline void check_extent(std::int64_t width, std::int64_t height, const DecodeOp
                                             std::to_string(options.min_side) + " px");
 }
 
+/// Turns stored pixels upright by the EXIF orientation (1..8), as viewers show them.
+inline cv::Mat apply_orientation(cv::Mat m, int orientation) {
+  cv::Mat out;
+  switch (orientation) {
+    case 2: cv::flip(m, out, 1); break;                                 // mirrored left-right
+    case 3: cv::rotate(m, out, cv::ROTATE_180); break;
+    case 4: cv::flip(m, out, 0); break;                                 // mirrored top-bottom
+    case 5: cv::transpose(m, out); break;                               // mirrored along the main diagonal
+    case 6: cv::rotate(m, out, cv::ROTATE_90_CLOCKWISE); break;
+    case 7: cv::transpose(m, out); cv::rotate(out, out, cv::ROTATE_180); break;  // along the other diagonal
+    case 8: cv::rotate(m, out, cv::ROTATE_90_COUNTERCLOCKWISE); break;
+    default: return m;
+  }
+  return out;
+}
+
 }  // namespace detail
 
-/// Decodes one image. Throws sluice::Error(errc::invalid_argument) with the reason on any bad input.
-inline DecodedImage decode_image(std::span<const std::uint8_t> bytes, const DecodeOptions& options = {}) {
+/// Everything decode_image would refuse from the header, checked without decoding: the format
+/// (PNG, JPEG, TIFF or BMP), a readable header, the size after the orientation (min_side,
+/// max_pixels) and the decode cost (max_decode_bytes). Returns the header; throws
+/// sluice::Error(errc::invalid_argument) with the reason otherwise. Cheap: call it before queueing.
+inline ImageHeader inspect_image(std::span<const std::uint8_t> bytes, const DecodeOptions& options = {}) {
   if (bytes.empty()) throw Error(errc::invalid_argument, "empty file");
-  if (auto extent = peek_image_extent(bytes)) detail::check_extent(extent->width, extent->height, options);
+  ImageHeader h = read_image_header(bytes);
+  detail::check_extent(h.upright_width(), h.upright_height(), options);
+  if (h.decode_bytes > options.max_decode_bytes)
+    throw Error(errc::invalid_argument,
+                std::string(format_name(h.format)) + " image " + std::to_string(h.width) + " x " +
+                    std::to_string(h.height) + " with " + std::to_string(h.channels) + " channel(s) of " +
+                    std::to_string(h.decoded_depth) + " bits" + (h.progressive ? ", progressive," : "") +
+                    " would take " + std::to_string(h.decode_bytes) + " bytes to decode, above the budget of " +
+                    std::to_string(options.max_decode_bytes) + " bytes");
+  return h;
+}
+
+/// Decodes one image, upright. Throws sluice::Error(errc::invalid_argument) with the reason on any
+/// bad input; nothing is decoded that inspect_image refuses.
+inline DecodedImage decode_image(std::span<const std::uint8_t> bytes, const DecodeOptions& options = {}) {
+  const ImageHeader header = inspect_image(bytes, options);
 
   cv::Mat raw;
   try {
-    // imdecode takes a non-const Mat header but only reads it.
+    // imdecode takes a non-const Mat header but only reads it. IMREAD_UNCHANGED keeps the depth
+    // and channels and ignores the JPEG's EXIF orientation, applied below; OpenCV's TIFF reader
+    // applies the TIFF Orientation tag itself.
     const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<std::uint8_t*>(bytes.data()));
     raw = cv::imdecode(buffer, cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception& e) {
     throw Error(errc::invalid_argument, std::string("cannot decode image: ") + e.what());
   }
-  if (raw.empty()) throw Error(errc::invalid_argument, "not a decodable image (PNG, JPEG, TIFF or BMP expected)");
-  detail::check_extent(raw.cols, raw.rows, options);  // the header may have lied, or was not readable
+  if (raw.empty())
+    throw Error(errc::invalid_argument, std::string("not a decodable image: the ") + format_name(header.format) +
+                                            " data is corrupt or truncated");
+  if (header.format == ImageFormat::jpeg) raw = detail::apply_orientation(std::move(raw), header.orientation);
+  // What was decoded must be what the header promised, or the cost checked was not the cost paid.
+  if (raw.cols != header.upright_width() || raw.rows != header.upright_height() || raw.channels() > header.channels ||
+      static_cast<int>(raw.elemSize1()) * 8 > header.decoded_depth)
+    throw Error(errc::invalid_argument, "decoded image (" + std::to_string(raw.cols) + " x " + std::to_string(raw.rows) +
+                                            ", " + std::to_string(raw.channels()) + " channels) differs from its header");
   const int channels = raw.channels();
   if (channels != 1 && channels != 3 && channels != 4)
     throw Error(errc::invalid_argument, "image has " + std::to_string(channels) + " channels; 1, 3 or 4 expected");
