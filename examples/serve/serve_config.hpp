@@ -57,6 +57,7 @@ struct ServeConfig {
   std::size_t io_threads = 2;       ///< threads running the io_context
   std::size_t warmup_runs = 2;      ///< warm-up runs per batch size before serving (0: none)
   std::size_t decode_threads = 1;   ///< threads decoding uploads before they are queued (shared by the models)
+  std::size_t max_decode_bytes = 0; ///< the most one image's decode may allocate (0: the decoder's default)
   serve::ServerLimits server;
   serve::ApiLimits api;
 };
@@ -178,6 +179,10 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
   else if (key == "max_connections_per_peer") c.server.max_connections_per_peer = size();
   else if (key == "pressure_header_timeout_ms") c.server.pressure_header_timeout = ms(number(), key);
   else if (key == "memory_budget_mib") c.api.memory_budget_bytes = size() << 20;
+  else if (key == "max_decode_mib") {
+    c.max_decode_bytes = size() << 20;
+    if (c.max_decode_bytes == 0) throw Error(errc::invalid_argument, "max_decode_mib must be positive");
+  }
 
   else if (key == "warmup_runs") c.warmup_runs = size();
   else if (key == "max_body_bytes") c.server.max_body_bytes = size();

@@ -187,9 +187,14 @@ class BatcherService final : public ModelService {
     try {
       const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(job.image.data()), job.image.size());
       const auto& config = model_->config();
-      const std::size_t cost = decode_cost(bytes);
+      // The header alone says what decoding costs; what it cannot read is refused here.
+      const auto cost = static_cast<std::size_t>(vision::inspect_image(bytes, config.decode).decode_bytes);
       auto lease = MemoryBudget::try_acquire(decoding_.memory, cost);
-      if (!lease) {
+      if (!lease && cost > decoding_.memory->limit()) {
+        fail(errc::invalid_argument, "the image needs " + std::to_string(cost) +
+                                         " bytes to decode, more than the server's memory budget of " +
+                                         std::to_string(decoding_.memory->limit()));
+      } else if (!lease) {
         fail(errc::out_of_memory, "the server's memory budget cannot hold this image's " + std::to_string(cost) +
                                       " bytes of pixels now; retry later");
       } else {
@@ -214,14 +219,6 @@ class BatcherService final : public ModelService {
     }
     job.image = {};
     job.owner.reset();  // the last image of a request to let go frees its body
-  }
-
-  /// What decoding `bytes` costs in memory, from the image's header.
-  static std::size_t decode_cost(std::span<const std::uint8_t> bytes) {
-    const auto e = vision::peek_image_extent(bytes);
-    if (!e || e->width <= 0 || e->height <= 0) return 0;  // decode_image refuses it before decoding
-    // Up to four channels, as float after the 16-bit conversion.
-    return static_cast<std::size_t>(e->width) * static_cast<std::size_t>(e->height) * 4 * sizeof(float);
   }
 
   /// Queues the group's images that are ready; answers all of them once the Batcher has.
