@@ -71,14 +71,15 @@ const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
                            (default 1); requests take turns image by image
   --memory-budget-mib N    request bytes held at once: bodies and decoded images (default: a quarter
                            of the machine's or the container's memory, at most 4096); past it: 503
-  --max-decode-mib N       the most memory one image's decode may take, from its header (default 1024)
+  --max-decode-mib N       the most memory one image's decode may take, from its header (default 512)
   --max-connections N      open connections (default 256); at the cap the connection waiting
                            longest for its request header is closed to make room
   --max-connections-per-peer N  open connections per client address (default 64)
   --header-timeout-ms MS   wait for a request header, also the keep-alive idle time (default 10000)
   --pressure-header-timeout-ms MS  the same while over 3/4 of the connections are open (default 1000)
   --max-body-bytes N  --max-header-bytes N  --max-pixels N  --max-files N
-  --body-timeout-ms MS  --write-timeout-ms MS  --drain-timeout-ms MS  --retry-after-s S
+  --body-timeout-ms MS  --write-timeout-ms MS  --drain-timeout-ms MS  --shutdown-grace-ms MS
+  --retry-after-s S
 Limits, their defaults and what a client gets past each: docs/http-api.md.
 )";
 
@@ -125,7 +126,7 @@ std::shared_ptr<serve::ModelService> make_service_on(const ModelConfig& m, const
   if (m.mean) sc.preprocess.mean = *m.mean;
   if (m.std) sc.preprocess.std = *m.std;
   sc.decode.max_pixels = static_cast<std::int64_t>(c.api.max_pixels);
-  if (c.max_decode_bytes > 0) sc.decode.max_decode_bytes = static_cast<std::int64_t>(c.max_decode_bytes);
+  sc.decode.max_decode_bytes = static_cast<std::int64_t>(c.max_decode_bytes);
   auto segmenter = std::make_unique<Segmenter>(std::move(net), owned->ptrs, sc);
 
   BatcherConfig bc;

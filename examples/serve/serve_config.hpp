@@ -57,7 +57,10 @@ struct ServeConfig {
   std::size_t io_threads = 2;       ///< threads running the io_context
   std::size_t warmup_runs = 2;      ///< warm-up runs per batch size before serving (0: none)
   std::size_t decode_threads = 1;   ///< threads decoding uploads before they are queued (shared by the models)
-  std::size_t max_decode_bytes = 0; ///< the most one image's decode may allocate (0: the decoder's default)
+  /// The most one image's decode may allocate: 512 MiB takes an 8-bit RGBA image at the pixel limit
+  /// (64 Mpx x 4 bytes = 256 MiB, twice with an EXIF rotation) and refuses a 16-bit RGBA one (1 GiB
+  /// with its float copy), which a 1 KB compressed file can declare.
+  std::size_t max_decode_bytes = std::size_t{512} << 20;
   serve::ServerLimits server;
   serve::ApiLimits api;
 };
@@ -192,6 +195,7 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
   else if (key == "body_timeout_ms") c.server.body_timeout = ms(number(), key);
   else if (key == "write_timeout_ms") c.server.write_timeout = ms(number(), key);
   else if (key == "drain_timeout_ms") c.server.drain_timeout = ms(number(), key);
+  else if (key == "shutdown_grace_ms") c.server.shutdown_grace = ms(number(), key);
   else if (key == "max_pixels") c.api.max_pixels = size();
   else if (key == "max_files") c.api.max_files = size();
   else if (key == "retry_after_s") c.api.retry_after_s = static_cast<unsigned>(size());

@@ -28,7 +28,7 @@ std::string png_header(std::uint32_t w, std::uint32_t h) {
   std::string s("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16);
   for (std::uint32_t v : {w, h})
     for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((v >> shift) & 0xFF);
-  return s + std::string(20, '\0');
+  return s + std::string("\x08\x02", 2) + std::string(18, '\0');  // 8-bit RGB
 }
 
 struct ApiFixture : ::testing::Test {

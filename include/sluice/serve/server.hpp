@@ -54,6 +54,9 @@ struct ServerLimits {
   Duration body_timeout = std::chrono::seconds(60);
   Duration write_timeout = std::chrono::seconds(30);
   Duration drain_timeout = std::chrono::seconds(60);  ///< longest wait for running requests at shutdown
+  /// At shutdown, how long a request already arriving (its header begun, its body being sent) may
+  /// still take to arrive; idle connections close at once.
+  Duration shutdown_grace = std::chrono::seconds(1);
 
   /// Throws sluice::Error(errc::invalid_argument) naming the first limit that makes every request fail.
   void validate() const {
@@ -132,12 +135,19 @@ class Server : public std::enable_shared_from_this<Server> {
       asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_header(); });
     }
 
-    /// At shutdown: a connection waiting for a header or still reading a body closes now; one
-    /// whose request is running closes after its response.
+    /// At shutdown: an idle connection closes now; a request still arriving (header bytes already
+    /// here, or a body) gets shutdown_grace to arrive, so a stalled upload is cut then, not after
+    /// the body timeout; a running request closes after its response.
     void stop() {
       asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
         self->closing_ = true;
-        if (self->phase_ == Phase::header || self->phase_ == Phase::body) self->abort("shutdown");
+        if (self->phase_ == Phase::header) {
+          beast::error_code ec;
+          const bool arriving = self->buffer_.size() > 0 || self->stream_.socket().available(ec) > 0;
+          if (!arriving) return self->abort("shutdown");
+        }
+        if (self->phase_ == Phase::header || self->phase_ == Phase::body)
+          self->stream_.expires_after(self->server_->limits_.shutdown_grace);
       });
     }
 
@@ -199,7 +209,7 @@ class Server : public std::enable_shared_from_this<Server> {
         return reject(ApiError{503, "memory_budget_exhausted",
                                "the server holds as many request bytes as its memory budget allows; retry later",
                                server_->api_->retry_after_s()});
-      stream_.expires_after(server_->limits_.body_timeout);
+      stream_.expires_after(closing_ ? server_->limits_.shutdown_grace : server_->limits_.body_timeout);
       if (beast::iequals(req[http::field::expect], "100-continue")) {
         auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
         http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
@@ -218,7 +228,7 @@ class Server : public std::enable_shared_from_this<Server> {
 
     void on_body(beast::error_code ec) {
       if (ec == http::error::body_limit) return reject(too_large());
-      if (ec == beast::error::timeout) return abort("body_timeout");
+      if (ec == beast::error::timeout) return abort(closing_ ? "shutdown" : "body_timeout");
       if (ec == asio::error::operation_aborted) return close();  // stop() or evict() gave the reason
       if (is_parse_error(ec)) return reject(ApiError::bad_request(std::string("malformed HTTP body: ") + ec.message()));
       if (ec) return abort("client_closed");

@@ -3,21 +3,23 @@
 
     attack_suite.py --server BIN --model MODEL_JSON --work DIR [--long] [--only NAME ...]
 
-The one command (quick mode: about 65 s on an idle 2-core machine, 90 s on 2 busy cores):
+The one command (quick mode: 40-65 s on an idle 2-core machine, up to 90 s on 2 busy cores; a
+server that fails checks takes longer: a hung start-up costs its 20 s limit, a hung shutdown 10 s):
 
     /usr/bin/python3 tests/serve/attack/attack_suite.py --server build/dev/examples/serve/sluice_serve \
         --model examples/data/demo/model.json --work /tmp/sluice-attack
 
 and the same with --long for the bigger and longer versions (60 s connection flood instead of 15 s,
 32 uploads of 40 MB in three rounds instead of 16 in one, 10000 random methods instead of 2000,
-six SIGTERM races instead of three, and extra bombs and start-up files), about 2-4 minutes (a
+six SIGTERM races instead of three, and extra bombs and start-up files), about 1.5-2.5 minutes (a
 server that decodes the 30000 x 30000 JPEG bomb spends ~2.6 GB and ~6 s on each of two).
 
 Each attack class is one function with its own sluice_serve (started on 127.0.0.1, port 0, with
 small explicit limits and --warmup-runs 0); after each attack the process must be alive and
-GET /api/v1/health must answer 200, and the request counters must add up
+GET /api/v1/health must answer 200, and, once the server is quiet, the request counters must add up
 (sluice_http_requests_started_total == sum of sluice_http_requests_total + sum of
-sluice_http_requests_dropped_total, the /metrics request itself allowed as the difference of 1).
+sluice_http_requests_dropped_total, the /metrics request itself allowed as the difference of 1);
+with one server per attack, that end-of-attack check covers every attack's traffic.
 If the server dies in the middle of an attack, that is a failure and it is restarted, so that the
 rest of the attack still runs. A flag the server does not know ("unknown setting") is a failure of
 its own; the server is then started without it, so that the attack still runs.
@@ -220,10 +222,26 @@ class Attack:
     def port(self):
         return self.server.port
 
-    def ensure(self, after):
-        """After one sub-attack: a dead server is a failure (with its exit status) and is restarted."""
-        if self.server and self.server.alive():
-            return True
+    def ensure(self, after, reply=None):
+        """After one sub-attack: a dead server is a failure (with its exit status) and is restarted.
+        A process that no longer answers GET /health may be dying (a crashing process can take
+        seconds to exit on a busy machine): up to 10 s for it to answer or exit; one that does
+        neither is a failure too, killed and restarted."""
+        s = self.server
+        if reply is not None and reply.status == 0:
+            time.sleep(0.3)  # a crashing thread may close its socket a moment before the process ends
+        if s and s.alive():
+            deadline = time.monotonic() + 10
+            while s.alive() and time.monotonic() < deadline:
+                if request(s.port, "GET", "/api/v1/health", timeout=2).status != 0:
+                    return True
+                time.sleep(0.2)
+            if s.alive():
+                R.check(False, "%s: server answers after %s" % (self.name, after),
+                        "alive but no answer to GET /health for 10 s; killed and restarted")
+                s.kill()
+                self.server = start_server(self.cfg, self.name, self.flags)
+                return self.server is not None
         rc = self.server.proc.returncode if self.server else None
         R.check(False, "%s: server alive after %s" % (self.name, after),
                 "exit status %s; log %s: %s" % (rc, self.server.log_path if self.server else "-",
@@ -249,7 +267,7 @@ class Attack:
                     time.sleep(1)
             R.check(alive and ok, "%s: server alive and GET /api/v1/health == 200 after the attack" % self.name,
                     "alive %s, status %s, rc %s" % (alive, status, s.proc.returncode))
-            if alive and accounting:
+            if alive and ok and accounting:
                 check_accounting(s, self.name)
         finally:
             rc = s.stop()
@@ -685,7 +703,7 @@ def attack_http(cfg):
             out, closed, err = raw_exchange(a.port, data, timeout=5)
             R.check(out.startswith(b"HTTP/1.1 400"), "http: %s -> HTTP/1.1 400 before the close" % what,
                     "got %r (closed %s%s)" % (out[:60], closed, ", " + err if err else ""))
-            a.ensure(what)
+            a.ensure(what, Reply(0 if not out else 1, {}, b""))
 
         # HEAD: status line and headers only.
         out, closed, err = raw_exchange(a.port, b"HEAD /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -760,13 +778,13 @@ def attack_utf8(cfg):
             j = r.json()
             ok = (200 <= r.status < 300 or is_4xx(r.status)) and j is not None
             R.check(ok, "utf8: %s -> JSON (2xx/4xx, valid UTF-8)" % what, r.short())
-            a.ensure(what)
+            a.ensure(what, r)
         # A raw 0xFF byte in the request target (not percent-encoded).
         out, closed, err = raw_exchange(a.port, b"GET /api/v1/\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         status, headers, body = parse_response(out)
         ok = status == 400 or (is_4xx(status) and Reply(status, headers, body).json() is not None)
         R.check(ok, "utf8: raw 0xFF byte in the target -> 4xx (extra)", "got %r" % out[:80])
-        a.ensure("raw 0xFF target")
+        a.ensure("raw 0xFF target", Reply(0 if not out else 1, {}, b""))
     finally:
         a.finish()
 
@@ -800,7 +818,7 @@ def attack_batch(cfg):
                  ("huge.png", png_header_only(3000, 3000)), ("good2.png", pngs[1][1])]
         r = post_files(a.port, "/api/v1/batch-segment", files, "files", timeout=60)
         check_batch_results(r, [f for f, _ in files], [True, False, False, False, True], "batch")
-        a.ensure("mixed batch")
+        a.ensure("mixed batch", r)
     finally:
         a.finish()
 
@@ -955,7 +973,7 @@ def attack_bombs(cfg):
                         "%s in %.2f s" % (r.short(), r.elapsed))
                 R.check(rss.growth <= 64 * MiB, "bombs: %s (%s): RSS growth <= 64 MiB" % (label, how),
                         "%.1f MiB (baseline %.1f, peak %.1f)" % (rss.growth / MiB, rss.baseline / MiB, rss.peak / MiB))
-                a.ensure("bomb %s (%s)" % (label, how))
+                a.ensure("bomb %s (%s)" % (label, how), r)
 
         # Eight bombs in one batch-segment request: per-file errors, in order.
         eight = bombs[:8]
@@ -967,7 +985,7 @@ def attack_bombs(cfg):
             check_batch_results(r, names, [False] * 8, "bombs: batch of 8 bombs")
             R.check(rss.growth <= 64 * MiB, "bombs: batch of 8 bombs: RSS growth <= 64 MiB",
                     "%.1f MiB in %.2f s" % (rss.growth / MiB, r.elapsed))
-            a.ensure("batch of bombs")
+            a.ensure("batch of bombs", r)
     finally:
         a.finish()
 
