@@ -58,9 +58,9 @@ struct DeepestNormPlane {
     const std::string min = std::to_string(min_side());
     throw Error(errc::invalid_argument,
                 std::string(network) + ": input " + s.to_string() + " is too small: after " + std::to_string(count) +
-                    " halvings its deepest instance norm would see " + std::to_string(side(s.h)) + "x" +
-                    std::to_string(side(s.w)) + " values per channel and needs at least two; the smallest input is " +
-                    min + "x" + min + " (a non-square one runs when that plane has two values or more)");
+                    " halvings its deepest instance norm would normalise a " + std::to_string(side(s.h)) + "x" +
+                    std::to_string(side(s.w)) + " plane and needs two values or more; the smallest square input is " +
+                    min + "x" + min + " (other shapes run where that plane holds two values or more)");
   }
 };
 
