@@ -58,7 +58,10 @@ struct ImageExtent {
 
 namespace detail {
 
-[[noreturn]] inline void bad_header(const std::string& why) { throw Error(errc::invalid_argument, why); }
+// One prefix for every refused header, the same as for data that does not decode.
+[[noreturn]] inline void bad_header(const std::string& why) {
+  throw Error(errc::invalid_argument, "not a decodable image: " + why);
+}
 
 /// Bounds-checked big/little-endian reads over the whole input.
 class ByteReader {
@@ -345,7 +348,7 @@ inline ImageHeader read_image_header(std::span<const std::uint8_t> b) {
   else if (b.size() >= 2 && b[0] == 0xFF && b[1] == 0xD8) h = detail::jpeg_header(b);
   else if (b.size() >= 4 && ((b[0] == 'I' && b[1] == 'I') || (b[0] == 'M' && b[1] == 'M'))) h = detail::tiff_header(b);
   else if (b.size() >= 2 && b[0] == 'B' && b[1] == 'M') h = detail::bmp_header(b);
-  else throw Error(errc::invalid_argument, "not a decodable image: unsupported format (PNG, JPEG, TIFF or BMP expected)");
+  else detail::bad_header("unsupported format (PNG, JPEG, TIFF or BMP expected)");
   detail::check_sides(h);
   const std::int64_t pixels = h.width * h.height;
   const std::int64_t sample_bytes = h.decoded_depth / 8;
