@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets (`cmake --preset fuzz`, clang) and runs each for N seconds
 # (default 60) on its seed corpus tests/fuzz/corpus/<name>/. New inputs go to a scratch corpus
 # under the build folder, never into the source tree. Exits non-zero if any fuzzer finds a crash;
-# the crashing input is left in build/fuzz/artifacts/<name>/.
+# the crashing input is left in build/fuzz/artifacts/<name>/. Every tests/fuzz/fuzz_<name> that
+# was built runs (safetensors, multipart, and image where OpenCV is found).
 #   tools/run-fuzzers.sh [seconds] [fuzzer-name ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."

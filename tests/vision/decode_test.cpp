@@ -2,6 +2,7 @@
 // independent per-pixel computations; and the bad inputs that must fail with a clear error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -157,6 +158,25 @@ TEST(Preprocess, ResizesBilinearlyAndNormalisesIntoTheSlot) {
       }
   std::vector<float> small(10);
   EXPECT_THROW(sv::preprocess_into(d, o, small), sluice::Error);
+}
+
+// A constant image is one value per plane in the slot, whatever the resize: no border artefact
+// enters from the preprocessing (see Postprocess.ConstantMapsGiveNoBorderPolygons).
+TEST(Preprocess, ConstantImagesGiveConstantPlanes) {
+  sv::PreprocessOptions o{.input_height = 128, .input_width = 128};
+  std::vector<float> slot(o.slot_floats());
+  for (const cv::Size size : {cv::Size(256, 256), cv::Size(300, 200), cv::Size(97, 61), cv::Size(128, 128)})
+    for (const int v : {0, 40, 255}) {
+      const auto d = sv::decode_image(encode(cv::Mat(size, CV_8UC3, cv::Scalar::all(v)), ".png"));
+      sv::preprocess_into(d, o, slot);
+      for (int c = 0; c < 3; ++c) {
+        const float want = (v / 255.0f - o.mean[c]) / o.std[c];
+        const auto plane = std::span<const float>(slot).subspan(static_cast<std::size_t>(c) * 128 * 128, 128 * 128);
+        const auto [lo, hi] = std::minmax_element(plane.begin(), plane.end());
+        EXPECT_NEAR(*lo, want, 1e-5) << size << " value " << v << " plane " << c;
+        EXPECT_NEAR(*hi, want, 1e-5) << size << " value " << v << " plane " << c;
+      }
+    }
 }
 
 TEST(Decode, BadInputsGiveClearErrors) {

@@ -190,3 +190,27 @@ TEST(ResultJson, HasTheSpecLayoutFieldByField) {
   EXPECT_EQ((std::vector<std::string>(pkeys.begin(), pkeys.begin() + 6)),
             (std::vector<std::string>{"id", "points", "type", "class", "confidence", "vertices_count"}));
 }
+
+// Blank images: the demo model answers a constant image with polygons along the border (the
+// PyTorch reference gives the same ones; docs/performance.md, "Blank images"). The pipeline's own
+// part must add nothing: a constant probability map, resized to any image size, is one value
+// everywhere -- no polygon below the threshold, one covering the whole image above it.
+TEST(Postprocess, ConstantMapsGiveNoBorderPolygons) {
+  const cv::Size map(128, 128);
+  for (const cv::Size original : {cv::Size(128, 128), cv::Size(256, 256), cv::Size(300, 200), cv::Size(97, 61),
+                                  cv::Size(1000, 37)})
+    for (const float logit : {-4.0f, -1e-3f, 1e-3f, 4.0f}) {
+      const std::vector<float> logits(static_cast<std::size_t>(map.area()), logit);
+      const auto seg = sv::postprocess(logits, map, original, {});
+      const std::string what = std::to_string(original.width) + "x" + std::to_string(original.height) +
+                               " logit " + std::to_string(logit);
+      EXPECT_NEAR(seg.confidence, 1.0 / (1.0 + std::exp(-logit)), 1e-6) << what;
+      if (logit < 0) {
+        EXPECT_TRUE(seg.polygons.empty()) << what;
+        continue;
+      }
+      ASSERT_EQ(seg.polygons.size(), 1u) << what;
+      EXPECT_EQ(cv::boundingRect(seg.polygons[0].points), cv::Rect(cv::Point(0, 0), original)) << what;
+      EXPECT_DOUBLE_EQ(seg.polygons[0].area, (original.width - 1.0) * (original.height - 1.0)) << what;
+    }
+}

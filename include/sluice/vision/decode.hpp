@@ -28,10 +28,10 @@ struct DecodeOptions {
   std::int64_t max_pixels = 100'000'000;  ///< width x height above this is refused
   std::int64_t min_side = 8;              ///< a side below this is refused (a 1x1 image is no image)
   /// The most bytes one decode may allocate (ImageHeader::decode_bytes: pixels, JPEG coefficient
-  /// and TIFF strip buffers, the turned copy, the float copy of 16-bit images). 1 GiB lets every
-  /// 8-bit image within the default pixel limit through (100 M RGBA pixels: 400 MB; progressive
-  /// or in one strip: under 1 GB) and bounds 16-bit colour, which costs 2 + 4 bytes per sample
-  /// (16-bit RGB up to about 59 M pixels, RGBA 44 M).
+  /// and TIFF strip buffers, the turned copy, the float copy of 16-bit images). 1 GiB lets 8-bit
+  /// images up to the default pixel limit through (100 M pixels: 400 MB as RGBA, 900 MB as a
+  /// progressive 4:4:4 JPEG; only the rotated ones of the largest of those exceed it) and bounds
+  /// 16-bit colour, which costs 2 + 4 bytes per sample (RGB up to about 59 M pixels, RGBA 44 M).
   std::int64_t max_decode_bytes = std::int64_t{1} << 30;
   Uint16Scaling uint16_scaling = Uint16Scaling::min_max;
 };

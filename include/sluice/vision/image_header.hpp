@@ -58,7 +58,10 @@ struct ImageExtent {
 
 namespace detail {
 
-[[noreturn]] inline void bad_header(const std::string& why) { throw Error(errc::invalid_argument, why); }
+// One prefix for every refused header, the same as for data that does not decode.
+[[noreturn]] inline void bad_header(const std::string& why) {
+  throw Error(errc::invalid_argument, "not a decodable image: " + why);
+}
 
 /// Bounds-checked big/little-endian reads over the whole input.
 class ByteReader {
@@ -84,8 +87,8 @@ class ByteReader {
 // A TIFF directory, shared by TIFF files and the Exif block of a JPEG. `base` is where the TIFF
 // header starts (offsets are relative to it).
 struct TiffDirectory {
-  std::optional<std::uint32_t> width, height, samples, bits, compression, photometric, orientation,
-      sample_format, rows_per_strip, tile_width, tile_height, planar;
+  std::optional<std::uint32_t> width, height, samples, bits, photometric, orientation, sample_format,
+      rows_per_strip, tile_width, tile_height;
 };
 
 inline TiffDirectory read_tiff_directory(std::span<const std::uint8_t> all, std::size_t base, const char* what) {
@@ -106,6 +109,21 @@ inline TiffDirectory read_tiff_directory(std::span<const std::uint8_t> all, std:
   for (std::size_t i = 0; i < entries; ++i) {
     const std::size_t e = ifd + 2 + 12 * i;
     const std::uint32_t tag = r.u(e, 2, what), type = r.u(e + 2, 2, what), count = r.u(e + 4, 4, what);
+    std::optional<std::uint32_t>* field = nullptr;
+    switch (tag) {
+      case 256: field = &d.width; break;
+      case 257: field = &d.height; break;
+      case 258: field = &d.bits; break;
+      case 262: field = &d.photometric; break;
+      case 274: field = &d.orientation; break;
+      case 277: field = &d.samples; break;
+      case 278: field = &d.rows_per_strip; break;
+      case 322: field = &d.tile_width; break;
+      case 323: field = &d.tile_height; break;
+      case 339: field = &d.sample_format; break;
+      default: continue;
+    }
+    if (field->has_value()) continue;  // a repeated tag keeps its first value, as libtiff does
     int size;
     if (type == 3) size = 2;       // SHORT
     else if (type == 4) size = 4;  // LONG
@@ -119,25 +137,7 @@ inline TiffDirectory read_tiff_directory(std::span<const std::uint8_t> all, std:
     std::uint32_t value = 0;
     const std::uint32_t n = std::min<std::uint32_t>(count, 16);
     for (std::uint32_t k = 0; k < n; ++k) value = std::max(value, r.u(at + k * static_cast<std::size_t>(size), size, what));
-    // A repeated tag keeps its first value, as libtiff does.
-    auto set = [&](std::optional<std::uint32_t>& field) {
-      if (!field) field = value;
-    };
-    switch (tag) {
-      case 256: set(d.width); break;
-      case 257: set(d.height); break;
-      case 258: set(d.bits); break;
-      case 259: set(d.compression); break;
-      case 262: set(d.photometric); break;
-      case 274: set(d.orientation); break;
-      case 277: set(d.samples); break;
-      case 278: set(d.rows_per_strip); break;
-      case 284: set(d.planar); break;
-      case 322: set(d.tile_width); break;
-      case 323: set(d.tile_height); break;
-      case 339: set(d.sample_format); break;
-      default: break;
-    }
+    *field = value;
   }
   return d;
 }
@@ -286,8 +286,9 @@ inline ImageHeader tiff_header(std::span<const std::uint8_t> b) {
     bad_header("TIFF: sample format " + std::to_string(*d.sample_format) + " is not supported (unsigned integers only)");
   h.orientation = checked_orientation(d.orientation);
   h.decoded_depth = h.bit_depth == 16 ? 16 : 8;
-  const bool palette = d.photometric == 3u;
-  h.channels = palette ? 3 : samples == 2 ? 4 : static_cast<int>(samples);
+  // One sample with a colour interpretation (palette, RGB, YCbCr) decodes to BGR; gray with
+  // alpha to at most BGRA.
+  h.channels = samples == 1 ? (d.photometric.value_or(1) > 1 ? 3 : 1) : samples == 2 ? 4 : static_cast<int>(samples);
   // libtiff decodes a tile or a strip at a time into a buffer of its size: tiles, else strips of
   // RowsPerStrip rows (all rows when absent). OpenCV's 8-bit path reads them as RGBA.
   if (d.tile_width || d.tile_height) {
@@ -347,7 +348,7 @@ inline ImageHeader read_image_header(std::span<const std::uint8_t> b) {
   else if (b.size() >= 2 && b[0] == 0xFF && b[1] == 0xD8) h = detail::jpeg_header(b);
   else if (b.size() >= 4 && ((b[0] == 'I' && b[1] == 'I') || (b[0] == 'M' && b[1] == 'M'))) h = detail::tiff_header(b);
   else if (b.size() >= 2 && b[0] == 'B' && b[1] == 'M') h = detail::bmp_header(b);
-  else throw Error(errc::invalid_argument, "not a decodable image: unsupported format (PNG, JPEG, TIFF or BMP expected)");
+  else detail::bad_header("unsupported format (PNG, JPEG, TIFF or BMP expected)");
   detail::check_sides(h);
   const std::int64_t pixels = h.width * h.height;
   const std::int64_t sample_bytes = h.decoded_depth / 8;
