@@ -242,6 +242,18 @@ int main(int argc, char** argv) {
   std::vector<std::shared_ptr<serve::ModelService>> services;
   std::shared_ptr<serve::Server> server;
   ServeConfig config;
+  // Signals are caught from before the server listens: a supervisor that signals as soon as the
+  // "listening" line appears gets a graceful stop, not a killed process.
+  boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    std::cerr << "sluice_serve: signal " << sig << ", finishing running requests\n";
+    if (!server) return ioc.stop();
+    server->shutdown([&] {
+      for (auto& s : services) s->stop();
+      ioc.stop();
+    });
+  });
   try {
     config = parse_args(argc, argv);
     auto metrics = std::make_shared<serve::HttpMetrics>();
@@ -258,16 +270,6 @@ int main(int argc, char** argv) {
     std::cerr << "sluice_serve: " << e.what() << "\n";
     return 2;
   }
-
-  boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (ec) return;
-    std::cerr << "sluice_serve: signal " << sig << ", finishing running requests\n";
-    server->shutdown([&] {
-      for (auto& s : services) s->stop();
-      ioc.stop();
-    });
-  });
 
   // A handler that throws must not end the process: log it and keep serving. (Handlers are written
   // not to throw; this is the last line of defence.)

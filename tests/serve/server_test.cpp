@@ -282,6 +282,7 @@ TEST_F(ServerFixture, BodiesPastTheMemoryBudgetGet503BeforeTheyAreRead) {
   EXPECT_EQ(holder.read().result_int(), 200u);
   Client after(small_port);  // the budget is free again
   EXPECT_EQ(after.call(post_image(std::string(1000, 'x'))).result_int(), 200u);
+  model->join();  // the model lets go of the job (and its body) after it has answered
   EXPECT_EQ(api->memory()->in_use(), 0u);
   std::promise<void> done;
   small->shutdown([&] { done.set_value(); });

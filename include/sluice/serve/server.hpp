@@ -146,8 +146,12 @@ class Server : public std::enable_shared_from_this<Server> {
           const bool arriving = self->buffer_.size() > 0 || self->stream_.socket().available(ec) > 0;
           if (!arriving) return self->abort("shutdown");
         }
-        if (self->phase_ == Phase::header || self->phase_ == Phase::body)
-          self->stream_.expires_after(self->server_->limits_.shutdown_grace);
+        if (self->phase_ == Phase::header || self->phase_ == Phase::body) {
+          // A pending read keeps the deadline it started with: cancel it; its handler starts it
+          // again under the grace deadline.
+          self->regrace_ = true;
+          self->stream_.cancel();
+        }
       });
     }
 
@@ -181,11 +185,23 @@ class Server : public std::enable_shared_from_this<Server> {
       configure_parser(*parser_, server_->limits_);
       set_phase(Phase::header);
       stream_.expires_after(server_->header_timeout());
+      continue_header();
+    }
+
+    void continue_header() {
       http::async_read_header(stream_, buffer_, *parser_,
                               [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
     }
 
+    /// True when a read was cancelled by stop() to go on under the shutdown grace deadline.
+    bool regraced(const beast::error_code& ec) {
+      if (ec != asio::error::operation_aborted || !std::exchange(regrace_, false)) return false;
+      stream_.expires_after(server_->limits_.shutdown_grace);
+      return true;
+    }
+
     void on_header(beast::error_code ec) {
+      if (regraced(ec)) return continue_header();
       // Timeout, eviction, client gone: no request was read, nothing to answer. A parse error
       // (malformed request line or header) is answered 400.
       if (ec && !is_parse_error(ec)) return close();
@@ -227,6 +243,7 @@ class Server : public std::enable_shared_from_this<Server> {
     }
 
     void on_body(beast::error_code ec) {
+      if (regraced(ec)) return read_body();
       if (ec == http::error::body_limit) return reject(too_large());
       if (ec == beast::error::timeout) return abort(closing_ ? "shutdown" : "body_timeout");
       if (ec == asio::error::operation_aborted) return close();  // stop() or evict() gave the reason
@@ -327,6 +344,7 @@ class Server : public std::enable_shared_from_this<Server> {
     std::atomic<std::int64_t> header_wait_since_{0};
     const char* drop_reason_ = "client_closed";
     bool request_open_ = false;
+    bool regrace_ = false;
     bool closing_ = false;
     bool rejected_ = false;
   };
