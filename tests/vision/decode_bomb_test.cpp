@@ -15,19 +15,15 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "image_test_support.hpp"
 #include "sluice/vision/decode.hpp"
 
 namespace sv = sluice::vision;
 
 namespace {
 
-std::vector<std::uint8_t> encode(const cv::Mat& img, const std::string& ext, std::vector<int> params = {}) {
-  std::vector<std::uint8_t> out;
-  EXPECT_TRUE(cv::imencode(ext, img, out, params)) << ext;
-  return out;
-}
-
-std::vector<std::uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
+using sluice::vision::testing::bytes_of;
+using sluice::vision::testing::encode;
 
 void put_le(std::vector<std::uint8_t>& b, std::size_t at, std::uint32_t v, int n) {
   for (int i = 0; i < n; ++i) b[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));

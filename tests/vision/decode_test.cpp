@@ -11,6 +11,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "image_test_support.hpp"
 #include "sluice/vision/decode.hpp"
 #include "sluice/vision/image_header.hpp"
 #include "sluice/vision/preprocess.hpp"
@@ -19,29 +20,13 @@ namespace sv = sluice::vision;
 
 namespace {
 
-std::vector<std::uint8_t> encode(const cv::Mat& img, const std::string& ext, std::vector<int> params = {}) {
-  std::vector<std::uint8_t> out;
-  EXPECT_TRUE(cv::imencode(ext, img, out, params)) << ext;
-  return out;
-}
+using sluice::vision::testing::encode;
+using sluice::vision::testing::pattern;
 
-/// A deterministic 8-bit image with distinct values per channel and position.
-cv::Mat pattern8(int rows, int cols, int channels) {
-  cv::Mat m(rows, cols, CV_8UC(channels));
-  for (int y = 0; y < rows; ++y)
-    for (int x = 0; x < cols; ++x)
-      for (int c = 0; c < channels; ++c) m.ptr<std::uint8_t>(y)[x * channels + c] = static_cast<std::uint8_t>((x * 7 + y * 13 + c * 61) % 256);
-  return m;
-}
+cv::Mat pattern8(int rows, int cols, int channels) { return pattern(rows, cols, CV_8UC(channels)); }
 
 std::string error_of(std::span<const std::uint8_t> bytes, const sv::DecodeOptions& o = {}) {
-  try {
-    sv::decode_image(bytes, o);
-  } catch (const sluice::Error& e) {
-    EXPECT_EQ(e.code(), sluice::errc::invalid_argument);
-    return e.what();
-  }
-  return "";
+  return sluice::vision::testing::refusal([](auto b, const auto& opt) { sv::decode_image(b, opt); }, bytes, o);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "image_test_support.hpp"
 #include "sluice/vision/decode.hpp"
 #include "sluice/vision/image_header.hpp"
 
@@ -17,35 +18,12 @@ namespace sv = sluice::vision;
 
 namespace {
 
-std::vector<std::uint8_t> encode(const cv::Mat& img, const std::string& ext, std::vector<int> params = {}) {
-  std::vector<std::uint8_t> out;
-  EXPECT_TRUE(cv::imencode(ext, img, out, params)) << ext;
-  return out;
-}
-
-std::vector<std::uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()}; }
-
-cv::Mat pattern(int rows, int cols, int type) {
-  cv::Mat m(rows, cols, type);
-  const int cn = m.channels();
-  for (int y = 0; y < rows; ++y)
-    for (int x = 0; x < cols; ++x)
-      for (int c = 0; c < cn; ++c) {
-        const int v = (x * 7 + y * 13 + c * 61) % 256;
-        if (m.depth() == CV_16U) m.ptr<std::uint16_t>(y)[x * cn + c] = static_cast<std::uint16_t>(v * 257 + c);
-        else m.ptr<std::uint8_t>(y)[x * cn + c] = static_cast<std::uint8_t>(v);
-      }
-  return m;
-}
+using sluice::vision::testing::bytes_of;
+using sluice::vision::testing::encode;
+using sluice::vision::testing::pattern;
 
 std::string inspect_error(std::span<const std::uint8_t> bytes, const sv::DecodeOptions& o = {}) {
-  try {
-    sv::inspect_image(bytes, o);
-  } catch (const sluice::Error& e) {
-    EXPECT_EQ(e.code(), sluice::errc::invalid_argument);
-    return e.what();
-  }
-  return "";
+  return sluice::vision::testing::refusal([](auto b, const auto& opt) { sv::inspect_image(b, opt); }, bytes, o);
 }
 
 bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
