@@ -374,6 +374,9 @@ class Server : public std::enable_shared_from_this<Server> {
     const auto remote = socket.remote_endpoint(ec);
     if (ec) return;  // the client is already gone
     const asio::ip::address peer = remote.address();
+    // Sessions looked at under the lock are released after it: the last reference to one may be
+    // among them, and its destructor takes the same lock.
+    std::vector<std::shared_ptr<Session>> seen;
     std::shared_ptr<Session> victim;
     {
       std::lock_guard lock(sessions_mutex_);
@@ -382,7 +385,7 @@ class Server : public std::enable_shared_from_this<Server> {
         return refuse(std::move(socket));
       }
       if (static_cast<std::size_t>(api_->metrics().open_connections()) >= limits_.max_connections) {
-        victim = longest_waiting();
+        victim = longest_waiting(seen);
         if (!victim) {
           api_->metrics().connection_refused("connection_cap");
           return refuse(std::move(socket));
@@ -404,7 +407,8 @@ class Server : public std::enable_shared_from_this<Server> {
   }
 
   /// The live session that has waited longest for a request header (under sessions_mutex_).
-  std::shared_ptr<Session> longest_waiting() {
+  /// `seen` keeps every live session it looked at, for the caller to release outside the lock.
+  std::shared_ptr<Session> longest_waiting(std::vector<std::shared_ptr<Session>>& seen) {
     std::shared_ptr<Session> best;
     std::int64_t best_since = 0;
     for (const auto& weak : sessions_) {
@@ -412,9 +416,10 @@ class Server : public std::enable_shared_from_this<Server> {
       if (!s) continue;
       const auto since = s->waiting_since();
       if (since && (!best || *since < best_since)) {
-        best = std::move(s);
+        best = s;
         best_since = *since;
       }
+      seen.push_back(std::move(s));
     }
     return best;
   }
