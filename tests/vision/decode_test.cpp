@@ -2,9 +2,16 @@
 // independent per-pixel computations; and the bad inputs that must fail with a clear error.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -197,4 +204,25 @@ TEST(Decode, BadInputsGiveClearErrors) {
 TEST(Decode, ReadFileReportsMissingFiles) {
   EXPECT_THROW(sv::read_file_bytes("/nonexistent/sluice/image.png"), sluice::Error);
   EXPECT_THROW(sv::read_file_bytes("/"), sluice::Error);
+}
+
+TEST(Decode, ReadFileRefusesAFifoWithoutWaitingForAWriter) {
+  const auto dir = std::filesystem::temp_directory_path() / ("sluice_fifo_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto fifo = dir / "image.png";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto reading = std::async(std::launch::async, [&] {
+    try {
+      sv::read_file_bytes(fifo);
+    } catch (const sluice::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("read without error");
+  });
+  if (reading.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "reading a FIFO blocked";
+    std::ofstream writer(fifo);  // lets the blocked reader go
+  }
+  EXPECT_NE(reading.get().find("not a regular file"), std::string::npos);
+  std::filesystem::remove_all(dir);
 }

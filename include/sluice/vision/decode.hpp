@@ -6,7 +6,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <span>
 #include <string>
 #include <vector>
@@ -15,6 +14,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "sluice/core/error.hpp"
+#include "sluice/io/safetensors_mapped_file.hpp"
 #include "sluice/vision/image_header.hpp"
 
 namespace sluice::vision {
@@ -152,20 +152,13 @@ inline DecodedImage decode_image(std::span<const std::uint8_t> bytes, const Deco
   return out;
 }
 
-/// Reads a whole file. Throws sluice::Error(errc::invalid_argument) when it cannot.
+/// Reads a whole file. Throws sluice::Error(errc::invalid_argument) when it cannot, and for anything
+/// but a regular file (a FIFO would block the reader forever; a directory or device is no image).
 inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    throw Error(errc::invalid_argument, "cannot read '" + path.string() + "': is a directory");
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw Error(errc::invalid_argument, "cannot open '" + path.string() + "'");
-  const std::streamoff size = in.tellg();
-  if (size < 0) throw Error(errc::invalid_argument, "cannot read '" + path.string() + "'");
-  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
-  in.seekg(0);
-  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
-    throw Error(errc::invalid_argument, "cannot read '" + path.string() + "'");
-  return bytes;
+  const io::MappedFile file(path);
+  const auto b = file.bytes();
+  const auto* first = reinterpret_cast<const std::uint8_t*>(b.data());
+  return std::vector<std::uint8_t>(first, first + b.size());
 }
 
 }  // namespace sluice::vision
