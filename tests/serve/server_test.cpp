@@ -217,17 +217,35 @@ TEST_F(ServerFixture, ConnectionsOverTheCapGet503WhenEveryConnectionIsBusy) {
 
 TEST_F(ServerFixture, OnePeerCannotTakeMoreThanItsShareOfConnections) {
   limits.max_connections_per_peer = 2;
+  model->delay = 500ms;
   start();
   Client a(port, "127.0.0.3"), b(port, "127.0.0.3");
   EXPECT_EQ(a.call(get("/api/v1/health")).result_int(), 200u);
+  std::this_thread::sleep_for(20ms);
   EXPECT_EQ(b.call(get("/api/v1/health")).result_int(), 200u);
+  // At its cap, the peer's connection waiting longest for a header makes room for its new one.
   Client c(port, "127.0.0.3");
-  EXPECT_EQ(c.read().result_int(), 503u);
-  Client other(port, "127.0.0.4");  // another peer is served
+  EXPECT_EQ(c.call(get("/api/v1/health")).result_int(), 200u);
+  EXPECT_TRUE(a.closed_by_server());
+  // With both of its connections busy, the peer's next one is refused; another peer is served.
+  for (Client* busy : {&b, &c}) {
+    auto req = post_image("busy");
+    req.set(http::field::host, "x");
+    req.prepare_payload();
+    http::write(busy->stream, req);
+  }
+  for (int i = 0; i < 500 && model->jobs.load() < 2; ++i) std::this_thread::sleep_for(2ms);
+  ASSERT_EQ(model->jobs.load(), 2);
+  Client d(port, "127.0.0.3");
+  EXPECT_EQ(d.read().result_int(), 503u);
+  Client other(port, "127.0.0.4");
   EXPECT_EQ(other.call(get("/api/v1/health")).result_int(), 200u);
+  EXPECT_EQ(b.read().result_int(), 200u);
+  EXPECT_EQ(c.read().result_int(), 200u);
   auto m = other.call(get("/metrics"));
   EXPECT_NE(m.body().find("sluice_http_connections_refused_total{reason=\"per_peer\"} 1"), std::string::npos)
       << m.body();
+  EXPECT_NE(m.body().find("sluice_http_connections_evicted_total 1"), std::string::npos) << m.body();
 }
 
 TEST_F(ServerFixture, MalformedRequestsGet400BeforeTheClose) {

@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <span>
@@ -62,7 +64,13 @@ class BatcherService final : public ModelService {
   }
 
   ~BatcherService() override {
-    // The Batcher first (it waits for its batches), then the model, then what the model uses.
+    // Decode tasks on the shared pool use this service: wait for those in flight (at a shutdown
+    // whose drain timed out, some may still be), then the Batcher (it waits for its batches), then
+    // the model, then what the model uses.
+    {
+      std::unique_lock lock(decoding_mutex_);
+      decoding_idle_.wait(lock, [&] { return decoding_groups_ == 0; });
+    }
     batcher_.reset();
     model_.reset();
   }
@@ -157,11 +165,18 @@ class BatcherService final : public ModelService {
       return submit(group);
     }
     group->remaining = group->jobs.size();
+    {
+      std::lock_guard lock(decoding_mutex_);
+      ++decoding_groups_;
+    }
     std::vector<FairPool::Task> tasks;
     for (std::size_t i = 0; i < group->jobs.size(); ++i)
       tasks.push_back([this, group, i] {
         decode_one(*group, i);
-        if (group->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) submit(group);
+        if (group->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+        submit(group);
+        std::lock_guard lock(decoding_mutex_);
+        if (--decoding_groups_ == 0) decoding_idle_.notify_all();
       });
     decoding_.pool->post_group(std::move(tasks));
   }
@@ -293,6 +308,9 @@ class BatcherService final : public ModelService {
   std::shared_ptr<void> keep_;
   std::unique_ptr<Model> model_;
   Decoding decoding_;
+  std::mutex decoding_mutex_;
+  std::condition_variable decoding_idle_;
+  std::size_t decoding_groups_ = 0;  ///< requests whose images are on the decode pool
   std::unique_ptr<Batcher<Model, Controller>> batcher_;
 };
 

@@ -3,10 +3,10 @@
 // read timeouts, a body-size limit (413), 100-continue, 400 for a malformed request, and a graceful
 // shutdown that stops accepting, closes idle connections and stalled uploads at once and lets
 // requests already running finish. Against connection floods: a cap on open connections and one per
-// peer address; at the cap a new connection takes the place of the one that has waited longest for
-// its header (idle keep-alive, slowloris), and header deadlines shorten while the table is nearly
-// full. Bodies are admitted against the Api's memory budget before they are read (503 when full).
-// What a request means is the Api's business (api.hpp).
+// peer address; at a cap a new connection takes the place of the one (of all, or of its peer's) that
+// has waited longest for its header (idle keep-alive, slowloris), and header deadlines shorten while
+// the table is nearly full. Bodies are admitted against the Api's memory budget before they are
+// read (503 when full). What a request means is the Api's business (api.hpp).
 #pragma once
 
 #include <array>
@@ -47,7 +47,8 @@ struct ServerLimits {
   /// Open connections. At the cap, the connection waiting longest for a header is closed to make
   /// room; when none is waiting (all are busy), the new one gets 503 and is closed.
   std::size_t max_connections = 256;
-  std::size_t max_connections_per_peer = 64;  ///< per client address; more: 503 and close
+  /// Open connections per client address; at it, the same rule among that address's connections.
+  std::size_t max_connections_per_peer = 64;
   Duration header_timeout = std::chrono::seconds(10);  ///< also the keep-alive idle timeout
   /// The header timeout while more than 3/4 of max_connections are open.
   Duration pressure_header_timeout = std::chrono::seconds(1);
@@ -163,6 +164,11 @@ class Server : public std::enable_shared_from_this<Server> {
         self->abort("evicted");
       });
     }
+
+    const asio::ip::address& peer() const { return peer_; }
+
+    /// Chosen to make room: no longer offered as a candidate (evict() then closes it on its strand).
+    void withdraw_candidacy() { header_wait_since_.store(0, std::memory_order_release); }
 
     /// Since when this connection has waited for a header; nullopt while it is busy with a request.
     std::optional<std::int64_t> waiting_since() const {
@@ -380,12 +386,15 @@ class Server : public std::enable_shared_from_this<Server> {
     std::shared_ptr<Session> victim;
     {
       std::lock_guard lock(sessions_mutex_);
+      // A peer at its cap makes room among its own connections, the server at its cap among all.
       if (const auto it = per_peer_.find(peer); it != per_peer_.end() && it->second >= limits_.max_connections_per_peer) {
-        api_->metrics().connection_refused("per_peer");
-        return refuse(std::move(socket));
-      }
-      if (static_cast<std::size_t>(api_->metrics().open_connections()) >= limits_.max_connections) {
-        victim = longest_waiting(seen);
+        victim = longest_waiting(seen, &peer);
+        if (!victim) {
+          api_->metrics().connection_refused("per_peer");
+          return refuse(std::move(socket));
+        }
+      } else if (static_cast<std::size_t>(api_->metrics().open_connections()) >= limits_.max_connections) {
+        victim = longest_waiting(seen, nullptr);
         if (!victim) {
           api_->metrics().connection_refused("connection_cap");
           return refuse(std::move(socket));
@@ -407,13 +416,16 @@ class Server : public std::enable_shared_from_this<Server> {
   }
 
   /// The live session that has waited longest for a request header (under sessions_mutex_).
-  /// `seen` keeps every live session it looked at, for the caller to release outside the lock.
-  std::shared_ptr<Session> longest_waiting(std::vector<std::shared_ptr<Session>>& seen) {
+  /// Only `peer`'s sessions when it is not null. The one chosen is no longer a candidate, so two
+  /// new connections never pick the same one. `seen` keeps every live session it looked at, for
+  /// the caller to release outside the lock.
+  std::shared_ptr<Session> longest_waiting(std::vector<std::shared_ptr<Session>>& seen,
+                                           const asio::ip::address* peer) {
     std::shared_ptr<Session> best;
     std::int64_t best_since = 0;
     for (const auto& weak : sessions_) {
       auto s = weak.lock();
-      if (!s) continue;
+      if (!s || (peer && s->peer() != *peer)) continue;
       const auto since = s->waiting_since();
       if (since && (!best || *since < best_since)) {
         best = s;
@@ -421,6 +433,7 @@ class Server : public std::enable_shared_from_this<Server> {
       }
       seen.push_back(std::move(s));
     }
+    if (best) best->withdraw_candidacy();
     return best;
   }
 
