@@ -31,6 +31,7 @@
 #include "backend_lanes.hpp"
 #include "sluice/batching/batcher.hpp"
 #include "sluice/core/utf8.hpp"
+#include "sluice/io/regular_file.hpp"
 #include "sluice/io/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 #include "sluice/vision/model_description.hpp"
@@ -200,15 +201,15 @@ inline std::vector<fs::path> collect_inputs(const std::vector<fs::path>& paths) 
 
 /// optimal_batch_size (capped by max_safe_batch_size) of `model` in batch_sizes.json, if there.
 inline std::optional<std::size_t> batch_size_from_file(const fs::path& file, const std::string& model) {
-  std::ifstream in(file);
-  if (!in) return std::nullopt;
+  std::error_code missing;
+  if (!fs::exists(file, missing)) return std::nullopt;
   try {
-    const auto j = nlohmann::json::parse(in);
+    const auto j = nlohmann::json::parse(sluice::io::read_regular_file(file));
     const auto& cfg = j.at("batch_configurations").at(model);
     std::size_t n = cfg.at("optimal_batch_size").get<std::size_t>();
     if (cfg.contains("max_safe_batch_size")) n = std::min(n, cfg["max_safe_batch_size"].get<std::size_t>());
     if (n > 0) return n;
-  } catch (const nlohmann::json::exception& e) {
+  } catch (const std::exception& e) {  // unreadable, not a regular file, or not the JSON expected
     std::cerr << "segment: ignoring " << file << " for '" << model << "': " << e.what() << "\n";
   }
   return std::nullopt;

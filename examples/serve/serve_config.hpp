@@ -8,9 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
-#include <fstream>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +18,7 @@
 #include "sluice/backends/cpu/batch_split.hpp"
 #include "sluice/control/latency_table.hpp"
 #include "sluice/core/error.hpp"
+#include "sluice/io/regular_file.hpp"
 #include "sluice/serve/api.hpp"
 #include "sluice/serve/server.hpp"
 
@@ -67,13 +66,7 @@ struct ServeConfig {
 
 namespace detail {
 
-inline std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(errc::invalid_argument, "cannot open " + path.string());
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+inline std::string read_text(const std::filesystem::path& path) { return io::read_regular_file(path); }
 
 inline nlohmann::json read_json(const std::filesystem::path& path) {
   try {

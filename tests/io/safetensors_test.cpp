@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "sluice/io/regular_file.hpp"
 #include "sluice/io/safetensors.hpp"
 
 namespace {
@@ -385,26 +386,48 @@ TEST(SafetensorsFiles, LoadCheckpointExplainsAPytorchFile) {
 // A weights path that is no regular file is refused at once, naming the path and what it is. A
 // FIFO used to block in open() until a writer came: the load runs on a thread, and a writer is
 // opened after the deadline so that a regression fails instead of hanging.
-TEST(SafetensorsFiles, AFifoIsRefusedWithoutBlocking) {
-  const fs::path path = temp_path("weights.fifo");
-  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0) << std::strerror(errno);
-  auto load = std::async(std::launch::async, [&] {
+/// What `load` throws for a FIFO, within 10 s: a load that blocks waiting for a writer fails the test.
+template <class Load>
+std::string fifo_refusal(const fs::path& path, Load load) {
+  EXPECT_EQ(::mkfifo(path.c_str(), 0600), 0) << std::strerror(errno);
+  auto result = std::async(std::launch::async, [&] {
     try {
-      load_checkpoint(path);
+      load(path);
     } catch (const Error& e) {
       return std::string(e.what());
     }
     return std::string("no error");
   });
-  if (load.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-    ADD_FAILURE() << "load_checkpoint blocked on a FIFO";
+  if (result.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "blocked on a FIFO";
     const int writer = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);  // lets the blocked open return
     if (writer >= 0) ::close(writer);
   }
-  const std::string what = load.get();
+  std::string what = result.get();
+  fs::remove(path);
+  return what;
+}
+
+TEST(SafetensorsFiles, AFifoIsRefusedWithoutBlocking) {
+  const fs::path path = temp_path("weights.fifo");
+  const std::string what = fifo_refusal(path, [](const fs::path& p) { load_checkpoint(p); });
   EXPECT_NE(what.find(path.string() + ": not a regular file"), std::string::npos) << what;
   EXPECT_NE(what.find("FIFO"), std::string::npos) << what;
-  fs::remove(path);
+}
+
+// Configuration files (model.json, batch_sizes.json, the server's --config) are read the same way.
+TEST(RegularFiles, ConfigurationTextIsReadAndAFifoRefused) {
+  const fs::path text = temp_path("config.json");
+  {
+    std::ofstream out(text);
+    out << "{\"network\": \"hrnet\"}";
+  }
+  EXPECT_EQ(read_regular_file(text), "{\"network\": \"hrnet\"}");
+  fs::remove(text);
+  const fs::path fifo = temp_path("config.fifo");
+  const std::string what = fifo_refusal(fifo, [](const fs::path& p) { read_regular_file(p); });
+  EXPECT_NE(what.find(fifo.string() + ": not a regular file (a FIFO)"), std::string::npos) << what;
+  EXPECT_THROW(read_regular_file("/nonexistent/sluice/config.json"), Error);
 }
 
 TEST(SafetensorsFiles, ACharacterDeviceIsRefused) {

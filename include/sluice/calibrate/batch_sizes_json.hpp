@@ -19,6 +19,7 @@
 #include "sluice/calibrate/calibration_result.hpp"
 #include "sluice/control/latency_table.hpp"
 #include "sluice/core/error.hpp"
+#include "sluice/io/regular_file.hpp"
 
 namespace sluice::calibrate {
 
@@ -240,11 +241,10 @@ inline BatchSizesFile from_json(const nlohmann::json& j) {
 }
 
 inline BatchSizesFile load_batch_sizes(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(errc::invalid_argument, "batch_sizes.json: cannot open " + path);
+  const std::string text = io::read_regular_file(path);  // its error names the path
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw Error(errc::invalid_argument, "batch_sizes.json: " + path + ": " + e.what());
   }

@@ -9,12 +9,12 @@
 #pragma once
 
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "sluice/core/error.hpp"
+#include "sluice/io/regular_file.hpp"
 #include "sluice/vision/preprocess.hpp"
 
 namespace sluice::vision {
@@ -60,11 +60,10 @@ inline ModelDescription parse_model_description(const nlohmann::json& j, const s
 
 /// Reads model.json from a file.
 inline ModelDescription load_model_description(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(errc::invalid_argument, "cannot open model description '" + path.string() + "'");
+  const std::string text = io::read_regular_file(path);  // its error names the path
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw Error(errc::invalid_argument, "model description '" + path.string() + "': " + e.what());
   }
