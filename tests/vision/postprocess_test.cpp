@@ -192,7 +192,7 @@ TEST(ResultJson, HasTheSpecLayoutFieldByField) {
 }
 
 // Blank images: the demo model answers a constant image with polygons along the border (the
-// PyTorch reference gives the same ones; docs/performance.md, "Blank images"). The pipeline's own
+// PyTorch reference gives the same ones; docs/demo-model.md, "Blank images"). The pipeline's own
 // part must add nothing: a constant probability map, resized to any image size, is one value
 // everywhere -- no polygon below the threshold, one covering the whole image above it.
 TEST(Postprocess, ConstantMapsGiveNoBorderPolygons) {

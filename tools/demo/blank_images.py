@@ -5,7 +5,7 @@ an area of at least 50 px). Prints each image's polygons, to compare with
 
     segment --list-polygons --model-json examples/data/demo/model.json DIR
 
-on the same blank images (--write DIR writes them). See docs/performance.md, "Blank images".
+on the same blank images (--write DIR writes them). See docs/demo-model.md, "Blank images".
 
     blank_images.py [--size 256] [--values 0 40 128 255] [--write DIR]
 """
