@@ -103,6 +103,19 @@ struct ServerFixture : ::testing::Test {
     r.body() = body;
     return r;
   }
+  /// Sends a request with `body` on each client and waits until the model has them all: the
+  /// connections are then busy, not waiting for a header.
+  void occupy(std::initializer_list<Client*> clients, const std::string& body = "busy") {
+    const int expected = model->jobs.load() + static_cast<int>(clients.size());
+    for (Client* c : clients) {
+      auto req = post_image(body);
+      req.set(http::field::host, "127.0.0.1");
+      req.prepare_payload();
+      http::write(c->stream, req);
+    }
+    for (int i = 0; i < 500 && model->jobs.load() < expected; ++i) std::this_thread::sleep_for(2ms);
+    ASSERT_EQ(model->jobs.load(), expected);
+  }
 };
 
 TEST_F(ServerFixture, KeepAliveServesSeveralRequestsOnOneConnection) {
@@ -197,14 +210,7 @@ TEST_F(ServerFixture, ConnectionsOverTheCapGet503WhenEveryConnectionIsBusy) {
   model->delay = 500ms;
   start();
   Client a(port), b(port);
-  for (Client* c : {&a, &b}) {
-    auto req = post_image("busy");
-    req.set(http::field::host, "x");
-    req.prepare_payload();
-    http::write(c->stream, req);
-  }
-  for (int i = 0; i < 500 && model->jobs.load() < 2; ++i) std::this_thread::sleep_for(2ms);
-  ASSERT_EQ(model->jobs.load(), 2);
+  occupy({&a, &b});
   Client c(port);
   auto r = c.read();  // answered without asking
   EXPECT_EQ(r.result_int(), 503u);
@@ -228,14 +234,7 @@ TEST_F(ServerFixture, OnePeerCannotTakeMoreThanItsShareOfConnections) {
   EXPECT_EQ(c.call(get("/api/v1/health")).result_int(), 200u);
   EXPECT_TRUE(a.closed_by_server());
   // With both of its connections busy, the peer's next one is refused; another peer is served.
-  for (Client* busy : {&b, &c}) {
-    auto req = post_image("busy");
-    req.set(http::field::host, "x");
-    req.prepare_payload();
-    http::write(busy->stream, req);
-  }
-  for (int i = 0; i < 500 && model->jobs.load() < 2; ++i) std::this_thread::sleep_for(2ms);
-  ASSERT_EQ(model->jobs.load(), 2);
+  occupy({&b, &c});
   Client d(port, "127.0.0.3");
   EXPECT_EQ(d.read().result_int(), 503u);
   Client other(port, "127.0.0.4");
@@ -250,7 +249,7 @@ TEST_F(ServerFixture, OnePeerCannotTakeMoreThanItsShareOfConnections) {
 
 TEST_F(ServerFixture, MalformedRequestsGet400BeforeTheClose) {
   start();
-  for (const std::string bad : {std::string("GARBAGE\r\n\r\n"), std::string("GET / HTTP/9.9\r\n\r\n"),
+  for (const std::string& bad : {std::string("GARBAGE\r\n\r\n"), std::string("GET / HTTP/9.9\r\n\r\n"),
                                 std::string("GET / HTTP/1.1\r\nNoColonHere\r\n\r\n"),
                                 std::string("GET / HTTP/1.1\r\nContent-Length: 12x\r\n\r\n")}) {
     Client c(port);
@@ -363,13 +362,7 @@ TEST_F(ServerFixture, ShutdownFinishesInFlightRequestsAndClosesIdleOnes) {
   asio::write(stalled.stream, asio::buffer(std::string("POST /api/v1/segment HTTP/1.1\r\nHost: x\r\n"
                                                        "Content-Type: image/png\r\nContent-Length: 100\r\n\r\n01")));
   Client busy(port);
-  auto req = post_image("in flight");
-  req.set(http::field::host, "127.0.0.1");
-  req.prepare_payload();
-  http::write(busy.stream, req);
-  // Wait until the job reached the model, then shut down while it runs.
-  for (int i = 0; i < 500 && model->jobs.load() == 0; ++i) std::this_thread::sleep_for(2ms);
-  ASSERT_EQ(model->jobs.load(), 1);
+  occupy({&busy}, "in flight");  // then shut down while its job runs
   std::promise<void> drained;
   server->shutdown([&] { drained.set_value(); });
   EXPECT_TRUE(idle.closed_by_server());

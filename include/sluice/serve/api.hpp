@@ -446,7 +446,7 @@ class Api {
           if (const auto p = r.find("polygons"); p != r.end()) polygons += p->size();
         } else {
           if (!errors[i]) errors[i] = ApiError{500, "internal_error", "no answer for this image", std::nullopt};
-          r = {{"success", false}, {"error", errors[i]->code}, {"detail", clip_utf8(errors[i]->message, 1024)}};
+          r = {{"success", false}, {"error", errors[i]->code}, {"detail", errors[i]->detail()}};
         }
         metrics_->record_image(model_name, outcomes[i] ? "ok" : errors[i]->code);
         r["filename"] = filenames[i];

@@ -21,11 +21,12 @@ struct ApiError {
   std::string message;  ///< for humans
   std::optional<unsigned> retry_after_s;  ///< sets Retry-After (503)
 
-  /// The message may quote client text (a file name, a field): it is made valid UTF-8 and clipped
-  /// here, so that no answer can fail to serialise.
+  /// The message as a client reads it. It may quote client text (a file name, a field): it is made
+  /// valid UTF-8 and clipped here, so that no answer can fail to serialise.
+  std::string detail() const { return clip_utf8(message, 1024); }
+
   nlohmann::ordered_json to_json() const {
-    return nlohmann::ordered_json{
-        {"success", false}, {"error", code}, {"detail", clip_utf8(message, 1024)}, {"status", status}};
+    return nlohmann::ordered_json{{"success", false}, {"error", code}, {"detail", detail()}, {"status", status}};
   }
   std::string body() const { return to_json().dump(); }
 
