@@ -17,7 +17,7 @@
 #include "sluice/control/aimd.hpp"
 #include "sluice/control/fixed_batch.hpp"
 #include "sluice/control/slo_controller.hpp"
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 
 using namespace sluice;
@@ -105,7 +105,7 @@ int main(int argc, char** argv) try {
     return 2;
   }
   cpu::CpuBackend backend({.threads = threads});
-  const auto weights = io::load_checkpoint(checkpoint);
+  const auto weights = weights::load_checkpoint(checkpoint);
   CpuLane lane(backend, models::load_network(network, backend, weights), h, w, max_batch);
 
   calibrate::CalibrationOptions co;

@@ -114,10 +114,10 @@ void BM_Conv2d(benchmark::State& state) {
   const Layer& l = layers[state.range(0)];
   const std::int64_t n = state.range(1);
   CpuBackend cpu({.threads = static_cast<std::size_t>(state.range(2))});
-  sluice::io::HostTensor w;
+  sluice::weights::HostTensor w;
   w.shape = {l.out, l.in, l.k, l.k};
   w.data = random_values(static_cast<std::size_t>(w.numel()), 1);
-  sluice::io::HostTensor b;
+  sluice::weights::HostTensor b;
   b.shape = {l.out};
   b.data = random_values(static_cast<std::size_t>(l.out), 2);
   auto conv = cpu.make_conv(w, &b, ConvSpec::same(l.k, l.stride));
@@ -140,7 +140,7 @@ BENCHMARK(BM_Conv2d)
 // ConvTranspose2d(2, 2) 512 -> 256 at 32x32 (a decoder up-step).
 void BM_ConvTranspose(benchmark::State& state) {
   CpuBackend cpu({.threads = static_cast<std::size_t>(state.range(0))});
-  sluice::io::HostTensor w;
+  sluice::weights::HostTensor w;
   w.shape = {512, 256, 2, 2};
   w.data = random_values(static_cast<std::size_t>(w.numel()), 1);
   auto up = cpu.make_conv_transpose2x2(w, nullptr);
@@ -169,7 +169,7 @@ BENCHMARK(BM_SelfAttention)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMil
 // Memory-bound ops: instance norm + residual + ReLU over 64 x 256 x 256.
 void BM_InstanceNorm(benchmark::State& state) {
   CpuBackend cpu({.threads = static_cast<std::size_t>(state.range(0))});
-  sluice::io::HostTensor g, b;
+  sluice::weights::HostTensor g, b;
   g.shape = b.shape = {64};
   g.data = random_values(64, 1);
   b.data = random_values(64, 2);

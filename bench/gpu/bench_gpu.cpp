@@ -26,7 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sluice/backends/cuda/cuda_backend.hpp"
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 
 namespace {
@@ -125,9 +125,9 @@ int main(int argc, char** argv) try {
       emit({{"network", name}, {"status", "error"}, {"error", "no " + weights_path.string()}});
       continue;
     }
-    const sluice::io::TensorDict weights = sluice::io::load_checkpoint(weights_path);
+    const sluice::weights::TensorDict weights = sluice::weights::load_checkpoint(weights_path);
     for (const std::int64_t size : args.sizes) {
-      const auto io = sluice::io::read_safetensors(args.data / ("input_" + std::to_string(size) + ".safetensors"));
+      const auto io = sluice::weights::read_safetensors(args.data / ("input_" + std::to_string(size) + ".safetensors"));
       const auto& image = io.tensors.at("input").data;  // (1, 3, size, size)
       const auto ref_it = io.tensors.find("output_" + name);
       for (const Precision precision : args.precisions) {

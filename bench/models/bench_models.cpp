@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "sluice/backends/cpu/cpu_backend.hpp"
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 
 namespace {
@@ -74,8 +74,8 @@ int main(int argc, char** argv) try {
   options.threads = threads;
   options.batch_split = batch_split;
   sluice::cpu::CpuBackend cpu(options);
-  const sluice::io::TensorDict weights = sluice::io::load_checkpoint(argv[2]);
-  const auto inputs = sluice::io::read_safetensors(argv[3]).tensors;
+  const sluice::weights::TensorDict weights = sluice::weights::load_checkpoint(argv[2]);
+  const auto inputs = sluice::weights::read_safetensors(argv[3]).tensors;
   const auto net = sluice::models::load_network(network, cpu, weights);
   const std::size_t weight_bytes = cpu.memory().weight_bytes;
 

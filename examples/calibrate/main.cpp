@@ -18,7 +18,7 @@
 #include "sluice/calibrate/calibrator.hpp"
 #include "sluice/calibrate/svg_chart.hpp"
 #include "sluice/calibrate/synthetic_model.hpp"
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 
 using namespace sluice;
@@ -113,8 +113,8 @@ int main(int argc, char** argv) try {
   } else {
     o.model_name = network;
     cpu::CpuBackend backend({.threads = threads, .memory_limit_bytes = o.memory_limit_bytes});
-    const auto weights = io::load_checkpoint(checkpoint);
-    CpuNetworkModel model(backend, models::load_network(network, backend, weights), h, w);
+    const auto tensors = weights::load_checkpoint(checkpoint);
+    CpuNetworkModel model(backend, models::load_network(network, backend, tensors), h, w);
     result = calibrate::calibrate(model, o);
     file.extra["input_size"] = {h, w};
     file.extra["checkpoint"] = std::filesystem::path(checkpoint).filename().string();

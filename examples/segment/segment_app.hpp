@@ -31,8 +31,8 @@
 #include "backend_lanes.hpp"
 #include "sluice/batching/batcher.hpp"
 #include "sluice/core/utf8.hpp"
-#include "sluice/io/regular_file.hpp"
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/regular_file.hpp"
+#include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 #include "sluice/vision/model_description.hpp"
 #include "sluice/vision/segmenter.hpp"
@@ -204,7 +204,7 @@ inline std::optional<std::size_t> batch_size_from_file(const fs::path& file, con
   std::error_code missing;
   if (!fs::exists(file, missing)) return std::nullopt;
   try {
-    const auto j = nlohmann::json::parse(sluice::io::read_regular_file(file));
+    const auto j = nlohmann::json::parse(sluice::weights::read_regular_file(file));
     const auto& cfg = j.at("batch_configurations").at(model);
     std::size_t n = cfg.at("optimal_batch_size").get<std::size_t>();
     if (cfg.contains("max_safe_batch_size")) n = std::min(n, cfg["max_safe_batch_size"].get<std::size_t>());
@@ -337,8 +337,8 @@ int run_on(const Options& o, const sv::ModelDescription& desc, double threshold,
            Clock::time_point t_load) {
   using Net = sluice::models::AnyNetwork<B>;
   using Segmenter = sv::Segmenter<Net, B>;
-  const auto weights = sluice::io::load_checkpoint(desc.weights);
-  Net net = sluice::models::load_network<B>(desc.network, lanes.front(), weights);
+  const auto checkpoint = sluice::weights::load_checkpoint(desc.weights);
+  Net net = sluice::models::load_network<B>(desc.network, lanes.front(), checkpoint);
   sv::SegmenterConfig sc;
   sc.model_name = desc.network;
   sc.device = o.backend;

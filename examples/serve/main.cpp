@@ -29,7 +29,7 @@
 #include "sluice/batching/batcher.hpp"
 #include "sluice/control/fixed_batch.hpp"
 #include "sluice/control/slo_controller.hpp"
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 #include "sluice/serve/api.hpp"
 #include "sluice/serve/batcher_service.hpp"
@@ -113,8 +113,8 @@ std::shared_ptr<serve::ModelService> make_service_on(const ModelConfig& m, const
   using Segmenter = vision::Segmenter<Net, B>;
   auto owned = std::make_shared<Lanes<B>>(std::move(lanes_made));
   const std::size_t lanes = owned->ptrs.size();
-  const io::TensorDict weights = io::load_checkpoint(m.weights);
-  Net net = models::load_network<B>(m.network, owned->front(), weights);
+  const weights::TensorDict checkpoint = weights::load_checkpoint(m.weights);
+  Net net = models::load_network<B>(m.network, owned->front(), checkpoint);
 
   vision::SegmenterConfig sc;
   sc.model_name = m.name;

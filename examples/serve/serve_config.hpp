@@ -18,7 +18,7 @@
 #include "sluice/backends/cpu/batch_split.hpp"
 #include "sluice/control/latency_table.hpp"
 #include "sluice/core/error.hpp"
-#include "sluice/io/regular_file.hpp"
+#include "sluice/weights/regular_file.hpp"
 #include "sluice/serve/api.hpp"
 #include "sluice/serve/server.hpp"
 
@@ -66,7 +66,7 @@ struct ServeConfig {
 
 namespace detail {
 
-inline std::string read_text(const std::filesystem::path& path) { return io::read_regular_file(path); }
+inline std::string read_text(const std::filesystem::path& path) { return weights::read_regular_file(path); }
 
 inline nlohmann::json read_json(const std::filesystem::path& path) {
   try {

@@ -14,7 +14,7 @@
 #include "../models/golden.hpp"
 #include "cuda_test_support.hpp"
 #include "sluice/backends/cpu/cpu_backend.hpp"
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 
 namespace {
@@ -22,21 +22,21 @@ namespace {
 using sluice::Shape;
 using sluice::cuda::CudaBackend;
 using sluice::cuda::Precision;
-namespace io = sluice::io;
+namespace weights = sluice::weights;
 namespace models = sluice::models;
 
-double bound(const io::SafetensorsData& golden, const std::string& output, Precision p) {
+double bound(const weights::SafetensorsData& golden, const std::string& output, Precision p) {
   return sluice::test::golden_tolerance(golden, output, std::string(sluice::cuda::to_string(p)));
 }
 
 struct Loaded {
-  io::TensorDict weights;
-  io::SafetensorsData io;
+  weights::TensorDict weights;
+  weights::SafetensorsData io;
   std::string network;
 };
 
 Loaded load(const sluice::test::GoldenCase& c) {
-  Loaded l{io::load_checkpoint(c.weights), io::read_safetensors(c.io), {}};
+  Loaded l{weights::load_checkpoint(c.weights), weights::read_safetensors(c.io), {}};
   auto it = l.io.metadata.find("network");
   l.network = it != l.io.metadata.end() ? it->second : models::detect_network(l.weights);
   return l;

@@ -7,10 +7,10 @@
 #include <cstring>
 #include <span>
 
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/safetensors.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  using namespace sluice::io;
+  using namespace sluice::weights;
   SafetensorsOptions options;
   options.max_header_bytes = 1 << 20;  // keeps each input cheap; the limit check itself is tested
   SafetensorsData parsed;

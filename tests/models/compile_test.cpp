@@ -24,7 +24,7 @@ static_assert(!Network<NoForward, ReferenceBackend>);
 
 TEST(Registry, UnknownNameIsInvalidArgument) {
   ReferenceBackend b;
-  sluice::io::TensorDict empty;
+  sluice::weights::TensorDict empty;
   try {
     (void)load_network<ReferenceBackend>("unet9000", b, empty);
     FAIL() << "expected an error";
@@ -35,8 +35,8 @@ TEST(Registry, UnknownNameIsInvalidArgument) {
 }
 TEST(Registry, ACheckpointOfNoKnownNetworkIsInvalidArgument) {
   ReferenceBackend b;
-  sluice::io::TensorDict weights;
-  weights["conv.weight"] = sluice::io::HostTensor{{1, 1, 1, 1}, {1.0f}};
+  sluice::weights::TensorDict weights;
+  weights["conv.weight"] = sluice::weights::HostTensor{{1, 1, 1, 1}, {1.0f}};
   EXPECT_EQ(detect_network(weights), "");
   try {
     (void)load_network(b, weights);

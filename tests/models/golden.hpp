@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 
 namespace sluice::test {
@@ -48,7 +48,7 @@ inline std::vector<GoldenCase> golden_cases() {
   return cases;
 }
 
-inline Shape shape4(const io::HostTensor& t) {
+inline Shape shape4(const weights::HostTensor& t) {
   return t.shape.size() == 4 ? Shape{t.shape[0], t.shape[1], t.shape[2], t.shape[3]} : Shape{};
 }
 
@@ -58,7 +58,7 @@ inline Shape shape4(const io::HostTensor& t) {
 /// roundings of the same kind differ from each other by about sqrt(2) times either's error.
 /// make_goldens.py records PyTorch's errors in the metadata: torch_fp32_rel_l2 (its float32
 /// forward) and torch_rounded_rel_l2 (float32 with tf32, fp16 or bf16 rounding emulated).
-inline double golden_tolerance(const io::SafetensorsData& golden, const std::string& output,
+inline double golden_tolerance(const weights::SafetensorsData& golden, const std::string& output,
                                const std::string& precision = "fp32") {
   constexpr double kFloor = 1e-4;
   const std::string key = precision == "fp32" ? "torch_fp32_rel_l2" : "torch_rounded_rel_l2";

@@ -11,7 +11,7 @@
 
 #include "golden.hpp"
 #include "sluice/backends/cpu/cpu_backend.hpp"
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 
 namespace {
@@ -19,7 +19,7 @@ namespace {
 using sluice::Shape;
 using sluice::cpu::CpuBackend;
 using sluice::test::GoldenCase;
-namespace io = sluice::io;
+namespace weights = sluice::weights;
 namespace models = sluice::models;
 
 struct SizeCase {
@@ -44,7 +44,7 @@ std::vector<SizeCase> sizes_of(const std::string& network) {
 class InputSize : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(InputSize, RefusesExactlyTheSizesThePyTorchReferenceRefuses) {
-  const io::TensorDict weights = io::load_checkpoint(GetParam().weights);
+  const weights::TensorDict weights = weights::load_checkpoint(GetParam().weights);
   const std::string network = models::detect_network(weights);
   sluice::cpu::CpuOptions options;
   options.threads = 2;

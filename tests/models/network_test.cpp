@@ -11,7 +11,7 @@
 #include "golden.hpp"
 #include "reference_backend.hpp"
 #include "sluice/backends/cpu/cpu_backend.hpp"
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 
 namespace {
@@ -20,23 +20,23 @@ using sluice::Shape;
 using sluice::cpu::CpuBackend;
 using sluice::test::GoldenCase;
 using sluice::test::ReferenceBackend;
-namespace io = sluice::io;
+namespace weights = sluice::weights;
 namespace models = sluice::models;
 
 struct Loaded {
-  io::TensorDict weights;
-  io::SafetensorsData io;
+  weights::TensorDict weights;
+  weights::SafetensorsData io;
   std::string network;
 };
 
 Loaded load(const GoldenCase& c) {
-  Loaded l{io::load_checkpoint(c.weights), io::read_safetensors(c.io), {}};
+  Loaded l{weights::load_checkpoint(c.weights), weights::read_safetensors(c.io), {}};
   auto it = l.io.metadata.find("network");
   l.network = it != l.io.metadata.end() ? it->second : models::detect_network(l.weights);
   return l;
 }
 
-std::int64_t parameter_count(const io::TensorDict& w) {
+std::int64_t parameter_count(const weights::TensorDict& w) {
   std::int64_t n = 0;
   for (const auto& [name, t] : w) n += t.numel();
   return n;
@@ -214,7 +214,7 @@ TEST_P(Golden, ABatchSplitIntoSamplesEqualsTheWholeBatchBitForBit) {
 // One error, invalid_argument, naming the missing, the unexpected and the misshapen tensor.
 TEST_P(Golden, BadWeightsGiveOneErrorNamingEveryProblem) {
   const Loaded l = load(GetParam());
-  io::TensorDict bad = l.weights;
+  weights::TensorDict bad = l.weights;
   // Pick a missing and a misshapen tensor that no width detection reads: the final norm's gamma
   // and beta exist in every network under a name ending in ".1.weight" / ".1.bias".
   std::string missing, misshapen;
@@ -228,7 +228,7 @@ TEST_P(Golden, BadWeightsGiveOneErrorNamingEveryProblem) {
   ASSERT_FALSE(misshapen.empty());
   bad.erase(missing);
   bad[misshapen].shape.push_back(1);
-  bad["decoder.extra.weight"] = io::HostTensor{{2}, {1.0f, 2.0f}};
+  bad["decoder.extra.weight"] = weights::HostTensor{{2}, {1.0f, 2.0f}};
   CpuBackend cpu = make_cpu();
   try {
     (void)models::load_network(l.network, cpu, bad);

@@ -70,16 +70,16 @@ class ReferenceBackend {
   void reset_peak() {}
 
   // ---- weights ----
-  conv_type make_conv(const io::HostTensor& w, const io::HostTensor* bias, const ConvSpec& spec) {
+  conv_type make_conv(const weights::HostTensor& w, const weights::HostTensor* bias, const ConvSpec& spec) {
     require(w.shape.size() == 4, "make_conv: weight must be 4-d");
     conv_type c{w.data, bias ? bias->data : std::vector<float>{}, w.shape[0], w.shape[1], w.shape[2], w.shape[3], spec};
     return c;
   }
-  conv_transpose_type make_conv_transpose2x2(const io::HostTensor& w, const io::HostTensor* bias) {
+  conv_transpose_type make_conv_transpose2x2(const weights::HostTensor& w, const weights::HostTensor* bias) {
     return {w.data, bias ? bias->data : std::vector<float>{}, w.shape[0], w.shape[1]};
   }
-  norm_type make_norm(const io::HostTensor& gamma, const io::HostTensor& beta) { return {gamma.data, beta.data}; }
-  linear_type make_linear(const io::HostTensor& w, const io::HostTensor* bias) {
+  norm_type make_norm(const weights::HostTensor& gamma, const weights::HostTensor& beta) { return {gamma.data, beta.data}; }
+  linear_type make_linear(const weights::HostTensor& w, const weights::HostTensor* bias) {
     return {w.data, bias ? bias->data : std::vector<float>{}, w.shape[0], w.shape[1]};
   }
 

@@ -22,8 +22,8 @@ namespace {
 
 struct BrightnessNet {
   explicit BrightnessNet(CpuBackend& b) {
-    sluice::io::HostTensor w{{1, 3, 1, 1}, {10.0f / 3, 10.0f / 3, 10.0f / 3}};
-    sluice::io::HostTensor bias{{1}, {-5.0f}};
+    sluice::weights::HostTensor w{{1, 3, 1, 1}, {10.0f / 3, 10.0f / 3, 10.0f / 3}};
+    sluice::weights::HostTensor bias{{1}, {-5.0f}};
     conv = std::make_shared<CpuBackend::conv_type>(b.make_conv(w, &bias, sluice::ConvSpec{}));
   }
   CpuBackend::tensor_type forward(CpuBackend& b, const CpuBackend::tensor_type& x) const {

@@ -19,7 +19,7 @@
 #include "sluice/calibrate/calibration_result.hpp"
 #include "sluice/control/latency_table.hpp"
 #include "sluice/core/error.hpp"
-#include "sluice/io/regular_file.hpp"
+#include "sluice/weights/regular_file.hpp"
 
 namespace sluice::calibrate {
 
@@ -241,7 +241,7 @@ inline BatchSizesFile from_json(const nlohmann::json& j) {
 }
 
 inline BatchSizesFile load_batch_sizes(const std::string& path) {
-  const std::string text = io::read_regular_file(path);  // its error names the path
+  const std::string text = weights::read_regular_file(path);  // its error names the path
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);

@@ -15,7 +15,7 @@
 #include "sluice/core/layer_specs.hpp"
 #include "sluice/core/memory_stats.hpp"
 #include "sluice/core/shape.hpp"
-#include "sluice/io/host_tensor.hpp"
+#include "sluice/weights/host_tensor.hpp"
 
 namespace sluice {
 
@@ -39,7 +39,7 @@ concept BackendBase = requires(B& b, const B& cb, const typename B::tensor_type&
 ///  - make_norm(gamma (C), beta (C)): affine instance norm, eps 1e-5
 ///  - make_linear(weight (out, in), bias (out) or null)
 template <class B>
-concept BackendWeights = requires(B& b, const io::HostTensor& w, const io::HostTensor* bias, const ConvSpec& spec) {
+concept BackendWeights = requires(B& b, const weights::HostTensor& w, const weights::HostTensor* bias, const ConvSpec& spec) {
   typename B::conv_type;
   typename B::conv_transpose_type;
   typename B::norm_type;

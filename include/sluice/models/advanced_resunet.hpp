@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "sluice/core/backend.hpp"
-#include "sluice/io/host_tensor.hpp"
+#include "sluice/weights/host_tensor.hpp"
 #include "sluice/models/advanced_residual_block.hpp"
 #include "sluice/models/attention_gate.hpp"
 #include "sluice/models/conv_norm.hpp"
@@ -41,7 +41,7 @@ class AdvancedResUNet {
   /// The bottleneck's norms see the input after the four encoders' 2x2 poolings.
   static constexpr DeepestNormPlane kDeepestNorm{kMaxPool2x2, 4};
 
-  AdvancedResUNet(B& backend, const io::TensorDict& weights, const AdvancedResUNetOptions& options = {}) {
+  AdvancedResUNet(B& backend, const weights::TensorDict& weights, const AdvancedResUNetOptions& options = {}) {
     ParamBinder<B> p(backend, weights);
     for (int i = 1; i <= 4; ++i) features_[i - 1] = p.dim_of("encoder" + std::to_string(i) + ".0.conv1.weight", 0);
     check_widths(kName, options.features, {features_.begin(), features_.end()});

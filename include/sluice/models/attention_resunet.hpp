@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "sluice/core/backend.hpp"
-#include "sluice/io/host_tensor.hpp"
+#include "sluice/weights/host_tensor.hpp"
 #include "sluice/models/attention_gate.hpp"
 #include "sluice/models/conv_norm.hpp"
 #include "sluice/models/final_conv_head.hpp"
@@ -35,7 +35,7 @@ class AttentionResUNet {
   using Gate = typename Variant::template Gate<B>;
   static constexpr const char* kName = Variant::kName;
 
-  AttentionResUNet(B& backend, const io::TensorDict& weights, const AttentionResUNetOptions& options = {}) {
+  AttentionResUNet(B& backend, const weights::TensorDict& weights, const AttentionResUNetOptions& options = {}) {
     ParamBinder<B> p(backend, weights);
     for (int i = 0; p.has("downs." + std::to_string(i) + ".conv1.weight"); ++i)
       features_.push_back(p.dim_of("downs." + std::to_string(i) + ".conv1.weight", 0));

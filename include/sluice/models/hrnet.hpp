@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "sluice/core/backend.hpp"
-#include "sluice/io/host_tensor.hpp"
+#include "sluice/weights/host_tensor.hpp"
 #include "sluice/models/conv_norm.hpp"
 #include "sluice/models/hrnet_blocks.hpp"
 #include "sluice/models/network.hpp"
@@ -37,7 +37,7 @@ class HRNet {
 
   /// Binds every parameter by its state-dict key; throws sluice::Error(invalid_argument) listing
   /// every missing, unexpected or misshapen tensor.
-  HRNet(B& backend, const io::TensorDict& weights, const HRNetOptions& options = {}) {
+  HRNet(B& backend, const weights::TensorDict& weights, const HRNetOptions& options = {}) {
     ParamBinder<B> p(backend, weights);
     widths_ = {p.dim_of("transition1.0.0.weight", 0), p.dim_of("transition1.1.0.0.weight", 0),
                p.dim_of("transition2.2.0.0.weight", 0), p.dim_of("transition3.3.0.0.weight", 0)};

@@ -1,5 +1,5 @@
 // sluice/models/param_binder.hpp: binds a network's parameters, by their PyTorch state-dict keys,
-// to backend weight objects. A thin layer over io::WeightBinder (strict: every problem is listed
+// to backend weight objects. A thin layer over weights::WeightBinder (strict: every problem is listed
 // by finish()) that knows the shapes of convolutions, norms, linears and transposed convolutions.
 #pragma once
 
@@ -9,7 +9,7 @@
 
 #include "sluice/core/backend.hpp"
 #include "sluice/core/error.hpp"
-#include "sluice/io/weight_binder.hpp"
+#include "sluice/weights/weight_binder.hpp"
 
 namespace sluice::models {
 
@@ -22,7 +22,7 @@ class ParamBinder {
  public:
   using conv_type = typename B::conv_type;
 
-  ParamBinder(B& backend, const io::TensorDict& tensors) : backend_(backend), binder_(tensors) {}
+  ParamBinder(B& backend, const weights::TensorDict& tensors) : backend_(backend), binder_(tensors) {}
 
   B& backend() { return backend_; }
   bool has(const std::string& name) const { return binder_.has(name); }
@@ -34,7 +34,7 @@ class ParamBinder {
   std::int64_t dim_of(const std::string& name, std::size_t dim) const {
     const auto& s = shape_of(name);
     if (s.size() <= dim)
-      throw Error(errc::invalid_argument, "checkpoint tensor '" + name + "' has shape " + io::shape_to_string(s) +
+      throw Error(errc::invalid_argument, "checkpoint tensor '" + name + "' has shape " + weights::shape_to_string(s) +
                                               ", expected at least " + std::to_string(dim + 1) + " dimensions");
     return s[dim];
   }
@@ -42,7 +42,7 @@ class ParamBinder {
   /// Conv2d `prefix`.weight (out, in/groups, kh, kw) and, per `bias`, `prefix`.bias (out).
   conv_type conv(const std::string& prefix, std::int64_t out, std::int64_t in, std::int64_t kh, std::int64_t kw,
                  const ConvSpec& spec, Bias bias) {
-    const io::HostTensor& w = binder_.take(prefix + ".weight", {out, in / spec.groups, kh, kw});
+    const weights::HostTensor& w = binder_.take(prefix + ".weight", {out, in / spec.groups, kh, kw});
     return backend_.make_conv(w, take_bias(prefix, out, bias), spec);
   }
 
@@ -57,8 +57,8 @@ class ParamBinder {
   /// kernel and hands the backend the equivalent 1 x 1 convolution of the centre tap.
   conv_type conv_centre_tap(const std::string& prefix, std::int64_t out, std::int64_t in, std::int64_t kh,
                             std::int64_t kw) {
-    const io::HostTensor& w = binder_.take(prefix + ".weight", {out, in, kh, kw});
-    io::HostTensor centre;
+    const weights::HostTensor& w = binder_.take(prefix + ".weight", {out, in, kh, kw});
+    weights::HostTensor centre;
     centre.shape = {out, in, 1, 1};
     centre.data.resize(static_cast<std::size_t>(out * in));
     const std::int64_t taps = kh * kw, mid = (kh / 2) * kw + kw / 2;
@@ -69,21 +69,21 @@ class ParamBinder {
 
   /// InstanceNorm2d(affine): `prefix`.weight and `prefix`.bias, both (c).
   typename B::norm_type norm(const std::string& prefix, std::int64_t c) {
-    const io::HostTensor& gamma = binder_.take(prefix + ".weight", {c});
-    const io::HostTensor& beta = binder_.take(prefix + ".bias", {c});
+    const weights::HostTensor& gamma = binder_.take(prefix + ".weight", {c});
+    const weights::HostTensor& beta = binder_.take(prefix + ".bias", {c});
     return backend_.make_norm(gamma, beta);
   }
 
   /// Linear: `prefix`.weight (out, in) and, per `bias`, `prefix`.bias (out).
   typename B::linear_type linear(const std::string& prefix, std::int64_t out, std::int64_t in, Bias bias) {
-    const io::HostTensor& w = binder_.take(prefix + ".weight", {out, in});
+    const weights::HostTensor& w = binder_.take(prefix + ".weight", {out, in});
     return backend_.make_linear(w, take_bias(prefix, out, bias));
   }
 
   /// ConvTranspose2d(kernel 2, stride 2, bias): `prefix`.weight (in, out, 2, 2), `prefix`.bias (out).
   typename B::conv_transpose_type up(const std::string& prefix, std::int64_t in, std::int64_t out) {
-    const io::HostTensor& w = binder_.take(prefix + ".weight", {in, out, 2, 2});
-    const io::HostTensor& b = binder_.take(prefix + ".bias", {out});
+    const weights::HostTensor& w = binder_.take(prefix + ".weight", {in, out, 2, 2});
+    const weights::HostTensor& b = binder_.take(prefix + ".bias", {out});
     return backend_.make_conv_transpose2x2(w, &b);
   }
 
@@ -94,14 +94,14 @@ class ParamBinder {
   void finish() const { binder_.finish(); }
 
  private:
-  const io::HostTensor* take_bias(const std::string& prefix, std::int64_t out, Bias bias) {
+  const weights::HostTensor* take_bias(const std::string& prefix, std::int64_t out, Bias bias) {
     if (bias == Bias::required || (bias == Bias::optional && binder_.has(prefix + ".bias")))
       return &binder_.take(prefix + ".bias", {out});
     return nullptr;
   }
 
   B& backend_;
-  io::WeightBinder binder_;
+  weights::WeightBinder binder_;
 };
 
 /// The widths a caller asked for must be those the checkpoint holds (empty: accept the checkpoint's).
@@ -109,8 +109,8 @@ inline void check_widths(const char* network, const std::vector<std::int64_t>& r
                          const std::vector<std::int64_t>& detected) {
   if (requested.empty() || requested == detected) return;
   throw Error(errc::invalid_argument, std::string(network) + ": the checkpoint has widths " +
-                                          io::shape_to_string(detected) + ", the options ask for " +
-                                          io::shape_to_string(requested));
+                                          weights::shape_to_string(detected) + ", the options ask for " +
+                                          weights::shape_to_string(requested));
 }
 
 }  // namespace sluice::models

@@ -11,7 +11,7 @@
 
 #include "sluice/core/backend.hpp"
 #include "sluice/core/error.hpp"
-#include "sluice/io/host_tensor.hpp"
+#include "sluice/weights/host_tensor.hpp"
 #include "sluice/models/advanced_resunet.hpp"
 #include "sluice/models/cbam_resunet.hpp"
 #include "sluice/models/hrnet.hpp"
@@ -65,7 +65,7 @@ class AnyNetwork {
 };
 
 /// The network a checkpoint holds, told by a key only it has; empty if none matches.
-inline std::string detect_network(const io::TensorDict& weights) {
+inline std::string detect_network(const weights::TensorDict& weights) {
   if (weights.contains("transition1.0.0.weight")) return "hrnet";
   if (weights.contains("encoder1.0.conv1.weight")) return "advanced_resunet";
   if (weights.contains("downs.0.cbam.spatial_attention.conv.weight")) return "cbam_resunet";
@@ -76,7 +76,7 @@ inline std::string detect_network(const io::TensorDict& weights) {
 /// Builds the network `name` (one of kNetworkNames) from a checkpoint, with widths detected from it.
 /// Throws sluice::Error(invalid_argument) for an unknown name or a checkpoint that does not match.
 template <Backend B>
-AnyNetwork<B> load_network(std::string_view name, B& backend, const io::TensorDict& weights) {
+AnyNetwork<B> load_network(std::string_view name, B& backend, const weights::TensorDict& weights) {
   auto make = [&]<template <class> class N>() {
     return AnyNetwork<B>(std::string(name), std::make_shared<const N<B>>(backend, weights));
   };
@@ -91,7 +91,7 @@ AnyNetwork<B> load_network(std::string_view name, B& backend, const io::TensorDi
 
 /// Builds whichever of the four networks the checkpoint holds (see detect_network).
 template <Backend B>
-AnyNetwork<B> load_network(B& backend, const io::TensorDict& weights) {
+AnyNetwork<B> load_network(B& backend, const weights::TensorDict& weights) {
   const std::string name = detect_network(weights);
   if (name.empty())
     throw Error(errc::invalid_argument,

@@ -14,7 +14,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "sluice/core/error.hpp"
-#include "sluice/io/safetensors_mapped_file.hpp"
+#include "sluice/weights/safetensors_mapped_file.hpp"
 #include "sluice/vision/image_header.hpp"
 
 namespace sluice::vision {
@@ -155,7 +155,7 @@ inline DecodedImage decode_image(std::span<const std::uint8_t> bytes, const Deco
 /// Reads a whole file. Throws sluice::Error(errc::invalid_argument) when it cannot, and for anything
 /// but a regular file (a FIFO would block the reader forever; a directory or device is no image).
 inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path) {
-  const io::MappedFile file(path);
+  const weights::MappedFile file(path);
   const auto b = file.bytes();
   const auto* first = reinterpret_cast<const std::uint8_t*>(b.data());
   return std::vector<std::uint8_t>(first, first + b.size());

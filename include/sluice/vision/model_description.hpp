@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sluice/core/error.hpp"
-#include "sluice/io/regular_file.hpp"
+#include "sluice/weights/regular_file.hpp"
 #include "sluice/vision/preprocess.hpp"
 
 namespace sluice::vision {
@@ -60,7 +60,7 @@ inline ModelDescription parse_model_description(const nlohmann::json& j, const s
 
 /// Reads model.json from a file.
 inline ModelDescription load_model_description(const std::filesystem::path& path) {
-  const std::string text = io::read_regular_file(path);  // its error names the path
+  const std::string text = weights::read_regular_file(path);  // its error names the path
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);

@@ -186,7 +186,7 @@ class CpuBackend {
 
   // ---- weights ----------------------------------------------------------------------------------
 
-  CpuConv make_conv(const io::HostTensor& w, const io::HostTensor* bias, const ConvSpec& spec) {
+  CpuConv make_conv(const weights::HostTensor& w, const weights::HostTensor* bias, const ConvSpec& spec) {
     check_host(w, 4, "make_conv weight");
     if (spec.stride_h < 1 || spec.stride_w < 1 || spec.dilation_h < 1 || spec.dilation_w < 1 || spec.pad_h < 0 ||
         spec.pad_w < 0 || spec.groups < 1)
@@ -218,10 +218,10 @@ class CpuBackend {
     return CpuConv(std::move(p));
   }
 
-  CpuConvTranspose make_conv_transpose2x2(const io::HostTensor& w, const io::HostTensor* bias) {
+  CpuConvTranspose make_conv_transpose2x2(const weights::HostTensor& w, const weights::HostTensor* bias) {
     check_host(w, 4, "make_conv_transpose2x2 weight");
     if (w.shape[2] != 2 || w.shape[3] != 2)
-      fail("make_conv_transpose2x2: weight must be (in, out, 2, 2), got " + io::shape_to_string(w.shape));
+      fail("make_conv_transpose2x2: weight must be (in, out, 2, 2), got " + weights::shape_to_string(w.shape));
     auto p = std::make_shared<ConvTransposeParams>();
     p->in = w.shape[0];
     p->out = w.shape[1];
@@ -235,11 +235,11 @@ class CpuBackend {
     return CpuConvTranspose(std::move(p));
   }
 
-  CpuNorm make_norm(const io::HostTensor& gamma, const io::HostTensor& beta) {
+  CpuNorm make_norm(const weights::HostTensor& gamma, const weights::HostTensor& beta) {
     check_host(gamma, 1, "make_norm gamma");
     check_host(beta, 1, "make_norm beta");
     if (gamma.shape != beta.shape)
-      fail("make_norm: gamma " + io::shape_to_string(gamma.shape) + " and beta " + io::shape_to_string(beta.shape) +
+      fail("make_norm: gamma " + weights::shape_to_string(gamma.shape) + " and beta " + weights::shape_to_string(beta.shape) +
            " differ");
     auto p = std::make_shared<NormParams>();
     p->channels = gamma.shape[0];
@@ -248,7 +248,7 @@ class CpuBackend {
     return CpuNorm(std::move(p));
   }
 
-  CpuLinear make_linear(const io::HostTensor& w, const io::HostTensor* bias) {
+  CpuLinear make_linear(const weights::HostTensor& w, const weights::HostTensor* bias) {
     check_host(w, 2, "make_linear weight");
     auto p = std::make_shared<LinearParams>();
     p->out = w.shape[0];
@@ -496,19 +496,19 @@ class CpuBackend {
   static void same_shape(const Shape& a, const Shape& b, const char* op) {
     if (a != b) fail(std::string(op) + ": shapes " + a.to_string() + " and " + b.to_string() + " differ");
   }
-  static void check_host(const io::HostTensor& t, std::size_t rank, const std::string& what) {
+  static void check_host(const weights::HostTensor& t, std::size_t rank, const std::string& what) {
     if (t.shape.size() != rank)
-      fail(what + ": expected rank " + std::to_string(rank) + ", got " + io::shape_to_string(t.shape));
+      fail(what + ": expected rank " + std::to_string(rank) + ", got " + weights::shape_to_string(t.shape));
     for (auto d : t.shape)
-      if (d < 1) fail(what + ": every dimension must be positive, got " + io::shape_to_string(t.shape));
+      if (d < 1) fail(what + ": every dimension must be positive, got " + weights::shape_to_string(t.shape));
     if (static_cast<std::size_t>(t.numel()) != t.data.size())
-      fail(what + ": shape " + io::shape_to_string(t.shape) + " but " + std::to_string(t.data.size()) + " values");
+      fail(what + ": shape " + weights::shape_to_string(t.shape) + " but " + std::to_string(t.data.size()) + " values");
   }
-  std::unique_ptr<PackedArray> pack_bias(const io::HostTensor* bias, std::int64_t out, const char* op) {
+  std::unique_ptr<PackedArray> pack_bias(const weights::HostTensor* bias, std::int64_t out, const char* op) {
     if (bias == nullptr) return nullptr;
     check_host(*bias, 1, std::string(op) + " bias");
     if (bias->shape[0] != out)
-      fail(std::string(op) + ": bias " + io::shape_to_string(bias->shape) + ", expected [" + std::to_string(out) + "]");
+      fail(std::string(op) + ": bias " + weights::shape_to_string(bias->shape) + ", expected [" + std::to_string(out) + "]");
     return std::make_unique<PackedArray>(arena_, bias->data);
   }
 

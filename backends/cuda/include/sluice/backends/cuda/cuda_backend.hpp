@@ -20,7 +20,7 @@
 #include "sluice/core/layer_specs.hpp"
 #include "sluice/core/memory_stats.hpp"
 #include "sluice/core/shape.hpp"
-#include "sluice/io/host_tensor.hpp"
+#include "sluice/weights/host_tensor.hpp"
 
 namespace sluice::cuda {
 
@@ -141,10 +141,10 @@ class CudaBackend {
   void release_cached();
 
   // ---- BackendWeights ----
-  CudaConv make_conv(const io::HostTensor& weight, const io::HostTensor* bias, const ConvSpec& spec);
-  CudaConvTranspose make_conv_transpose2x2(const io::HostTensor& weight, const io::HostTensor* bias);
-  CudaNorm make_norm(const io::HostTensor& gamma, const io::HostTensor& beta);
-  CudaLinear make_linear(const io::HostTensor& weight, const io::HostTensor* bias);
+  CudaConv make_conv(const weights::HostTensor& weight, const weights::HostTensor* bias, const ConvSpec& spec);
+  CudaConvTranspose make_conv_transpose2x2(const weights::HostTensor& weight, const weights::HostTensor* bias);
+  CudaNorm make_norm(const weights::HostTensor& gamma, const weights::HostTensor& beta);
+  CudaLinear make_linear(const weights::HostTensor& weight, const weights::HostTensor* bias);
 
   // ---- BackendOps ----
   CudaTensor conv2d(const CudaTensor& x, const CudaConv& conv, Activation act);

@@ -18,15 +18,15 @@
 #include <string>
 #include <vector>
 
-#include "sluice/io/regular_file.hpp"
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/regular_file.hpp"
+#include "sluice/weights/safetensors.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using sluice::Error;
 using sluice::errc;
-using namespace sluice::io;
+using namespace sluice::weights;
 
 // A safetensors image from a header text and a data buffer of `data_bytes` bytes (value i % 251).
 std::vector<std::byte> image(const std::string& header, std::size_t data_bytes, std::uint64_t length = ~0ull) {

@@ -1,4 +1,4 @@
-// sluice/io/safetensors_mapped_file.hpp: a read-only memory mapping of a whole file (POSIX mmap),
+// sluice/weights/safetensors_mapped_file.hpp: a read-only memory mapping of a whole file (POSIX mmap),
 // owned RAII-style, so that a checkpoint is read straight from the page cache without a copy.
 #pragma once
 
@@ -17,7 +17,7 @@
 
 #include "sluice/core/error.hpp"
 
-namespace sluice::io {
+namespace sluice::weights {
 
 class MappedFile {
  public:
@@ -99,4 +99,4 @@ class MappedFile {
   std::size_t size_ = 0;
 };
 
-}  // namespace sluice::io
+}  // namespace sluice::weights

@@ -1,4 +1,4 @@
-// sluice/io/host_tensor.hpp: a float32 tensor in host memory with a PyTorch-style shape, and the
+// sluice/weights/host_tensor.hpp: a float32 tensor in host memory with a PyTorch-style shape, and the
 // name -> tensor dictionary that checkpoints load into.
 #pragma once
 
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace sluice::io {
+namespace sluice::weights {
 
 struct HostTensor {
   std::vector<std::int64_t> shape;
@@ -29,4 +29,4 @@ inline std::string shape_to_string(const std::vector<std::int64_t>& shape) {
   return s + "]";
 }
 
-}  // namespace sluice::io
+}  // namespace sluice::weights

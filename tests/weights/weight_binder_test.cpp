@@ -4,14 +4,14 @@
 
 #include <string>
 
-#include "sluice/io/safetensors.hpp"
-#include "sluice/io/weight_binder.hpp"
+#include "sluice/weights/safetensors.hpp"
+#include "sluice/weights/weight_binder.hpp"
 
 namespace {
 
 using sluice::Error;
 using sluice::errc;
-using namespace sluice::io;
+using namespace sluice::weights;
 
 HostTensor filled(std::vector<std::int64_t> shape, float start) {
   HostTensor t;

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "sluice/io/safetensors.hpp"
+#include "sluice/weights/safetensors.hpp"
 
 int main(int argc, char** argv) {
   if (argc != 2) {
@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const auto data = sluice::io::read_safetensors(argv[1]);
+    const auto data = sluice::weights::read_safetensors(argv[1]);
     nlohmann::json out;
     out["metadata"] = data.metadata;
     out["tensors"] = nlohmann::json::object();

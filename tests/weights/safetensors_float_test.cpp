@@ -9,14 +9,14 @@
 #include <cstdint>
 #include <limits>
 
-#include "sluice/io/safetensors_float.hpp"
+#include "sluice/weights/safetensors_float.hpp"
 
 namespace {
 
-using sluice::io::bfloat16_to_float;
-using sluice::io::float_to_bfloat16;
-using sluice::io::float_to_half;
-using sluice::io::half_to_float;
+using sluice::weights::bfloat16_to_float;
+using sluice::weights::float_to_bfloat16;
+using sluice::weights::float_to_half;
+using sluice::weights::half_to_float;
 
 // binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits.
 double half_value(std::uint16_t h) {

@@ -1,4 +1,4 @@
-// sluice/io/safetensors.hpp: reading and writing checkpoints in the safetensors format, the form in
+// sluice/weights/safetensors.hpp: reading and writing checkpoints in the safetensors format, the form in
 // which sluice loads PyTorch weights (tools/convert_checkpoint.py makes one from a .pth).
 //
 // Format: an 8-byte little-endian u64 N, N bytes of JSON header
@@ -29,12 +29,12 @@
 #include <nlohmann/json.hpp>
 
 #include "sluice/core/error.hpp"
-#include "sluice/io/finite_weights.hpp"
-#include "sluice/io/host_tensor.hpp"
-#include "sluice/io/safetensors_float.hpp"
-#include "sluice/io/safetensors_mapped_file.hpp"
+#include "sluice/weights/finite_weights.hpp"
+#include "sluice/weights/host_tensor.hpp"
+#include "sluice/weights/safetensors_float.hpp"
+#include "sluice/weights/safetensors_mapped_file.hpp"
 
-namespace sluice::io {
+namespace sluice::weights {
 
 static_assert(std::endian::native == std::endian::little,
               "the safetensors reader assumes a little-endian host, as the format's data is");
@@ -429,4 +429,4 @@ inline void write_safetensors(const std::filesystem::path& path, const TensorDic
   if (!out) throw Error(errc::invalid_argument, path.string() + ": write failed");
 }
 
-}  // namespace sluice::io
+}  // namespace sluice::weights

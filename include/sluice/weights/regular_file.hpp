@@ -1,4 +1,4 @@
-// sluice/io/regular_file.hpp: the whole text of a configuration file (model.json, batch_sizes.json,
+// sluice/weights/regular_file.hpp: the whole text of a configuration file (model.json, batch_sizes.json,
 // a server configuration), read only when it is a regular file: a FIFO or a device named by mistake
 // gets a clear error instead of blocking the program (see MappedFile).
 #pragma once
@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <string>
 
-#include "sluice/io/safetensors_mapped_file.hpp"
+#include "sluice/weights/safetensors_mapped_file.hpp"
 
-namespace sluice::io {
+namespace sluice::weights {
 
 /// Throws sluice::Error(errc::invalid_argument, "<path>: ...") when `path` cannot be opened or is
 /// not a regular file.
@@ -18,4 +18,4 @@ inline std::string read_regular_file(const std::filesystem::path& path) {
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
-}  // namespace sluice::io
+}  // namespace sluice::weights

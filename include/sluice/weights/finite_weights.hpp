@@ -1,4 +1,4 @@
-// sluice/io/finite_weights.hpp: the check that a checkpoint holds only finite numbers. A NaN or an
+// sluice/weights/finite_weights.hpp: the check that a checkpoint holds only finite numbers. A NaN or an
 // infinity in one weight makes every output NaN (the service then reports no polygons at
 // confidence -inf), so a checkpoint is refused at load, naming the tensor, instead.
 #pragma once
@@ -9,9 +9,9 @@
 #include <string_view>
 
 #include "sluice/core/error.hpp"
-#include "sluice/io/host_tensor.hpp"
+#include "sluice/weights/host_tensor.hpp"
 
-namespace sluice::io {
+namespace sluice::weights {
 
 /// Throws sluice::Error(invalid_argument, "<source>: tensor '<name>' holds NaN at index i ...")
 /// for the first tensor (in name order) with a non-finite value, counting that tensor's.
@@ -30,4 +30,4 @@ inline void require_finite(const TensorDict& tensors, std::string_view source) {
   }
 }
 
-}  // namespace sluice::io
+}  // namespace sluice::weights

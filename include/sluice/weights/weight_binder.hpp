@@ -1,4 +1,4 @@
-// sluice/io/weight_binder.hpp: strict binding of checkpoint tensors to a network's parameters by
+// sluice/weights/weight_binder.hpp: strict binding of checkpoint tensors to a network's parameters by
 // name. A network asks for every parameter it owns; `finish()` then reports, in one error, every
 // missing, unexpected and wrongly shaped tensor -- never a silent partial load.
 #pragma once
@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "sluice/core/error.hpp"
-#include "sluice/io/host_tensor.hpp"
+#include "sluice/weights/host_tensor.hpp"
 
-namespace sluice::io {
+namespace sluice::weights {
 
 class WeightBinder {
  public:
@@ -78,4 +78,4 @@ class WeightBinder {
   std::deque<HostTensor> placeholders_;  // deque: references stay valid as it grows
 };
 
-}  // namespace sluice::io
+}  // namespace sluice::weights

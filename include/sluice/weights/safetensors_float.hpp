@@ -1,4 +1,4 @@
-// sluice/io/safetensors_float.hpp: the 16-bit float formats of checkpoints (IEEE binary16 "F16"
+// sluice/weights/safetensors_float.hpp: the 16-bit float formats of checkpoints (IEEE binary16 "F16"
 // and bfloat16 "BF16") converted to and from float by bit arithmetic: exact on the way in
 // (subnormals, infinities and NaN included), round-to-nearest-even on the way out.
 #pragma once
@@ -6,7 +6,7 @@
 #include <bit>
 #include <cstdint>
 
-namespace sluice::io {
+namespace sluice::weights {
 
 /// IEEE 754 binary16 -> binary32. Every half value is exactly representable as a float.
 inline float half_to_float(std::uint16_t h) {
@@ -81,4 +81,4 @@ inline std::uint16_t float_to_bfloat16(float f) {
   return static_cast<std::uint16_t>((bits + rounding) >> 16);
 }
 
-}  // namespace sluice::io
+}  // namespace sluice::weights
