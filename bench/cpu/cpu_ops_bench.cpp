@@ -120,7 +120,8 @@ void BM_Conv2d(benchmark::State& state) {
   sluice::weights::HostTensor b;
   b.shape = {l.out};
   b.data = random_values(static_cast<std::size_t>(l.out), 2);
-  auto conv = cpu.make_conv(w, &b, ConvSpec::same(l.k, l.stride));
+  const sluice::WeightView bias = b;
+  auto conv = cpu.make_conv(w, &bias, ConvSpec::same(l.k, l.stride));
   const Shape s{n, l.in, l.hw, l.hw};
   CpuTensor x = cpu.upload(random_values(static_cast<std::size_t>(s.numel()), 3), s);
   const std::int64_t out_hw = (l.hw - 1) / l.stride + 1;

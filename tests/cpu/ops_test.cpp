@@ -60,10 +60,11 @@ struct ConvTest : Fixture {
     const std::int64_t k = c.x.c / c.spec.groups * c.kh * c.kw;
     auto w = ref::random_host({c.out, c.x.c / c.spec.groups, c.kh, c.kw}, rng, 1.0f / std::sqrt(float(k)));
     auto b = ref::random_host({c.out}, rng);
-    auto conv = cpu.make_conv(w, c.bias ? &b : nullptr, c.spec);
+    const sluice::WeightView bv = b;
+    auto conv = cpu.make_conv(w, c.bias ? &bv : nullptr, c.spec);
     auto [x, xr] = input(c.x);
     CpuTensor y = cpu.conv2d(x, conv, c.act);
-    ref::Ref want = ref::conv2d(xr, w, c.bias ? &b : nullptr, c.spec, c.act);
+    ref::Ref want = ref::conv2d(xr, w, c.bias ? &bv : nullptr, c.spec, c.act);
     ASSERT_EQ(y.shape(), want.s);
     SLUICE_EXPECT_CLOSE(cpu.to_vector(y), want);
   }
@@ -137,17 +138,18 @@ TEST_F(ConvTest, WinogradIsBatchAndThreadInvariant) {
   const Shape one{1, 16, 5, 7};
   auto w = ref::random_host({24, 16, 3, 3}, rng, 0.1f);
   auto b = ref::random_host({24}, rng);
+  const sluice::WeightView bv = b;
   CpuBackend single{{.threads = 1}};
   const auto sample = ref::random_values(static_cast<std::size_t>(one.numel()), rng);
   std::vector<float> batch = ref::random_values(static_cast<std::size_t>(one.numel()), rng);
   batch.insert(batch.end(), sample.begin(), sample.end());
   const auto tail = ref::random_values(static_cast<std::size_t>(one.numel()), rng);
   batch.insert(batch.end(), tail.begin(), tail.end());
-  const auto conv = cpu.make_conv(w, &b, ConvSpec::same(3));
+  const auto conv = cpu.make_conv(w, &bv, ConvSpec::same(3));
   const auto alone = cpu.to_vector(cpu.conv2d(cpu.upload(sample, one), conv, Activation::relu));
   const auto together = cpu.to_vector(cpu.conv2d(cpu.upload(batch, {3, 16, 5, 7}), conv, Activation::relu));
   const auto serial = single.to_vector(
-      single.conv2d(single.upload(sample, one), single.make_conv(w, &b, ConvSpec::same(3)), Activation::relu));
+      single.conv2d(single.upload(sample, one), single.make_conv(w, &bv, ConvSpec::same(3)), Activation::relu));
   ASSERT_EQ(together.size(), 3 * alone.size());
   EXPECT_TRUE(std::equal(alone.begin(), alone.end(), together.begin() + static_cast<std::ptrdiff_t>(alone.size())));
   EXPECT_EQ(alone, serial);
@@ -158,11 +160,12 @@ TEST_F(ConvTest, TransposedConv2x2Stride2MatchesReference) {
     SCOPED_TRACE(s.to_string());
     auto w = ref::random_host({s.c, 5, 2, 2}, rng, 0.5f);
     auto b = ref::random_host({5}, rng);
+    const sluice::WeightView bv = b;
     for (bool with_bias : {true, false}) {
-      auto up = cpu.make_conv_transpose2x2(w, with_bias ? &b : nullptr);
+      auto up = cpu.make_conv_transpose2x2(w, with_bias ? &bv : nullptr);
       auto [x, xr] = input(s);
       CpuTensor y = cpu.conv_transpose2x2(x, up);
-      ref::Ref want = ref::conv_transpose2x2(xr, w, with_bias ? &b : nullptr);
+      ref::Ref want = ref::conv_transpose2x2(xr, w, with_bias ? &bv : nullptr);
       ASSERT_EQ(y.shape(), want.s);
       SLUICE_EXPECT_CLOSE(cpu.to_vector(y), want);
     }
@@ -306,11 +309,12 @@ TEST_F(OpsTest, Reductions) {
 TEST_F(OpsTest, LinearWithBiasAndActivation) {
   auto w = ref::random_host({9, 24}, rng, 0.3f);
   auto b = ref::random_host({9}, rng);
+  const sluice::WeightView bv = b;
   auto [x, xr] = input({3, 24, 1, 1});
   for (bool with_bias : {true, false})
     for (Activation a : {Activation::none, Activation::relu, Activation::sigmoid}) {
-      auto lin = cpu.make_linear(w, with_bias ? &b : nullptr);
-      SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.linear(x, lin, a)), ref::linear(xr, w, with_bias ? &b : nullptr, a));
+      auto lin = cpu.make_linear(w, with_bias ? &bv : nullptr);
+      SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.linear(x, lin, a)), ref::linear(xr, w, with_bias ? &bv : nullptr, a));
     }
 }
 

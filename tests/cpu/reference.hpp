@@ -56,7 +56,7 @@ inline double act(double v, Activation a) {
   return v;
 }
 
-inline Ref conv2d(const Ref& x, const weights::HostTensor& w, const weights::HostTensor* bias, const ConvSpec& sp,
+inline Ref conv2d(const Ref& x, const WeightView& w, const WeightView* bias, const ConvSpec& sp,
                   Activation a) {
   const std::int64_t out = w.shape[0], cin_g = w.shape[1], kh = w.shape[2], kw = w.shape[3];
   const std::int64_t cout_g = out / sp.groups;
@@ -85,7 +85,7 @@ inline Ref conv2d(const Ref& x, const weights::HostTensor& w, const weights::Hos
 }
 
 /// ConvTranspose2d(k=2, s=2): y[co, 2i+a, 2j+b] = bias + sum_ci x[ci, i, j] w[ci, co, a, b].
-inline Ref conv_transpose2x2(const Ref& x, const weights::HostTensor& w, const weights::HostTensor* bias) {
+inline Ref conv_transpose2x2(const Ref& x, const WeightView& w, const WeightView* bias) {
   const std::int64_t out = w.shape[1];
   Ref y({x.s.n, out, 2 * x.s.h, 2 * x.s.w});
   for (std::int64_t n = 0; n < x.s.n; ++n)
@@ -111,7 +111,7 @@ inline void plane_moments(const Ref& x, std::int64_t n, std::int64_t c, double& 
   var = q / static_cast<double>(x.s.plane());
 }
 
-inline Ref instance_norm(const Ref& x, const weights::HostTensor& gamma, const weights::HostTensor& beta, const Ref* residual,
+inline Ref instance_norm(const Ref& x, const WeightView& gamma, const WeightView& beta, const Ref* residual,
                          Activation a) {
   Ref y(x.s);
   for (std::int64_t n = 0; n < x.s.n; ++n)
@@ -205,7 +205,7 @@ inline Ref reduce(const Ref& x, bool rc, bool rh, bool rw, bool max) {
   return y;
 }
 
-inline Ref linear(const Ref& x, const weights::HostTensor& w, const weights::HostTensor* bias, Activation a) {
+inline Ref linear(const Ref& x, const WeightView& w, const WeightView* bias, Activation a) {
   const std::int64_t out = w.shape[0], in = w.shape[1];
   Ref y({x.s.n, out, 1, 1});
   for (std::int64_t n = 0; n < x.s.n; ++n)

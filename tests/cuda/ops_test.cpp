@@ -88,8 +88,9 @@ TEST_P(CudaOps, Conv2dMatchesTheReference) {
     auto [x, rx] = input(c.x);
     const auto w = ref::random_host({c.out, c.x.c / c.spec.groups, c.kh, c.kw}, rng_, 0.5f);
     const auto b = ref::random_host({c.out}, rng_, 0.5f);
-    const auto conv = gpu().make_conv(w, c.bias ? &b : nullptr, c.spec);
-    expect_close(gpu().conv2d(x, conv, c.act), ref::conv2d(rx, w, c.bias ? &b : nullptr, c.spec, c.act), true);
+    const sluice::WeightView bv = b;
+    const auto conv = gpu().make_conv(w, c.bias ? &bv : nullptr, c.spec);
+    expect_close(gpu().conv2d(x, conv, c.act), ref::conv2d(rx, w, c.bias ? &bv : nullptr, c.spec, c.act), true);
   }
 }
 
@@ -113,10 +114,11 @@ TEST_P(CudaOps, DirectConvolutionFallbackMatchesTheReference) {
     const auto v = ref::random_values(static_cast<std::size_t>(c.x.numel()), rng_);
     const auto w = ref::random_host({c.out, c.x.c / c.spec.groups, c.kh, c.kw}, rng_, 0.5f);
     const auto b = ref::random_host({c.out}, rng_, 0.5f);
-    const auto y = direct.conv2d(direct.upload(v, c.x), direct.make_conv(w, c.bias ? &b : nullptr, c.spec), c.act);
+    const sluice::WeightView bv = b;
+    const auto y = direct.conv2d(direct.upload(v, c.x), direct.make_conv(w, c.bias ? &bv : nullptr, c.spec), c.act);
     std::vector<float> got(static_cast<std::size_t>(direct.shape_of(y).numel()));
     direct.download(y, got);
-    const ref::Ref want = ref::conv2d(ref::to_ref(v, c.x), w, c.bias ? &b : nullptr, c.spec, c.act);
+    const ref::Ref want = ref::conv2d(ref::to_ref(v, c.x), w, c.bias ? &bv : nullptr, c.spec, c.act);
     ASSERT_EQ(direct.shape_of(y), want.s);
     const ref::Diff d = ref::diff(got, want);
     EXPECT_LE(d.max_abs, support::tolerance(GetParam(), true) * std::max(1.0, d.scale));
@@ -136,26 +138,28 @@ TEST_P(CudaOps, ConvolutionsPastTheDescriptorLimitRunInSubBatches) {
   const auto v = ref::random_values(static_cast<std::size_t>(xs.numel()), rng_);
   const auto w = ref::random_host({out, xs.c, 3, 3}, rng_, 0.5f);
   const auto b = ref::random_host({out}, rng_, 0.5f);
-  const auto y = split.conv2d(split.upload(v, xs), split.make_conv(w, &b, ConvSpec::same(3)), Activation::relu);
+  const sluice::WeightView bv = b;
+  const auto y = split.conv2d(split.upload(v, xs), split.make_conv(w, &bv, ConvSpec::same(3)), Activation::relu);
   std::vector<float> got(static_cast<std::size_t>(split.shape_of(y).numel()));
   split.download(y, got);
-  const ref::Ref want = ref::conv2d(ref::to_ref(v, xs), w, &b, ConvSpec::same(3), Activation::relu);
+  const ref::Ref want = ref::conv2d(ref::to_ref(v, xs), w, &bv, ConvSpec::same(3), Activation::relu);
   ASSERT_EQ(split.shape_of(y), want.s);
   const ref::Diff d = ref::diff(got, want);
   EXPECT_LE(d.max_abs, support::tolerance(GetParam(), true) * std::max(1.0, d.scale));
   // the transposed convolution's 4 x out-channel taps go through the same path
   const auto wt = ref::random_host({xs.c, 3, 2, 2}, rng_, 0.5f);
   const auto bt = ref::random_host({3}, rng_, 0.5f);
-  const auto up = split.conv_transpose2x2(split.upload(v, xs), split.make_conv_transpose2x2(wt, &bt));
+  const sluice::WeightView btv = bt;
+  const auto up = split.conv_transpose2x2(split.upload(v, xs), split.make_conv_transpose2x2(wt, &btv));
   std::vector<float> got_up(static_cast<std::size_t>(split.shape_of(up).numel()));
   split.download(up, got_up);
-  const ref::Diff du = ref::diff(got_up, ref::conv_transpose2x2(ref::to_ref(v, xs), wt, &bt));
+  const ref::Diff du = ref::diff(got_up, ref::conv_transpose2x2(ref::to_ref(v, xs), wt, &btv));
   EXPECT_LE(du.max_abs, support::tolerance(GetParam(), true) * std::max(1.0, du.scale));
 
   options.max_conv_tensor_elements = out * xs.h * xs.w - 1;
   CudaBackend too_small(options);
   try {
-    (void)too_small.conv2d(too_small.upload(v, xs), too_small.make_conv(w, &b, ConvSpec::same(3)), Activation::none);
+    (void)too_small.conv2d(too_small.upload(v, xs), too_small.make_conv(w, &bv, ConvSpec::same(3)), Activation::none);
     FAIL() << "one sample over the limit must be refused";
   } catch (const sluice::Error& e) {
     EXPECT_EQ(e.code(), sluice::errc::invalid_argument) << e.what();
@@ -170,8 +174,9 @@ TEST_P(CudaOps, ConvTranspose2x2MatchesTheReference) {
     auto [x, rx] = input(s);
     const auto w = ref::random_host({s.c, out, 2, 2}, rng_, 0.5f);
     const auto b = ref::random_host({out}, rng_, 0.5f);
-    const auto up = gpu().make_conv_transpose2x2(w, bias ? &b : nullptr);
-    expect_close(gpu().conv_transpose2x2(x, up), ref::conv_transpose2x2(rx, w, bias ? &b : nullptr), true);
+    const sluice::WeightView bv = b;
+    const auto up = gpu().make_conv_transpose2x2(w, bias ? &bv : nullptr);
+    expect_close(gpu().conv_transpose2x2(x, up), ref::conv_transpose2x2(rx, w, bias ? &bv : nullptr), true);
   }
 }
 
@@ -289,7 +294,8 @@ TEST_P(CudaOps, LinearWithAndWithoutBias) {
   auto [x, rx] = input({3, 70, 1, 1});
   const auto w = ref::random_host({9, 70}, rng_, 0.3f);
   const auto b = ref::random_host({9}, rng_, 0.3f);
-  expect_close(gpu().linear(x, gpu().make_linear(w, &b), Activation::relu), ref::linear(rx, w, &b, Activation::relu));
+  const sluice::WeightView bv = b;
+  expect_close(gpu().linear(x, gpu().make_linear(w, &bv), Activation::relu), ref::linear(rx, w, &bv, Activation::relu));
   expect_close(gpu().linear(x, gpu().make_linear(w, nullptr), Activation::sigmoid),
                ref::linear(rx, w, nullptr, Activation::sigmoid));
 }

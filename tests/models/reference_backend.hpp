@@ -70,18 +70,20 @@ class ReferenceBackend {
   void reset_peak() {}
 
   // ---- weights ----
-  conv_type make_conv(const weights::HostTensor& w, const weights::HostTensor* bias, const ConvSpec& spec) {
+  conv_type make_conv(const WeightView& w, const WeightView* bias, const ConvSpec& spec) {
     require(w.shape.size() == 4, "make_conv: weight must be 4-d");
-    conv_type c{w.data, bias ? bias->data : std::vector<float>{}, w.shape[0], w.shape[1], w.shape[2], w.shape[3], spec};
+    conv_type c{copy(w), copy(bias), w.shape[0], w.shape[1], w.shape[2], w.shape[3], spec};
     return c;
   }
-  conv_transpose_type make_conv_transpose2x2(const weights::HostTensor& w, const weights::HostTensor* bias) {
-    return {w.data, bias ? bias->data : std::vector<float>{}, w.shape[0], w.shape[1]};
+  conv_transpose_type make_conv_transpose2x2(const WeightView& w, const WeightView* bias) {
+    return {copy(w), copy(bias), w.shape[0], w.shape[1]};
   }
-  norm_type make_norm(const weights::HostTensor& gamma, const weights::HostTensor& beta) { return {gamma.data, beta.data}; }
-  linear_type make_linear(const weights::HostTensor& w, const weights::HostTensor* bias) {
-    return {w.data, bias ? bias->data : std::vector<float>{}, w.shape[0], w.shape[1]};
+  norm_type make_norm(const WeightView& gamma, const WeightView& beta) { return {copy(gamma), copy(beta)}; }
+  linear_type make_linear(const WeightView& w, const WeightView* bias) {
+    return {copy(w), copy(bias), w.shape[0], w.shape[1]};
   }
+  static std::vector<float> copy(const WeightView& v) { return {v.data.begin(), v.data.end()}; }
+  static std::vector<float> copy(const WeightView* v) { return v ? copy(*v) : std::vector<float>{}; }
 
   // ---- ops ----
   tensor_type conv2d(const tensor_type& x, const conv_type& c, Activation act) {

@@ -24,7 +24,8 @@ struct BrightnessNet {
   explicit BrightnessNet(CpuBackend& b) {
     sluice::weights::HostTensor w{{1, 3, 1, 1}, {10.0f / 3, 10.0f / 3, 10.0f / 3}};
     sluice::weights::HostTensor bias{{1}, {-5.0f}};
-    conv = std::make_shared<CpuBackend::conv_type>(b.make_conv(w, &bias, sluice::ConvSpec{}));
+    const sluice::WeightView bias_view = bias;
+    conv = std::make_shared<CpuBackend::conv_type>(b.make_conv(w, &bias_view, sluice::ConvSpec{}));
   }
   CpuBackend::tensor_type forward(CpuBackend& b, const CpuBackend::tensor_type& x) const {
     return b.conv2d(x, *conv, sluice::Activation::none);

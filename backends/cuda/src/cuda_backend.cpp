@@ -221,7 +221,7 @@ struct BackendImpl {
   }
 
   /// Host floats -> a device block (weights: synchronous copy at load time, then the storage type).
-  std::shared_ptr<DeviceBlock> upload_weights(const std::vector<float>& host, DType t) {
+  std::shared_ptr<DeviceBlock> upload_weights(std::span<const float> host, DType t) {
     const std::size_t count = host.size();
     auto floats = block(count * sizeof(float), DType::f32, /*weight=*/t == DType::f32);
     SLUICE_CUDA_CHECK(cudaMemcpyAsync(floats->ptr, host.data(), count * sizeof(float), cudaMemcpyHostToDevice, stream));
@@ -480,21 +480,21 @@ void CudaBackend::release_cached() {
 // ---- BackendWeights ----
 
 namespace {
-void check_vector(const weights::HostTensor* t, i64 n, const char* what) {
+void check_vector(const WeightView* t, i64 n, const char* what) {
   if (t != nullptr && (t->shape.size() != 1 || t->shape[0] != n || t->numel() != static_cast<i64>(t->data.size())))
-    invalid(std::string(what) + " has shape " + weights::shape_to_string(t->shape) + ", expected [" + std::to_string(n) + "]");
+    invalid(std::string(what) + " has shape " + dims_to_string(t->shape) + ", expected [" + std::to_string(n) + "]");
 }
-void check_data(const weights::HostTensor& t, const char* what) {
+void check_data(const WeightView& t, const char* what) {
   if (t.numel() != static_cast<i64>(t.data.size()))
-    invalid(std::string(what) + ": shape " + weights::shape_to_string(t.shape) + " but " + std::to_string(t.data.size()) +
+    invalid(std::string(what) + ": shape " + dims_to_string(t.shape) + " but " + std::to_string(t.data.size()) +
             " values");
 }
 }  // namespace
 
-CudaConv CudaBackend::make_conv(const weights::HostTensor& weight, const weights::HostTensor* bias, const ConvSpec& spec) {
+CudaConv CudaBackend::make_conv(const WeightView& weight, const WeightView* bias, const ConvSpec& spec) {
   auto& m = *impl_;
   m.activate();
-  if (weight.shape.size() != 4) invalid("make_conv: weight shape " + weights::shape_to_string(weight.shape) + " is not 4-D");
+  if (weight.shape.size() != 4) invalid("make_conv: weight shape " + dims_to_string(weight.shape) + " is not 4-D");
   check_data(weight, "make_conv weight");
   const i64 out = weight.shape[0], in_g = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3];
   if (out <= 0 || in_g <= 0 || kh <= 0 || kw <= 0) invalid("make_conv: empty weight");
@@ -523,11 +523,11 @@ CudaConv CudaBackend::make_conv(const weights::HostTensor& weight, const weights
   return CudaConv(std::move(p));
 }
 
-CudaConvTranspose CudaBackend::make_conv_transpose2x2(const weights::HostTensor& weight, const weights::HostTensor* bias) {
+CudaConvTranspose CudaBackend::make_conv_transpose2x2(const WeightView& weight, const WeightView* bias) {
   auto& m = *impl_;
   m.activate();
   if (weight.shape.size() != 4 || weight.shape[2] != 2 || weight.shape[3] != 2)
-    invalid("make_conv_transpose2x2: weight shape " + weights::shape_to_string(weight.shape) + " is not (in, out, 2, 2)");
+    invalid("make_conv_transpose2x2: weight shape " + dims_to_string(weight.shape) + " is not (in, out, 2, 2)");
   check_data(weight, "make_conv_transpose2x2 weight");
   const i64 in = weight.shape[0], out = weight.shape[1];
   if (in <= 0 || out <= 0) invalid("make_conv_transpose2x2: empty weight");
@@ -552,10 +552,10 @@ CudaConvTranspose CudaBackend::make_conv_transpose2x2(const weights::HostTensor&
   return CudaConvTranspose(std::move(p));
 }
 
-CudaNorm CudaBackend::make_norm(const weights::HostTensor& gamma, const weights::HostTensor& beta) {
+CudaNorm CudaBackend::make_norm(const WeightView& gamma, const WeightView& beta) {
   auto& m = *impl_;
   m.activate();
-  if (gamma.shape.size() != 1 || gamma.shape[0] <= 0) invalid("make_norm: gamma shape " + weights::shape_to_string(gamma.shape));
+  if (gamma.shape.size() != 1 || gamma.shape[0] <= 0) invalid("make_norm: gamma shape " + dims_to_string(gamma.shape));
   check_vector(&gamma, gamma.shape[0], "make_norm gamma");
   check_vector(&beta, gamma.shape[0], "make_norm beta");
   auto p = std::make_shared<detail::NormParams>();
@@ -565,11 +565,11 @@ CudaNorm CudaBackend::make_norm(const weights::HostTensor& gamma, const weights:
   return CudaNorm(std::move(p));
 }
 
-CudaLinear CudaBackend::make_linear(const weights::HostTensor& weight, const weights::HostTensor* bias) {
+CudaLinear CudaBackend::make_linear(const WeightView& weight, const WeightView* bias) {
   auto& m = *impl_;
   m.activate();
   if (weight.shape.size() != 2 || weight.shape[0] <= 0 || weight.shape[1] <= 0)
-    invalid("make_linear: weight shape " + weights::shape_to_string(weight.shape) + " is not (out, in)");
+    invalid("make_linear: weight shape " + dims_to_string(weight.shape) + " is not (out, in)");
   check_data(weight, "make_linear weight");
   check_vector(bias, weight.shape[0], "make_linear bias");
   auto p = std::make_shared<detail::LinearParams>();

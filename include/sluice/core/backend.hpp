@@ -15,7 +15,7 @@
 #include "sluice/core/layer_specs.hpp"
 #include "sluice/core/memory_stats.hpp"
 #include "sluice/core/shape.hpp"
-#include "sluice/weights/host_tensor.hpp"
+#include "sluice/core/weight_view.hpp"
 
 namespace sluice {
 
@@ -33,13 +33,14 @@ concept BackendBase = requires(B& b, const B& cb, const typename B::tensor_type&
   b.reset_peak();
 };
 
-/// Binding weights: each returns a backend-owned, pre-packed, immutable parameter object.
+/// Binding weights: each returns a backend-owned, pre-packed, immutable parameter object. The views
+/// are valid only during the call (a backend copies what it keeps); a null bias means none.
 ///  - make_conv(weight (out, in/groups, kh, kw), bias (out) or null, spec)
 ///  - make_conv_transpose2x2(weight (in, out, 2, 2), bias (out) or null): kernel 2, stride 2
 ///  - make_norm(gamma (C), beta (C)): affine instance norm, eps 1e-5
 ///  - make_linear(weight (out, in), bias (out) or null)
 template <class B>
-concept BackendWeights = requires(B& b, const weights::HostTensor& w, const weights::HostTensor* bias, const ConvSpec& spec) {
+concept BackendWeights = requires(B& b, const WeightView& w, const WeightView* bias, const ConvSpec& spec) {
   typename B::conv_type;
   typename B::conv_transpose_type;
   typename B::norm_type;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,7 +44,8 @@ class ParamBinder {
   conv_type conv(const std::string& prefix, std::int64_t out, std::int64_t in, std::int64_t kh, std::int64_t kw,
                  const ConvSpec& spec, Bias bias) {
     const weights::HostTensor& w = binder_.take(prefix + ".weight", {out, in / spec.groups, kh, kw});
-    return backend_.make_conv(w, take_bias(prefix, out, bias), spec);
+    const std::optional<WeightView> b = take_bias(prefix, out, bias);
+    return backend_.make_conv(w, b ? &*b : nullptr, spec);
   }
 
   /// "conv k": a k x k convolution with padding k/2 and the given stride.
@@ -77,13 +79,14 @@ class ParamBinder {
   /// Linear: `prefix`.weight (out, in) and, per `bias`, `prefix`.bias (out).
   typename B::linear_type linear(const std::string& prefix, std::int64_t out, std::int64_t in, Bias bias) {
     const weights::HostTensor& w = binder_.take(prefix + ".weight", {out, in});
-    return backend_.make_linear(w, take_bias(prefix, out, bias));
+    const std::optional<WeightView> b = take_bias(prefix, out, bias);
+    return backend_.make_linear(w, b ? &*b : nullptr);
   }
 
   /// ConvTranspose2d(kernel 2, stride 2, bias): `prefix`.weight (in, out, 2, 2), `prefix`.bias (out).
   typename B::conv_transpose_type up(const std::string& prefix, std::int64_t in, std::int64_t out) {
     const weights::HostTensor& w = binder_.take(prefix + ".weight", {in, out, 2, 2});
-    const weights::HostTensor& b = binder_.take(prefix + ".bias", {out});
+    const WeightView b = binder_.take(prefix + ".bias", {out});
     return backend_.make_conv_transpose2x2(w, &b);
   }
 
@@ -94,10 +97,10 @@ class ParamBinder {
   void finish() const { binder_.finish(); }
 
  private:
-  const weights::HostTensor* take_bias(const std::string& prefix, std::int64_t out, Bias bias) {
+  std::optional<WeightView> take_bias(const std::string& prefix, std::int64_t out, Bias bias) {
     if (bias == Bias::required || (bias == Bias::optional && binder_.has(prefix + ".bias")))
-      return &binder_.take(prefix + ".bias", {out});
-    return nullptr;
+      return binder_.take(prefix + ".bias", {out}).view();
+    return std::nullopt;
   }
 
   B& backend_;

@@ -37,6 +37,7 @@
 #include "sluice/backends/cpu/winograd.hpp"
 #include "sluice/core/backend.hpp"
 #include "sluice/core/error.hpp"
+#include "sluice/core/weight_view.hpp"
 
 namespace sluice::cpu {
 
@@ -186,7 +187,7 @@ class CpuBackend {
 
   // ---- weights ----------------------------------------------------------------------------------
 
-  CpuConv make_conv(const weights::HostTensor& w, const weights::HostTensor* bias, const ConvSpec& spec) {
+  CpuConv make_conv(const WeightView& w, const WeightView* bias, const ConvSpec& spec) {
     check_host(w, 4, "make_conv weight");
     if (spec.stride_h < 1 || spec.stride_w < 1 || spec.dilation_h < 1 || spec.dilation_w < 1 || spec.pad_h < 0 ||
         spec.pad_w < 0 || spec.groups < 1)
@@ -201,7 +202,7 @@ class CpuBackend {
       fail("make_conv: " + std::to_string(p->out) + " output channels are not divisible by groups " +
            std::to_string(spec.groups));
     if (p->depthwise()) {
-      p->weight = std::make_unique<PackedArray>(arena_, w.data);
+      p->weight = std::make_unique<PackedArray>(arena_, std::vector<float>(w.data.begin(), w.data.end()));
     } else if (kernels::winograd_suits(p->out, p->in, p->kh, p->kw, spec)) {
       p->weight = std::make_unique<PackedArray>(arena_, kernels::winograd_weights(w.data.data(), p->out, p->in));
       p->winograd = true;
@@ -218,10 +219,10 @@ class CpuBackend {
     return CpuConv(std::move(p));
   }
 
-  CpuConvTranspose make_conv_transpose2x2(const weights::HostTensor& w, const weights::HostTensor* bias) {
+  CpuConvTranspose make_conv_transpose2x2(const WeightView& w, const WeightView* bias) {
     check_host(w, 4, "make_conv_transpose2x2 weight");
     if (w.shape[2] != 2 || w.shape[3] != 2)
-      fail("make_conv_transpose2x2: weight must be (in, out, 2, 2), got " + weights::shape_to_string(w.shape));
+      fail("make_conv_transpose2x2: weight must be (in, out, 2, 2), got " + dims_to_string(w.shape));
     auto p = std::make_shared<ConvTransposeParams>();
     p->in = w.shape[0];
     p->out = w.shape[1];
@@ -235,25 +236,25 @@ class CpuBackend {
     return CpuConvTranspose(std::move(p));
   }
 
-  CpuNorm make_norm(const weights::HostTensor& gamma, const weights::HostTensor& beta) {
+  CpuNorm make_norm(const WeightView& gamma, const WeightView& beta) {
     check_host(gamma, 1, "make_norm gamma");
     check_host(beta, 1, "make_norm beta");
-    if (gamma.shape != beta.shape)
-      fail("make_norm: gamma " + weights::shape_to_string(gamma.shape) + " and beta " + weights::shape_to_string(beta.shape) +
+    if (!std::ranges::equal(gamma.shape, beta.shape))
+      fail("make_norm: gamma " + dims_to_string(gamma.shape) + " and beta " + dims_to_string(beta.shape) +
            " differ");
     auto p = std::make_shared<NormParams>();
     p->channels = gamma.shape[0];
-    p->gamma = std::make_unique<PackedArray>(arena_, gamma.data);
-    p->beta = std::make_unique<PackedArray>(arena_, beta.data);
+    p->gamma = std::make_unique<PackedArray>(arena_, std::vector<float>(gamma.data.begin(), gamma.data.end()));
+    p->beta = std::make_unique<PackedArray>(arena_, std::vector<float>(beta.data.begin(), beta.data.end()));
     return CpuNorm(std::move(p));
   }
 
-  CpuLinear make_linear(const weights::HostTensor& w, const weights::HostTensor* bias) {
+  CpuLinear make_linear(const WeightView& w, const WeightView* bias) {
     check_host(w, 2, "make_linear weight");
     auto p = std::make_shared<LinearParams>();
     p->out = w.shape[0];
     p->in = w.shape[1];
-    p->weight = std::make_unique<PackedArray>(arena_, w.data);
+    p->weight = std::make_unique<PackedArray>(arena_, std::vector<float>(w.data.begin(), w.data.end()));
     p->bias = pack_bias(bias, p->out, "make_linear");
     return CpuLinear(std::move(p));
   }
@@ -496,20 +497,20 @@ class CpuBackend {
   static void same_shape(const Shape& a, const Shape& b, const char* op) {
     if (a != b) fail(std::string(op) + ": shapes " + a.to_string() + " and " + b.to_string() + " differ");
   }
-  static void check_host(const weights::HostTensor& t, std::size_t rank, const std::string& what) {
+  static void check_host(const WeightView& t, std::size_t rank, const std::string& what) {
     if (t.shape.size() != rank)
-      fail(what + ": expected rank " + std::to_string(rank) + ", got " + weights::shape_to_string(t.shape));
+      fail(what + ": expected rank " + std::to_string(rank) + ", got " + dims_to_string(t.shape));
     for (auto d : t.shape)
-      if (d < 1) fail(what + ": every dimension must be positive, got " + weights::shape_to_string(t.shape));
+      if (d < 1) fail(what + ": every dimension must be positive, got " + dims_to_string(t.shape));
     if (static_cast<std::size_t>(t.numel()) != t.data.size())
-      fail(what + ": shape " + weights::shape_to_string(t.shape) + " but " + std::to_string(t.data.size()) + " values");
+      fail(what + ": shape " + dims_to_string(t.shape) + " but " + std::to_string(t.data.size()) + " values");
   }
-  std::unique_ptr<PackedArray> pack_bias(const weights::HostTensor* bias, std::int64_t out, const char* op) {
+  std::unique_ptr<PackedArray> pack_bias(const WeightView* bias, std::int64_t out, const char* op) {
     if (bias == nullptr) return nullptr;
     check_host(*bias, 1, std::string(op) + " bias");
     if (bias->shape[0] != out)
-      fail(std::string(op) + ": bias " + weights::shape_to_string(bias->shape) + ", expected [" + std::to_string(out) + "]");
-    return std::make_unique<PackedArray>(arena_, bias->data);
+      fail(std::string(op) + ": bias " + dims_to_string(bias->shape) + ", expected [" + std::to_string(out) + "]");
+    return std::make_unique<PackedArray>(arena_, std::vector<float>(bias->data.begin(), bias->data.end()));
   }
 
   CpuTensor global_pool(const CpuTensor& x, bool max) {

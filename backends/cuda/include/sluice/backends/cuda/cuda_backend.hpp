@@ -20,7 +20,7 @@
 #include "sluice/core/layer_specs.hpp"
 #include "sluice/core/memory_stats.hpp"
 #include "sluice/core/shape.hpp"
-#include "sluice/weights/host_tensor.hpp"
+#include "sluice/core/weight_view.hpp"
 
 namespace sluice::cuda {
 
@@ -141,10 +141,10 @@ class CudaBackend {
   void release_cached();
 
   // ---- BackendWeights ----
-  CudaConv make_conv(const weights::HostTensor& weight, const weights::HostTensor* bias, const ConvSpec& spec);
-  CudaConvTranspose make_conv_transpose2x2(const weights::HostTensor& weight, const weights::HostTensor* bias);
-  CudaNorm make_norm(const weights::HostTensor& gamma, const weights::HostTensor& beta);
-  CudaLinear make_linear(const weights::HostTensor& weight, const weights::HostTensor* bias);
+  CudaConv make_conv(const WeightView& weight, const WeightView* bias, const ConvSpec& spec);
+  CudaConvTranspose make_conv_transpose2x2(const WeightView& weight, const WeightView* bias);
+  CudaNorm make_norm(const WeightView& gamma, const WeightView& beta);
+  CudaLinear make_linear(const WeightView& weight, const WeightView* bias);
 
   // ---- BackendOps ----
   CudaTensor conv2d(const CudaTensor& x, const CudaConv& conv, Activation act);
