@@ -1,5 +1,8 @@
-# Script mode (cmake -P): install -> find_package -> build -> run. Fails on the first step that fails.
-foreach(var SLUICE_SOURCE_DIR CONSUMER_SOURCE_DIR WORK_DIR CXX_COMPILER)
+# Script mode (cmake -P): install sluice to a fresh prefix, then configure, build and run consumer
+# projects against it -- batching (core + batching), networks (cpu + models), vision (cpu + vision,
+# the demo model on sample images) -- and the networks consumer once more with sluice pulled in by
+# add_subdirectory. Fails on the first step that fails.
+foreach(var SLUICE_SOURCE_DIR CONSUMERS_DIR WORK_DIR CXX_COMPILER)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "install_and_consume.cmake: ${var} is not set")
   endif()
@@ -7,13 +10,12 @@ endforeach()
 
 set(build_dir ${WORK_DIR}/sluice-build)
 set(prefix ${WORK_DIR}/prefix)
-set(consumer_build ${WORK_DIR}/consumer-build)
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 
-set(launcher_arg "")
+set(common_args -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=${CXX_COMPILER})
 if(CXX_LAUNCHER)
-  set(launcher_arg -DCMAKE_CXX_COMPILER_LAUNCHER=${CXX_LAUNCHER})
+  list(APPEND common_args -DCMAKE_CXX_COMPILER_LAUNCHER=${CXX_LAUNCHER})
 endif()
 
 function(run_step name)
@@ -25,24 +27,43 @@ function(run_step name)
   set(step_output "${out}" PARENT_SCOPE)
 endfunction()
 
-run_step("configure sluice" ${CMAKE_COMMAND} -S ${SLUICE_SOURCE_DIR} -B ${build_dir}
-  -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=${prefix} -DCMAKE_CXX_COMPILER=${CXX_COMPILER}
-  -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_BENCH=OFF -DSLUICE_BUILD_EXAMPLES=OFF
-  -DSLUICE_WITH_CUDA=OFF -DSLUICE_WITH_VISION=OFF -DSLUICE_BUILD_FUZZERS=OFF)
+# consume(<name> <consumer folder> CONFIGURE <extra configure args>... RUN <program args>...)
+function(consume name folder)
+  cmake_parse_arguments(C "" "" "CONFIGURE;RUN" ${ARGN})
+  set(bdir ${WORK_DIR}/consumer-${name})
+  run_step("configure consumer ${name}" ${CMAKE_COMMAND} -S ${CONSUMERS_DIR}/${folder} -B ${bdir} ${common_args}
+    ${C_CONFIGURE})
+  run_step("build consumer ${name}" ${CMAKE_COMMAND} --build ${bdir})
+  run_step("run consumer ${name}" ${bdir}/sluice_consumer ${C_RUN})
+  if(NOT step_output MATCHES "sluice consumer: ok")
+    message(FATAL_ERROR "consumer ${name} did not report success:\n${step_output}")
+  endif()
+  message(STATUS "${name}: ${step_output}")
+endfunction()
+
+run_step("configure sluice" ${CMAKE_COMMAND} -S ${SLUICE_SOURCE_DIR} -B ${build_dir} ${common_args}
+  -DCMAKE_INSTALL_PREFIX=${prefix} -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_BENCH=OFF
+  -DSLUICE_BUILD_EXAMPLES=OFF -DSLUICE_WITH_CUDA=OFF -DSLUICE_BUILD_FUZZERS=OFF)
 run_step("install sluice" ${CMAKE_COMMAND} --install ${build_dir})
+foreach(file include/sluice/batching/batcher.hpp include/sluice/backends/cpu/cpu_backend.hpp
+             include/sluice/vision/segmenter.hpp lib/cmake/sluice/sluiceConfig.cmake
+             lib/cmake/sluice/sluiceTargets.cmake)
+  if(NOT EXISTS ${prefix}/${file})
+    message(FATAL_ERROR "the install lacks ${file}")
+  endif()
+endforeach()
 
-if(NOT EXISTS ${prefix}/include/sluice/batching/batcher.hpp)
-  message(FATAL_ERROR "the install lacks include/sluice/batching/batcher.hpp")
+set(demo ${SLUICE_SOURCE_DIR}/examples/data/demo)
+set(samples ${SLUICE_SOURCE_DIR}/examples/data/samples)
+consume(batching batching CONFIGURE -DCMAKE_PREFIX_PATH=${prefix})
+consume(networks networks CONFIGURE -DCMAKE_PREFIX_PATH=${prefix} RUN ${demo}/cbam_resunet.safetensors)
+consume(vision vision CONFIGURE -DCMAKE_PREFIX_PATH=${prefix}
+  RUN ${demo}/model.json ${samples}/spheroids_0000.png ${samples}/spheroids_0001.png)
+# A component the package was built without is refused by find_package, with the reason.
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${CONSUMERS_DIR}/missing_component -B ${WORK_DIR}/consumer-missing
+  ${common_args} -DCMAKE_PREFIX_PATH=${prefix} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT "${out}${err}" MATCHES "without the 'cuda' layer")
+  message(FATAL_ERROR "find_package(sluice COMPONENTS cuda) of a CPU-only install did not fail as it should:\n${out}\n${err}")
 endif()
-file(GLOB_RECURSE config_files ${prefix}/*/sluiceConfig.cmake)
-if(NOT config_files)
-  message(FATAL_ERROR "the install lacks sluiceConfig.cmake")
-endif()
-
-run_step("configure consumer" ${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR} -B ${consumer_build}
-  -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_CXX_COMPILER=${CXX_COMPILER} ${launcher_arg})
-run_step("build consumer" ${CMAKE_COMMAND} --build ${consumer_build})
-run_step("run consumer" ${consumer_build}/sluice_consumer)
-if(NOT step_output MATCHES "sluice consumer: ok")
-  message(FATAL_ERROR "the consumer did not report success:\n${step_output}")
-endif()
+message(STATUS "missing component refused: ok")
+consume(subdirectory networks CONFIGURE -DSLUICE_SOURCE_DIR=${SLUICE_SOURCE_DIR} RUN ${demo}/cbam_resunet.safetensors)
