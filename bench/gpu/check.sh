@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/gpu/check.sh: the GPU check of the CUDA backend (issue 7), in one command, in under 8 minutes
 # on an H100 / H200 machine:
-#   1. builds the CUDA backend, its tests and bench_gpu in release mode (bench/gpu/standalone: needs
-#      only nvcc, cuDNN, CMake; installs and downloads nothing);
+#   1. builds the CUDA backend, its tests and bench_gpu in release mode (the project with only the
+#      layers they need: nvcc, cuDNN, CMake and the prepared headers; installs and downloads nothing);
 #   2. runs every CUDA test;
 #   3. exports weights, inputs and fp32 reference outputs, measures the matmul peaks and times the
 #      PyTorch networks (peer_torch.py: eager fp32, autocast fp16 channels_last);
@@ -83,8 +83,13 @@ if [[ $HAVE_GPU == 1 ]]; then
   cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d ' .')
   [[ "$cc" =~ ^[0-9]+$ ]] && ARCHS="$cc"
 fi
-cmake_args=(-S bench/gpu/standalone -B "$BUILD/build" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=$ARCHS"
-            "-DSLUICE_DEPS=$ROOT/build-gpu-deps")
+# Only the layers the CUDA check needs (core, weights, models, cpu as the reference, cuda): no Boost,
+# OpenCV or Google Benchmark. Packages the machine lacks come from build-gpu-deps (prepare_deps.sh).
+DEPS="$ROOT/build-gpu-deps"
+cmake_args=(-S . -B "$BUILD/build" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=$ARCHS"
+            -DSLUICE_WITH_BATCHING=OFF -DSLUICE_WITH_VISION=OFF -DSLUICE_WITH_SERVE=OFF
+            -DSLUICE_BUILD_EXAMPLES=OFF -DSLUICE_BUILD_TESTS=ON -DSLUICE_BUILD_BENCH=ON -DSLUICE_INSTALL=OFF
+            "-DCMAKE_PREFIX_PATH=$DEPS/usr" "-DSLUICE_GTEST_SOURCE_DIR=$DEPS/googletest")
 command -v ninja >/dev/null 2>&1 && cmake_args+=(-G Ninja)
 if [[ -n "${CUDNN_ROOT:-}" && -n "${lib:-}" ]]; then
   cmake_args+=("-DSLUICE_CUDNN_INCLUDE_DIR=$CUDNN_ROOT/include" "-DSLUICE_CUDNN_LIBRARY=$lib")
@@ -93,8 +98,8 @@ if command -v ccache >/dev/null 2>&1; then
   cmake_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
 if [[ "${SLUICE_GPU_FORCE_DEPS:-0}" == 1 ]]; then
-  cmake_args+=(-DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON
-               -DCMAKE_DISABLE_FIND_PACKAGE_Eigen3=ON)
+  # Packages only from build-gpu-deps, as on the GPU machines' image.
+  cmake_args+=("-DCMAKE_FIND_ROOT_PATH=$DEPS" -DCMAKE_FIND_ROOT_PATH_MODE_PACKAGE=ONLY -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON)
 fi
 say "configure (archs $ARCHS)"
 if ! cmake "${cmake_args[@]}" >"$RESULTS/build.log" 2>&1; then
