@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/gpu/check.sh: the GPU check of the CUDA backend (issue 7), in one command, in under 8 minutes
+# bench/gpu/check.sh: the GPU check of the CUDA backend, in one command, in under 8 minutes
 # on an H100 / H200 machine:
 #   1. builds the CUDA backend, its tests and bench_gpu in release mode (bench/gpu/standalone: needs
 #      only nvcc, cuDNN, CMake; installs and downloads nothing);
