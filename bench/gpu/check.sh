@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/gpu/check.sh: the GPU check of the CUDA backend (issue 7), in one command, in under 8 minutes
+# bench/gpu/check.sh: the GPU check of the CUDA backend, in one command, in under 8 minutes
 # on an H100 / H200 machine:
 #   1. builds the CUDA backend, its tests and bench_gpu in release mode (the project with only the
 #      layers they need: nvcc, cuDNN, CMake and the prepared headers; installs and downloads nothing);

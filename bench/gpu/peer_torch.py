@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tools", "reference"))
 from sluice_reference import models, safetensors  # noqa: E402
 
-# The deployed configurations (spec/models.md): HRNet-W48, ResUNetSmall's and CBAM-ResUNet's
+# The deployed configurations (tools/reference/README.md): HRNet-W48, ResUNetSmall's and CBAM-ResUNet's
 # defaults, AdvancedResUNet at its deployed widths.
 CONFIGS = {
     "hrnet": {},

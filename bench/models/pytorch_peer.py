@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(_HERE, "..", "..", "tools", "reference"))
 from sluice_reference import models as reference_models  # noqa: E402
 from sluice_reference import safetensors  # noqa: E402
 
-# Deployed configurations (models.md): HRNet W48, the others at their deployed widths.
+# Deployed configurations (tools/reference/README.md): HRNet W48, the others at their deployed widths.
 DEPLOYED = {
     "hrnet": dict(widths=[48, 96, 192, 384]),
     "resunet_small": dict(features=[48, 96, 192, 384, 512]),

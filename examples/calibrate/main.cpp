@@ -1,5 +1,5 @@
-// sluice_calibrate: sweeps batch sizes of a model and writes batch_sizes.json (the original service's
-// format plus per-size p50/p95/p99 and the latency table the SloController starts from) and an SVG
+// sluice_calibrate: sweeps batch sizes of a model and writes batch_sizes.json (docs/formats.md: the
+// standard fields plus per-size p50/p95/p99 and the latency table the SloController starts from) and an SVG
 // chart. The model is a network of the CPU backend (any of the four, from a safetensors checkpoint;
 // examples/calibrate/make_random_checkpoint.py writes a reduced-width one with random weights) or,
 // with --synthetic, a small synthetic CPU model.

@@ -1,5 +1,5 @@
 // The calibrator: choice rules on synthetic measurements, the memory prediction that stops the sweep
-// before a size that would not fit, batch_sizes.json (round trip and the spec's example), the SVG
+// before a size that would not fit, batch_sizes.json (round trip and the standard example file), the SVG
 // chart and the ModelRunner.
 #include <gtest/gtest.h>
 
@@ -213,7 +213,7 @@ TEST(BatchSizesJson, RoundTrip) {
 }
 
 TEST(BatchSizesJson, ReadsTheSpecExample) {
-  // The example of the shared spec (pipeline.md) with its "..." placeholders filled in.
+  // A file with only the standard fields (no sluice extras), as other calibration tools write it.
   const auto f = load_batch_sizes(SLUICE_CONTROL_TEST_DIR "/data/batch_sizes_spec_example.json");
   const auto& c = f.batch_configurations.at("hrnet");
   EXPECT_EQ(c.optimal_batch_size, 12u);

@@ -2,8 +2,8 @@
 // tools/reference; shared with tests/models through tests/models/golden.hpp) and against the CPU
 // backend, in every precision. The relative L2 bound of each comparison is twice the error PyTorch's
 // own forward shows in that arithmetic against the float64 golden (tf32, fp16, bf16 rounding
-// emulated on the CPU by make_goldens.py; golden_tolerance), at least 1e-4. Fixed bounds (issue 7
-// asked for tf32 3e-3, fp16 / bf16 1e-2) cannot hold: these networks amplify rounding, and on an
+// emulated on the CPU by make_goldens.py; golden_tolerance), at least 1e-4. Fixed bounds (tf32
+// 3e-3, fp16 / bf16 1e-2) cannot hold: these networks amplify rounding, and on an
 // H200 PyTorch's own autocast fp16 and TF32 forwards miss them by the same factor as sluice.
 // Skips without a GPU, and when the goldens are not there.
 #include <gtest/gtest.h>

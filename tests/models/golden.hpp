@@ -54,7 +54,8 @@ inline Shape shape4(const weights::HostTensor& t) {
 
 /// The relative L2 error a forward in `precision` ("fp32", "tf32", "fp16", "bf16") may show
 /// against the golden `output` ("output" or "output_odd"): twice the error of PyTorch's own forward
-/// in that arithmetic against the same float64 golden, and never below 1e-4 (models.md). Two
+/// in that arithmetic against the same float64 golden, and never below 1e-4 (the float32 bound of
+/// tests/data/goldens/README.md). Two
 /// roundings of the same kind differ from each other by about sqrt(2) times either's error.
 /// make_goldens.py records PyTorch's errors in the metadata: torch_fp32_rel_l2 (its float32
 /// forward) and torch_rounded_rel_l2 (float32 with tf32, fp16 or bf16 rounding emulated).

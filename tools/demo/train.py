@@ -5,7 +5,7 @@ model.json, the description the segment CLI reads.
 
     /usr/bin/python3 tools/demo/train.py --out examples/data/demo --minutes 14 --wall-minutes 35
 
-Preprocessing matches sluice's pipeline (shared/spec/pipeline.md): bilinear resize of the 8-bit image
+Preprocessing matches sluice's pipeline (include/sluice/vision/preprocess.hpp): bilinear resize of the 8-bit image
 to the input size, RGB, / 255, ImageNet mean/std. The loss is BCE + soft Dice against the mask
 area-resized to the input size (soft targets keep sub-pixel border information).
 """

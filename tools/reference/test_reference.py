@@ -1,5 +1,5 @@
-"""Tests of the PyTorch reference networks: full-width parameter counts and checkpoint keys as
-spec/models.md states them, sluice's size rules, and that the committed goldens
+"""Tests of the PyTorch reference networks: full-width parameter counts and checkpoint keys of
+the deployed networks (tools/reference/README.md), sluice's size rules, and that the committed goldens
 (tests/data/goldens) still agree with models.py.
 
   /usr/bin/python3 tools/reference/test_reference.py        (ctest runs it when torch is there)
@@ -27,7 +27,7 @@ def count(model):
 
 
 class FullWidth(unittest.TestCase):
-    """Counts from models.md: exact where it gives them, to its rounding otherwise."""
+    """The deployed networks' published parameter counts: exact where known, to their rounding otherwise."""
 
     def test_hrnet_w48(self):
         net = models.HRNetV2()

@@ -1,5 +1,5 @@
-// sluice/calibrate/batch_sizes_json.hpp: batch_sizes.json, read and written in the original
-// service's format (docs: shared spec pipeline.md) with sluice's extra keys: per batch size the
+// sluice/calibrate/batch_sizes_json.hpp: batch_sizes.json (every field: docs/formats.md), read and
+// written with sluice's extra keys beside the standard ones: per batch size the
 // p50/p95/p99 and a "latency_table_ms" per model that the SloController starts from. Unknown
 // top-level keys are kept on a round trip; unknown nested keys are ignored when reading.
 // Needs nlohmann_json (link nlohmann_json::nlohmann_json).
@@ -294,8 +294,8 @@ inline void add_calibration(BatchSizesFile& f, const CalibrationResult& r) {
   if (f.optimization_timestamp.empty()) f.optimization_timestamp = utc_timestamp();
 }
 
-/// The table a SloController starts from: the model's latency_table_ms, or, for a file written by the
-/// original tool, its successful average times (as p50 = p95 = p99). Empty if the model is unknown.
+/// The table a SloController starts from: the model's latency_table_ms, or, for a file without one,
+/// its successful average times (as p50 = p95 = p99). Empty if the model is unknown.
 inline control::LatencyTable latency_table_for(const BatchSizesFile& f, const std::string& model) {
   if (auto it = f.batch_configurations.find(model); it != f.batch_configurations.end() && !it->second.latency_table.empty())
     return it->second.latency_table;

@@ -341,7 +341,7 @@ class Api {
     return job;
   }
 
-  /// The per-image JSON of the original service plus its timing fields.
+  /// The per-image result JSON (docs/formats.md) plus the timing fields of docs/http-api.md.
   static Json image_json(const SegmentOutcome& out, double processing_time) {
     Json j = out.result;
     j["success"] = true;

@@ -1,6 +1,6 @@
 // sluice/serve/api_error.hpp: what a failed request answers -- an HTTP status, a stable error code,
 // a message, and the JSON body `{"success": false, "error": code, "detail": message}` (FastAPI's
-// `detail` kept for clients of the original service) -- and the mapping of sluice::errc onto it.
+// `detail`, as FastAPI answers; docs/http-api.md, "Errors") -- and the mapping of sluice::errc onto it.
 #pragma once
 
 #include <optional>

@@ -19,7 +19,7 @@
 
 namespace sluice::serve {
 
-/// JSON that keeps insertion order, so responses list fields as the original service did.
+/// JSON that keeps insertion order, so responses list fields in the order docs/http-api.md gives.
 using Json = nlohmann::ordered_json;
 
 /// One image to segment: a view of the encoded file inside the request's body, which `owner` keeps
@@ -34,7 +34,7 @@ struct SegmentJob {
 
 /// The answer for one image.
 struct SegmentOutcome {
-  Json result;            ///< the spec's per-image result JSON (on success)
+  Json result;            ///< the per-image result JSON of docs/formats.md (on success)
   std::string error_detail;         ///< why it failed (on error), for the client
   double preprocessing_time = 0;    ///< seconds, when the model reports them
   double inference_time = 0;        ///< seconds of the batch run that served this image

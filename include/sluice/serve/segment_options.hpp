@@ -1,6 +1,6 @@
 // sluice/serve/segment_options.hpp: the options of one segmentation request -- model, threshold,
-// detect_holes -- read from multipart form fields or query parameters with the original service's
-// defaults and ranges. A bad value or an unknown field is a sluice::Error(errc::invalid_argument).
+// detect_holes -- read from multipart form fields or query parameters, with the defaults and ranges
+// of docs/http-api.md ("Uploads"). A bad value or an unknown field is a sluice::Error(errc::invalid_argument).
 #pragma once
 
 #include <charconv>

@@ -5,7 +5,8 @@
 //    "input_size": {"height": 128, "width": 128},
 //    "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "threshold": 0.5}
 //
-// Only "network" is required; the rest default to the spec's (1024 x 1024, ImageNet, 0.5).
+// Only "network" is required; the rest default to 1024 x 1024, ImageNet mean/std, threshold 0.5
+// (every field: docs/formats.md).
 #pragma once
 
 #include <filesystem>

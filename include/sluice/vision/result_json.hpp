@@ -1,5 +1,5 @@
-// sluice/vision/result_json.hpp: a Segmentation as the result JSON of the original service, field
-// for field and in its order (shared/spec/pipeline.md, "Result JSON").
+// sluice/vision/result_json.hpp: a Segmentation as the result JSON, field for field and in its
+// documented order (docs/formats.md, "Segmentation result JSON").
 #pragma once
 
 #include <cstddef>
@@ -21,7 +21,7 @@ struct ResultInfo {
 
 inline std::string polygon_id(std::size_t index) { return "polygon_" + std::to_string(index + 1); }
 
-/// ordered_json keeps the spec's field order (plain json would sort the keys).
+/// ordered_json keeps the documented field order (plain json would sort the keys).
 inline nlohmann::ordered_json to_json(const Segmentation& seg, const ResultInfo& info) {
   using nlohmann::ordered_json;
   ordered_json polygons = ordered_json::array();

@@ -1,8 +1,8 @@
 """PyTorch reference implementations of sluice's four segmentation networks.
 
-Written from ../../shared/spec/models.md (the repository's docs describe the same networks): module
-names are chosen so that `state_dict()` keys are exactly the checkpoint keys listed there. The
-networks include sluice's deliberate differences from the original service's code:
+Module names are chosen so that `state_dict()` keys are exactly the checkpoint keys the C++ networks
+bind (include/sluice/models; docs/writing-a-network.md). The networks include sluice's size rules,
+which differ from the networks' original code:
 
 - HRNetV2 resizes its logits to exactly the input size (the original scales by 4, which is wrong
   when H or W is not divisible by 4);
