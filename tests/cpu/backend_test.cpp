@@ -185,8 +185,9 @@ TEST(CpuMemory, WeightsAreAccountedWhileAnyHandleLives) {
   std::mt19937 rng(5);
   auto w = ref::random_host({8, 4, 3, 3}, rng);
   auto b = ref::random_host({8}, rng);
+  const sluice::WeightView bias = b;
   {
-    auto conv = cpu.make_conv(w, &b, ConvSpec::same(3));
+    auto conv = cpu.make_conv(w, &bias, ConvSpec::same(3));
     EXPECT_EQ(cpu.memory().weight_bytes, (8 * 4 * 9 + 8) * f4);
     EXPECT_EQ(cpu.memory().current_bytes, (8 * 4 * 9 + 8) * f4);
     auto copy = conv;
@@ -343,7 +344,8 @@ TEST(CpuErrors, MismatchedShapesAndWeightsAreInvalidArguments) {
   auto norm4 = cpu.make_norm(ref::random_host({4}, rng), ref::random_host({4}, rng));
   auto lin = cpu.make_linear(ref::random_host({2, 4}, rng), nullptr);
   auto up = cpu.make_conv_transpose2x2(ref::random_host({3, 2, 2, 2}, rng), nullptr);
-  auto bias3 = ref::random_host({3}, rng);
+  auto bias3_tensor = ref::random_host({3}, rng);
+  const sluice::WeightView bias3 = bias3_tensor;
   auto bad_data = ref::random_host({2, 3, 3, 3}, rng);
   bad_data.data.pop_back();
   const Activation none = Activation::none;

@@ -14,6 +14,7 @@
 
 #include "sluice/backends/cpu/cpu_backend.hpp"
 #include "sluice/vision/segmenter.hpp"
+#include "sluice/weights/host_tensor.hpp"
 
 namespace sv = sluice::vision;
 using sluice::cpu::CpuBackend;

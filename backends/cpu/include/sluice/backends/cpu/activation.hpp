@@ -2,6 +2,7 @@
 // over a contiguous run of floats, vectorised through Eigen arrays.
 #pragma once
 
+#include "sluice/backends/cpu/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstddef>

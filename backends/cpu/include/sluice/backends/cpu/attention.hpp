@@ -8,6 +8,7 @@
 // output channels h*d + j.
 #pragma once
 
+#include "sluice/backends/cpu/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>

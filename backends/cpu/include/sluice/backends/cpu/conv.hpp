@@ -13,6 +13,7 @@
 // in a batch.
 #pragma once
 
+#include "sluice/backends/cpu/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstdint>

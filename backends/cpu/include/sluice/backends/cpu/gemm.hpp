@@ -16,7 +16,7 @@
 #include <cstdint>
 
 #if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
+#include "sluice/backends/cpu/intrinsics.hpp"
 #define SLUICE_CPU_GEMM_AVX2 1
 #endif
 

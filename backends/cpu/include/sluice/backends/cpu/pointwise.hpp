@@ -3,6 +3,7 @@
 // (N,1,1,W) or x's own shape).
 #pragma once
 
+#include "sluice/backends/cpu/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 #include <cstdint>
 

@@ -25,7 +25,7 @@
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
+#include "sluice/backends/cpu/intrinsics.hpp"
 #endif
 
 namespace sluice::cpu {
