@@ -9,11 +9,13 @@
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
+#include "sluice/backends/cpu/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 #include <random>
 #include <vector>
 
 #include "sluice/backends/cpu/cpu_backend.hpp"
+#include "sluice/weights/host_tensor.hpp"
 
 namespace {
 

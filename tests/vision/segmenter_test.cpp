@@ -2,6 +2,10 @@
 // own clear error, the good ones of the same batch get their polygons. The "network" is one 1x1
 // convolution on the CPU backend (logit = 10 * mean(RGB) - 5), so the expected mask is known: the
 // bright disc drawn into each test image.
+// The CPU backend first: its intrinsics header silences GCC 12's AVX-512 false positives only when it
+// is the first to include <immintrin.h> (OpenCV's headers include it too).
+#include "sluice/backends/cpu/cpu_backend.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,7 +16,6 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "sluice/backends/cpu/cpu_backend.hpp"
 #include "sluice/vision/segmenter.hpp"
 #include "sluice/weights/host_tensor.hpp"
 
