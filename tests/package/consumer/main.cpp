@@ -1,5 +1,6 @@
 // The installed headers are enough to batch requests: a tiny model through sluice::Batcher.
 #include <sluice/batching/batcher.hpp>
+#include <sluice/control/fixed_batch.hpp>
 #include <sluice/sluice.hpp>
 
 #include <boost/asio/use_future.hpp>
@@ -19,7 +20,7 @@ struct Length {
 
 int main() {
   Length model;
-  sluice::Batcher<Length> batcher(model, sluice::BatcherConfig{});
+  sluice::Batcher<Length, sluice::control::FixedBatch> batcher(model, sluice::BatcherConfig{});
   const std::size_t a = batcher.submit("four");
   std::vector<std::string> many{"a", "bb", "ccc"};
   auto f = batcher.async_submit_many(many, sluice::SubmitOptions{}, boost::asio::use_future);
