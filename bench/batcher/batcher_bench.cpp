@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "sluice/batching/batcher.hpp"
+#include "sluice/control/fixed_batch.hpp"
 
 namespace {
 
@@ -146,7 +147,7 @@ void pump(benchmark::State& state, Submit&& submit, std::atomic<std::uint64_t>& 
 void BM_Batcher_Callbacks_IoContext(benchmark::State& state) {
   IoThread io;
   NoopModel model;
-  sluice::Batcher<NoopModel> batcher(io.io.get_executor(), model, config());
+  sluice::Batcher<NoopModel, sluice::control::FixedBatch> batcher(io.io.get_executor(), model, config());
   std::atomic<std::uint64_t> done{0};
   pump(
       state,
@@ -165,7 +166,7 @@ BENCHMARK(BM_Batcher_Callbacks_IoContext)->Unit(benchmark::kMillisecond)->UseRea
 void BM_Batcher_Callbacks_Inline(benchmark::State& state) {
   IoThread io;
   NoopModel model;
-  sluice::Batcher<NoopModel> batcher(io.io.get_executor(), model, config());
+  sluice::Batcher<NoopModel, sluice::control::FixedBatch> batcher(io.io.get_executor(), model, config());
   std::atomic<std::uint64_t> done{0};
   pump(
       state,
@@ -216,7 +217,7 @@ void latency(benchmark::State& state, Submit&& submit) {
 void BM_Batcher_Latency_IoContext(benchmark::State& state) {
   IoThread io;
   NoopModel model;
-  sluice::Batcher<NoopModel> batcher(io.io.get_executor(), model, config());
+  sluice::Batcher<NoopModel, sluice::control::FixedBatch> batcher(io.io.get_executor(), model, config());
   latency(state, [&](std::atomic<bool>& flag) {
     batcher.async_submit(1, sluice::SubmitOptions{}, [&flag](std::error_code, std::uint32_t) {
       flag.store(true, std::memory_order_release);
@@ -228,7 +229,7 @@ BENCHMARK(BM_Batcher_Latency_IoContext)->Iterations(20000)->Unit(benchmark::kMic
 void BM_Batcher_Latency_Inline(benchmark::State& state) {
   IoThread io;
   NoopModel model;
-  sluice::Batcher<NoopModel> batcher(io.io.get_executor(), model, config());
+  sluice::Batcher<NoopModel, sluice::control::FixedBatch> batcher(io.io.get_executor(), model, config());
   latency(state, [&](std::atomic<bool>& flag) {
     batcher.async_submit(1, sluice::SubmitOptions{},
                          asio::bind_executor(asio::system_executor(), [&flag](std::error_code, std::uint32_t) {
@@ -244,7 +245,7 @@ void BM_Batcher_Latency_Inline_Spin(benchmark::State& state) {
   NoopModel model;
   auto cfg = config();
   cfg.lane_spin = std::chrono::microseconds(50);
-  sluice::Batcher<NoopModel> batcher(io.io.get_executor(), model, cfg);
+  sluice::Batcher<NoopModel, sluice::control::FixedBatch> batcher(io.io.get_executor(), model, cfg);
   latency(state, [&](std::atomic<bool>& flag) {
     batcher.async_submit(1, sluice::SubmitOptions{},
                          asio::bind_executor(asio::system_executor(), [&flag](std::error_code, std::uint32_t) {

@@ -2,6 +2,7 @@
 // sentences, batched by sentence length; requests with callbacks, a future, a deadline,
 // priorities, a multi-item request; then the metrics in Prometheus text and a draining stop.
 #include <sluice/batching/batcher.hpp>
+#include <sluice/control/fixed_batch.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -46,7 +47,7 @@ int main() {
   config.max_queue_size = 1024;
   config.priority_levels = 2;
   config.model_name = "sentence_scorer";
-  sluice::Batcher<SentenceScorer> batcher(io.get_executor(), model, config);
+  sluice::Batcher<SentenceScorer, sluice::control::FixedBatch> batcher(io.get_executor(), model, config);
 
   // 3. Callbacks: void(std::error_code, response).
   int answered = 0;

@@ -30,6 +30,7 @@
 
 #include "backend_lanes.hpp"
 #include "sluice/batching/batcher.hpp"
+#include "sluice/control/fixed_batch.hpp"
 #include "sluice/core/utf8.hpp"
 #include "sluice/weights/regular_file.hpp"
 #include "sluice/weights/safetensors.hpp"
@@ -373,7 +374,7 @@ int run_on(const Options& o, const sv::ModelDescription& desc, double threshold,
 
   const auto t0 = Clock::now();
   {
-    sluice::Batcher<Segmenter> batcher(segmenter, bc);
+    sluice::Batcher<Segmenter, sluice::control::FixedBatch> batcher(segmenter, bc);
     for (std::size_t i = 0; i < files.size(); ++i) {
       window.acquire();
       sv::SegmentRequest req;

@@ -20,6 +20,7 @@
 
 #include "fake_model.hpp"
 #include "sluice/batching/batcher.hpp"
+#include "sluice/control/fixed_batch.hpp"
 
 namespace {
 
@@ -29,6 +30,7 @@ using sluice::Batcher;
 using sluice::BatcherConfig;
 using sluice::errc;
 using sluice::StopMode;
+using sluice::control::FixedBatch;
 using sluice::SubmitOptions;
 using sluice_test::FakeModel;
 using sluice_test::Req;
@@ -84,7 +86,7 @@ BatcherConfig cfg(std::size_t max_batch, std::chrono::microseconds delay = 0us, 
 TEST(Batcher, CallbackCompletesOnTheExecutor) {
   IoThread io;
   FakeModel model;
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(4));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(4));
   Result r;
   b.async_submit(Req{21}, SubmitOptions{}, r.handler());
   ASSERT_TRUE(r.wait());
@@ -97,7 +99,7 @@ TEST(Batcher, CallbackCompletesOnTheExecutor) {
 TEST(Batcher, UseFuture) {
   IoThread io;
   FakeModel model;
-  Batcher<FakeModel> b(io.io, model, cfg(4));
+  Batcher<FakeModel, FixedBatch> b(io.io, model, cfg(4));
   auto f = b.async_submit(Req{5}, SubmitOptions{}, asio::use_future);
   auto [ec, v] = f.get();
   EXPECT_FALSE(ec);
@@ -107,7 +109,7 @@ TEST(Batcher, UseFuture) {
 TEST(Batcher, UseAwaitableInACoroutine) {
   asio::io_context io;
   FakeModel model;
-  Batcher<FakeModel> b(io.get_executor(), model, cfg(4));
+  Batcher<FakeModel, FixedBatch> b(io.get_executor(), model, cfg(4));
   int got = 0;
   std::error_code got_ec = errc::model_failed;
   asio::co_spawn(
@@ -130,7 +132,7 @@ TEST(Batcher, UseAwaitableInACoroutine) {
 
 TEST(Batcher, BlockingSubmitWithoutAnExecutor) {
   FakeModel model;
-  Batcher<FakeModel> b(model, cfg(4));
+  Batcher<FakeModel, FixedBatch> b(model, cfg(4));
   EXPECT_EQ(b.submit(Req{4}), 8);
   Req bad{7};
   bad.fail = true;
@@ -147,7 +149,7 @@ TEST(Batcher, CancellationSlotCancelsAQueuedRequestAtOnce) {
   IoThread io;
   FakeModel model;
   model.gate.close();
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(1));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(1));
   Result first, second;
   b.async_submit(Req{1}, SubmitOptions{}, first.handler());
   ASSERT_TRUE(model.gate.wait_arrived(1));  // the first runs (held); the second will queue
@@ -180,7 +182,7 @@ TEST(Batcher, CancellingARunningRequestCompletesItCancelledWhenItsBatchEnds) {
   IoThread io;
   FakeModel model;
   model.gate.close();
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(1));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(1));
   Result r;
   asio::cancellation_signal signal;
   b.async_submit(Req{3}, SubmitOptions{}, asio::bind_cancellation_slot(signal.slot(), r.handler()));
@@ -202,7 +204,7 @@ TEST(Batcher, DeadlineExpiresWhileQueuedNotWhenTheRunningBatchEnds) {
   IoThread io;
   FakeModel model;
   model.gate.close();
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(1));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(1));
   Result running, late;
   b.async_submit(Req{1}, SubmitOptions{}, running.handler());
   ASSERT_TRUE(model.gate.wait_arrived(1));
@@ -223,7 +225,7 @@ TEST(Batcher, DeadlineExpiresWhileQueuedNotWhenTheRunningBatchEnds) {
 TEST(Batcher, DeadlineAlreadyPassedCompletesAtOnce) {
   IoThread io;
   FakeModel model;
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(1));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(1));
   Result r;
   SubmitOptions o;
   o.deadline = std::chrono::steady_clock::now() - 1ms;
@@ -238,7 +240,7 @@ TEST(Batcher, OutOfMemorySplitsDownToSingles) {
   FakeModel model;
   model.gate.close();
   model.oom_above = 1;
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(8));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(8));
   std::vector<std::future<std::tuple<std::error_code, int>>> futures;
   futures.push_back(b.async_submit(Req{100}, SubmitOptions{}, asio::use_future));
   ASSERT_TRUE(model.gate.wait_arrived(1));
@@ -264,7 +266,7 @@ TEST(Batcher, OutOfMemoryForASingleFailsOnlyThatRequest) {
   FakeModel model;
   model.gate.close();
   model.use_bad_alloc = true;  // std::bad_alloc counts as out of memory too
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(4));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(4));
   auto first = b.async_submit(Req{9}, SubmitOptions{}, asio::use_future);
   ASSERT_TRUE(model.gate.wait_arrived(1));
   std::vector<std::future<std::tuple<std::error_code, int>>> futures;
@@ -290,7 +292,7 @@ TEST(Batcher, ModelFailureFailsTheWholeBatchWithTheMessage) {
   IoThread io;
   FakeModel model;
   model.gate.close();
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(3));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(3));
   auto first = b.async_submit(Req{1}, SubmitOptions{}, asio::use_future);
   ASSERT_TRUE(model.gate.wait_arrived(1));
   std::string messages[3];
@@ -318,7 +320,7 @@ TEST(Batcher, StopDrainFinishesQueuedWorkAndRejectsNewWork) {
   IoThread io;
   FakeModel model;
   model.gate.close();
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(2, 1s));  // a long delay: drain must not wait it
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(2, 1s));  // a long delay: drain must not wait it
   std::vector<std::future<std::tuple<std::error_code, int>>> futures;
   for (int i = 0; i < 5; ++i) futures.push_back(b.async_submit(Req{i}, SubmitOptions{}, asio::use_future));
   ASSERT_TRUE(model.gate.wait_arrived(1));
@@ -340,7 +342,7 @@ TEST(Batcher, StopCancelCompletesQueuedWorkWithShuttingDown) {
   IoThread io;
   FakeModel model;
   model.gate.close();
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(1));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(1));
   auto running = b.async_submit(Req{1}, SubmitOptions{}, asio::use_future);
   ASSERT_TRUE(model.gate.wait_arrived(1));
   auto q1 = b.async_submit(Req{2}, SubmitOptions{}, asio::use_future);
@@ -365,7 +367,7 @@ TEST(Batcher, FullQueueRejectsAtOnce) {
   model.gate.close();
   auto c = cfg(1);
   c.max_queue_size = 2;
-  Batcher<FakeModel> b(io.io.get_executor(), model, c);
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, c);
   auto running = b.async_submit(Req{0}, SubmitOptions{}, asio::use_future);
   ASSERT_TRUE(model.gate.wait_arrived(1));
   auto a = b.async_submit(Req{1}, SubmitOptions{}, asio::use_future);
@@ -384,15 +386,15 @@ TEST(Batcher, InvalidPriorityAndConfiguration) {
   FakeModel model;
   auto c = cfg(4);
   c.priority_levels = 2;
-  Batcher<FakeModel> b(io.io.get_executor(), model, c);
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, c);
   SubmitOptions o;
   o.priority = 2;
   auto f = b.async_submit(Req{1}, o, asio::use_future);
   EXPECT_EQ(std::get<0>(f.get()), errc::invalid_argument);
-  EXPECT_THROW((Batcher<FakeModel>(io.io.get_executor(), model, cfg(0))), sluice::Error);
+  EXPECT_THROW((Batcher<FakeModel, FixedBatch>(io.io.get_executor(), model, cfg(0))), sluice::Error);
   auto zero_lanes = cfg(4);
   zero_lanes.lanes = 0;
-  EXPECT_THROW((Batcher<FakeModel>(io.io.get_executor(), model, zero_lanes)), sluice::Error);
+  EXPECT_THROW((Batcher<FakeModel, FixedBatch>(io.io.get_executor(), model, zero_lanes)), sluice::Error);
 }
 
 TEST(Batcher, HigherPriorityRunsFirst) {
@@ -401,7 +403,7 @@ TEST(Batcher, HigherPriorityRunsFirst) {
   model.gate.close();
   auto c = cfg(1);
   c.priority_levels = 3;
-  Batcher<FakeModel> b(io.io.get_executor(), model, c);
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, c);
   auto first = b.async_submit(Req{0}, SubmitOptions{}, asio::use_future);
   ASSERT_TRUE(model.gate.wait_arrived(1));
   std::vector<std::future<std::tuple<std::error_code, int>>> futures;
@@ -424,7 +426,7 @@ TEST(Batcher, BatchKeysAreNeverMixed) {
   IoThread io;
   FakeModel model;
   model.gate.close();
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(8));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(8));
   auto first = b.async_submit(Req{0, 5}, SubmitOptions{}, asio::use_future);
   ASSERT_TRUE(model.gate.wait_arrived(1));
   std::vector<std::future<std::tuple<std::error_code, int>>> futures;
@@ -441,7 +443,7 @@ TEST(Batcher, BatchKeysAreNeverMixed) {
 TEST(Batcher, SubmitManyIsSplitAcrossBatchesAndReassembledInOrder) {
   IoThread io;
   FakeModel model;
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(3));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(3));
   std::vector<Req> reqs;
   for (int i = 0; i < 10; ++i) reqs.push_back(Req{i});
   auto f = b.async_submit_many(reqs, SubmitOptions{}, asio::use_future);
@@ -460,7 +462,7 @@ TEST(Batcher, SubmitManyIsSplitAcrossBatchesAndReassembledInOrder) {
 TEST(Batcher, SubmitManyReportsTheFirstFailedItem) {
   IoThread io;
   FakeModel model;
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(1));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(1));
   std::vector<Req> reqs{Req{1}, Req{2}, Req{3}};
   reqs[1].oom = true;
   auto [ec, out] = b.async_submit_many(reqs, SubmitOptions{}, asio::use_future).get();
@@ -473,7 +475,7 @@ TEST(Batcher, SubmitManyTooLargeForTheQueueIsRejected) {
   FakeModel model;
   auto c = cfg(2);
   c.max_queue_size = 4;
-  Batcher<FakeModel> b(io.io.get_executor(), model, c);
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, c);
   std::vector<Req> reqs(5);
   auto [ec, out] = b.async_submit_many(reqs, SubmitOptions{}, asio::use_future).get();
   EXPECT_EQ(ec, errc::queue_full);
@@ -485,7 +487,7 @@ TEST(Batcher, SubmitManyCancelledThroughItsSlot) {
   IoThread io;
   FakeModel model;
   model.gate.close();
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(1));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(1));
   auto running = b.async_submit(Req{0}, SubmitOptions{}, asio::use_future);
   ASSERT_TRUE(model.gate.wait_arrived(1));
   asio::cancellation_signal signal;
@@ -507,7 +509,7 @@ TEST(Batcher, StagedPrepareAndFinishOverlapOtherRuns) {
   sluice_test::StagedModel model;
   auto c = cfg(1);
   c.cpu_threads = 2;
-  Batcher<sluice_test::StagedModel> b(io.io.get_executor(), model, c);
+  Batcher<sluice_test::StagedModel, FixedBatch> b(io.io.get_executor(), model, c);
   std::vector<std::future<std::tuple<std::error_code, int>>> futures;
   futures.push_back(b.async_submit(0, SubmitOptions{}, asio::use_future));
   // Once the first batch is inside run(), the next batch's prepare runs on the CPU pool; run()
@@ -530,7 +532,7 @@ TEST(Batcher, StagedModelWithoutCpuPool) {
   model.prepare_during_run = true;  // nothing to wait for
   auto c = cfg(4);
   c.cpu_threads = 0;
-  Batcher<sluice_test::StagedModel> b(model, c);
+  Batcher<sluice_test::StagedModel, FixedBatch> b(model, c);
   EXPECT_EQ(b.submit(5), 1005);
 }
 
@@ -538,7 +540,7 @@ TEST(Batcher, LanesRunBatchesConcurrently) {
   IoThread io;
   FakeModel model;
   model.wait_for_concurrency = 3;
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(1, 0us, 3));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(1, 0us, 3));
   std::vector<std::future<std::tuple<std::error_code, int>>> futures;
   for (int i = 0; i < 3; ++i) futures.push_back(b.async_submit(Req{i}, SubmitOptions{}, asio::use_future));
   for (auto& f : futures) EXPECT_FALSE(std::get<0>(f.get()));
@@ -555,7 +557,7 @@ TEST(Batcher, MemoryLimitCapsTheBatchSize) {
   model.gate.close();
   auto c = cfg(16);
   c.memory_limit_bytes = 350;
-  Batcher<MemoryModel> b(io.io.get_executor(), model, c);
+  Batcher<MemoryModel, FixedBatch> b(io.io.get_executor(), model, c);
   EXPECT_EQ(b.effective_max_batch_size(), 3u);
   auto first = b.async_submit(Req{0}, SubmitOptions{}, asio::use_future);
   ASSERT_TRUE(model.gate.wait_arrived(1));
@@ -605,7 +607,7 @@ TEST(Batcher, ControllerObservesEveryBatch) {
 TEST(Batcher, DelayGathersABatch) {
   IoThread io;
   FakeModel model;
-  Batcher<FakeModel> b(io.io.get_executor(), model, cfg(4, 200ms));
+  Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(4, 200ms));
   std::vector<std::future<std::tuple<std::error_code, int>>> futures;
   for (int i = 0; i < 3; ++i) futures.push_back(b.async_submit(Req{i}, SubmitOptions{}, asio::use_future));
   for (auto& f : futures) EXPECT_FALSE(std::get<0>(f.get()));
@@ -622,7 +624,7 @@ TEST(Batcher, DestructionCompletesQueuedRequests) {
   std::optional<std::future<std::tuple<std::error_code, int>>> running, queued;
   std::optional<std::thread> opener;
   {
-    Batcher<FakeModel> b(io.io.get_executor(), model, cfg(1));
+    Batcher<FakeModel, FixedBatch> b(io.io.get_executor(), model, cfg(1));
     running = b.async_submit(Req{1}, SubmitOptions{}, asio::use_future);
     ASSERT_TRUE(model.gate.wait_arrived(1));
     queued = b.async_submit(Req{2}, SubmitOptions{}, asio::use_future);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "sluice/batching/batcher.hpp"
+#include "sluice/control/fixed_batch.hpp"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SLUICE_TEST_SANITIZED 1
@@ -112,7 +113,7 @@ TEST(BatcherStress, EveryRequestCompletesExactlyOnce) {
   cfg.priority_levels = 3;
   cfg.model_name = "chaos";
   {
-    sluice::Batcher<ChaosModel> batcher(io.get_executor(), model, cfg);
+    sluice::Batcher<ChaosModel, sluice::control::FixedBatch> batcher(io.get_executor(), model, cfg);
     std::vector<std::thread> submitters;
     for (int t = 0; t < kThreads; ++t) {
       submitters.emplace_back([&, t] {

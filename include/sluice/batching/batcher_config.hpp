@@ -2,6 +2,7 @@
 // BatcherConfig (limits, lanes, CPU stages), SubmitOptions (priority, deadline) and StopMode.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -36,6 +37,13 @@ struct SubmitOptions {
   /// Optional: receives the model's failure message when the request completes with model_failed
   /// (std::error_code cannot carry text). Must stay alive until the completion runs.
   std::string* error_message = nullptr;
+
+  /// The absolute deadline of a request submitted at `now`: the earlier of the two.
+  TimePoint deadline_at(TimePoint now) const {
+    if (!timeout) return deadline;
+    const TimePoint t = (*timeout >= kNever - now) ? kNever : now + *timeout;
+    return std::min(deadline, t);
+  }
 };
 
 enum class StopMode {

@@ -4,7 +4,7 @@
 // polygons). With the Batcher, prepare and finish of neighbouring batches overlap a run.
 //
 //   sluice::vision::Segmenter seg(network, {&cpu}, {.model_name = "cbam_resunet", .preprocess = {...}});
-//   sluice::Batcher batcher(seg, {.max_batch_size = 8});
+//   sluice::Batcher<Segmenter, control::FixedBatch> batcher(seg, {.max_batch_size = 8});
 //   auto response = batcher.submit({.name = "a.png", .path = "a.png"});
 //
 // A bad image (unreadable, not an image, too small or large, bad threshold) fails alone: its
