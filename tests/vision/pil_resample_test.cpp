@@ -100,6 +100,7 @@ TEST(PilResample, ResizeToInputShrinksLikePillowAndEnlargesLikeBefore) {
 
 TEST(PilResample, RefusesWhatItCannotResize) {
   EXPECT_THROW(pil_resize(cv::Mat(4, 4, CV_32FC1), cv::Size(2, 2), PilFilter::lanczos), sluice::Error);
+  EXPECT_THROW(pil_resize(cv::Mat(4, 4, CV_8UC(5)), cv::Size(2, 2), PilFilter::lanczos), sluice::Error);
   EXPECT_THROW(pil_resize(cv::Mat(4, 4, CV_8UC1), cv::Size(0, 2), PilFilter::lanczos), sluice::Error);
 }
 

@@ -89,20 +89,22 @@ inline PilTaps pil_taps(int in_size, int out_size, PilFilter f) {
   return t;
 }
 
-inline std::uint8_t pil_clip8(std::int64_t acc) {
+inline std::uint8_t pil_clip8(std::int32_t acc) {
   constexpr int precision_bits = 32 - 8 - 2;
-  const std::int64_t v = acc >> precision_bits;  // arithmetic shift: floor, as Pillow's lookup
-  return static_cast<std::uint8_t>(std::clamp<std::int64_t>(v, 0, 255));
+  const std::int32_t v = acc >> precision_bits;  // arithmetic shift: floor, as Pillow's lookup
+  return static_cast<std::uint8_t>(std::clamp<std::int32_t>(v, 0, 255));
 }
 
 }  // namespace detail
 
 /// `src` (CV_8UC1..4) resized to `size` as Pillow's Image.resize(size, filter) resizes it.
 inline cv::Mat pil_resize(const cv::Mat& src, cv::Size size, PilFilter filter) {
-  if (src.depth() != CV_8U) throw Error(errc::invalid_argument, "pil_resize takes 8-bit images");
+  if (src.depth() != CV_8U || src.channels() > 4)
+    throw Error(errc::invalid_argument, "pil_resize takes 8-bit images of 1 to 4 channels");
   if (size.width <= 0 || size.height <= 0 || src.empty())
     throw Error(errc::invalid_argument, "pil_resize needs a non-empty image and a positive size");
-  constexpr std::int64_t half = std::int64_t{1} << (32 - 8 - 2 - 1);
+  // 32-bit sums as Pillow's: the weights sum to 1 << 22, so 8-bit pixels cannot overflow them.
+  constexpr std::int32_t half = std::int32_t{1} << (32 - 8 - 2 - 1);
   const int ch = src.channels();
   cv::Mat cur = src;
   if (size.width != src.cols) {
@@ -113,11 +115,11 @@ inline cv::Mat pil_resize(const cv::Mat& src, cv::Size size, PilFilter filter) {
       std::uint8_t* out = tmp.ptr<std::uint8_t>(y);
       for (int xx = 0; xx < size.width; ++xx) {
         const std::int32_t* k = &t.weights[static_cast<std::size_t>(xx) * t.ksize];
-        for (int c = 0; c < ch; ++c) {
-          std::int64_t acc = half;
-          for (int x = 0; x < t.count[xx]; ++x) acc += static_cast<std::int64_t>(in[(t.first[xx] + x) * ch + c]) * k[x];
-          out[xx * ch + c] = detail::pil_clip8(acc);
-        }
+        const std::uint8_t* px = in + static_cast<std::ptrdiff_t>(t.first[xx]) * ch;
+        std::int32_t acc[4] = {half, half, half, half};
+        for (int x = 0; x < t.count[xx]; ++x, px += ch)
+          for (int c = 0; c < ch; ++c) acc[c] += static_cast<std::int32_t>(px[c]) * k[x];
+        for (int c = 0; c < ch; ++c) out[xx * ch + c] = detail::pil_clip8(acc[c]);
       }
     }
     cur = tmp;
@@ -126,13 +128,13 @@ inline cv::Mat pil_resize(const cv::Mat& src, cv::Size size, PilFilter filter) {
     const detail::PilTaps t = detail::pil_taps(src.rows, size.height, filter);
     cv::Mat out(size.height, cur.cols, cur.type());
     const int row = cur.cols * ch;
-    std::vector<std::int64_t> acc(row);
+    std::vector<std::int32_t> acc(row);
     for (int yy = 0; yy < size.height; ++yy) {
       std::fill(acc.begin(), acc.end(), half);
       const std::int32_t* k = &t.weights[static_cast<std::size_t>(yy) * t.ksize];
       for (int y = 0; y < t.count[yy]; ++y) {
         const std::uint8_t* in = cur.ptr<std::uint8_t>(t.first[yy] + y);
-        for (int i = 0; i < row; ++i) acc[i] += static_cast<std::int64_t>(in[i]) * k[y];
+        for (int i = 0; i < row; ++i) acc[i] += static_cast<std::int32_t>(in[i]) * k[y];
       }
       std::uint8_t* o = out.ptr<std::uint8_t>(yy);
       for (int i = 0; i < row; ++i) o[i] = detail::pil_clip8(acc[i]);
