@@ -54,7 +54,9 @@ ServerLimits small_limits() {
 }
 
 Api& api() {
-  static Api instance({std::make_shared<InstantModel>()}, "", ApiLimits{.max_files = 8, .memory_budget_bytes = 1 << 20},
+  // metrics_threads = 0: the metric endpoints answer within handle() too.
+  static Api instance({std::make_shared<InstantModel>()}, "",
+                      ApiLimits{.max_files = 8, .memory_budget_bytes = 1 << 20, .metrics_threads = 0},
                       std::make_shared<HttpMetrics>());
   return instance;
 }

@@ -130,7 +130,7 @@ TEST(Decode, SixteenBitTiffIsScaledByItsRange) {
   EXPECT_EQ(cv::countNonZero(f.pixels), 0);  // no range: zeros, not NaN
 }
 
-TEST(Preprocess, ResizesBilinearlyAndNormalisesIntoTheSlot) {
+TEST(Preprocess, ShrinksLikePillowAndNormalisesIntoTheSlot) {
   const cv::Mat img = pattern8(40, 30, 3);
   const auto d = sv::decode_image(encode(img, ".png"));
   sv::PreprocessOptions o{.input_height = 16, .input_width = 24};
@@ -139,8 +139,8 @@ TEST(Preprocess, ResizesBilinearlyAndNormalisesIntoTheSlot) {
   sv::preprocess_into(d, o, std::span<float>(buffer.data() + 5, o.slot_floats()));
   EXPECT_EQ(buffer[4], -123.0f);
   EXPECT_EQ(buffer[5 + o.slot_floats()], -123.0f);
-  cv::Mat ref;
-  cv::resize(img, ref, cv::Size(24, 16), 0, 0, cv::INTER_LINEAR);
+  // A shrink is Pillow's Lanczos (pil_resample_test.cpp checks it against Pillow itself).
+  const cv::Mat ref = sv::pil_resize(img, cv::Size(24, 16), sv::PilFilter::lanczos);
   for (int y = 0; y < 16; ++y)
     for (int x = 0; x < 24; ++x)
       for (int c = 0; c < 3; ++c) {

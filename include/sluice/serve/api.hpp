@@ -21,6 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
@@ -31,6 +33,7 @@
 #include "sluice/serve/header_params.hpp"
 #include "sluice/serve/http_metrics.hpp"
 #include "sluice/serve/memory_budget.hpp"
+#include "sluice/serve/metrics_api.hpp"
 #include "sluice/serve/model_service.hpp"
 #include "sluice/serve/multipart.hpp"
 #include "sluice/serve/query.hpp"
@@ -52,6 +55,10 @@ struct ApiLimits {
   /// Request bytes held at once (bodies being read and parsed, images decoded and queued).
   std::size_t memory_budget_bytes = default_memory_budget_bytes();
   MultipartLimits multipart{};
+  PolygonLimits polygons{};  ///< /api/calculate-metrics and /api/disintegration-index
+  /// Threads for those two endpoints, so that a large canvas does not hold up the connections'
+  /// threads (health checks included); 0 computes them inside handle().
+  unsigned metrics_threads = 1;
 
   /// Throws sluice::Error(errc::invalid_argument) naming the first limit that makes every request fail.
   void validate() const {
@@ -82,7 +89,15 @@ class Api {
     if (default_model_.empty()) default_model_ = models_.front()->name();
     if (!by_name_.count(default_model_))
       throw Error(errc::invalid_argument, "default model '" + default_model_ + "' is not configured");
+    if (limits_.metrics_threads > 0) metrics_pool_.emplace(limits_.metrics_threads);
   }
+
+  /// Waits for the metric requests already accepted, so that each is answered.
+  ~Api() {
+    if (metrics_pool_) metrics_pool_->join();
+  }
+  Api(const Api&) = delete;
+  Api& operator=(const Api&) = delete;
 
   const std::vector<std::shared_ptr<ModelService>>& models() const { return models_; }
   HttpMetrics& metrics() { return *metrics_; }
@@ -93,7 +108,8 @@ class Api {
   static std::string route_of(std::string_view target) {
     const std::string_view path = target.substr(0, target.find('?'));
     for (std::string_view r : {"/api/v1/health", "/api/v1/models", "/api/v1/status", "/api/v1/segment",
-                               "/api/v1/batch-segment", "/metrics"})
+                               "/api/v1/batch-segment", "/metrics",
+                               "/api/calculate-metrics", "/api/disintegration-index"})
       if (path == r) return std::string(r);
     return "other";
   }
@@ -238,6 +254,16 @@ class Api {
       res.body() = render_metrics();
       return respond(finish(std::move(res), req));
     }
+    // The service's metric endpoints (no /v1): geometry on the request's own polygons, bounded by
+    // limits_.polygons, computed on the metrics threads.
+    if (path == "/api/calculate-metrics") {
+      only(http::verb::post);
+      return answer_metrics(held, respond, &calculate_metrics_json);
+    }
+    if (path == "/api/disintegration-index") {
+      only(http::verb::post);
+      return answer_metrics(held, respond, &disintegration_index_json);
+    }
     if (path == "/api/v1/segment") {
       only(http::verb::post);
       return segment(held, target, start, respond);
@@ -247,6 +273,25 @@ class Api {
       return batch_segment(held, target, start, respond);
     }
     return respond(error_response(req, ApiError::not_found("no endpoint " + clip_utf8(path, 128))));
+  }
+
+  using MetricsWork = Json (*)(std::string_view, const PolygonLimits&);
+
+  /// Answers a metric endpoint with `work`'s JSON or its error, on the metrics threads when there
+  /// are any. The held request keeps the body (and its memory lease) until then.
+  void answer_metrics(const std::shared_ptr<HeldRequest>& held, Respond& respond, MetricsWork work) {
+    auto run = [this, held, work](const Respond& answer) {
+      const HttpRequest& req = held->http;
+      try {
+        answer(json_response(req, 200, work(req.body(), limits_.polygons)));
+      } catch (const ApiError& e) {
+        answer(error_response(req, e));
+      } catch (const std::exception& e) {
+        answer(error_response(req, ApiError{500, "internal_error", e.what(), std::nullopt}));
+      }
+    };
+    if (!metrics_pool_) return run(respond);
+    boost::asio::post(*metrics_pool_, [run, answer = std::move(respond)] { run(answer); });
   }
 
   /// The parsed request: options and the images (views into the held request's body).
@@ -485,6 +530,7 @@ class Api {
   std::shared_ptr<MemoryBudget> memory_;
   TimePoint started_;
   std::atomic<std::int64_t> in_flight_{0};
+  std::optional<boost::asio::thread_pool> metrics_pool_;  // last: joined before the rest is destroyed
 };
 
 }  // namespace sluice::serve

@@ -1,6 +1,12 @@
 // sluice/vision/preprocess.hpp: decoded pixels -> one normalised 3 x H x W float slot of the batch
-// tensor: bilinear resize to the model's input size (no aspect preservation, no padding), RGB order,
-// [0, 1], then (x - mean) / std per channel, written straight into the caller's buffer.
+// tensor: resize to the model's input size (no aspect preservation, no padding), RGB order, [0, 1],
+// then (x - mean) / std per channel, written straight into the caller's buffer.
+//
+// The resize: an 8-bit image at least as large as the input in both directions shrinks as the
+// spheroid service shrinks it -- Pillow's Image.resize(size, LANCZOS), anti-aliased
+// (backend/segmentation/ml/model_loader.py, `preprocess_image`; pil_resample.hpp), or with
+// `shrink_filter` = bilinear Pillow's BILINEAR. Any other case (an enlargement, a mixed one, float
+// pixels) is OpenCV's bilinear (cv::INTER_LINEAR), as before.
 #pragma once
 
 #include <array>
@@ -13,6 +19,7 @@
 
 #include "sluice/core/error.hpp"
 #include "sluice/vision/decode.hpp"
+#include "sluice/vision/pil_resample.hpp"
 
 namespace sluice::vision {
 
@@ -21,6 +28,8 @@ struct PreprocessOptions {
   int input_width = 1024;
   std::array<float, 3> mean = {0.485f, 0.456f, 0.406f};  ///< ImageNet, RGB order
   std::array<float, 3> std = {0.229f, 0.224f, 0.225f};
+  /// Pillow's filter for shrinking 8-bit images (the service's model_loader.py uses LANCZOS).
+  PilFilter shrink_filter = PilFilter::lanczos;
 
   std::size_t slot_floats() const { return 3 * static_cast<std::size_t>(input_height) * input_width; }
 
@@ -86,6 +95,13 @@ inline DecodedImage resize_to_input(const DecodedImage& image, const PreprocessO
   const cv::Size target(options.input_width, options.input_height);
   if (image.pixels.size() == target) return image;
   DecodedImage out = image;
+  const bool shrinks = target.width <= image.pixels.cols && target.height <= image.pixels.rows;
+  if (shrinks && image.pixels.depth() == CV_8U) {
+    // Without anti-aliasing a shrink samples a few source pixels per output pixel: up to 18 grey
+    // levels away from the service's input on large frames.
+    out.pixels = pil_resize(image.pixels, target, options.shrink_filter);
+    return out;
+  }
   // Bilinear on the native type (uint8 stays uint8, as the reference pipeline resized 8-bit images).
   cv::resize(image.pixels, out.pixels, target, 0.0, 0.0, cv::INTER_LINEAR);
   return out;

@@ -1,0 +1,147 @@
+// sluice/vision/pil_resample.hpp: Pillow's Image.resize for 8-bit images (any channel count),
+// bit for bit: a separable filter whose support widens with the scale factor when shrinking (so a
+// downscale averages every source pixel instead of sampling a few: it is anti-aliased), horizontal
+// pass first into an 8-bit intermediate, then vertical, in Pillow's 22-bit fixed point
+// (Pillow's src/libImaging/Resample.c semantics: precompute_coeffs, normalize_coeffs_8bpc,
+// ImagingResampleHorizontal_8bpc / ImagingResampleVertical_8bpc, box = the whole image).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "sluice/core/error.hpp"
+
+namespace sluice::vision {
+
+enum class PilFilter { bilinear, bicubic, lanczos };
+
+namespace detail {
+
+inline double pil_filter(PilFilter f, double x) {
+  switch (f) {
+    case PilFilter::bilinear:
+      x = std::abs(x);
+      return x < 1.0 ? 1.0 - x : 0.0;
+    case PilFilter::bicubic: {  // a = -0.5
+      constexpr double a = -0.5;
+      x = std::abs(x);
+      if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+      if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+      return 0.0;
+    }
+    case PilFilter::lanczos: {
+      auto sinc = [](double v) {
+        if (v == 0.0) return 1.0;
+        v *= std::numbers::pi;
+        return std::sin(v) / v;
+      };
+      return (-3.0 <= x && x < 3.0) ? sinc(x) * sinc(x / 3) : 0.0;
+    }
+  }
+  return 0.0;
+}
+
+inline double pil_support(PilFilter f) { return f == PilFilter::bilinear ? 1.0 : f == PilFilter::bicubic ? 2.0 : 3.0; }
+
+/// Per output index: the first source index and the fixed-point weights of the sources it reads.
+struct PilTaps {
+  std::vector<int> first, count;
+  std::vector<std::int32_t> weights;  // count[i] weights at i * ksize
+  int ksize = 0;
+};
+
+inline PilTaps pil_taps(int in_size, int out_size, PilFilter f) {
+  constexpr int precision_bits = 32 - 8 - 2;
+  const double scale = static_cast<double>(in_size) / out_size;
+  const double filterscale = std::max(scale, 1.0);
+  const double support = pil_support(f) * filterscale;
+  PilTaps t;
+  t.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  t.first.resize(out_size);
+  t.count.resize(out_size);
+  t.weights.assign(static_cast<std::size_t>(out_size) * t.ksize, 0);
+  std::vector<double> k(t.ksize);
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = (xx + 0.5) * scale;
+    const double ss = 1.0 / filterscale;
+    // Pillow rounds by truncating (value + 0.5) toward zero, then clamps to the image.
+    const int xmin = std::max(static_cast<int>(center - support + 0.5), 0);
+    const int xmax = std::min(static_cast<int>(center + support + 0.5), in_size) - xmin;
+    double ww = 0.0;
+    for (int x = 0; x < xmax; ++x) {
+      k[x] = pil_filter(f, (x + xmin - center + 0.5) * ss);
+      ww += k[x];
+    }
+    for (int x = 0; x < xmax; ++x) {
+      const double w = ww != 0.0 ? k[x] / ww : k[x];
+      const double fixed = w * (1 << precision_bits);
+      t.weights[static_cast<std::size_t>(xx) * t.ksize + x] =
+          static_cast<std::int32_t>(w < 0 ? -0.5 + fixed : 0.5 + fixed);
+    }
+    t.first[xx] = xmin;
+    t.count[xx] = std::max(xmax, 0);
+  }
+  return t;
+}
+
+inline std::uint8_t pil_clip8(std::int32_t acc) {
+  constexpr int precision_bits = 32 - 8 - 2;
+  const std::int32_t v = acc >> precision_bits;  // arithmetic shift: floor, as Pillow's lookup
+  return static_cast<std::uint8_t>(std::clamp<std::int32_t>(v, 0, 255));
+}
+
+}  // namespace detail
+
+/// `src` (CV_8UC1..4) resized to `size` as Pillow's Image.resize(size, filter) resizes it.
+inline cv::Mat pil_resize(const cv::Mat& src, cv::Size size, PilFilter filter) {
+  if (src.depth() != CV_8U || src.channels() > 4)
+    throw Error(errc::invalid_argument, "pil_resize takes 8-bit images of 1 to 4 channels");
+  if (size.width <= 0 || size.height <= 0 || src.empty())
+    throw Error(errc::invalid_argument, "pil_resize needs a non-empty image and a positive size");
+  // 32-bit sums as Pillow's: the weights sum to 1 << 22, so 8-bit pixels cannot overflow them.
+  constexpr std::int32_t half = std::int32_t{1} << (32 - 8 - 2 - 1);
+  const int ch = src.channels();
+  cv::Mat cur = src;
+  if (size.width != src.cols) {
+    const detail::PilTaps t = detail::pil_taps(src.cols, size.width, filter);
+    cv::Mat tmp(src.rows, size.width, src.type());
+    for (int y = 0; y < src.rows; ++y) {
+      const std::uint8_t* in = cur.ptr<std::uint8_t>(y);
+      std::uint8_t* out = tmp.ptr<std::uint8_t>(y);
+      for (int xx = 0; xx < size.width; ++xx) {
+        const std::int32_t* k = &t.weights[static_cast<std::size_t>(xx) * t.ksize];
+        const std::uint8_t* px = in + static_cast<std::ptrdiff_t>(t.first[xx]) * ch;
+        std::int32_t acc[4] = {half, half, half, half};
+        for (int x = 0; x < t.count[xx]; ++x, px += ch)
+          for (int c = 0; c < ch; ++c) acc[c] += static_cast<std::int32_t>(px[c]) * k[x];
+        for (int c = 0; c < ch; ++c) out[xx * ch + c] = detail::pil_clip8(acc[c]);
+      }
+    }
+    cur = tmp;
+  }
+  if (size.height != src.rows) {
+    const detail::PilTaps t = detail::pil_taps(src.rows, size.height, filter);
+    cv::Mat out(size.height, cur.cols, cur.type());
+    const int row = cur.cols * ch;
+    std::vector<std::int32_t> acc(row);
+    for (int yy = 0; yy < size.height; ++yy) {
+      std::fill(acc.begin(), acc.end(), half);
+      const std::int32_t* k = &t.weights[static_cast<std::size_t>(yy) * t.ksize];
+      for (int y = 0; y < t.count[yy]; ++y) {
+        const std::uint8_t* in = cur.ptr<std::uint8_t>(t.first[yy] + y);
+        for (int i = 0; i < row; ++i) acc[i] += static_cast<std::int32_t>(in[i]) * k[y];
+      }
+      std::uint8_t* o = out.ptr<std::uint8_t>(yy);
+      for (int i = 0; i < row; ++i) o[i] = detail::pil_clip8(acc[i]);
+    }
+    cur = out;
+  }
+  return cur.data == src.data ? src.clone() : cur;
+}
+
+}  // namespace sluice::vision
