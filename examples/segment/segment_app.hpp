@@ -3,6 +3,9 @@
 // a Batcher running the Segmenter, so decoding and postprocessing overlap the network.
 #pragma once
 
+// First, before OpenCV or Eigen include <immintrin.h>: see the header.
+#include "sluice/backends/cpu/intrinsics.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>

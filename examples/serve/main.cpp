@@ -7,6 +7,9 @@
 //
 // Prints "listening on http://ADDRESS:PORT/" once it accepts connections (port 0 picks a free one).
 // SIGINT/SIGTERM: stop accepting, finish in-flight requests, exit 0.
+// First, before OpenCV or Eigen include <immintrin.h>: see the header.
+#include "sluice/backends/cpu/intrinsics.hpp"
+
 #include <algorithm>
 #include <csignal>
 #include <cstdio>

@@ -6,6 +6,8 @@
 // (GCC bug 105593, fixed in GCC 13): hundreds of false positives in a -march=native build. The
 // diagnostics are silenced for the lines of the intrinsic headers only -- GCC checks a warning's
 // pragma state at the warning's own location -- so sluice's and Eigen's code keep every warning.
+// It works when this is the translation unit's first <immintrin.h>: a program that includes OpenCV
+// or Eigen before the CPU backend includes this header first (examples/segment, examples/serve).
 #pragma once
 
 #if defined(__x86_64__) || defined(__i386__)
