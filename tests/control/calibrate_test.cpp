@@ -1,18 +1,18 @@
 // The calibrator: choice rules on synthetic measurements, the memory prediction that stops the sweep
-// before a size that would not fit, batch_sizes.json (round trip and the spec's example), the SVG
-// chart and the ModelRunner.
+// before a size that would not fit, batch_sizes.json (round trip and the spec's example), the
+// example's SVG chart and the test support's ModelRunner.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
 #include <set>
 
-#include "control_test_util.hpp"
+#include "calibrate/svg_chart.hpp"
+#include "calibrate/synthetic_model.hpp"
 #include "sluice/calibrate/batch_sizes_json.hpp"
 #include "sluice/calibrate/calibrator.hpp"
-#include "sluice/calibrate/model_runner.hpp"
-#include "sluice/calibrate/svg_chart.hpp"
-#include "sluice/calibrate/synthetic_model.hpp"
+#include "support/control_test_util.hpp"
+#include "support/model_runner.hpp"
 
 namespace sluice::calibrate {
 namespace {
