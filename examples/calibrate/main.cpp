@@ -16,8 +16,8 @@
 #include "sluice/backends/cpu/cpu_backend.hpp"
 #include "sluice/calibrate/batch_sizes_json.hpp"
 #include "sluice/calibrate/calibrator.hpp"
-#include "sluice/calibrate/svg_chart.hpp"
-#include "sluice/calibrate/synthetic_model.hpp"
+#include "svg_chart.hpp"
+#include "synthetic_model.hpp"
 #include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 
@@ -109,7 +109,7 @@ int main(int argc, char** argv) try {
     o.model_name = "synthetic";
     calibrate::SyntheticModel model({.features = 256, .layers = 4, .fixed_work = 96});
     result = calibrate::calibrate(model, o);
-    file.extra["model_note"] = "synthetic CPU model (calibrate/synthetic_model.hpp), not a network";
+    file.extra["model_note"] = "synthetic CPU model (examples/calibrate/synthetic_model.hpp), not a network";
   } else {
     o.model_name = network;
     cpu::CpuBackend backend({.threads = threads, .memory_limit_bytes = o.memory_limit_bytes});

@@ -33,9 +33,9 @@
 
 #include "backend_lanes.hpp"
 #include "sluice/batching/batcher.hpp"
+#include "sluice/calibrate/batch_sizes_json.hpp"
 #include "sluice/control/fixed_batch.hpp"
 #include "sluice/core/utf8.hpp"
-#include "sluice/weights/regular_file.hpp"
 #include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 #include "sluice/vision/model_description.hpp"
@@ -203,18 +203,21 @@ inline std::vector<fs::path> collect_inputs(const std::vector<fs::path>& paths) 
   return files;
 }
 
-/// optimal_batch_size (capped by max_safe_batch_size) of `model` in batch_sizes.json, if there.
-inline std::optional<std::size_t> batch_size_from_file(const fs::path& file, const std::string& model) {
+/// The optimal_batch_size of `desc`'s network in batch_sizes.json (calibrate's reader), if the file is
+/// there and has it. The file is looked for by default, so a missing one is silent, and one that
+/// cannot be used (malformed, or measured at another input size) is reported and left out.
+inline std::optional<std::size_t> batch_size_from_file(const fs::path& file, const sv::ModelDescription& desc) {
   std::error_code missing;
   if (!fs::exists(file, missing)) return std::nullopt;
   try {
-    const auto j = nlohmann::json::parse(sluice::weights::read_regular_file(file));
-    const auto& cfg = j.at("batch_configurations").at(model);
-    std::size_t n = cfg.at("optimal_batch_size").get<std::size_t>();
-    if (cfg.contains("max_safe_batch_size")) n = std::min(n, cfg["max_safe_batch_size"].get<std::size_t>());
-    if (n > 0) return n;
-  } catch (const std::exception& e) {  // unreadable, not a regular file, or not the JSON expected
-    std::cerr << "segment: ignoring " << file << " for '" << model << "': " << e.what() << "\n";
+    sluice::calibrate::BatchSizesQuery q;
+    q.network = desc.network;
+    q.input_height = desc.preprocess.input_height;
+    q.input_width = desc.preprocess.input_width;
+    if (const auto e = sluice::calibrate::load_model_batch_sizes(file.string(), q)) return e->optimal_batch_size;
+    std::cerr << "segment: " << file.string() << " has no entry for '" << desc.network << "'\n";
+  } catch (const std::exception& e) {
+    std::cerr << "segment: not using the batch sizes: " << e.what() << "\n";
   }
   return std::nullopt;
 }
@@ -312,7 +315,7 @@ inline int run(const Options& o) {
 
   std::size_t batch = 4;  // safe default: small enough for any model on any device sluice runs on
   if (o.batch_size == "auto") {
-    if (auto n = batch_size_from_file(o.batch_sizes_json, desc.network)) batch = *n;
+    if (auto n = batch_size_from_file(o.batch_sizes_json, desc)) batch = *n;
   } else {
     try {
       std::size_t used = 0;

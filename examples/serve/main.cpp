@@ -28,6 +28,7 @@
 #include <opencv2/core/utility.hpp>
 
 #include "backend_lanes.hpp"
+#include "batching_setup.hpp"
 #include "serve_config.hpp"
 #include "sluice/batching/batcher.hpp"
 #include "sluice/control/fixed_batch.hpp"
@@ -132,20 +133,11 @@ std::shared_ptr<serve::ModelService> make_service_on(const ModelConfig& m, const
   sc.decode.max_decode_bytes = static_cast<std::int64_t>(c.max_decode_bytes);
   auto segmenter = std::make_unique<Segmenter>(std::move(net), owned->ptrs, sc);
 
-  BatcherConfig bc;
-  bc.max_batch_size = std::max<std::size_t>(1, c.max_batch_size);
-  bc.max_queue_delay = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(c.max_queue_delay_ms));
-  bc.max_queue_size = c.max_queue_size;
-  bc.lanes = lanes;
-  bc.cpu_threads = c.cpu_threads;
-  control::LatencyTable table;
-  if (!c.batch_sizes.empty()) {
-    const auto e = serve_app::read_batch_sizes(c.batch_sizes, m.name, m.network);
-    if (e.max_safe) bc.max_batch_size = std::min(bc.max_batch_size, std::max<std::size_t>(1, *e.max_safe));
-    if (e.max_queue_delay_ms)
-      bc.max_queue_delay = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(*e.max_queue_delay_ms));
-    table = e.table;
-  }
+  const int h = sc.preprocess.input_height, w = sc.preprocess.input_width;
+  const serve_app::BatchingSetup setup = serve_app::batching_setup(m, c, lanes, h, w);
+  if (!c.batch_sizes.empty() && !setup.calibration)
+    std::cerr << "sluice_serve: " << c.batch_sizes << " has no entry for model '" << m.name << "' or network '"
+              << m.network << "': it starts uncalibrated\n";
 
   serve::Json info{{"network", m.network},
                    {"backend", owned->description},
@@ -153,18 +145,15 @@ std::shared_ptr<serve::ModelService> make_service_on(const ModelConfig& m, const
                    {"input_size", {{"height", sc.preprocess.input_height}, {"width", sc.preprocess.input_width}}},
                    {"controller", c.controller},
                    {"slo_ms", c.slo_ms}};
-  const int h = sc.preprocess.input_height, w = sc.preprocess.input_width;
   if (c.controller == "fixed") {
     auto s = std::make_shared<serve::BatcherService<Segmenter, control::FixedBatch>>(
-        m.name, std::move(info), owned, std::move(segmenter), ex, bc, control::FixedBatch{}, decoding);
+        m.name, std::move(info), owned, std::move(segmenter), ex, setup.batcher, control::FixedBatch{}, decoding);
     s->warm_up(c.warmup_runs, h, w);
     return s;
   }
-  control::SloController::Options so;
-  so.max_batch_size = bc.max_batch_size;
-  if (!table.empty()) so.calibration = table;
   auto s = std::make_shared<serve::BatcherService<Segmenter, control::SloController>>(
-      m.name, std::move(info), owned, std::move(segmenter), ex, bc, control::SloController(so), decoding);
+      m.name, std::move(info), owned, std::move(segmenter), ex, setup.batcher, control::SloController(setup.slo),
+      decoding);
   s->warm_up(c.warmup_runs, h, w);
   return s;
 }

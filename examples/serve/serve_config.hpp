@@ -1,6 +1,7 @@
 // examples/serve/serve_config.hpp: the configuration of sluice_serve -- from an optional JSON file,
-// then command-line flags on top -- and the reader of the models' description files (model.json)
-// and of batch_sizes.json. Every bad value is a sluice::Error(errc::invalid_argument) naming it.
+// then command-line flags on top -- and the reader of the models' description files (model.json).
+// batch_sizes.json has its own reader (sluice/calibrate/batch_sizes_json.hpp, applied in
+// batching_setup.hpp). Every bad value is a sluice::Error(errc::invalid_argument) naming it.
 #pragma once
 
 #include <algorithm>
@@ -16,7 +17,6 @@
 #include <nlohmann/json.hpp>
 
 #include "sluice/backends/cpu/batch_split.hpp"
-#include "sluice/control/latency_table.hpp"
 #include "sluice/core/error.hpp"
 #include "sluice/weights/regular_file.hpp"
 #include "sluice/serve/api.hpp"
@@ -228,52 +228,6 @@ inline ModelConfig model_from_flag(std::string_view flag) {
   }
   detail::read_model_json(path, m);
   return m;
-}
-
-/// What batch_sizes.json says about one model: its safe size and its latency table.
-struct BatchSizesEntry {
-  std::optional<std::size_t> optimal, max_safe;
-  std::optional<double> max_queue_delay_ms;
-  control::LatencyTable table;
-};
-
-inline BatchSizesEntry read_batch_sizes(const std::filesystem::path& path, const std::string& model,
-                                        const std::string& network) {
-  const auto j = detail::read_json(path);
-  BatchSizesEntry e;
-  try {
-    const auto& configs = j.value("batch_configurations", nlohmann::json::object());
-    const std::string key = configs.contains(model) ? model : network;
-    if (configs.contains(key)) {
-      const auto& c = configs[key];
-      if (c.contains("optimal_batch_size")) e.optimal = c["optimal_batch_size"].get<std::size_t>();
-      if (c.contains("max_safe_batch_size")) e.max_safe = c["max_safe_batch_size"].get<std::size_t>();
-    }
-    if (j.contains("dynamic_batching") && j["dynamic_batching"].contains("max_queue_delay_ms"))
-      e.max_queue_delay_ms = j["dynamic_batching"]["max_queue_delay_ms"].get<double>();
-    const auto& detailed = j.value("detailed_results", nlohmann::json::object());
-    if (detailed.contains(key) && detailed[key].contains("all_test_results")) {
-      for (const auto& r : detailed[key]["all_test_results"]) {
-        if (!r.value("success", true)) continue;
-        auto dur = [&](const char* name) -> std::optional<Duration> {
-          if (!r.contains(name) || !r[name].is_number()) return std::nullopt;
-          return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(r[name].get<double>()));
-        };
-        const auto avg = dur("avg_inference_time_ms");
-        const auto p50 = dur("p50_latency_ms") ? dur("p50_latency_ms") : avg;
-        const auto p95 = dur("p95_latency_ms") ? dur("p95_latency_ms") : p50;
-        const auto p99 = dur("p99_latency_ms") ? dur("p99_latency_ms") : p95;
-        if (!p50) continue;
-        e.table.push_back({r.at("batch_size").get<std::size_t>(), *p50, std::max(*p50, *p95),
-                           std::max({*p50, *p95, *p99})});
-      }
-      std::sort(e.table.begin(), e.table.end(), [](const auto& a, const auto& b) { return a.batch_size < b.batch_size; });
-      control::validate(e.table);
-    }
-  } catch (const nlohmann::json::exception& ex) {
-    throw Error(errc::invalid_argument, path.string() + ": " + ex.what());
-  }
-  return e;
 }
 
 }  // namespace sluice::serve_app

@@ -18,7 +18,7 @@
 #include <optional>
 #include <thread>
 
-#include "fake_model.hpp"
+#include "support/fake_model.hpp"
 #include "sluice/batching/batcher.hpp"
 #include "sluice/control/fixed_batch.hpp"
 

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "control_test_util.hpp"
+#include "support/control_test_util.hpp"
 
 namespace sluice::control {
 namespace {

@@ -1,18 +1,20 @@
 // The calibrator: choice rules on synthetic measurements, the memory prediction that stops the sweep
-// before a size that would not fit, batch_sizes.json (round trip and the standard example file), the SVG
-// chart and the ModelRunner.
+// before a size that would not fit, batch_sizes.json (round trip, the standard example file, errors that name
+// the key, the lookup programs use), the example's SVG chart and the test support's ModelRunner.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
+#include <string>
 
-#include "control_test_util.hpp"
+#include "calibrate/svg_chart.hpp"
+#include "calibrate/synthetic_model.hpp"
 #include "sluice/calibrate/batch_sizes_json.hpp"
 #include "sluice/calibrate/calibrator.hpp"
-#include "sluice/calibrate/model_runner.hpp"
-#include "sluice/calibrate/svg_chart.hpp"
-#include "sluice/calibrate/synthetic_model.hpp"
+#include "support/control_test_util.hpp"
+#include "support/model_runner.hpp"
 
 namespace sluice::calibrate {
 namespace {
@@ -252,6 +254,103 @@ TEST(BatchSizesJson, RejectsBadFiles) {
   EXPECT_THROW(load_batch_sizes("/nonexistent/batch_sizes.json"), Error);
   // Extra keys anywhere are fine.
   EXPECT_NO_THROW(parse(R"({"x": 1, "batch_configurations": {"m": {"optimal_batch_size": 1, "max_safe_batch_size": 1, "y": 2}}})"));
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), make_error_code(errc::invalid_argument));
+    return e.what();
+  }
+  ADD_FAILURE() << "no error";
+  return "";
+}
+
+TEST(BatchSizesJson, ErrorsNameTheSourceAndTheKey) {
+  auto parse = [](const char* text) {
+    return error_of([&] { from_json(nlohmann::json::parse(text), "batch sizes file cal/b.json"); });
+  };
+  std::string e = parse(R"({"batch_configurations": {"m": {"optimal_batch_size": 0, "max_safe_batch_size": 4}}})");
+  EXPECT_NE(e.find("batch sizes file cal/b.json: batch_configurations.m.optimal_batch_size: expected an integer"),
+            std::string::npos) << e;
+  e = parse(R"({"batch_configurations": {"m": {"optimal_batch_size": 1, "max_safe_batch_size": 1,
+      "latency_table_ms": [{"batch_size": 1, "p50": 1, "p95": 2, "p99": 3},
+                           {"batch_size": 2, "p50": 1, "p95": 2}]}}})");
+  EXPECT_NE(e.find("batch_configurations.m.latency_table_ms[1]: missing \"p99\""), std::string::npos) << e;
+  e = parse(R"({"batch_configurations": {}, "detailed_results": {"m": {"all_test_results": [{"batch_size": 1}]}}})");
+  EXPECT_NE(e.find("detailed_results.m.all_test_results[0]: missing \"success\""), std::string::npos) << e;
+  e = parse(R"({"batch_configurations": {}, "memory_reserve_percent": "x"})");
+  EXPECT_NE(e.find(": memory_reserve_percent: expected a number"), std::string::npos) << e;
+  e = parse(R"({"batch_configurations": {"m": {"optimal_batch_size": 1, "max_safe_batch_size": 1,
+      "latency_table_ms": [{"batch_size": 1, "p50": 3, "p95": 2, "p99": 3}]}}})");
+  EXPECT_NE(e.find("batch_configurations.m.latency_table_ms: latency table: need 0 < p50 <= p95 <= p99"),
+            std::string::npos) << e;
+  EXPECT_NE(error_of([] { load_batch_sizes("/nonexistent/batch_sizes.json"); }).find("/nonexistent/batch_sizes.json"),
+            std::string::npos);
+}
+
+TEST(BatchSizesJson, FindsAModelByNameThenByNetworkAtItsInputSize) {
+  BatchSizesFile f;
+  add_calibration(f, sample_result());  // "hrnet"
+  auto other = sample_result();
+  other.model_name = "fast";
+  other.optimal_batch_size = 2;
+  add_calibration(f, other);
+  f.extra["input_size"] = {128, 96};
+
+  const auto by_network = find_model_batch_sizes(f, {.model = "api-name", .network = "hrnet"});
+  ASSERT_TRUE(by_network);
+  EXPECT_EQ(by_network->key, "hrnet");
+  EXPECT_EQ(by_network->optimal_batch_size, 4u);
+  EXPECT_EQ(by_network->max_safe_batch_size, 16u);
+  EXPECT_EQ(by_network->latency_table.size(), 6u);  // its six sizes that ran
+  EXPECT_FALSE(by_network->max_queue_delay_ms);  // the file written here has no dynamic_batching
+  const auto by_name = find_model_batch_sizes(f, {.model = "fast", .network = "hrnet"});
+  ASSERT_TRUE(by_name);
+  EXPECT_EQ(by_name->key, "fast");
+  EXPECT_EQ(by_name->optimal_batch_size, 2u);
+  EXPECT_FALSE(find_model_batch_sizes(f, {.model = "x", .network = "y"}));
+
+  // The calibration's input size must be the model's.
+  auto at = [](int h, int w) {
+    return BatchSizesQuery{.model = "", .network = "hrnet", .input_height = h, .input_width = w};
+  };
+  EXPECT_TRUE(find_model_batch_sizes(f, at(128, 96)));
+  const std::string e = error_of([&] { find_model_batch_sizes(f, at(96, 128), "b.json"); });
+  EXPECT_NE(e.find("b.json: input_size: calibrated at 128x96, but 'hrnet' runs at 96x128"), std::string::npos) << e;
+  f.extra["input_size"] = "big";
+  EXPECT_NE(error_of([&] { find_model_batch_sizes(f, at(1, 1)); }).find("input_size: expected [height, width]"),
+            std::string::npos);
+
+  // A file in the original format: its dynamic_batching, and a table from the detailed results.
+  const auto spec = load_batch_sizes(SLUICE_CONTROL_TEST_DIR "/data/batch_sizes_spec_example.json");
+  const auto h = find_model_batch_sizes(spec, at(1024, 1024));
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->optimal_batch_size, 12u);
+  ASSERT_TRUE(h->max_queue_delay_ms);
+  EXPECT_DOUBLE_EQ(*h->max_queue_delay_ms, 5.0);
+  ASSERT_EQ(h->latency_table.size(), 1u);
+}
+
+TEST(BatchSizesJson, TableFromDetailedResultsUsesTheirQuantiles) {
+  const auto f = from_json(nlohmann::json::parse(R"({"batch_configurations": {"m": {"optimal_batch_size": 1,
+      "max_safe_batch_size": 4}}, "detailed_results": {"m": {"all_test_results": [
+      {"batch_size": 4, "avg_inference_time_ms": 40, "p50_latency_ms": 38, "p95_latency_ms": 45, "p99_latency_ms": 50,
+       "success": true},
+      {"batch_size": 1, "avg_inference_time_ms": 10, "success": true},
+      {"batch_size": 2, "avg_inference_time_ms": 20, "p50_latency_ms": 19, "p95_latency_ms": 18, "success": true},
+      {"batch_size": 8, "success": false, "error": "out of memory"}]}}})"));
+  const auto t = latency_table_for(f, "m");
+  ASSERT_EQ(t.size(), 3u);  // ascending; the failed size left out
+  EXPECT_EQ(t[0].batch_size, 1u);
+  EXPECT_NEAR(to_ms(t[0].p99), 10.0, 1e-6);  // the average for all three
+  EXPECT_NEAR(to_ms(t[1].p50), 19.0, 1e-6);
+  EXPECT_NEAR(to_ms(t[1].p99), 19.0, 1e-6);  // quantiles never fall below the median
+  EXPECT_NEAR(to_ms(t[2].p50), 38.0, 1e-6);
+  EXPECT_NEAR(to_ms(t[2].p95), 45.0, 1e-6);
+  EXPECT_NEAR(to_ms(t[2].p99), 50.0, 1e-6);
+  EXPECT_NO_THROW(control::validate(t));
 }
 
 TEST(SvgChart, DrawsBothSeriesAndMarksTheChosenSizes) {

@@ -6,7 +6,7 @@
 #include <functional>
 #include <random>
 
-#include "control_test_util.hpp"
+#include "support/control_test_util.hpp"
 
 namespace sluice::control {
 namespace {

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "reference.hpp"
+#include "support/cpu_reference.hpp"
 #include "sluice/backends/cpu/cpu_backend.hpp"
 
 namespace {

@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "reference.hpp"
+#include "support/cpu_reference.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Every CPU backend operation against a naive double-precision loop (tests/cpu/reference.hpp) on
+// Every CPU backend operation against a naive double-precision loop (tests/support/cpu_reference.hpp) on
 // random shapes, odd sizes included. Tolerance: max |got - want| <= 1e-5 * max(1, max |want|)
 // (float accumulation over at most a few thousand terms stays far below it).
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <random>
 #include <string>
 
-#include "reference.hpp"
+#include "support/cpu_reference.hpp"
 #include "sluice/backends/cpu/cpu_backend.hpp"
 
 namespace {

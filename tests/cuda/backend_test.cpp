@@ -8,8 +8,8 @@
 #include <thread>
 #include <vector>
 
-#include "../cpu/reference.hpp"
-#include "cuda_test_support.hpp"
+#include "support/cpu_reference.hpp"
+#include "support/cuda_test_support.hpp"
 
 namespace {
 

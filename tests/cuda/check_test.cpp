@@ -13,7 +13,7 @@
 #error "sluice/backends/cuda/cuda_backend.hpp (or the umbrella) leaked a CUDA header"
 #endif
 
-#include "cuda_test_support.hpp"
+#include "support/cuda_test_support.hpp"
 #include "sluice/backends/cuda/check.hpp"
 
 namespace {

@@ -1,5 +1,5 @@
 // The four networks on the CUDA backend against the PyTorch goldens of tests/data/goldens (written by
-// tools/reference; shared with tests/models through tests/models/golden.hpp) and against the CPU
+// tools/reference; shared with tests/models through tests/support/golden.hpp) and against the CPU
 // backend, in every precision. The relative L2 bound of each comparison is twice the error PyTorch's
 // own forward shows in that arithmetic against the float64 golden (tf32, fp16, bf16 rounding
 // emulated on the CPU by make_goldens.py; golden_tolerance), at least 1e-4. Fixed bounds (tf32
@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "../models/golden.hpp"
-#include "cuda_test_support.hpp"
+#include "support/golden.hpp"
+#include "support/cuda_test_support.hpp"
 #include "sluice/backends/cpu/cpu_backend.hpp"
 #include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"

@@ -1,7 +1,7 @@
 // Every CUDA backend operation against the naive double-precision references that the CPU backend's
-// tests use too (tests/cpu/reference.hpp), in each precision, on odd shapes: planes larger than one
+// tests use too (tests/support/cpu_reference.hpp), in each precision, on odd shapes: planes larger than one
 // reduction chunk, key counts that end in a partial tile, channel counts that are not multiples of
-// 32. Tolerances: cuda_test_support.hpp. Skips without a GPU.
+// 32. Tolerances: tests/support/cuda_test_support.hpp. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -9,8 +9,8 @@
 #include <utility>
 #include <vector>
 
-#include "../cpu/reference.hpp"
-#include "cuda_test_support.hpp"
+#include "support/cpu_reference.hpp"
+#include "support/cuda_test_support.hpp"
 
 namespace {
 

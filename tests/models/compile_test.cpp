@@ -2,7 +2,7 @@
 // the registry's type-erased handle does too.
 #include <gtest/gtest.h>
 
-#include "reference_backend.hpp"
+#include "support/reference_backend.hpp"
 #include "sluice/models/registry.hpp"
 
 namespace {

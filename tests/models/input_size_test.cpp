@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "golden.hpp"
+#include "support/golden.hpp"
 #include "sluice/backends/cpu/cpu_backend.hpp"
 #include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"

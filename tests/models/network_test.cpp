@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "golden.hpp"
-#include "reference_backend.hpp"
+#include "support/golden.hpp"
+#include "support/reference_backend.hpp"
 #include "sluice/backends/cpu/cpu_backend.hpp"
 #include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"

@@ -5,7 +5,7 @@
 #include <future>
 #include <string>
 
-#include "fake_service.hpp"
+#include "support/fake_service.hpp"
 #include "sluice/serve/api.hpp"
 
 namespace {

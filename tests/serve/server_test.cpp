@@ -13,7 +13,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include "fake_service.hpp"
+#include "support/fake_service.hpp"
 #include "sluice/serve/server.hpp"
 
 namespace {

@@ -18,7 +18,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "image_test_support.hpp"
+#include "support/image_test_support.hpp"
 #include "sluice/vision/decode.hpp"
 #include "sluice/vision/image_header.hpp"
 #include "sluice/vision/preprocess.hpp"

@@ -10,7 +10,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "image_test_support.hpp"
+#include "support/image_test_support.hpp"
 #include "sluice/vision/decode.hpp"
 #include "sluice/vision/image_header.hpp"
 

@@ -2,6 +2,8 @@
 // written with sluice's extra keys beside the standard ones: per batch size the
 // p50/p95/p99 and a "latency_table_ms" per model that the SloController starts from. Unknown
 // top-level keys are kept on a round trip; unknown nested keys are ignored when reading.
+// The one reader of the file: programs look a model up with find_model_batch_sizes (by name, then
+// network, checked against the input size it was calibrated at) rather than parsing it themselves.
 // Needs nlohmann_json (link nlohmann_json::nlohmann_json).
 #pragma once
 
@@ -13,7 +15,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sluice/calibrate/calibration_result.hpp"
@@ -53,6 +57,7 @@ struct DynamicBatching {
   bool enabled = true;
   double max_queue_delay_ms = 5.0;
   double timeout_ms = 50.0;
+  bool given = false;  ///< the file had "dynamic_batching" (else these are the format's defaults)
 };
 
 struct BatchSizesFile {
@@ -80,11 +85,18 @@ inline double to_ms(Duration d) { return std::chrono::duration<double, std::mill
 inline Duration from_ms(double ms) {
   return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(ms));
 }
-[[noreturn]] inline void bad(const std::string& what) {
-  throw Error(errc::invalid_argument, "batch_sizes.json: " + what);
+// Thrown inside from_json and turned there into an Error that names the file.
+struct Malformed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+[[noreturn]] inline void bad(const std::string& what) { throw Malformed(what); }
+/// "a.b" -- or "b" at the top level.
+inline std::string key_path(const std::string& where, const std::string& key) {
+  return where.empty() ? key : where + "." + key;
 }
 inline const nlohmann::json& member(const nlohmann::json& j, const char* key, const std::string& where) {
-  if (!j.is_object() || !j.contains(key)) bad(where + ": missing \"" + key + "\"");
+  if (!j.is_object()) bad((where.empty() ? std::string("top level") : where) + ": expected an object");
+  if (!j.contains(key)) bad((where.empty() ? std::string("top level") : where) + ": missing \"" + key + "\"");
   return j.at(key);
 }
 inline double number(const nlohmann::json& j, const std::string& where) {
@@ -96,12 +108,14 @@ inline std::size_t positive_size(const nlohmann::json& j, const std::string& whe
   return j.get<std::size_t>();
 }
 inline std::optional<double> opt_number(const nlohmann::json& j, const char* key, const std::string& where) {
+  if (!j.is_object()) bad(where + ": expected an object");
   if (!j.contains(key) || j.at(key).is_null()) return std::nullopt;
-  return number(j.at(key), where + "." + key);
+  return number(j.at(key), key_path(where, key));
 }
 inline std::string opt_string(const nlohmann::json& j, const char* key, const std::string& where) {
+  if (!j.is_object()) bad(where + ": expected an object");
   if (!j.contains(key) || j.at(key).is_null()) return {};
-  if (!j.at(key).is_string()) bad(where + "." + key + ": expected a string");
+  if (!j.at(key).is_string()) bad(key_path(where, key) + ": expected a string");
   return j.at(key).get<std::string>();
 }
 }  // namespace detail
@@ -153,9 +167,8 @@ inline nlohmann::json to_json(const BatchSizesFile& f) {
   return j;
 }
 
-/// Parses and validates; throws Error(invalid_argument) naming the offending field.
-inline BatchSizesFile from_json(const nlohmann::json& j) {
-  using namespace detail;
+namespace detail {
+inline BatchSizesFile parse(const nlohmann::json& j) {
   if (!j.is_object()) bad("top level must be an object");
   BatchSizesFile f;
   static const char* known[] = {"optimization_timestamp", "gpu_info", "batch_configurations",
@@ -170,7 +183,7 @@ inline BatchSizesFile from_json(const nlohmann::json& j) {
     f.gpu_info.total_memory_gb = opt_number(g, "total_memory_gb", "gpu_info").value_or(0.0);
     f.gpu_info.driver_version = opt_string(g, "driver_version", "gpu_info");
   }
-  const auto& configs = member(j, "batch_configurations", "top level");
+  const auto& configs = member(j, "batch_configurations", "");
   if (!configs.is_object()) bad("batch_configurations: expected an object");
   for (const auto& [name, c] : configs.items()) {
     const std::string where = "batch_configurations." + name;
@@ -184,8 +197,9 @@ inline BatchSizesFile from_json(const nlohmann::json& j) {
     if (c.contains("latency_table_ms")) {
       const auto& t = c.at("latency_table_ms");
       if (!t.is_array()) bad(where + ".latency_table_ms: expected an array");
-      for (const auto& p : t) {
-        const std::string pw = where + ".latency_table_ms[]";
+      for (std::size_t i = 0; i < t.size(); ++i) {
+        const auto& p = t[i];
+        const std::string pw = where + ".latency_table_ms[" + std::to_string(i) + "]";
         m.latency_table.push_back({positive_size(member(p, "batch_size", pw), pw + ".batch_size"),
                                    from_ms(number(member(p, "p50", pw), pw + ".p50")),
                                    from_ms(number(member(p, "p95", pw), pw + ".p95")),
@@ -194,7 +208,11 @@ inline BatchSizesFile from_json(const nlohmann::json& j) {
       try {
         control::validate(m.latency_table);
       } catch (const Error& e) {
-        bad(where + ".latency_table_ms: " + e.what());
+        // what() ends in the code's message, which the Error thrown for the file adds again.
+        std::string why = e.what();
+        const std::string tail = ": " + e.code().message();
+        if (why.ends_with(tail)) why.resize(why.size() - tail.size());
+        bad(where + ".latency_table_ms: " + why);
       }
     }
     f.batch_configurations[name] = std::move(m);
@@ -207,8 +225,9 @@ inline BatchSizesFile from_json(const nlohmann::json& j) {
       const auto& all = member(entry, "all_test_results", where);
       if (!all.is_array()) bad(where + ".all_test_results: expected an array");
       auto& out = f.detailed_results[name];
-      for (const auto& r : all) {
-        const std::string rw = where + ".all_test_results[]";
+      for (std::size_t i = 0; i < all.size(); ++i) {
+        const auto& r = all[i];
+        const std::string rw = where + ".all_test_results[" + std::to_string(i) + "]";
         TestResult t;
         t.model_name = opt_string(r, "model_name", rw);
         t.batch_size = positive_size(member(r, "batch_size", rw), rw + ".batch_size");
@@ -229,6 +248,7 @@ inline BatchSizesFile from_json(const nlohmann::json& j) {
   if (j.contains("dynamic_batching") && !j.at("dynamic_batching").is_null()) {
     const auto& b = j.at("dynamic_batching");
     if (!b.is_object()) bad("dynamic_batching: expected an object");
+    f.dynamic_batching.given = true;
     if (b.contains("enabled")) {
       if (!b.at("enabled").is_boolean()) bad("dynamic_batching.enabled: expected true or false");
       f.dynamic_batching.enabled = b.at("enabled").get<bool>();
@@ -239,16 +259,28 @@ inline BatchSizesFile from_json(const nlohmann::json& j) {
   f.memory_reserve_percent = opt_number(j, "memory_reserve_percent", "").value_or(15.0);
   return f;
 }
+}  // namespace detail
+
+/// Parses and validates; throws Error(invalid_argument) "SOURCE: KEY: problem", KEY the offending
+/// field ("batch_configurations.hrnet.optimal_batch_size").
+inline BatchSizesFile from_json(const nlohmann::json& j, const std::string& source = "batch_sizes.json") {
+  try {
+    return detail::parse(j);
+  } catch (const detail::Malformed& e) {
+    throw Error(errc::invalid_argument, source + ": " + e.what());
+  }
+}
 
 inline BatchSizesFile load_batch_sizes(const std::string& path) {
   const std::string text = weights::read_regular_file(path);  // its error names the path
+  const std::string source = "batch sizes file " + path;
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    throw Error(errc::invalid_argument, "batch_sizes.json: " + path + ": " + e.what());
+    throw Error(errc::invalid_argument, source + ": " + e.what());
   }
-  return from_json(j);
+  return from_json(j, source);
 }
 
 inline void save_batch_sizes(const std::string& path, const BatchSizesFile& f) {
@@ -295,18 +327,82 @@ inline void add_calibration(BatchSizesFile& f, const CalibrationResult& r) {
 }
 
 /// The table a SloController starts from: the model's latency_table_ms, or, for a file without one,
-/// its successful average times (as p50 = p95 = p99). Empty if the model is unknown.
+/// its successful detailed results -- their p50/p95/p99_latency_ms where given, else the average time
+/// (files from other tools carry only that). Empty if the model is unknown.
 inline control::LatencyTable latency_table_for(const BatchSizesFile& f, const std::string& model) {
   if (auto it = f.batch_configurations.find(model); it != f.batch_configurations.end() && !it->second.latency_table.empty())
     return it->second.latency_table;
-  control::LatencyTable t;
+  std::map<std::size_t, control::LatencyPoint> by_size;  // ascending, the last result of a size wins
   if (auto it = f.detailed_results.find(model); it != f.detailed_results.end()) {
-    std::map<std::size_t, double> avg;
-    for (const auto& r : it->second)
-      if (r.success && r.avg_inference_time_ms > 0) avg[r.batch_size] = r.avg_inference_time_ms;
-    for (const auto& [n, ms] : avg) t.push_back({n, detail::from_ms(ms), detail::from_ms(ms), detail::from_ms(ms)});
+    for (const auto& r : it->second) {
+      const std::optional<double> avg =
+          r.avg_inference_time_ms > 0 ? std::optional<double>(r.avg_inference_time_ms) : std::nullopt;
+      const std::optional<double> p50 = r.p50_ms ? r.p50_ms : avg;
+      if (!r.success || !p50 || !(*p50 > 0)) continue;
+      // Quantiles never fall: validate() refuses a table where they do.
+      const double p95 = std::max(*p50, r.p95_ms.value_or(*p50));
+      const double p99 = std::max(p95, r.p99_ms.value_or(p95));
+      by_size[r.batch_size] = {r.batch_size, detail::from_ms(*p50), detail::from_ms(p95), detail::from_ms(p99)};
+    }
   }
+  control::LatencyTable t;
+  for (const auto& [n, p] : by_size) t.push_back(p);
   return t;
+}
+
+/// Which model a program looks up, and the input size it runs at.
+struct BatchSizesQuery {
+  std::string model;    ///< looked up first (a server's name for the model)
+  std::string network;  ///< then this (the calibrator names an entry after the network)
+  int input_height = 0, input_width = 0;  ///< 0: not checked
+};
+
+/// What batch_sizes.json says about one model.
+struct ModelBatchSizes {
+  std::string key;  ///< the entry of batch_configurations that matched
+  std::size_t optimal_batch_size = 1;
+  std::size_t max_safe_batch_size = 1;
+  control::LatencyTable latency_table;        ///< latency_table_for(file, key); may be empty
+  std::optional<double> max_queue_delay_ms;   ///< dynamic_batching's, when the file has that object
+};
+
+/// The file's entry for q.model, else for q.network; nullopt if it has neither. The calibrator
+/// records the input size it measured at ("input_size": [height, width]): a table and safe size
+/// measured at another size would be wrong, so a mismatch is an Error(invalid_argument) naming
+/// `source` and the key.
+inline std::optional<ModelBatchSizes> find_model_batch_sizes(const BatchSizesFile& f, const BatchSizesQuery& q,
+                                                             const std::string& source = "batch_sizes.json") {
+  std::string key;
+  for (const std::string* k : {&q.model, &q.network})
+    if (!k->empty() && f.batch_configurations.contains(*k)) {
+      key = *k;
+      break;
+    }
+  if (key.empty()) return std::nullopt;
+  if (q.input_height > 0 && q.input_width > 0 && f.extra.contains("input_size")) {
+    const auto& s = f.extra.at("input_size");
+    const bool pair = s.is_array() && s.size() == 2 && s[0].is_number_integer() && s[1].is_number_integer();
+    if (!pair) throw Error(errc::invalid_argument, source + ": input_size: expected [height, width]");
+    const int h = s[0].get<int>(), w = s[1].get<int>();
+    if (h != q.input_height || w != q.input_width)
+      throw Error(errc::invalid_argument,
+                  source + ": input_size: calibrated at " + std::to_string(h) + "x" + std::to_string(w) + ", but '" +
+                      key + "' runs at " + std::to_string(q.input_height) + "x" + std::to_string(q.input_width) +
+                      " (calibrate at that size)");
+  }
+  const ModelBatchConfig& c = f.batch_configurations.at(key);
+  ModelBatchSizes m;
+  m.key = key;
+  m.optimal_batch_size = c.optimal_batch_size;
+  m.max_safe_batch_size = c.max_safe_batch_size;
+  m.latency_table = latency_table_for(f, key);
+  if (f.dynamic_batching.given) m.max_queue_delay_ms = f.dynamic_batching.max_queue_delay_ms;
+  return m;
+}
+
+/// find_model_batch_sizes on the file at `path`; every error names the path.
+inline std::optional<ModelBatchSizes> load_model_batch_sizes(const std::string& path, const BatchSizesQuery& q) {
+  return find_model_batch_sizes(load_batch_sizes(path), q, "batch sizes file " + path);
 }
 
 }  // namespace sluice::calibrate

@@ -1,4 +1,4 @@
-// tests/models/golden.hpp: the PyTorch golden files of tests/data/goldens (written by
+// tests/support/golden.hpp: the PyTorch golden files of tests/data/goldens (written by
 // tools/reference) and the helpers the network tests share: run a network on host data, compare.
 #pragma once
 

@@ -1,4 +1,4 @@
-// tests/models/reference_backend.hpp: a naive Backend for the network tests -- plain NCHW loops
+// tests/support/reference_backend.hpp: a naive Backend for the network tests -- plain NCHW loops
 // that accumulate in double, written for obviousness, not speed. It is independent of the CPU
 // backend, so the networks can be checked against PyTorch goldens on it, and its move-only
 // tensors catch a network that copies activations by accident.

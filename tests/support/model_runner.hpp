@@ -1,4 +1,4 @@
-// sluice/calibrate/model_runner.hpp: a model runner that honours the calibrated sizes, over any batch callable
+// tests/support/model_runner.hpp: a model runner that honours the calibrated sizes, over any batch callable
 // `Fn(std::span<const Input>) -> std::vector<Output>`: predict one item, or predict_batch many in
 // chunks of the optimal size (or a requested size), never above the memory-safe size. It never
 // drops an item: a chunk that runs out of memory is split in halves and retried, and a callable

@@ -1,4 +1,4 @@
-// tests/cuda/cuda_test_support.hpp: what the CUDA tests share -- a fixture that skips (GTEST_SKIP,
+// tests/support/cuda_test_support.hpp: what the CUDA tests share -- a fixture that skips (GTEST_SKIP,
 // with the CUDA error text) when the machine has no usable GPU, and per-precision tolerances.
 #pragma once
 

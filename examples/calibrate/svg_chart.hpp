@@ -1,4 +1,4 @@
-// sluice/calibrate/svg_chart.hpp: a self-contained SVG chart of a calibration -- throughput (left
+// examples/calibrate/svg_chart.hpp: a self-contained SVG chart of a calibration -- throughput (left
 // axis) and p95 latency (right axis) against batch size, the latency budget, the chosen optimal and
 // max-safe sizes marked, failed sizes crossed out. No dependencies; write the string to a file.
 #pragma once

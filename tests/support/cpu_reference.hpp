@@ -1,4 +1,4 @@
-// tests/cpu/reference.hpp: naive double-precision loop references of every CPU backend operation,
+// tests/support/cpu_reference.hpp: naive double-precision loop references of every CPU backend operation,
 // written straight from the definitions (PyTorch's semantics), and helpers to compare against them.
 #pragma once
 

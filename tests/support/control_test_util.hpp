@@ -1,4 +1,4 @@
-// tests/control/control_test_util.hpp: a manual clock and queue-state builder for controller tests.
+// tests/support/control_test_util.hpp: a manual clock and queue-state builder for controller tests.
 #pragma once
 
 #include <chrono>

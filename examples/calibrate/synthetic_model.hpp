@@ -1,4 +1,4 @@
-// sluice/calibrate/synthetic_model.hpp: a CPU stand-in model for the calibrator's tests and demo.
+// examples/calibrate/synthetic_model.hpp: a CPU stand-in model for the calibrator's tests and demo.
 // It really computes (a per-batch fixed stage plus `layers` dense layers per item, so its cost has
 // the a + b*n shape of a real network), holds its activations in buffers it accounts for exactly,
 // and reports the true peak of each run. Inputs are uniform in [0.1, 1): never zero, new per seed.
