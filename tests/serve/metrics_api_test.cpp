@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fake_service.hpp"
+#include "support/fake_service.hpp"
 #include "sluice/serve/api.hpp"
 
 namespace {
