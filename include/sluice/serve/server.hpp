@@ -128,7 +128,7 @@ class Server : public std::enable_shared_from_this<Server> {
         : stream_(std::move(socket)), server_(std::move(server)), peer_(std::move(peer)) {}
 
     ~Session() {
-      if (request_open_) server_->api_->metrics().request_dropped(drop_reason_);
+      settle_dropped();
       server_->session_closed(peer_);
     }
 
@@ -323,6 +323,15 @@ class Server : public std::enable_shared_from_this<Server> {
       });
     }
 
+    /// A started request that will get no answer counts as dropped, once, when the connection ends
+    /// (not when the last handler lets go of the session: /metrics must see it as soon as a client
+    /// sees the connection closed).
+    void settle_dropped() {
+      if (!request_open_) return;
+      request_open_ = false;
+      server_->api_->metrics().request_dropped(drop_reason_);
+    }
+
     /// Ends the connection; a request it had started counts as dropped for `reason`.
     void abort(const char* reason) {
       drop_reason_ = reason;
@@ -330,6 +339,7 @@ class Server : public std::enable_shared_from_this<Server> {
     }
 
     void close() {
+      settle_dropped();
       header_wait_since_.store(0, std::memory_order_release);
       beast::error_code ignored;
       stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
