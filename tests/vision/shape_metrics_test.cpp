@@ -139,25 +139,7 @@ TEST(ShapeMetrics, MatchesTheReferenceFixture) {
     std::vector<Ring> holes;
     for (const auto& h : c["holes"]) holes.push_back(ring_of(h));
     const ShapeMetrics m = shape_metrics(ring_of(c["contour"]), holes);
-    const std::vector<std::pair<const char*, double>> got{
-        {"Area", m.area},
-        {"Perimeter", m.perimeter},
-        {"PerimeterWithHoles", m.perimeter_with_holes},
-        {"EquivalentDiameter", m.equivalent_diameter},
-        {"Circularity", m.circularity},
-        {"FeretDiameterMax", m.feret_diameter_max},
-        {"FeretDiameterMaxOrthogonalDistance", m.feret_diameter_max_orthogonal_distance},
-        {"FeretDiameterMin", m.feret_diameter_min},
-        {"FeretAspectRatio", m.feret_aspect_ratio},
-        {"LengthMajorDiameterThroughCentroid", m.length_major_diameter_through_centroid},
-        {"LengthMinorDiameterThroughCentroid", m.length_minor_diameter_through_centroid},
-        {"Compactness", m.compactness},
-        {"Convexity", m.convexity},
-        {"Solidity", m.solidity},
-        {"Sphericity", m.sphericity},
-        {"Extent", m.extent},
-        {"BoundingBoxWidth", m.bounding_box_width},
-        {"BoundingBoxHeight", m.bounding_box_height}};
+    const auto got = named_metrics(m);
     const auto& want = c["expected"];
     ASSERT_EQ(want.size(), got.size());
     for (const auto& [key, value] : got) {

@@ -128,24 +128,9 @@ inline nlohmann::ordered_json calculate_metrics_json(std::string_view body, cons
   for (std::size_t i = 0; i < holes.size(); ++i)
     if (holes[i].size() < 3) throw ApiError::bad_request("'holes[" + std::to_string(i) + "]' needs at least 3 points");
   const vision::ShapeMetrics m = vision::shape_metrics(contour, holes);
-  return {{"Area", m.area},
-          {"Perimeter", m.perimeter},
-          {"PerimeterWithHoles", m.perimeter_with_holes},
-          {"EquivalentDiameter", m.equivalent_diameter},
-          {"Circularity", m.circularity},
-          {"FeretDiameterMax", m.feret_diameter_max},
-          {"FeretDiameterMaxOrthogonalDistance", m.feret_diameter_max_orthogonal_distance},
-          {"FeretDiameterMin", m.feret_diameter_min},
-          {"FeretAspectRatio", m.feret_aspect_ratio},
-          {"LengthMajorDiameterThroughCentroid", m.length_major_diameter_through_centroid},
-          {"LengthMinorDiameterThroughCentroid", m.length_minor_diameter_through_centroid},
-          {"Compactness", m.compactness},
-          {"Convexity", m.convexity},
-          {"Solidity", m.solidity},
-          {"Sphericity", m.sphericity},
-          {"Extent", m.extent},
-          {"BoundingBoxWidth", m.bounding_box_width},
-          {"BoundingBoxHeight", m.bounding_box_height}};
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();  // in the service's order
+  for (const auto& [name, value] : vision::named_metrics(m)) out[name] = value;
+  return out;
 }
 
 /// POST /api/disintegration-index: {"mask_polygons" | "mask_polygon", "core_polygons" |

@@ -31,6 +31,7 @@
 #include <cmath>
 #include <numbers>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -51,6 +52,28 @@ struct ShapeMetrics {
   double compactness = 0, convexity = 0, solidity = 0, sphericity = 0, extent = 0;
   double bounding_box_width = 0, bounding_box_height = 0;
 };
+
+/// The metrics under the service's names, in its order (the fields of /api/calculate-metrics).
+inline std::vector<std::pair<const char*, double>> named_metrics(const ShapeMetrics& m) {
+  return {{"Area", m.area},
+          {"Perimeter", m.perimeter},
+          {"PerimeterWithHoles", m.perimeter_with_holes},
+          {"EquivalentDiameter", m.equivalent_diameter},
+          {"Circularity", m.circularity},
+          {"FeretDiameterMax", m.feret_diameter_max},
+          {"FeretDiameterMaxOrthogonalDistance", m.feret_diameter_max_orthogonal_distance},
+          {"FeretDiameterMin", m.feret_diameter_min},
+          {"FeretAspectRatio", m.feret_aspect_ratio},
+          {"LengthMajorDiameterThroughCentroid", m.length_major_diameter_through_centroid},
+          {"LengthMinorDiameterThroughCentroid", m.length_minor_diameter_through_centroid},
+          {"Compactness", m.compactness},
+          {"Convexity", m.convexity},
+          {"Solidity", m.solidity},
+          {"Sphericity", m.sphericity},
+          {"Extent", m.extent},
+          {"BoundingBoxWidth", m.bounding_box_width},
+          {"BoundingBoxHeight", m.bounding_box_height}};
+}
 
 namespace detail {
 
