@@ -1,7 +1,7 @@
 # Script mode (cmake -P): install sluice to a fresh prefix, then configure, build and run consumer
 # projects against it -- batching (core + batching), networks (cpu + models), vision (cpu + vision,
-# the demo model on sample images) -- and the networks consumer once more with sluice pulled in by
-# add_subdirectory. Fails on the first step that fails.
+# the demo model on sample images) -- the batching consumer against the build tree, and the networks
+# consumer once more with sluice pulled in by add_subdirectory. Fails on the first step that fails.
 foreach(var SLUICE_SOURCE_DIR CONSUMERS_DIR WORK_DIR CXX_COMPILER)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "install_and_consume.cmake: ${var} is not set")
@@ -66,4 +66,6 @@ if(rc EQUAL 0 OR NOT "${out}${err}" MATCHES "without the 'cuda' layer")
   message(FATAL_ERROR "find_package(sluice COMPONENTS cuda) of a CPU-only install did not fail as it should:\n${out}\n${err}")
 endif()
 message(STATUS "missing component refused: ok")
+# The build tree is a package too (export()): a consumer pointed at it with sluice_DIR.
+consume(build_tree batching CONFIGURE -Dsluice_DIR=${build_dir})
 consume(subdirectory networks CONFIGURE -DSLUICE_SOURCE_DIR=${SLUICE_SOURCE_DIR} RUN ${demo}/cbam_resunet.safetensors)
