@@ -1,7 +1,9 @@
 // examples/minimal_backend/minimal_backend.hpp: the smallest complete sluice backend -- float
 // tensors in plain NCHW vectors and one obvious loop nest per operation. It satisfies
 // sluice::Backend, so every network in sluice/models runs on it unchanged. It is written to be read
-// (docs/writing-a-backend.md walks through it), not to be fast.
+// (docs/writing-a-backend.md walks through it), not to be fast. It is also the reference backend of
+// tests/models: it shares no code with the CPU backend, every sum is accumulated in double, and its
+// tensors are move-only, so a network that copies an activation by accident does not compile.
 #pragma once
 
 #include <algorithm>
@@ -30,10 +32,17 @@ class MinimalBackend {
  public:
   // ---- the types a backend names ----
 
-  /// An activation: its logical shape and its values, N x C x H x W in row-major order.
+  /// An activation: its logical shape and its values, N x C x H x W in row-major order. Move-only.
   struct tensor_type {
     Shape shape;
     std::vector<float> v;
+
+    tensor_type() = default;
+    tensor_type(const Shape& s, std::vector<float> values) : shape(s), v(std::move(values)) {}
+    tensor_type(tensor_type&&) = default;
+    tensor_type& operator=(tensor_type&&) = default;
+    tensor_type(const tensor_type&) = delete;
+    tensor_type& operator=(const tensor_type&) = delete;
 
     float& at(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w) {
       return v[static_cast<std::size_t>(((n * shape.c + c) * shape.h + h) * shape.w + w)];
@@ -107,7 +116,7 @@ class MinimalBackend {
       for (std::int64_t o = 0; o < k.out; ++o)
         for (std::int64_t i = 0; i < oh; ++i)
           for (std::int64_t j = 0; j < ow; ++j) {
-            float acc = k.bias.empty() ? 0.0f : k.bias[o];
+            double acc = k.bias.empty() ? 0.0 : k.bias[o];
             const std::int64_t c0 = (o / out_per_group) * k.in_per_group;
             for (std::int64_t c = 0; c < k.in_per_group; ++c)
               for (std::int64_t a = 0; a < k.kh; ++a)
@@ -115,7 +124,7 @@ class MinimalBackend {
                   const std::int64_t yy = i * p.stride_h - p.pad_h + a * p.dilation_h;
                   const std::int64_t xx = j * p.stride_w - p.pad_w + b * p.dilation_w;
                   if (yy < 0 || yy >= s.h || xx < 0 || xx >= s.w) continue;  // zero padding
-                  acc += k.w[((o * k.in_per_group + c) * k.kh + a) * k.kw + b] * x.at(n, c0 + c, yy, xx);
+                  acc += double(k.w[((o * k.in_per_group + c) * k.kh + a) * k.kw + b]) * x.at(n, c0 + c, yy, xx);
                 }
             y.at(n, o, i, j) = apply(acc, act);
           }
@@ -130,9 +139,10 @@ class MinimalBackend {
       for (std::int64_t o = 0; o < k.out; ++o)
         for (std::int64_t i = 0; i < 2 * s.h; ++i)
           for (std::int64_t j = 0; j < 2 * s.w; ++j) {
-            float acc = k.bias.empty() ? 0.0f : k.bias[o];
-            for (std::int64_t c = 0; c < k.in; ++c) acc += k.w[((c * k.out + o) * 2 + i % 2) * 2 + j % 2] * x.at(n, c, i / 2, j / 2);
-            y.at(n, o, i, j) = acc;
+            double acc = k.bias.empty() ? 0.0 : k.bias[o];
+            for (std::int64_t c = 0; c < k.in; ++c)
+              acc += double(k.w[((c * k.out + o) * 2 + i % 2) * 2 + j % 2]) * x.at(n, c, i / 2, j / 2);
+            y.at(n, o, i, j) = float(acc);
           }
     return y;
   }
@@ -162,7 +172,7 @@ class MinimalBackend {
   tensor_type add(const tensor_type& a, const tensor_type& b, Activation act) {
     check(a.shape == b.shape, "add: shapes differ");
     tensor_type y = make(a.shape);
-    for (std::size_t i = 0; i < y.v.size(); ++i) y.v[i] = apply(a.v[i] + b.v[i], act);
+    for (std::size_t i = 0; i < y.v.size(); ++i) y.v[i] = apply(double(a.v[i]) + b.v[i], act);
     return y;
   }
 
@@ -271,8 +281,8 @@ class MinimalBackend {
     tensor_type y = make({x.shape.n, k.out, 1, 1});
     for (std::int64_t n = 0; n < x.shape.n; ++n)
       for (std::int64_t o = 0; o < k.out; ++o) {
-        float acc = k.bias.empty() ? 0.0f : k.bias[o];
-        for (std::int64_t i = 0; i < k.in; ++i) acc += k.w[o * k.in + i] * x.v[n * k.in + i];
+        double acc = k.bias.empty() ? 0.0 : k.bias[o];
+        for (std::int64_t i = 0; i < k.in; ++i) acc += double(k.w[o * k.in + i]) * x.v[n * k.in + i];
         y.v[n * k.out + o] = apply(acc, act);
       }
     return y;
@@ -285,7 +295,7 @@ class MinimalBackend {
     for (std::int64_t nc = 0; nc < x.shape.n * x.shape.c; ++nc) {
       const auto [mean, var] = moments(&x.v[nc * plane], plane);
       for (std::int64_t i = nc * plane; i < (nc + 1) * plane; ++i)
-        y.v[i] = x.v[i] * apply(-(x.v[i] - mean) / std::sqrt(var + eps), Activation::sigmoid);
+        y.v[i] = float(x.v[i] * sigmoid(-(x.v[i] - mean) / std::sqrt(var + eps)));
     }
     return y;
   }
@@ -325,10 +335,11 @@ class MinimalBackend {
   static tensor_type make(const Shape& s) { return {s, std::vector<float>(static_cast<std::size_t>(s.numel()))}; }
   static std::vector<float> copy(const WeightView& w) { return {w.data.begin(), w.data.end()}; }
 
+  static double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
   static float apply(double v, Activation act) {
     switch (act) {
       case Activation::relu: return v > 0 ? float(v) : 0.0f;
-      case Activation::sigmoid: return float(1.0 / (1.0 + std::exp(-v)));
+      case Activation::sigmoid: return float(sigmoid(v));
       case Activation::none: break;
     }
     return float(v);

@@ -1,32 +1,36 @@
-// Compile-time checks of the networks against the reference backend: each satisfies Network, and
-// the registry's type-erased handle does too.
+// Compile-time checks of the networks against the naive backend of examples/minimal_backend: each
+// satisfies Network, and the registry's type-erased handle does too.
 #include <gtest/gtest.h>
 
-#include "support/reference_backend.hpp"
+#include <type_traits>
+
+#include "minimal_backend/minimal_backend.hpp"
 #include "sluice/models/registry.hpp"
 
 namespace {
-using sluice::test::ReferenceBackend;
+using minimal::MinimalBackend;
 using namespace sluice::models;
 
-static_assert(Network<HRNet<ReferenceBackend>, ReferenceBackend>);
-static_assert(Network<ResUNetSmall<ReferenceBackend>, ReferenceBackend>);
-static_assert(Network<AdvancedResUNet<ReferenceBackend>, ReferenceBackend>);
-static_assert(Network<CbamResUNet<ReferenceBackend>, ReferenceBackend>);
-static_assert(Network<AnyNetwork<ReferenceBackend>, ReferenceBackend>);
-static_assert(!Network<int, ReferenceBackend>);
+// Move-only tensors: a network that copies an activation by accident does not compile here.
+static_assert(!std::is_copy_constructible_v<MinimalBackend::tensor_type>);
+static_assert(Network<HRNet<MinimalBackend>, MinimalBackend>);
+static_assert(Network<ResUNetSmall<MinimalBackend>, MinimalBackend>);
+static_assert(Network<AdvancedResUNet<MinimalBackend>, MinimalBackend>);
+static_assert(Network<CbamResUNet<MinimalBackend>, MinimalBackend>);
+static_assert(Network<AnyNetwork<MinimalBackend>, MinimalBackend>);
+static_assert(!Network<int, MinimalBackend>);
 struct NoForward {
   std::int64_t in_channels() const { return 3; }
   std::int64_t out_channels() const { return 1; }
   std::int64_t min_input_size() const { return 1; }
 };
-static_assert(!Network<NoForward, ReferenceBackend>);
+static_assert(!Network<NoForward, MinimalBackend>);
 
 TEST(Registry, UnknownNameIsInvalidArgument) {
-  ReferenceBackend b;
+  MinimalBackend b;
   sluice::weights::TensorDict empty;
   try {
-    (void)load_network<ReferenceBackend>("unet9000", b, empty);
+    (void)load_network<MinimalBackend>("unet9000", b, empty);
     FAIL() << "expected an error";
   } catch (const sluice::Error& e) {
     EXPECT_EQ(e.code(), sluice::errc::invalid_argument);
@@ -34,7 +38,7 @@ TEST(Registry, UnknownNameIsInvalidArgument) {
   }
 }
 TEST(Registry, ACheckpointOfNoKnownNetworkIsInvalidArgument) {
-  ReferenceBackend b;
+  MinimalBackend b;
   sluice::weights::TensorDict weights;
   weights["conv.weight"] = sluice::weights::HostTensor{{1, 1, 1, 1}, {1.0f}};
   EXPECT_EQ(detect_network(weights), "");

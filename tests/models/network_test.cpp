@@ -1,5 +1,6 @@
 // The four networks against PyTorch: goldens written by tools/reference (random weights, random
-// inputs at a normal and an odd size), on the CPU backend and on the naive reference backend.
+// inputs at a normal and an odd size), on the CPU backend and on the naive backend of
+// examples/minimal_backend.
 // Also: batch invariance, strict weight binding, widths detected from the checkpoint.
 #include <gtest/gtest.h>
 
@@ -8,18 +9,18 @@
 #include <string>
 #include <vector>
 
+#include "minimal_backend/minimal_backend.hpp"
 #include "support/golden.hpp"
-#include "support/reference_backend.hpp"
 #include "sluice/backends/cpu/cpu_backend.hpp"
 #include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 
 namespace {
 
+using minimal::MinimalBackend;
 using sluice::Shape;
 using sluice::cpu::CpuBackend;
 using sluice::test::GoldenCase;
-using sluice::test::ReferenceBackend;
 namespace weights = sluice::weights;
 namespace models = sluice::models;
 
@@ -75,11 +76,11 @@ TEST_P(Golden, CpuBackendMatchesPyTorch) {
 }
 
 // The networks on a backend that shares no code with the CPU backend (small cases only: it is slow).
-TEST_P(Golden, ReferenceBackendMatchesPyTorch) {
+TEST_P(Golden, MinimalBackendMatchesPyTorch) {
   const Loaded l = load(GetParam());
   if (parameter_count(l.weights) > 3'000'000) GTEST_SKIP() << "too large for the naive backend";
-  ReferenceBackend ref;
-  expect_matches_pytorch(ref, l);
+  MinimalBackend naive;
+  expect_matches_pytorch(naive, l);
 }
 
 TEST_P(Golden, WidthsAreDetectedFromTheCheckpoint) {
@@ -184,10 +185,10 @@ TEST_P(Golden, SampleAloneEqualsSampleInABatchOfEight) {
 
 // The same on the naive backend, whose every operation is per sample by construction: this one
 // isolates the network code (no op of it may mix samples).
-TEST_P(Golden, SampleAloneEqualsSampleInABatchOfEightOnTheReferenceBackend) {
+TEST_P(Golden, SampleAloneEqualsSampleInABatchOfEightOnTheMinimalBackend) {
   const Loaded l = load(GetParam());
-  ReferenceBackend ref;
-  expect_batch_invariant(ref, l);
+  MinimalBackend naive;
+  expect_batch_invariant(naive, l);
 }
 
 // run_forward on a CPU backend of 2 threads, batch split always, runs a batch of 5 as five
