@@ -45,12 +45,12 @@ def check(cond, what):
 # ---- the server -----------------------------------------------------------------------------------
 class Server:
     """Started, then waited for until GET /health/ready answers 200 (the models load after the
-    server listens). `env`: extra environment variables; `address` None: no --address flag."""
+    server listens). `env`: extra environment variables; `address`, `port` None: no such flag."""
 
-    def __init__(self, binary, model, *flags, log_dir, env=None, address=HOST, wait_ready=True):
+    def __init__(self, binary, model, *flags, log_dir, env=None, address=HOST, port="0", wait_ready=True):
         self.log = open(os.path.join(log_dir, "server-%d.log" % len(servers)), "w")
         cmd = [binary, "--model", "demo=" + model] + (["--address", address] if address else [])
-        cmd += ["--port", "0"] + list(flags)
+        cmd += (["--port", port] if port else []) + list(flags)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      env=dict(os.environ, **(env or {})))
         servers.append(self)
@@ -447,7 +447,8 @@ def test_environment_and_health(binary, model, work):
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         free = probe.getsockname()[1]
-    s = Server(binary, model, log_dir=work, address=None, env={"SLUICE_ADDRESS": HOST, "SLUICE_PORT": str(free)})
+    s = Server(binary, model, log_dir=work, address=None, port=None,
+               env={"SLUICE_ADDRESS": HOST, "SLUICE_PORT": str(free)})
     check(s.port == free, "SLUICE_ADDRESS/SLUICE_PORT: listens on %s:%d (got %d)" % (HOST, free, s.port))
     first = s.first_health.json() or {}
     check(s.first_health.status == 200 and first.get("status") in ("loading", "healthy"),
