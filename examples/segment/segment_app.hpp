@@ -75,7 +75,8 @@ struct Options {
 inline const char* kUsage =
     R"(usage: segment [options] PATH...
   Segments images (files, or folders searched recursively for .png .jpg .jpeg .tif .tiff .bmp).
-  --model NAME         network: hrnet, resunet_small, advanced_resunet, cbam_resunet
+  --model NAME         network: hrnet, resunet_small, advanced_resunet (or the service's
+                       name resunet_advanced), cbam_resunet
                        (default: the one model.json names)
   --weights FILE       safetensors checkpoint (default: the one model.json names)
   --model-json FILE    model description: network, weights, input size, mean/std
@@ -310,6 +311,7 @@ inline int run(const Options& o) {
   if (!o.weights.empty()) desc.weights = o.weights;
   if (o.input_size) desc.preprocess.input_height = desc.preprocess.input_width = *o.input_size;
   if (desc.network.empty()) throw sluice::Error(sluice::errc::invalid_argument, "no network: give --model or --model-json");
+  desc.network = sluice::models::network_name(desc.network);  // the service's names too
   if (desc.weights.empty()) throw sluice::Error(sluice::errc::invalid_argument, "no weights: give --weights or --model-json");
   const double threshold = o.threshold.value_or(desc.threshold);
 

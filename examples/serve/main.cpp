@@ -5,7 +5,9 @@
 //   sluice_serve --model demo=examples/data/demo/model.json --port 0
 //   sluice_serve --config serve.json
 //
-// Prints "listening on http://ADDRESS:PORT/" once it accepts connections (port 0 picks a free one).
+// Prints "listening on http://ADDRESS:PORT/" once it accepts connections (port 0 picks a free one);
+// the models then load and warm up while health answers "loading", and GET /health/ready turns 200
+// once they can serve. A model that fails to load: exit status 2.
 // SIGINT/SIGTERM: stop accepting, finish in-flight requests, exit 0.
 // First, before OpenCV or Eigen include <immintrin.h>: see the header.
 #include "sluice/backends/cpu/intrinsics.hpp"
@@ -16,6 +18,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +27,7 @@
 #include <sys/resource.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <opencv2/core/utility.hpp>
 
@@ -50,12 +54,17 @@ using examples::Lanes;
 const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
   --config FILE            JSON configuration (keys as the options below, with _ for -; "models": [...])
   --model [NAME=]FILE      serve the model described by FILE (model.json); repeatable
-  --address ADDR           listen address (default 127.0.0.1)
-  --port N                 listen port (default 8000; 0 = any free port, printed on stdout)
+  --address ADDR           listen address (default 127.0.0.1; environment SLUICE_ADDRESS, e.g. 0.0.0.0
+                           in a container)
+  --port N                 listen port (default 8000; 0 = any free port, printed on stdout;
+                           environment SLUICE_PORT). Flags win over the environment, which wins
+                           over --config
   --default-model NAME     model used when a request names none (default: the first)
   --batch-sizes FILE       batch_sizes.json: max safe batch size and latency table per model
   --controller slo|fixed   batch-size policy (default slo)
-  --slo-ms MS              each image's deadline; past it: 504 (default 10000)
+  --deadline-ms MS         each image's deadline; past it: 504 (default 300000, the backend's own
+                           timeout; 0: none)
+  --slo-ms MS              the SloController's latency objective (default 10000); not a deadline
   --max-batch-size N       largest batch (default 16; 1 turns batching off)
   --max-queue-delay-ms MS  longest wait for company (fixed controller; default 5)
   --max-queue-size N       queued images per model beyond which requests get 503 (default 256)
@@ -144,7 +153,8 @@ std::shared_ptr<serve::ModelService> make_service_on(const ModelConfig& m, const
                    {"weights", m.weights},
                    {"input_size", {{"height", sc.preprocess.input_height}, {"width", sc.preprocess.input_width}}},
                    {"controller", c.controller},
-                   {"slo_ms", c.slo_ms}};
+                   {"slo_ms", c.slo_ms},
+                   {"deadline_ms", c.deadline_ms}};
   if (c.controller == "fixed") {
     auto s = std::make_shared<serve::BatcherService<Segmenter, control::FixedBatch>>(
         m.name, std::move(info), owned, std::move(segmenter), ex, setup.batcher, control::FixedBatch{}, decoding);
@@ -164,6 +174,7 @@ ServeConfig parse_args(int argc, char** argv) {
   // The file first, so that flags override it wherever they stand.
   for (std::size_t i = 0; i + 1 < args.size(); ++i)
     if (args[i] == "--config") serve_app::load_config_file(c, args[i + 1]);
+  serve_app::apply_environment(c, [](const char* name) { return std::getenv(name); });
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--help" || a == "-h") {
@@ -197,7 +208,22 @@ ServeConfig parse_args(int argc, char** argv) {
   if (c.models.empty()) throw Error(errc::invalid_argument, "no model configured (--model or \"models\" in --config)");
   if (c.io_threads == 0) c.io_threads = 1;
   // Refuse at start what would make every request fail.
-  c.api.request_timeout = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(c.slo_ms));
+  c.api.request_timeout = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(c.deadline_ms));
+  // What loading would refuse, refused before listening.
+  std::vector<std::string> names;
+  for (const auto& m : c.models) {
+    if (m.network.empty() || m.weights.empty())
+      throw Error(errc::invalid_argument, "model '" + m.name + "' needs a network and weights");
+    if (std::find(names.begin(), names.end(), m.name) != names.end())
+      throw Error(errc::invalid_argument, "model '" + m.name + "' is configured twice");
+    names.push_back(m.name);
+  }
+  if (!c.default_model.empty() && std::find(names.begin(), names.end(), c.default_model) == names.end()) {
+    const auto wanted = models::find_network(c.default_model);
+    const bool spelled = wanted && std::any_of(c.models.begin(), c.models.end(),
+                                               [&](const ModelConfig& m) { return m.network == wanted->name; });
+    if (!spelled) throw Error(errc::invalid_argument, "default model '" + c.default_model + "' is not configured");
+  }
   c.server.validate();
   c.api.validate();
   if (c.server.max_body_bytes > c.api.memory_budget_bytes)
@@ -231,9 +257,20 @@ int main(int argc, char** argv) {
   ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
   raise_descriptor_limit();
   boost::asio::io_context ioc;
+  // The loader thread adds services while a signal may stop them: both under `services_mutex`.
+  std::mutex services_mutex;
   std::vector<std::shared_ptr<serve::ModelService>> services;
+  bool stopping = false;
+  int exit_code = 0;
   std::shared_ptr<serve::Server> server;
+  std::shared_ptr<serve::Api> api;
   ServeConfig config;
+  auto stop_all = [&] {
+    std::lock_guard lock(services_mutex);
+    if (stopping) return;  // the loader stops what it makes after this
+    stopping = true;
+    for (auto& s : services) s->stop();
+  };
   // Signals are caught from before the server listens: a supervisor that signals as soon as the
   // "listening" line appears gets a graceful stop, not a killed process.
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
@@ -242,19 +279,19 @@ int main(int argc, char** argv) {
     std::cerr << "sluice_serve: signal " << sig << ", finishing running requests\n";
     if (!server) return ioc.stop();
     server->shutdown([&] {
-      for (auto& s : services) s->stop();
+      stop_all();
       ioc.stop();
     });
   });
+  serve::Decoding decoding;
   try {
     config = parse_args(argc, argv);
     auto metrics = std::make_shared<serve::HttpMetrics>();
     // One memory budget for the bodies the Api admits and the images the decode stage holds.
-    serve::Decoding decoding;
     decoding.pool = std::make_shared<serve::FairPool>(config.decode_threads);
     decoding.memory = std::make_shared<serve::MemoryBudget>(config.api.memory_budget_bytes);
-    for (const auto& m : config.models) services.push_back(make_service(m, config, ioc.get_executor(), decoding));
-    auto api = std::make_shared<serve::Api>(services, config.default_model, config.api, metrics, decoding.memory);
+    // Listen first, with no model yet: health answers "loading" while the models load.
+    api = std::make_shared<serve::Api>(config.api, metrics, decoding.memory);
     server = std::make_shared<serve::Server>(ioc.get_executor(), config.server, api);
     const auto ep = server->listen(config.address, config.port);
     std::cout << "listening on http://" << ep.address().to_string() << ":" << ep.port() << "/" << std::endl;
@@ -262,6 +299,36 @@ int main(int argc, char** argv) {
     std::cerr << "sluice_serve: " << e.what() << "\n";
     return 2;
   }
+
+  // Loads and warms up every model, then publishes them; a failure ends the process with status 2
+  // (after the connections are finished), since a server without its models serves nothing.
+  std::thread loader([&] {
+    try {
+      std::vector<std::shared_ptr<serve::ModelService>> loaded;
+      for (const auto& m : config.models) {
+        auto s = make_service(m, config, ioc.get_executor(), decoding);
+        std::lock_guard lock(services_mutex);
+        if (stopping) {
+          s->stop();
+          return;
+        }
+        services.push_back(s);
+        loaded.push_back(std::move(s));
+      }
+      api->publish(std::move(loaded), config.default_model);
+      std::cerr << "sluice_serve: ready (" << config.models.size() << " model(s))\n";
+    } catch (const std::exception& e) {
+      std::cerr << "sluice_serve: loading the models failed: " << e.what() << "\n";
+      api->fail(e.what());
+      boost::asio::post(ioc, [&] {
+        exit_code = 2;
+        server->shutdown([&] {
+          stop_all();
+          ioc.stop();
+        });
+      });
+    }
+  });
 
   // A handler that throws must not end the process: log it and keep serving. (Handlers are written
   // not to throw; this is the last line of defence.)
@@ -281,8 +348,11 @@ int main(int argc, char** argv) {
   for (std::size_t i = 1; i < config.io_threads; ++i) threads.emplace_back(run);
   run();
   for (auto& t : threads) t.join();
+  stop_all();  // a model that finished loading after the stop
+  loader.join();
   server.reset();
+  api.reset();
   services.clear();  // each Batcher waits for its batches
   std::cerr << "sluice_serve: stopped\n";
-  return 0;
+  return exit_code;
 }

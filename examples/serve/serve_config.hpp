@@ -2,6 +2,7 @@
 // then command-line flags on top -- and the reader of the models' description files (model.json).
 // batch_sizes.json has its own reader (sluice/calibrate/batch_sizes_json.hpp, applied in
 // batching_setup.hpp). Every bad value is a sluice::Error(errc::invalid_argument) naming it.
+// Precedence: flags, then the environment (SLUICE_ADDRESS, SLUICE_PORT), then the file, then defaults.
 #pragma once
 
 #include <algorithm>
@@ -14,10 +15,12 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/asio/ip/address.hpp>
 #include <nlohmann/json.hpp>
 
 #include "sluice/backends/cpu/batch_split.hpp"
 #include "sluice/core/error.hpp"
+#include "sluice/models/names.hpp"
 #include "sluice/weights/regular_file.hpp"
 #include "sluice/serve/api.hpp"
 #include "sluice/serve/server.hpp"
@@ -25,8 +28,8 @@
 namespace sluice::serve_app {
 
 struct ModelConfig {
-  std::string name;            ///< the API's model name
-  std::string network;         ///< hrnet, resunet_small, advanced_resunet, cbam_resunet
+  std::string name;            ///< the API's model name (default: the service's name of the network)
+  std::string network;         ///< sluice's name of the network (any spelling of models/registry.hpp is read)
   std::string weights;         ///< safetensors file
   std::string backend;          ///< cpu or cuda; empty: the server's --backend
   std::optional<int> device;    ///< CUDA device; default: the server's --device
@@ -42,7 +45,8 @@ struct ServeConfig {
   std::string default_model;
   std::string batch_sizes;         ///< optional batch_sizes.json
   std::string controller = "slo";  ///< slo or fixed
-  double slo_ms = 10000;           ///< each image's deadline (504 past it)
+  double slo_ms = 10000;           ///< the SloController's latency objective (not a deadline)
+  double deadline_ms = 300000;     ///< each image's deadline, 504 past it (0: none); the backend waits 300 s
   std::size_t max_batch_size = 16;
   double max_queue_delay_ms = 5;
   std::size_t max_queue_size = 256;
@@ -106,7 +110,16 @@ inline void read_model_json(const std::filesystem::path& path, ModelConfig& m) {
   if (m.input_height == 0 && j.contains("input_size")) read_input_size(j["input_size"], m);
   if (!m.mean && j.contains("mean")) m.mean = triple(j["mean"], "mean");
   if (!m.std && j.contains("std")) m.std = triple(j["std"], "std");
-  if (m.name.empty()) m.name = m.network;
+}
+
+/// Makes the network sluice's name, names an unnamed model by the service's name of its network,
+/// and refuses weights that are not a regular file (a FIFO would block the load after listening).
+inline void finish_model(ModelConfig& m) {
+  if (!m.network.empty()) m.network = models::network_name(m.network);
+  if (m.name.empty() && !m.network.empty()) m.name = std::string(models::find_network(m.network)->service_name);
+  std::error_code ec;
+  if (!m.weights.empty() && !std::filesystem::is_regular_file(m.weights, ec))
+    throw Error(errc::invalid_argument, "model '" + m.name + "': weights '" + m.weights + "' is not a regular file");
 }
 
 inline ModelConfig model_from_json(const nlohmann::json& j) {
@@ -121,6 +134,7 @@ inline ModelConfig model_from_json(const nlohmann::json& j) {
   if (j.contains("mean")) m.mean = triple(j["mean"], "mean");
   if (j.contains("std")) m.std = triple(j["std"], "std");
   if (j.contains("model_json")) read_model_json(j["model_json"].get<std::string>(), m);
+  finish_model(m);
   return m;
 }
 
@@ -140,7 +154,12 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
     if (!v.is_number()) throw Error(errc::invalid_argument, key + " must be a number");
     return v.get<double>();
   };
-  if (key == "address") c.address = v.get<std::string>();
+  if (key == "address") {
+    c.address = v.get<std::string>();
+    boost::system::error_code ec;
+    (void)boost::asio::ip::make_address(c.address, ec);
+    if (ec) throw Error(errc::invalid_argument, "address '" + c.address + "' is not an IPv4 or IPv6 address");
+  }
   else if (key == "port") {
     const std::size_t p = size();
     if (p > 65535) throw Error(errc::invalid_argument, "port must be 0 .. 65535");
@@ -155,7 +174,12 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
   }
   else if (key == "slo_ms") {
     c.slo_ms = number();
-    if (!(c.slo_ms > 0)) throw Error(errc::invalid_argument, "slo_ms must be positive (each image's deadline)");
+    if (!(c.slo_ms > 0)) throw Error(errc::invalid_argument, "slo_ms must be positive (the controller's objective)");
+  }
+  else if (key == "deadline_ms") {
+    c.deadline_ms = number();
+    if (!(c.deadline_ms >= 0) || c.deadline_ms > 1e10)
+      throw Error(errc::invalid_argument, "deadline_ms must be >= 0 (0: no deadline)");
   }
   else if (key == "max_batch_size") c.max_batch_size = size();
   else if (key == "max_queue_delay_ms") c.max_queue_delay_ms = number();
@@ -227,7 +251,28 @@ inline ModelConfig model_from_flag(std::string_view flag) {
     path = std::string(flag.substr(eq + 1));
   }
   detail::read_model_json(path, m);
+  detail::finish_model(m);
   return m;
+}
+
+/// SLUICE_ADDRESS and SLUICE_PORT from `env` (std::getenv in the program), over the file's values
+/// and under the flags'. A bad value is an Error naming the variable.
+template <class Getenv>
+void apply_environment(ServeConfig& c, Getenv&& env) {
+  if (const char* a = env("SLUICE_ADDRESS"); a && *a) {
+    try {
+      detail::apply(c, "address", std::string(a));
+    } catch (const Error& e) {
+      throw Error(errc::invalid_argument, "SLUICE_ADDRESS: " + serve::message_of(e));
+    }
+  }
+  if (const char* p = env("SLUICE_PORT"); p && *p) {
+    const std::string v(p);
+    if (v.size() > 5 || !std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) ||
+        std::stoul(v) > 65535)
+      throw Error(errc::invalid_argument, "SLUICE_PORT must be a port number 0 .. 65535, got '" + v + "'");
+    c.port = static_cast<unsigned short>(std::stoul(v));
+  }
 }
 
 }  // namespace sluice::serve_app

@@ -37,6 +37,24 @@ TEST(Registry, UnknownNameIsInvalidArgument) {
     EXPECT_NE(std::string(e.what()).find("unet9000"), std::string::npos);
   }
 }
+TEST(Registry, TheServicesNamesResolveToSluicesAndUnknownNamesListTheKnownOnes) {
+  EXPECT_EQ(sluice::models::network_name("resunet_advanced"), "advanced_resunet");
+  EXPECT_EQ(sluice::models::network_name("advanced_resunet"), "advanced_resunet");
+  EXPECT_EQ(sluice::models::network_name("hrnet"), "hrnet");
+  EXPECT_EQ(sluice::models::network_name("cbam_resunet"), "cbam_resunet");
+  EXPECT_EQ(sluice::models::find_network("resunet_small")->service_name, "resunet_small");
+  const auto all = sluice::models::spellings(*sluice::models::find_network("resunet_advanced"));
+  EXPECT_EQ(all, (std::vector<std::string>{"advanced_resunet", "resunet_advanced"}));
+  EXPECT_FALSE(sluice::models::find_network("unet_spherohq"));
+  try {
+    (void)sluice::models::network_name("unet_spherohq");
+    FAIL() << "expected an error";
+  } catch (const sluice::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("resunet_advanced"), std::string::npos) << what;
+    EXPECT_NE(what.find("advanced_resunet"), std::string::npos) << what;
+  }
+}
 TEST(Registry, ACheckpointOfNoKnownNetworkIsInvalidArgument) {
   MinimalBackend b;
   sluice::weights::TensorDict weights;

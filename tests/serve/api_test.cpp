@@ -246,6 +246,130 @@ TEST(Api, RejectsBadConfiguration) {
   EXPECT_THROW(Api({m}, "other", {}, metrics), sluice::Error);
 }
 
+HttpResponse ask(Api& api, http::verb verb, const std::string& target, const std::string& content_type = "",
+                 const std::string& body = "") {
+  HttpRequest req{verb, target, 11};
+  if (!content_type.empty()) req.set(http::field::content_type, content_type);
+  req.body() = body;
+  req.prepare_payload();
+  std::promise<HttpResponse> p;
+  api.handle(req, [&](HttpResponse r) { p.set_value(std::move(r)); });
+  return p.get_future().get();
+}
+
+nlohmann::json body_of(const HttpResponse& r) { return nlohmann::json::parse(r.body()); }
+
+TEST(Readiness, LoadingThenReadyAsPublished) {
+  Api api(ApiLimits{}, std::make_shared<HttpMetrics>());
+  EXPECT_FALSE(api.ready());
+  // Loading: both health paths answer 200 "loading" (the backend reads status == "healthy"),
+  // liveness is 200, readiness 503, and work that needs a model 503 with Retry-After.
+  for (const char* path : {"/health", "/api/v1/health"}) {
+    const auto r = ask(api, http::verb::get, path);
+    ASSERT_EQ(r.result_int(), 200u) << path;
+    const auto j = body_of(r);
+    EXPECT_EQ(j["status"], "loading") << path;
+    EXPECT_EQ(j["ready"], false);
+    EXPECT_EQ(j["models_loaded"], 0);
+    EXPECT_EQ(j["service"], "sluice");
+    EXPECT_TRUE(j["timestamp"].is_string());
+    EXPECT_EQ(j["device"]["gpu_available"], false);
+  }
+  EXPECT_EQ(ask(api, http::verb::get, "/health/live").result_int(), 200u);
+  auto r = ask(api, http::verb::get, "/health/ready");
+  EXPECT_EQ(r.result_int(), 503u);
+  EXPECT_EQ(r[http::field::retry_after], "1");
+  EXPECT_EQ(body_of(r)["status"], "loading");
+  r = ask(api, http::verb::post, "/api/v1/segment", "multipart/form-data; boundary=XX",
+          multipart("XX", {{"file", "a.png", "x"}}));
+  EXPECT_EQ(r.result_int(), 503u);
+  EXPECT_EQ(body_of(r)["error"], "loading");
+  EXPECT_EQ(r[http::field::retry_after], "1");
+  r = ask(api, http::verb::post, "/api/v1/batch-segment", "multipart/form-data; boundary=XX",
+          multipart("XX", {{"files", "a.png", "x"}}));
+  EXPECT_EQ(r.result_int(), 503u);
+  EXPECT_EQ(ask(api, http::verb::get, "/api/v1/models").result_int(), 503u);
+  // The polygon metrics need no model.
+  EXPECT_EQ(ask(api, http::verb::post, "/api/calculate-metrics", "application/json",
+                R"({"contour": [[0, 0], [10, 0], [10, 10], [0, 10]], "holes": []})")
+                .result_int(),
+            200u);
+
+  auto m = std::make_shared<FakeService>("demo");
+  api.publish({m}, "");
+  EXPECT_TRUE(api.ready());
+  for (const char* path : {"/health", "/api/v1/health"}) {
+    const auto j = body_of(ask(api, http::verb::get, path));
+    EXPECT_EQ(j["status"], "healthy") << path;
+    EXPECT_EQ(j["ready"], true);
+    EXPECT_EQ(j["models_loaded"], 1);
+    EXPECT_EQ(j["models"][0], "demo");
+  }
+  r = ask(api, http::verb::get, "/health/ready");
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_EQ(body_of(r)["status"], "ready");
+  r = ask(api, http::verb::post, "/api/v1/segment", "multipart/form-data; boundary=XX",
+          multipart("XX", {{"file", "a.png", "x"}}));
+  m->join();
+  EXPECT_EQ(r.result_int(), 200u) << r.body();
+}
+
+TEST(Readiness, AFailedLoadIsUnhealthyAndNotReady) {
+  Api api(ApiLimits{}, std::make_shared<HttpMetrics>());
+  api.fail("weights: no such file");
+  auto j = body_of(ask(api, http::verb::get, "/health"));
+  EXPECT_EQ(j["status"], "unhealthy");
+  EXPECT_EQ(j["error"], "weights: no such file");
+  auto r = ask(api, http::verb::get, "/health/ready");
+  EXPECT_EQ(r.result_int(), 503u);
+  EXPECT_EQ(body_of(r)["status"], "unhealthy");
+  r = ask(api, http::verb::post, "/api/v1/segment", "image/png", "x");
+  EXPECT_EQ(r.result_int(), 503u);
+  EXPECT_NE(body_of(r)["detail"].get<std::string>().find("no such file"), std::string::npos);
+}
+
+TEST(ModelNames, TheServicesNamesReachTheModelOfThatNetwork) {
+  // One model named by sluice's network name, one by an arbitrary name with its network in info().
+  auto adv = std::make_shared<FakeService>("advanced_resunet");
+  auto demo = std::make_shared<FakeService>("demo");
+  demo->network = "cbam_resunet";
+  Api api({adv, demo}, "", ApiLimits{}, std::make_shared<HttpMetrics>());
+  auto send = [&](const std::string& model) {
+    auto r = ask(api, http::verb::post, "/api/v1/segment", "multipart/form-data; boundary=XX",
+                 multipart("XX", {{"file", "a.png", "x"}, {"model", "", model}}));
+    adv->join();
+    demo->join();
+    return r;
+  };
+  auto r = send("resunet_advanced");  // the service's name
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  EXPECT_EQ(body_of(r)["model_used"], "advanced_resunet");
+  EXPECT_EQ(adv->jobs.load(), 1);
+  r = send("cbam_resunet");
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  EXPECT_EQ(demo->jobs.load(), 1);
+  r = ask(api, http::verb::post, "/api/v1/segment?model=resunet_advanced", "image/png", "x");
+  adv->join();
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_EQ(adv->jobs.load(), 2);
+  // An unknown name: 404 listing every accepted name.
+  r = send("hrnet");
+  EXPECT_EQ(r.result_int(), 404u);
+  const std::string detail = body_of(r)["detail"];
+  for (const char* name : {"advanced_resunet", "resunet_advanced", "demo", "cbam_resunet"})
+    EXPECT_NE(detail.find(name), std::string::npos) << name << " in " << detail;
+  // /models lists each model with its other names.
+  const auto j = body_of(ask(api, http::verb::get, "/api/v1/models"));
+  ASSERT_EQ(j["models"].size(), 2u);
+  EXPECT_EQ(j["models"][0]["aliases"], nlohmann::json::array({"resunet_advanced"}));
+  EXPECT_EQ(j["models"][1]["aliases"], nlohmann::json::array({"cbam_resunet"}));
+  EXPECT_EQ(j["models"][0]["available"], true);
+  EXPECT_TRUE(j["models"][0]["description"].is_string());
+  // The default model may be given by another spelling.
+  Api by_alias({adv}, "resunet_advanced", ApiLimits{}, std::make_shared<HttpMetrics>());
+  EXPECT_EQ(body_of(ask(by_alias, http::verb::get, "/api/v1/models"))["default_model"], "advanced_resunet");
+}
+
 TEST(Options, ThresholdAndBool) {
   EXPECT_DOUBLE_EQ(parse_threshold("0.1"), 0.1);
   EXPECT_DOUBLE_EQ(parse_threshold(" 0.9 "), 0.9);

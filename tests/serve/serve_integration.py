@@ -19,6 +19,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,10 +44,15 @@ def check(cond, what):
 
 # ---- the server -----------------------------------------------------------------------------------
 class Server:
-    def __init__(self, binary, model, *flags, log_dir):
+    """Started, then waited for until GET /health/ready answers 200 (the models load after the
+    server listens). `env`: extra environment variables; `address`, `port` None: no such flag."""
+
+    def __init__(self, binary, model, *flags, log_dir, env=None, address=HOST, port="0", wait_ready=True):
         self.log = open(os.path.join(log_dir, "server-%d.log" % len(servers)), "w")
-        cmd = [binary, "--model", "demo=" + model, "--address", HOST, "--port", "0"] + list(flags)
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        cmd = [binary, "--model", "demo=" + model] + (["--address", address] if address else [])
+        cmd += (["--port", port] if port else []) + list(flags)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     env=dict(os.environ, **(env or {})))
         servers.append(self)
         line = [None]
 
@@ -62,6 +68,14 @@ class Server:
             raise RuntimeError("server did not start: %r (see %s)" % (line[0], self.log.name))
         self.port = int(m.group(1))
         self.url = "http://%s:%d" % (HOST, self.port)
+        self.first_health = curl(self.url + "/api/v1/health", max_time=10)  # at once, maybe still loading
+        if wait_ready:
+            deadline = time.monotonic() + 180  # loading and warming up on a busy machine
+            while curl(self.url + "/health/ready", max_time=10).status != 200:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
+                    raise RuntimeError("server never became ready (see %s)" % self.log.name)
+                time.sleep(0.05)
 
     def stop(self, timeout=60):
         """SIGTERM, then the exit code (None if it had to be killed)."""
@@ -226,8 +240,14 @@ def test_endpoints(s, images, work, segment_cli, model):
     j = r.json() or {}
     check(r.status == 200 and j.get("default_model") == "demo" and j["models"][0]["name"] == "demo"
           and "input_size" in j["models"][0], "GET /models")
+    check("cbam_resunet" in j["models"][0].get("aliases", []), "GET /models: the network's name is an alias")
     r = curl(s.url + "/api/v1/status")
     check(r.status == 200 and "demo" in (r.json() or {}).get("models", {}), "GET /status")
+    r = segment(s, images[0], "model=cbam_resunet")
+    check(r.status == 200 and (r.json() or {}).get("model_used") == "demo", "model=cbam_resunet reaches 'demo'")
+    r = segment(s, images[0], "model=resunet_advanced")
+    check(r.status == 404 and "cbam_resunet" in (r.json() or {}).get("detail", ""),
+          "an unconfigured model: 404 naming the models and their aliases")
 
     r = segment(s, images[0])
     j = r.json() or {}
@@ -407,12 +427,45 @@ def run_concurrently(fn, items, workers):
 
 def test_bad_settings(binary, model):
     """A bad setting stops the server before it listens: exit status 2 and the reason on stderr."""
-    for flags, reason in ((["--batch-split", "sometimes"], "never, always or auto"),
-                          (["--lanes", "two"], "needs a number")):
+    for flags, env, reason in ((["--batch-split", "sometimes"], {}, "never, always or auto"),
+                               (["--lanes", "two"], {}, "needs a number"),
+                               ([], {"SLUICE_PORT": "70000"}, "SLUICE_PORT"),
+                               ([], {"SLUICE_ADDRESS": "not-an-address"}, "SLUICE_ADDRESS"),
+                               (["--address", "1.2.3"], {}, "not an IPv4 or IPv6 address"),
+                               (["--deadline-ms", "-5"], {}, "deadline_ms")):
         p = subprocess.run([binary, "--model", model, "--port", "0"] + flags, capture_output=True, text=True,
-                           timeout=60)
-        check(p.returncode == 2, "%s: exit status %d, expected 2" % (" ".join(flags), p.returncode))
-        check(reason in p.stderr, "%s: stderr %r lacks %r" % (" ".join(flags), p.stderr.strip(), reason))
+                           timeout=60, env=dict(os.environ, **env))
+        what = " ".join(flags + ["%s=%s" % kv for kv in env.items()])
+        check(p.returncode == 2, "%s: exit status %d, expected 2" % (what, p.returncode))
+        check(reason in p.stderr and "listening" not in p.stdout,
+              "%s: stderr %r lacks %r" % (what, p.stderr.strip(), reason))
+
+
+def test_environment_and_health(binary, model, work):
+    """SLUICE_ADDRESS / SLUICE_PORT set where it listens, flags win over them; the health paths
+    answer from the moment the server listens."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        free = probe.getsockname()[1]
+    s = Server(binary, model, log_dir=work, address=None, port=None,
+               env={"SLUICE_ADDRESS": HOST, "SLUICE_PORT": str(free)})
+    check(s.port == free, "SLUICE_ADDRESS/SLUICE_PORT: listens on %s:%d (got %d)" % (HOST, free, s.port))
+    first = s.first_health.json() or {}
+    check(s.first_health.status == 200 and first.get("status") in ("loading", "healthy"),
+          "health answers as soon as the server listens (%s %r)" % (s.first_health.status, first.get("status")))
+    for path in ("/health", "/api/v1/health"):
+        r = curl(s.url + path)
+        j = r.json() or {}
+        check(r.status == 200 and j.get("status") == "healthy" and j.get("ready") is True
+              and isinstance(j.get("timestamp"), str) and "gpu_available" in j.get("device", {}),
+              "GET %s once ready: healthy, with the service's fields" % path)
+    check(curl(s.url + "/health/live").status == 200, "GET /health/live: 200")
+    check(curl(s.url + "/health/ready").status == 200, "GET /health/ready once ready: 200")
+    check(s.stop() == 0, "server exits 0 on SIGTERM")
+    # --port beats SLUICE_PORT.
+    s = Server(binary, model, log_dir=work, env={"SLUICE_PORT": str(free)})
+    check(s.port != free, "--port 0 wins over SLUICE_PORT")
+    check(s.stop() == 0, "server exits 0 on SIGTERM")
 
 
 def test_queue_full_and_deadline(binary, model, images, work):
@@ -429,7 +482,7 @@ def test_queue_full_and_deadline(binary, model, images, work):
     check(s.stop() == 0, "server exits 0 on SIGTERM")
     # Deadline 150 ms with batches of one: requests queued behind others miss it. 32 of them, so that
     # the last ones wait well past it (12 at ~12 ms each, the CPU backend's speed now, sat at 150 ms).
-    s = Server(binary, model, "--slo-ms", "150", "--max-batch-size", "1", "--controller", "fixed", log_dir=work)
+    s = Server(binary, model, "--deadline-ms", "150", "--max-batch-size", "1", "--controller", "fixed", log_dir=work)
     replies = run_concurrently(lambda p: segment(s, p), images[:32], 32)
     statuses = [r.status for r in replies]
     late = [r for r in replies if r.status == 504]
@@ -528,6 +581,7 @@ def main():
     test_concurrent_batching(a.server, a.model, images, work)
     test_timeouts_and_connection_cap(a.server, a.model, work)
     test_bad_settings(a.server, a.model)
+    test_environment_and_health(a.server, a.model, work)
     test_queue_full_and_deadline(a.server, a.model, images, work)
     test_graceful_shutdown(a.server, a.model, images, work)
 

@@ -34,7 +34,12 @@ class FakeService final : public ModelService {
   std::atomic<bool> stopped{false};
 
   const std::string& name() const override { return name_; }
-  Json info() const override { return {{"input_size", {64, 64}}, {"backend", "fake"}}; }
+  Json info() const override {
+    Json j{{"input_size", {64, 64}}, {"backend", "fake"}};
+    if (!network.empty()) j["network"] = network;
+    return j;
+  }
+  std::string network;  ///< reported in info() when set (the server resolves its spellings)
   Json status() const override { return {{"jobs", jobs.load()}}; }
   void render_metrics(std::string& out) const override {
     out += "fake_jobs_total{model=\"" + name_ + "\"} " + std::to_string(jobs.load()) + "\n";

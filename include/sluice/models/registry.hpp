@@ -1,13 +1,16 @@
 // sluice/models/registry.hpp: the four networks by name, behind one type-erased handle, for code
 // that picks a network at run time (CLI, server): load_network<B>("hrnet", backend, weights).
+// Names are resolved through the alias table of names.hpp, so the service's names work too.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "sluice/core/backend.hpp"
 #include "sluice/core/error.hpp"
@@ -15,12 +18,13 @@
 #include "sluice/models/advanced_resunet.hpp"
 #include "sluice/models/cbam_resunet.hpp"
 #include "sluice/models/hrnet.hpp"
+#include "sluice/models/names.hpp"
 #include "sluice/models/network.hpp"
 #include "sluice/models/resunet_small.hpp"
 
 namespace sluice::models {
 
-/// The names load_network() accepts.
+/// sluice's names of the networks (what detect_network() answers and checkpoints record).
 inline constexpr std::array<std::string_view, 4> kNetworkNames = {"hrnet", "resunet_small", "advanced_resunet",
                                                                  "cbam_resunet"};
 
@@ -73,20 +77,19 @@ inline std::string detect_network(const weights::TensorDict& weights) {
   return {};
 }
 
-/// Builds the network `name` (one of kNetworkNames) from a checkpoint, with widths detected from it.
-/// Throws sluice::Error(invalid_argument) for an unknown name or a checkpoint that does not match.
+/// Builds the network `name` (any spelling in kNetworkAliases) from a checkpoint, with widths
+/// detected from it; the handle carries sluice's name. Throws sluice::Error(invalid_argument) for an
+/// unknown name or a checkpoint that does not match.
 template <Backend B>
 AnyNetwork<B> load_network(std::string_view name, B& backend, const weights::TensorDict& weights) {
+  const std::string canonical = network_name(name);
   auto make = [&]<template <class> class N>() {
-    return AnyNetwork<B>(std::string(name), std::make_shared<const N<B>>(backend, weights));
+    return AnyNetwork<B>(canonical, std::make_shared<const N<B>>(backend, weights));
   };
-  if (name == "hrnet") return make.template operator()<HRNet>();
-  if (name == "resunet_small") return make.template operator()<ResUNetSmall>();
-  if (name == "advanced_resunet") return make.template operator()<AdvancedResUNet>();
-  if (name == "cbam_resunet") return make.template operator()<CbamResUNet>();
-  std::string known;
-  for (auto n : kNetworkNames) known += (known.empty() ? "" : ", ") + std::string(n);
-  throw Error(errc::invalid_argument, "unknown network '" + std::string(name) + "' (known: " + known + ")");
+  if (canonical == "hrnet") return make.template operator()<HRNet>();
+  if (canonical == "resunet_small") return make.template operator()<ResUNetSmall>();
+  if (canonical == "advanced_resunet") return make.template operator()<AdvancedResUNet>();
+  return make.template operator()<CbamResUNet>();
 }
 
 /// Builds whichever of the four networks the checkpoint holds (see detect_network).

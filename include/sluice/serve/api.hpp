@@ -4,12 +4,15 @@
 // (files, pixels), the memory budget of request bytes and the JSON bodies live here; connection
 // handling lives in server.hpp. Every string a client sent (file names, query keys, field names) is
 // made valid UTF-8 and clipped before it enters a JSON answer.
+// An Api can start without models ("loading": health answers, segmentation gets 503) and have them
+// published later, so that the server listens while the models load and warm up.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <ctime>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -29,6 +32,7 @@
 #include "sluice/core/clock.hpp"
 #include "sluice/core/error.hpp"
 #include "sluice/core/utf8.hpp"
+#include "sluice/models/names.hpp"
 #include "sluice/serve/api_error.hpp"
 #include "sluice/serve/header_params.hpp"
 #include "sluice/serve/http_metrics.hpp"
@@ -50,7 +54,8 @@ using HttpResponse = http::response<http::string_body>;
 struct ApiLimits {
   std::uint64_t max_pixels = 64ull * 1024 * 1024;  ///< per image, read from its header before decoding
   std::size_t max_files = 256;                     ///< per batch-segment request
-  Duration request_timeout = std::chrono::seconds(60);  ///< deadline of each image in the Batcher
+  /// Deadline of each image in the Batcher; zero: none.
+  Duration request_timeout = std::chrono::seconds(60);
   unsigned retry_after_s = 1;                      ///< Retry-After of 503 answers
   /// Request bytes held at once (bodies being read and parsed, images decoded and queued).
   std::size_t memory_budget_bytes = default_memory_budget_bytes();
@@ -64,7 +69,7 @@ struct ApiLimits {
   void validate() const {
     if (max_pixels == 0) throw Error(errc::invalid_argument, "max_pixels must be positive");
     if (max_files == 0) throw Error(errc::invalid_argument, "max_files must be positive");
-    if (request_timeout <= Duration::zero()) throw Error(errc::invalid_argument, "the request timeout (slo_ms) must be positive");
+    if (request_timeout < Duration::zero()) throw Error(errc::invalid_argument, "the request timeout (deadline_ms) must be >= 0");
     if (memory_budget_bytes == 0) throw Error(errc::invalid_argument, "memory_budget_bytes must be positive");
   }
 };
@@ -73,24 +78,60 @@ class Api {
  public:
   using Respond = std::function<void(HttpResponse)>;
 
-  /// `memory`: the budget to admit bodies against, shared with whatever else holds request bytes
-  /// (the decode stage); by default one of limits.memory_budget_bytes of the Api's own.
-  Api(std::vector<std::shared_ptr<ModelService>> models, std::string default_model, ApiLimits limits,
-      std::shared_ptr<HttpMetrics> metrics, std::shared_ptr<MemoryBudget> memory = nullptr)
-      : models_(std::move(models)), default_model_(std::move(default_model)), limits_(limits),
-        metrics_(std::move(metrics)),
+  /// An Api whose models are still loading: see publish(). `memory`: the budget to admit bodies
+  /// against, shared with whatever else holds request bytes (the decode stage); by default one of
+  /// limits.memory_budget_bytes of the Api's own.
+  Api(ApiLimits limits, std::shared_ptr<HttpMetrics> metrics, std::shared_ptr<MemoryBudget> memory = nullptr)
+      : limits_(limits), metrics_(std::move(metrics)),
         memory_(memory ? std::move(memory) : std::make_shared<MemoryBudget>(limits_.memory_budget_bytes)),
         started_(Clock::now()) {
     limits_.validate();
-    if (models_.empty()) throw Error(errc::invalid_argument, "the server needs at least one model");
-    for (const auto& m : models_)
-      if (!by_name_.emplace(m->name(), m).second)
-        throw Error(errc::invalid_argument, "model '" + m->name() + "' is configured twice");
-    if (default_model_.empty()) default_model_ = models_.front()->name();
-    if (!by_name_.count(default_model_))
-      throw Error(errc::invalid_argument, "default model '" + default_model_ + "' is not configured");
     if (limits_.metrics_threads > 0) metrics_pool_.emplace(limits_.metrics_threads);
   }
+
+  /// An Api serving `models` at once.
+  Api(std::vector<std::shared_ptr<ModelService>> models, std::string default_model, ApiLimits limits,
+      std::shared_ptr<HttpMetrics> metrics, std::shared_ptr<MemoryBudget> memory = nullptr)
+      : Api(limits, std::move(metrics), std::move(memory)) {
+    publish(std::move(models), std::move(default_model));
+  }
+
+  /// Makes `models` servable (the Api becomes ready); `default_model` empty: the first. Throws
+  /// sluice::Error(invalid_argument) for no model, a name twice or an unknown default.
+  void publish(std::vector<std::shared_ptr<ModelService>> models, std::string default_model) {
+    auto c = std::make_shared<Catalog>();
+    c->models = std::move(models);
+    if (c->models.empty()) throw Error(errc::invalid_argument, "the server needs at least one model");
+    for (const auto& m : c->models)
+      if (!c->by_name.emplace(m->name(), m).second)
+        throw Error(errc::invalid_argument, "model '" + m->name() + "' is configured twice");
+    // Every spelling of a model's network (models/names.hpp) reaches it, unless a model has that
+    // name: the service's names work whatever the models are called. The first model wins.
+    for (const auto& m : c->models) {
+      for (const std::string& network : {m->name(), m->info().value("network", std::string())}) {
+        const auto names = models::find_network(network);
+        if (!names) continue;
+        for (const std::string& alias : models::spellings(*names))
+          if (!c->by_name.count(alias)) c->alias_of.emplace(alias, m->name());
+      }
+    }
+    c->default_model = default_model.empty() ? c->models.front()->name() : std::move(default_model);
+    if (const auto it = c->alias_of.find(c->default_model); !c->by_name.count(c->default_model) && it != c->alias_of.end())
+      c->default_model = it->second;
+    if (!c->by_name.count(c->default_model))
+      throw Error(errc::invalid_argument, "default model '" + c->default_model + "' is not configured");
+    std::lock_guard lock(catalog_mutex_);
+    catalog_ = std::move(c);
+  }
+
+  /// The models could not be loaded: health says "unhealthy" with `why`, readiness stays 503.
+  void fail(std::string why) {
+    std::lock_guard lock(catalog_mutex_);
+    failure_ = std::move(why);
+  }
+
+  /// True once publish() succeeded.
+  bool ready() const { return catalog() != nullptr; }
 
   /// Waits for the metric requests already accepted, so that each is answered.
   ~Api() {
@@ -99,7 +140,11 @@ class Api {
   Api(const Api&) = delete;
   Api& operator=(const Api&) = delete;
 
-  const std::vector<std::shared_ptr<ModelService>>& models() const { return models_; }
+  /// The published models (none while loading).
+  std::vector<std::shared_ptr<ModelService>> models() const {
+    const auto c = catalog();
+    return c ? c->models : std::vector<std::shared_ptr<ModelService>>{};
+  }
   HttpMetrics& metrics() { return *metrics_; }
   const std::shared_ptr<MemoryBudget>& memory() const { return memory_; }
   unsigned retry_after_s() const { return limits_.retry_after_s; }
@@ -107,7 +152,7 @@ class Api {
   /// The route name used as the metrics label (bounded set).
   static std::string route_of(std::string_view target) {
     const std::string_view path = target.substr(0, target.find('?'));
-    for (std::string_view r : {"/api/v1/health", "/api/v1/models", "/api/v1/status", "/api/v1/segment",
+    for (std::string_view r : {"/health", "/health/live", "/health/ready", "/api/v1/health", "/api/v1/models", "/api/v1/status", "/api/v1/segment",
                                "/api/v1/batch-segment", "/metrics",
                                "/api/calculate-metrics", "/api/disintegration-index"})
       if (path == r) return std::string(r);
@@ -166,7 +211,7 @@ class Api {
     out += "# HELP sluice_http_memory_rejections_total Requests and images refused for want of budget.\n";
     out += "# TYPE sluice_http_memory_rejections_total counter\nsluice_http_memory_rejections_total " +
            std::to_string(memory_->rejections()) + "\n";
-    for (const auto& m : models_) m->render_metrics(out);
+    for (const auto& m : models()) m->render_metrics(out);
     return out;
   }
 
@@ -200,25 +245,93 @@ class Api {
 
   static double seconds_since(TimePoint t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-  Json health() const {
-    return {{"status", "healthy"}, {"models_loaded", models_.size()}, {"uptime_s", seconds_since(started_)}};
+  /// The models and how requests name them, replaced whole by publish().
+  struct Catalog {
+    std::vector<std::shared_ptr<ModelService>> models;
+    std::map<std::string, std::shared_ptr<ModelService>> by_name;
+    std::map<std::string, std::string> alias_of;  ///< another spelling -> a model's name
+    std::string default_model;
+  };
+
+  std::shared_ptr<const Catalog> catalog() const {
+    std::lock_guard lock(catalog_mutex_);
+    return catalog_;
   }
 
-  Json models_json() const {
+  std::string failure() const {
+    std::lock_guard lock(catalog_mutex_);
+    return failure_;
+  }
+
+  /// The 503 of a request that needs a model before any is ready.
+  ApiError not_ready() const {
+    const std::string why = failure();
+    if (!why.empty()) return ApiError{503, "unavailable", "the models failed to load: " + why, limits_.retry_after_s};
+    return ApiError{503, "loading", "the models are loading and warming up; retry later", limits_.retry_after_s};
+  }
+
+  static std::string utc_timestamp() {
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t t = std::chrono::system_clock::to_time_t(now);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+  }
+
+  /// GET /health and /api/v1/health: the service's fields (status, timestamp, service, device)
+  /// and sluice's (ready, models_loaded, models, uptime_s). status: loading, healthy or unhealthy.
+  Json health() const {
+    const auto c = catalog();
+    const std::string why = failure();
+    Json names = Json::array();
+    bool gpu = false;
+    std::vector<std::string> devices;
+    std::string device_name = "CPU";
+    if (c) {
+      for (const auto& m : c->models) {
+        names.push_back(m->name());
+        const std::string backend = m->info().value("backend", std::string());
+        if (backend.find("cuda") == std::string::npos) continue;
+        gpu = true;
+        if (std::find(devices.begin(), devices.end(), backend) == devices.end()) devices.push_back(backend);
+        device_name = devices.front();
+      }
+    }
+    Json j{{"status", c ? "healthy" : why.empty() ? "loading" : "unhealthy"},
+           {"ready", c != nullptr},
+           {"timestamp", utc_timestamp()},
+           {"service", "sluice"},
+           {"device", {{"gpu_available", gpu}, {"device_count", devices.size()}, {"device_name", device_name}}},
+           {"models_loaded", c ? c->models.size() : 0},
+           {"models", std::move(names)},
+           {"uptime_s", seconds_since(started_)}};
+    if (!why.empty()) j["error"] = why;
+    return j;
+  }
+
+  Json models_json(const Catalog& c) const {
     Json list = Json::array();
-    for (const auto& m : models_) {
+    for (const auto& m : c.models) {
       Json info = m->info();
       info["name"] = m->name();
-      info["default"] = m->name() == default_model_;
+      info["default"] = m->name() == c.default_model;
+      info["available"] = true;
+      info["description"] = info.value("network", m->name()) + " on " + info.value("backend", std::string("?"));
+      Json aliases = Json::array();
+      for (const auto& [alias, target] : c.alias_of)
+        if (target == m->name() && alias != m->name()) aliases.push_back(alias);
+      info["aliases"] = std::move(aliases);
       list.push_back(std::move(info));
     }
-    return {{"models", std::move(list)}, {"default_model", default_model_}};
+    return {{"models", std::move(list)}, {"default_model", c.default_model}};
   }
 
   Json status_json() const {
     Json models = Json::object();
-    for (const auto& m : models_) models[m->name()] = m->status();
-    return {{"status", "running"},
+    for (const auto& m : this->models()) models[m->name()] = m->status();
+    return {{"status", ready() ? "running" : "loading"},
             {"uptime_s", seconds_since(started_)},
             {"open_connections", metrics_->open_connections()},
             {"images_in_flight", in_flight_.load()},
@@ -235,13 +348,31 @@ class Api {
       if (method == v || (v == http::verb::get && method == http::verb::head)) return;
       throw MethodNotAllowed{v == http::verb::get ? "GET, HEAD" : std::string(http::to_string(v))};
     };
-    if (path == "/api/v1/health") {
+    // The service's health is /api/v1/health; /health is the same answer at the root. Liveness
+    // and readiness are separate probes: live as soon as the server listens, ready once the
+    // models can serve.
+    if (path == "/api/v1/health" || path == "/health") {
       only(http::verb::get);
       return respond(json_response(req, 200, health()));
     }
+    if (path == "/health/live") {
+      only(http::verb::get);
+      return respond(json_response(req, 200, {{"status", "alive"}, {"uptime_s", seconds_since(started_)}}));
+    }
+    if (path == "/health/ready") {
+      only(http::verb::get);
+      if (ready()) return respond(json_response(req, 200, {{"status", "ready"}, {"ready", true}}));
+      const ApiError e = not_ready();
+      HttpResponse res = json_response(req, 503, {{"status", failure().empty() ? "loading" : "unhealthy"},
+                                                  {"ready", false}, {"detail", e.message}});
+      res.set(http::field::retry_after, std::to_string(limits_.retry_after_s));
+      return respond(std::move(res));
+    }
     if (path == "/api/v1/models") {
       only(http::verb::get);
-      return respond(json_response(req, 200, models_json()));
+      const auto c = catalog();
+      if (!c) throw not_ready();
+      return respond(json_response(req, 200, models_json(*c)));
     }
     if (path == "/api/v1/status") {
       only(http::verb::get);
@@ -350,15 +481,23 @@ class Api {
     return up;
   }
 
+  /// The model a request names (its name or another spelling of its network), or the default;
+  /// 503 while none is ready, 404 listing every accepted name for an unknown one.
   std::shared_ptr<ModelService> find_model(const SegmentOptions& options) const {
-    const std::string& name = options.model.empty() ? default_model_ : options.model;
-    const auto it = by_name_.find(name);
-    if (it == by_name_.end()) {
-      std::string known;
-      for (const auto& m : models_) known += (known.empty() ? "" : ", ") + m->name();
-      throw ApiError::not_found("unknown model '" + clip_utf8(name, 64) + "' (models: " + known + ")");
+    const auto c = catalog();
+    if (!c) throw not_ready();
+    const std::string& name = options.model.empty() ? c->default_model : options.model;
+    if (const auto it = c->by_name.find(name); it != c->by_name.end()) return it->second;
+    if (const auto it = c->alias_of.find(name); it != c->alias_of.end()) return c->by_name.at(it->second);
+    std::string known;
+    for (const auto& m : c->models) {
+      known += (known.empty() ? "" : ", ") + m->name();
+      std::string others;
+      for (const auto& [alias, target] : c->alias_of)
+        if (target == m->name()) others += (others.empty() ? "" : ", ") + alias;
+      if (!others.empty()) known += " (also " + others + ")";
     }
-    return it->second;
+    throw ApiError::not_found("unknown model '" + clip_utf8(name, 64) + "' (models: " + known + ")");
   }
 
   /// Why one image cannot be queued (name, emptiness, size in its header), or nullopt when it can.
@@ -382,7 +521,10 @@ class Api {
     job.owner = std::move(owner);
     job.threshold = options.threshold;
     job.detect_holes = options.detect_holes;
-    job.deadline = Clock::now() + limits_.request_timeout;
+    // No deadline: a century away (not TimePoint::max(), which arithmetic on deadlines would overflow).
+    const Duration timeout =
+        limits_.request_timeout > Duration::zero() ? limits_.request_timeout : Duration(std::chrono::hours(24 * 365 * 100));
+    job.deadline = Clock::now() + timeout;
     return job;
   }
 
@@ -522,9 +664,9 @@ class Api {
     model->segment_many(std::move(jobs), std::move(complete));
   }
 
-  std::vector<std::shared_ptr<ModelService>> models_;
-  std::map<std::string, std::shared_ptr<ModelService>> by_name_;
-  std::string default_model_;
+  mutable std::mutex catalog_mutex_;
+  std::shared_ptr<const Catalog> catalog_;  // null while loading
+  std::string failure_;                     // why loading failed
   ApiLimits limits_;
   std::shared_ptr<HttpMetrics> metrics_;
   std::shared_ptr<MemoryBudget> memory_;

@@ -145,6 +145,13 @@ class Server:
         self.pid = self.proc.pid
         # Keep draining stdout so that the server never blocks on a full pipe.
         threading.Thread(target=self._drain, daemon=True).start()
+        # The models load after the server listens: attack a server that can serve.
+        deadline = time.monotonic() + 120
+        while request(self.port, "GET", "/health/ready", timeout=5).status != 200:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise StartError("never ready (rc %s): %s" % (self.proc.poll(), self.stderr_tail()))
+            time.sleep(0.05)
 
     def _drain(self):
         try:

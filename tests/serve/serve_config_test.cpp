@@ -1,0 +1,95 @@
+// sluice_serve's configuration (examples/serve/serve_config.hpp): the listen address and port from
+// the environment, the deadline apart from the controller's objective, and the service's network
+// names in a configuration file.
+#include "serve/serve_config.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+
+namespace sluice::serve_app {
+namespace {
+
+auto env_of(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const char* name) -> const char* {
+    const auto it = vars.find(name);
+    return it == vars.end() ? nullptr : it->second.c_str();
+  };
+}
+
+TEST(ServeConfig, AddressAndPortFromTheEnvironment) {
+  ServeConfig c;
+  apply_environment(c, env_of({}));
+  EXPECT_EQ(c.address, "127.0.0.1");  // a laptop's default stays
+  EXPECT_EQ(c.port, 8000);
+  apply_environment(c, env_of({{"SLUICE_ADDRESS", "0.0.0.0"}, {"SLUICE_PORT", "9001"}}));
+  EXPECT_EQ(c.address, "0.0.0.0");
+  EXPECT_EQ(c.port, 9001);
+  apply_environment(c, env_of({{"SLUICE_ADDRESS", "::"}, {"SLUICE_PORT", "0"}}));
+  EXPECT_EQ(c.address, "::");
+  EXPECT_EQ(c.port, 0);
+}
+
+TEST(ServeConfig, BadEnvironmentValuesNameTheVariable) {
+  for (const auto& [var, value] : std::map<std::string, std::string>{
+           {"SLUICE_PORT", "65536"}, {"SLUICE_PORT", "80a"}, {"SLUICE_PORT", "-1"}, {"SLUICE_PORT", "99999999999"}}) {
+    ServeConfig c;
+    try {
+      apply_environment(c, env_of({{var, value}}));
+      ADD_FAILURE() << var << "=" << value << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), errc::invalid_argument);
+      EXPECT_NE(std::string(e.what()).find(var), std::string::npos) << e.what();
+    }
+  }
+  for (const char* bad : {"localhost:80", "not-an-address", "999.1.1.1"}) {
+    ServeConfig c;
+    try {
+      apply_environment(c, env_of({{"SLUICE_ADDRESS", bad}}));
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("SLUICE_ADDRESS"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(ServeConfig, TheDeadlineIsApartFromTheObjective) {
+  ServeConfig c;
+  EXPECT_DOUBLE_EQ(c.deadline_ms, 300000);  // the backend's own timeout
+  detail::apply(c, "slo_ms", 150);
+  EXPECT_DOUBLE_EQ(c.slo_ms, 150);
+  EXPECT_DOUBLE_EQ(c.deadline_ms, 300000);  // slo_ms no longer sets it
+  detail::apply(c, "deadline_ms", 0);      // none
+  EXPECT_DOUBLE_EQ(c.deadline_ms, 0);
+  EXPECT_THROW(detail::apply(c, "deadline_ms", -1), Error);
+  EXPECT_THROW(detail::apply(c, "slo_ms", 0), Error);
+}
+
+TEST(ServeConfig, TheServicesNetworkNamesAreReadAndUnknownOnesListTheKnown) {
+  const auto dir = std::filesystem::temp_directory_path() / ("sluice_serve_config_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto weights = (dir / "w.safetensors").string();
+  std::ofstream(weights) << "x";
+  ModelConfig m = detail::model_from_json({{"network", "resunet_advanced"}, {"weights", weights}});
+  EXPECT_EQ(m.network, "advanced_resunet");
+  EXPECT_EQ(m.name, "resunet_advanced");  // unnamed: the service's name
+  m = detail::model_from_json({{"name", "x"}, {"network", "advanced_resunet"}, {"weights", weights}});
+  EXPECT_EQ(m.network, "advanced_resunet");
+  EXPECT_EQ(m.name, "x");
+  try {
+    (void)detail::model_from_json({{"network", "unet_spherohq"}, {"weights", weights}});
+    ADD_FAILURE() << "unknown network accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("resunet_advanced"), std::string::npos) << e.what();
+  }
+  // Weights that are not a regular file are refused while reading the configuration.
+  EXPECT_THROW((void)detail::model_from_json({{"network", "hrnet"}, {"weights", dir.string()}}), Error);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace sluice::serve_app
