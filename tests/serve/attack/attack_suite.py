@@ -30,7 +30,8 @@ Attack classes (--only takes these names):
   batch        batch-segment with good and bad files -> per-file results in order
   metrics      random method tokens keep the method label bounded; images_total{outcome}
   bombs        decode bombs (PNG/TIFF/JPEG/BMP headers, WebP, GIF) -> fast 4xx, RSS growth <= 64 MiB
-  memory       16 x 40 MB uploads against --memory-budget-mib 128 -> 503 + Retry-After, RSS bound
+  memory       16 x 40 MB uploads against --memory-budget-mib 128 -> 503 + Retry-After, RSS bound;
+               again spooled to disk against --max-spool-mib 128
   connections  500 slowloris + 2000 idle sockets from 127.0.1.1-50 (one selector loop in a child
                process); a normal client from 127.0.0.1 still served; 200 idle from 127.0.0.9
   shutdown     SIGTERM with a stalled upload exits within 10 s; an in-flight request is answered
