@@ -349,18 +349,21 @@ TEST_F(ServerFixture, EveryStartedRequestIsCountedOnceAnsweredOrDropped) {
 }
 
 TEST_F(ServerFixture, ExpectContinueIsHonoured) {
+  limits.spool_threshold_bytes = 5;
   start();
-  Client c(port);
-  const std::string head = "POST /api/v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                           "Content-Length: 5\r\nExpect: 100-continue\r\n\r\n";
-  asio::write(c.stream, asio::buffer(head));
-  http::response_parser<http::empty_body> interim;
-  http::read_header(c.stream, c.buffer, interim);
-  EXPECT_EQ(interim.get().result(), http::status::continue_);
-  asio::write(c.stream, asio::buffer(std::string("hello")));
-  auto r = c.read();
-  EXPECT_EQ(r.result_int(), 200u) << r.body();
-  EXPECT_EQ(nlohmann::json::parse(r.body())["bytes"], 5);
+  for (const std::string body : {"hello", "hello, spooled"}) {  // in memory, then spooled
+    Client c(port);
+    const std::string head = "POST /api/v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                             "Content-Length: " + std::to_string(body.size()) + "\r\nExpect: 100-continue\r\n\r\n";
+    asio::write(c.stream, asio::buffer(head));
+    http::response_parser<http::empty_body> interim;
+    http::read_header(c.stream, c.buffer, interim);
+    EXPECT_EQ(interim.get().result(), http::status::continue_) << body;
+    asio::write(c.stream, asio::buffer(body));
+    auto r = c.read();
+    EXPECT_EQ(r.result_int(), 200u) << r.body();
+    EXPECT_EQ(nlohmann::json::parse(r.body())["bytes"], body.size());
+  }
 }
 
 TEST_F(ServerFixture, ShutdownFinishesInFlightRequestsAndClosesIdleOnes) {

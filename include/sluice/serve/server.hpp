@@ -242,7 +242,6 @@ class Server : public std::enable_shared_from_this<Server> {
       if (ec == http::error::body_limit) return reject(too_large());
       if (ec) return reject(ApiError::bad_request(std::string("malformed HTTP request: ") + ec.message()));
       set_phase(Phase::body);
-      const auto& req = parser_->get();
       if (const auto len = parser_->content_length(); len && *len > server_->limits_.max_body_bytes)
         return reject(too_large());
       // The body's bytes count against the memory budget (or, spooled, the spool budget) from
@@ -260,8 +259,10 @@ class Server : public std::enable_shared_from_this<Server> {
                                  server_->api_->retry_after_s()});
       }
       stream_.expires_after(closing_ ? server_->limits_.shutdown_grace : server_->limits_.body_timeout);
-      if (beast::iequals(req[http::field::expect], "100-continue")) {
-        auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
+      // From the parser that holds the header now (a spooled body's took it from parser_).
+      const auto& header = request_header();
+      if (beast::iequals(header[http::field::expect], "100-continue")) {
+        auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, header.version());
         http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
           if (ec) return self->abort("client_closed");
           self->read_body();
@@ -282,9 +283,9 @@ class Server : public std::enable_shared_from_this<Server> {
       beast::file file;
       try {
         file.native_handle(open_spool_file(server_->limits_.spool_dir));
-      } catch (const std::exception& e) {
+      } catch (const std::exception&) {
         spool_lease_.release();
-        return ApiError{503, "spool_unavailable", e.what(), server_->api_->retry_after_s()};
+        return spool_unavailable();
       }
       file_parser_.emplace(std::move(*parser_));  // Beast: a parser that read only the header converts
       file_parser_->body_limit(server_->limits_.max_body_bytes);
@@ -292,9 +293,16 @@ class Server : public std::enable_shared_from_this<Server> {
       file_parser_->get().body().reset(std::move(file), ec);
       if (ec) {
         spool_lease_.release();
-        return ApiError{503, "spool_unavailable", ec.message(), server_->api_->retry_after_s()};
+        return spool_unavailable();
       }
       return std::nullopt;
+    }
+
+    /// The spool directory cannot take the body (full disk, missing directory): not the client's
+    /// fault, and not named to it.
+    ApiError spool_unavailable() const {
+      return ApiError{503, "spool_unavailable", "the server cannot store this request body now; retry later",
+                      server_->api_->retry_after_s()};
     }
 
     void read_body() {
@@ -337,8 +345,8 @@ class Server : public std::enable_shared_from_this<Server> {
       std::pair<HttpRequest, std::shared_ptr<const SpooledBody>> spooled;
       try {
         spooled = take_spooled();
-      } catch (const std::exception& e) {
-        return reject(ApiError{503, "spool_unavailable", e.what(), server_->api_->retry_after_s()});
+      } catch (const std::exception&) {
+        return reject(spool_unavailable());
       }
       file_parser_.reset();
       server_->api_->handle(std::move(spooled.first), {}, std::move(respond), std::move(spooled.second));
