@@ -503,7 +503,7 @@ def test_graceful_shutdown(binary, model, images, work):
 
 
 def test_large_inputs(binary, model, work):
-    """With the default limits: a batch of five ~16 MiB files (an 80 MiB body, spooled to disk) and a
+    """With the default body and pixel limits: a batch of five ~16 MiB files (an 80 MiB body, spooled to disk) and a
     180 Mpx JPEG (decoded reduced) are answered 200; the JPEG's polygons are in its original size."""
     import cv2
     import numpy as np
@@ -522,7 +522,9 @@ def test_large_inputs(binary, model, work):
     huge = os.path.join(work, "huge.jpg")
     cv2.imwrite(huge, cv2.resize(sample, (15000, 12000), interpolation=cv2.INTER_LINEAR),
                 [cv2.IMWRITE_JPEG_QUALITY, 80])
-    s = Server(binary, model, "--spool-dir", spool, log_dir=work)
+    # Default body and pixel limits. --max-decode-mib 64 is below the JPEG's full decode (180 MB):
+    # only a reduced decode gets it through.
+    s = Server(binary, model, "--spool-dir", spool, "--max-decode-mib", "64", log_dir=work)
     try:
         args = []
         for p in paths:
