@@ -84,7 +84,11 @@ const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
                            (default 1); requests take turns image by image
   --memory-budget-mib N    request bytes held at once: bodies and decoded images (default: a quarter
                            of the machine's or the container's memory, at most 4096); past it: 503
-  --max-decode-mib N       the most memory one image's decode may take, from its header (default 512)
+  --max-decode-mib N       the most memory one image's decode may take, from its header (default 1024)
+  --spool-dir DIR          where bodies above the spool threshold are written, unlinked (default
+                           $TMPDIR, else /tmp)
+  --spool-threshold-mib N  bodies above it (and chunked ones) are spooled to disk (default 8)
+  --max-spool-mib N        spooled body bytes at once, on disk (default 2048; 0: never spool); past it: 503
   --max-connections N      open connections (default 256); at the cap the connection waiting
                            longest for its request header is closed to make room
   --max-connections-per-peer N  open connections per client address (default 64)
@@ -193,7 +197,7 @@ ServeConfig parse_args(int argc, char** argv) {
     }
     nlohmann::json value;
     const bool text = key == "address" || key == "default_model" || key == "batch_sizes" || key == "controller" ||
-                      key == "backend" || key == "precision" || key == "batch_split";
+                      key == "backend" || key == "precision" || key == "batch_split" || key == "spool_dir";
     if (text) {
       value = v;
     } else {
@@ -226,9 +230,13 @@ ServeConfig parse_args(int argc, char** argv) {
   }
   c.server.validate();
   c.api.validate();
-  if (c.server.max_body_bytes > c.api.memory_budget_bytes)
-    throw Error(errc::invalid_argument, "max_body_bytes (" + std::to_string(c.server.max_body_bytes) +
-                                            ") is larger than the memory budget (" +
+  // The largest body held in memory: spooled ones are on disk.
+  const std::size_t in_memory = c.server.max_spool_bytes > 0
+                                    ? std::min(c.server.max_body_bytes, c.server.spool_threshold_bytes)
+                                    : c.server.max_body_bytes;
+  if (in_memory > c.api.memory_budget_bytes)
+    throw Error(errc::invalid_argument, "bodies held in memory (up to " + std::to_string(in_memory) +
+                                            " bytes) can be larger than the memory budget (" +
                                             std::to_string(c.api.memory_budget_bytes) + " bytes)");
   return c;
 }

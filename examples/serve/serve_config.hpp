@@ -60,10 +60,11 @@ struct ServeConfig {
   std::size_t io_threads = 2;       ///< threads running the io_context
   std::size_t warmup_runs = 2;      ///< warm-up runs per batch size before serving (0: none)
   std::size_t decode_threads = 1;   ///< threads decoding uploads before they are queued (shared by the models)
-  /// The most one image's decode may allocate: 512 MiB takes an 8-bit RGBA image at the pixel limit
-  /// (64 Mpx x 4 bytes = 256 MiB, twice with an EXIF rotation) and refuses a 16-bit RGBA one (1 GiB
-  /// with its float copy), which a 1 KB compressed file can declare.
-  std::size_t max_decode_bytes = std::size_t{512} << 20;
+  /// The most one image's decode may allocate: 1 GiB takes an 8-bit RGB PNG or TIFF at the pixel
+  /// limit (200 Mpx x 3 bytes = 600 MB; a large JPEG decodes reduced, far below) and refuses a
+  /// 16-bit RGBA one of 45 Mpx or more (24 bytes a pixel with its float copy), which a 1 KB
+  /// compressed file can declare.
+  std::size_t max_decode_bytes = std::size_t{1} << 30;
   serve::ServerLimits server;
   serve::ApiLimits api;
 };
@@ -206,6 +207,9 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
 
   else if (key == "warmup_runs") c.warmup_runs = size();
   else if (key == "max_body_bytes") c.server.max_body_bytes = size();
+  else if (key == "spool_dir") c.server.spool_dir = v.get<std::string>();
+  else if (key == "max_spool_mib") c.server.max_spool_bytes = size() << 20;
+  else if (key == "spool_threshold_mib") c.server.spool_threshold_bytes = size() << 20;
   else if (key == "max_header_bytes") c.server.max_header_bytes = size();
   else if (key == "max_connections") c.server.max_connections = size();
   else if (key == "header_timeout_ms") c.server.header_timeout = ms(number(), key);

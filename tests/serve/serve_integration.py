@@ -555,6 +555,51 @@ def test_graceful_shutdown(binary, model, images, work):
     check(curl(s.url + "/api/v1/health", max_time=5).status == 0, "SIGTERM: no longer accepting")
 
 
+def test_large_inputs(binary, model, work):
+    """With the default body and pixel limits: a batch of five ~16 MiB files (an 80 MiB body, spooled to disk) and a
+    180 Mpx JPEG (decoded reduced) are answered 200; the JPEG's polygons are in its original size."""
+    import cv2
+    import numpy as np
+    sys.path.insert(0, os.path.join(ROOT, "tools", "demo"))
+    import make_data
+
+    spool = os.path.join(work, "spool")
+    os.makedirs(spool, exist_ok=True)
+    rng = np.random.default_rng(7)
+    paths = []
+    for i in range(5):  # noise does not compress: ~16.5 MiB each
+        p = os.path.join(work, "noise%d.png" % i)
+        cv2.imwrite(p, rng.integers(0, 256, (2350, 2450, 3), dtype=np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 0])
+        paths.append(p)
+    sample, _ = make_data.make_sample(rng, height=120, width=150)
+    huge = os.path.join(work, "huge.jpg")
+    cv2.imwrite(huge, cv2.resize(sample, (15000, 12000), interpolation=cv2.INTER_LINEAR),
+                [cv2.IMWRITE_JPEG_QUALITY, 80])
+    # Default body and pixel limits. --max-decode-mib 64 is below the JPEG's full decode (180 MB):
+    # only a reduced decode gets it through.
+    s = Server(binary, model, "--spool-dir", spool, "--max-decode-mib", "64", log_dir=work)
+    try:
+        args = []
+        for p in paths:
+            args += ["-F", "files=@%s" % p]
+        r = curl(s.url + "/api/v1/batch-segment", *args, max_time=120)
+        body = r.json() or {}
+        check(r.status == 200 and [x.get("success") for x in body.get("results", [])] == [True] * 5,
+              "5 x ~16 MiB batch (%d bytes): 200, every file segmented (%s)"
+              % (sum(os.path.getsize(p) for p in paths), r.status))
+        r = segment(s, huge, max_time=120)
+        j = r.json() or {}
+        size = j.get("image_size", {})
+        check(r.status == 200 and size == {"width": 15000, "height": 12000},
+              "180 Mpx JPEG: 200 in its original size (%s, %s)" % (r.status, size))
+        xs = [pt["x"] for poly in j.get("polygons", []) for pt in poly.get("points", [])]
+        check(bool(xs) and max(xs) > 2000 and max(xs) <= 15000,
+              "180 Mpx JPEG: polygons scaled back to the original size (max x %s)" % (max(xs) if xs else None))
+        check(os.listdir(spool) == [], "nothing is left in the spool directory")
+    finally:
+        check(s.stop() == 0, "large inputs: server exits 0 on SIGTERM")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
@@ -578,6 +623,7 @@ def main():
         test_errors(s, images, work)
     finally:
         check(s.stop() == 0, "server exits 0 on SIGTERM")
+    test_large_inputs(a.server, a.model, work)
     test_concurrent_batching(a.server, a.model, images, work)
     test_timeouts_and_connection_cap(a.server, a.model, work)
     test_bad_settings(a.server, a.model)

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <sstream>
 #include <thread>
@@ -348,18 +349,21 @@ TEST_F(ServerFixture, EveryStartedRequestIsCountedOnceAnsweredOrDropped) {
 }
 
 TEST_F(ServerFixture, ExpectContinueIsHonoured) {
+  limits.spool_threshold_bytes = 5;
   start();
-  Client c(port);
-  const std::string head = "POST /api/v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                           "Content-Length: 5\r\nExpect: 100-continue\r\n\r\n";
-  asio::write(c.stream, asio::buffer(head));
-  http::response_parser<http::empty_body> interim;
-  http::read_header(c.stream, c.buffer, interim);
-  EXPECT_EQ(interim.get().result(), http::status::continue_);
-  asio::write(c.stream, asio::buffer(std::string("hello")));
-  auto r = c.read();
-  EXPECT_EQ(r.result_int(), 200u) << r.body();
-  EXPECT_EQ(nlohmann::json::parse(r.body())["bytes"], 5);
+  for (const std::string body : {"hello", "hello, spooled"}) {  // in memory, then spooled
+    Client c(port);
+    const std::string head = "POST /api/v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                             "Content-Length: " + std::to_string(body.size()) + "\r\nExpect: 100-continue\r\n\r\n";
+    asio::write(c.stream, asio::buffer(head));
+    http::response_parser<http::empty_body> interim;
+    http::read_header(c.stream, c.buffer, interim);
+    EXPECT_EQ(interim.get().result(), http::status::continue_) << body;
+    asio::write(c.stream, asio::buffer(body));
+    auto r = c.read();
+    EXPECT_EQ(r.result_int(), 200u) << r.body();
+    EXPECT_EQ(nlohmann::json::parse(r.body())["bytes"], body.size());
+  }
 }
 
 TEST_F(ServerFixture, ShutdownFinishesInFlightRequestsAndClosesIdleOnes) {
@@ -393,3 +397,113 @@ TEST_F(ServerFixture, ShutdownFinishesInFlightRequestsAndClosesIdleOnes) {
 }
 
 }  // namespace
+
+namespace {
+
+/// Descriptors of this process open on a file in `dir` (a spooled body has no name but its directory).
+int open_in(const std::string& dir) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (!ec && target.rfind(dir + "/", 0) == 0) ++n;
+  }
+  return n;
+}
+
+std::string fresh_dir(const char* name) {
+  const auto dir = std::filesystem::temp_directory_path() / (std::string(name) + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return std::filesystem::canonical(dir).string();
+}
+
+}  // namespace
+
+TEST_F(ServerFixture, BodiesAboveTheSpoolThresholdAreSpooledAndAnsweredAsInMemory) {
+  limits.spool_threshold_bytes = 1000;
+  limits.spool_dir = fresh_dir("sluice-spool-test");
+  start();
+  ServerLimits in_memory = limits;  // the same server, never spooling
+  in_memory.max_spool_bytes = 0;
+  auto plain = std::make_shared<Server>(ioc.get_executor(), in_memory, api);
+  const auto plain_port = plain->listen("127.0.0.1", 0).port();
+
+  std::string image(200'000, '\0');
+  for (std::size_t i = 0; i < image.size(); ++i) image[i] = static_cast<char>((i * 7919) >> 3);
+  const std::string body = "--XX\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n\r\n" + image +
+                           "\r\n--XX\r\nContent-Disposition: form-data; name=\"files\"; filename=\"b.png\"\r\n\r\n" +
+                           image.substr(1000) + "\r\n--XX--\r\n";
+  auto batch = [&](unsigned short p) {
+    http::request<http::string_body> r{http::verb::post, "/api/v1/batch-segment", 11};
+    r.set(http::field::content_type, "multipart/form-data; boundary=XX");
+    r.body() = body;
+    Client c(p);
+    auto res = c.call(std::move(r));
+    EXPECT_EQ(res.result_int(), 200u) << res.body();
+    auto j = nlohmann::json::parse(res.body());
+    nlohmann::json results = j["results"];
+    for (auto& x : results) x.erase("processing_time");
+    return results;
+  };
+  const auto spooled = batch(port);
+  const auto held = batch(plain_port);
+  EXPECT_EQ(spooled, held);
+  EXPECT_EQ(spooled.size(), 2u);
+  // A raw image body, spooled: the same answer as in memory.
+  {
+    Client a(port), b(plain_port);
+    EXPECT_EQ(nlohmann::json::parse(a.call(post_image(image)).body())["checksum"],
+              nlohmann::json::parse(b.call(post_image(image)).body())["checksum"]);
+  }
+  model->join();
+  EXPECT_EQ(server->spool().in_use(), 0u);
+  EXPECT_EQ(plain->spool().in_use(), 0u);
+  EXPECT_EQ(api->memory()->in_use(), 0u);
+  EXPECT_EQ(open_in(limits.spool_dir), 0);
+  EXPECT_TRUE(std::filesystem::is_empty(limits.spool_dir));  // unlinked from the start
+  std::promise<void> done;
+  plain->shutdown([&] { done.set_value(); });
+  done.get_future().wait_for(10s);
+  std::filesystem::remove_all(limits.spool_dir);
+}
+
+TEST_F(ServerFixture, ATruncatedSpooledUploadIsDroppedAndItsSpoolReleased) {
+  limits.spool_threshold_bytes = 1000;
+  limits.spool_dir = fresh_dir("sluice-spool-cut");
+  start();
+  {
+    Client c(port);
+    asio::write(c.stream, asio::buffer("POST /api/v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                                       "Content-Length: 100000\r\n\r\n" + std::string(5000, 'z')));
+    for (int i = 0; i < 500 && open_in(limits.spool_dir) == 0; ++i) std::this_thread::sleep_for(2ms);
+    EXPECT_EQ(open_in(limits.spool_dir), 1);  // the body is being spooled
+    EXPECT_EQ(server->spool().in_use(), 100000u);
+    EXPECT_TRUE(std::filesystem::is_empty(limits.spool_dir));
+  }  // the client goes away mid-body
+  for (int i = 0; i < 1000 && (server->spool().in_use() != 0 || open_in(limits.spool_dir) != 0); ++i)
+    std::this_thread::sleep_for(2ms);
+  EXPECT_EQ(server->spool().in_use(), 0u);
+  EXPECT_EQ(open_in(limits.spool_dir), 0);
+  EXPECT_EQ(api->memory()->in_use(), 0u);
+  EXPECT_EQ(model->jobs.load(), 0);
+  std::filesystem::remove_all(limits.spool_dir);
+}
+
+TEST_F(ServerFixture, SpooledBodiesPastTheSpoolBudgetGet503) {
+  limits.spool_threshold_bytes = 1000;
+  limits.max_spool_bytes = 5000;
+  limits.max_body_bytes = 5000;
+  start();
+  Client holder(port);  // reserves 4000 of the 5000
+  asio::write(holder.stream, asio::buffer(std::string("POST /api/v1/segment HTTP/1.1\r\nHost: x\r\n"
+                                                      "Content-Type: image/png\r\nContent-Length: 4000\r\n\r\n01")));
+  for (int i = 0; i < 500 && server->spool().in_use() == 0; ++i) std::this_thread::sleep_for(2ms);
+  Client c(port);
+  auto r = c.raw("POST /api/v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 2000\r\n\r\n");
+  EXPECT_EQ(r.result_int(), 503u);
+  EXPECT_EQ(r[http::field::retry_after], "1");
+  EXPECT_EQ(nlohmann::json::parse(r.body())["error"], "spool_budget_exhausted");
+  asio::write(holder.stream, asio::buffer(std::string(3998, 'y')));
+  EXPECT_EQ(holder.read().result_int(), 200u);
+}

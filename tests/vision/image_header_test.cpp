@@ -9,10 +9,12 @@
 #include <vector>
 
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "support/image_test_support.hpp"
 #include "sluice/vision/decode.hpp"
 #include "sluice/vision/image_header.hpp"
+#include "sluice/vision/preprocess.hpp"
 
 namespace sv = sluice::vision;
 
@@ -353,4 +355,97 @@ TEST(Orientation, SizeLimitsApplyToTheUprightImage) {
   const std::string why = inspect_error(turned, {.min_side = 10});
   EXPECT_TRUE(has(why, "8 x 40")) << why;
   EXPECT_EQ(sv::decode_image(turned).size(), cv::Size(8, 40));
+}
+
+namespace {
+
+/// A bright disk on a dark gradient: smooth, so a reduced decode and a full one then shrunk agree.
+cv::Mat spheroid(int rows, int cols) {
+  cv::Mat m(rows, cols, CV_8UC3);
+  for (int y = 0; y < rows; ++y)
+    for (int x = 0; x < cols; ++x)
+      m.at<cv::Vec3b>(y, x) = cv::Vec3b(static_cast<uchar>(20 + 40 * x / cols), static_cast<uchar>(30 + 30 * y / rows), 40);
+  cv::circle(m, {cols / 3, rows / 2}, rows / 4, cv::Scalar(200, 210, 220), cv::FILLED, cv::LINE_AA);
+  return m;
+}
+
+}  // namespace
+
+TEST(ReducedDecode, ALargeJpegDecodesReducedUprightAndKnowsItsOriginalSize) {
+  const auto plain = encode(spheroid(600, 800), ".jpg", {cv::IMWRITE_JPEG_QUALITY, 95});
+  sv::DecodeOptions opts;
+  opts.min_output = cv::Size(100, 150);  // upright width x height the network needs
+  for (int o = 1; o <= 8; ++o) {
+    const auto bytes = with_exif_orientation(plain, o, false);
+    const bool transposed = o >= 5;
+    const sv::ImageHeader h = sv::inspect_image(bytes, opts);
+    // Upright 800 x 600 (or 600 x 800): 1/4 keeps both sides >= 100 x 150, 1/8 would not.
+    const int expected = 4;
+    EXPECT_EQ(h.reduction, expected) << o;
+    EXPECT_EQ(h.decode_bytes, sv::decode_cost(h, expected));
+    EXPECT_LT(h.decode_bytes, sv::read_image_header(bytes).decode_bytes / 10);
+    const sv::DecodedImage d = sv::decode_image(bytes, opts);
+    EXPECT_EQ(d.original, cv::Size(transposed ? 600 : 800, transposed ? 800 : 600)) << o;
+    EXPECT_EQ(d.size(), cv::Size(transposed ? 150 : 200, transposed ? 200 : 150)) << o;
+    // Exactly OpenCV's reduced decode of the stored pixels, turned like a viewer.
+    const cv::Mat stored = cv::imdecode(plain, cv::IMREAD_REDUCED_COLOR_4 | cv::IMREAD_IGNORE_ORIENTATION);
+    expect_upright(stored, d.pixels, o, "reduced jpeg orientation " + std::to_string(o));
+    // What the network sees: the same as a full decode shrunk, and the same bright region.
+    const sv::DecodedImage full = sv::decode_image(bytes);
+    EXPECT_EQ(full.original, d.original);
+    sv::PreprocessOptions net;
+    net.input_width = 96;
+    net.input_height = 96;
+    const cv::Mat a = sv::resize_to_input(d, net).pixels, b = sv::resize_to_input(full, net).pixels;
+    cv::Mat diff;
+    cv::absdiff(a, b, diff);
+    EXPECT_LT(cv::mean(diff)[0], 2.0) << o;
+    cv::Mat ga, gb, ma, mb;
+    cv::cvtColor(a, ga, cv::COLOR_BGR2GRAY);
+    cv::cvtColor(b, gb, cv::COLOR_BGR2GRAY);
+    cv::threshold(ga, ma, 120, 255, cv::THRESH_BINARY);
+    cv::threshold(gb, mb, 120, 255, cv::THRESH_BINARY);
+    cv::Mat both, either;
+    cv::bitwise_and(ma, mb, both);
+    cv::bitwise_or(ma, mb, either);
+    EXPECT_GT(static_cast<double>(cv::countNonZero(both)) / cv::countNonZero(either), 0.97) << o;
+  }
+}
+
+TEST(ReducedDecode, TheLargestReductionThatKeepsTheInputSizeIsChosen) {
+  const auto jpg = encode(spheroid(1000, 1700), ".jpg");
+  auto reduction = [&](int w, int h) {
+    sv::DecodeOptions opts;
+    opts.min_output = cv::Size(w, h);
+    return sv::inspect_image(jpg, opts).reduction;
+  };
+  EXPECT_EQ(reduction(0, 0), 1);        // no size asked for: full size
+  EXPECT_EQ(reduction(1024, 1024), 1);  // 1/2 would be 850 x 500
+  EXPECT_EQ(reduction(850, 500), 2);
+  EXPECT_EQ(reduction(425, 250), 4);
+  EXPECT_EQ(reduction(213, 125), 8);    // libjpeg rounds up: 1700 / 8 -> 213
+  EXPECT_EQ(reduction(214, 125), 4);
+  // Gray JPEGs decode reduced and gray.
+  cv::Mat gray;
+  cv::cvtColor(spheroid(400, 400), gray, cv::COLOR_BGR2GRAY);
+  sv::DecodeOptions opts;
+  opts.min_output = cv::Size(100, 100);
+  const sv::DecodedImage g = sv::decode_image(encode(gray, ".jpg"), opts);
+  EXPECT_EQ(g.pixels.channels(), 1);
+  EXPECT_EQ(g.size(), cv::Size(100, 100));
+  EXPECT_EQ(g.original, cv::Size(400, 400));
+}
+
+TEST(ReducedDecode, FormatsWithoutScaleOnDecodeDecodeWhole) {
+  sv::DecodeOptions opts;
+  opts.min_output = cv::Size(50, 50);
+  for (const std::string ext : {".png", ".tif", ".bmp"}) {
+    const auto bytes = encode(spheroid(400, 600), ext);
+    const sv::ImageHeader h = sv::inspect_image(bytes, opts);
+    EXPECT_EQ(h.reduction, 1) << ext;
+    EXPECT_EQ(h.decode_bytes, sv::read_image_header(bytes).decode_bytes) << ext;
+    const sv::DecodedImage d = sv::decode_image(bytes, opts);
+    EXPECT_EQ(d.size(), cv::Size(600, 400)) << ext;
+    EXPECT_EQ(d.original, cv::Size(600, 400)) << ext;
+  }
 }

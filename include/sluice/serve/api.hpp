@@ -37,6 +37,7 @@
 #include "sluice/serve/header_params.hpp"
 #include "sluice/serve/http_metrics.hpp"
 #include "sluice/serve/memory_budget.hpp"
+#include "sluice/serve/spooled_body.hpp"
 #include "sluice/serve/metrics_api.hpp"
 #include "sluice/serve/model_service.hpp"
 #include "sluice/serve/multipart.hpp"
@@ -52,7 +53,7 @@ using HttpRequest = http::request<http::string_body>;
 using HttpResponse = http::response<http::string_body>;
 
 struct ApiLimits {
-  std::uint64_t max_pixels = 64ull * 1024 * 1024;  ///< per image, read from its header before decoding
+  std::uint64_t max_pixels = 200'000'000;  ///< per image, read from its header before decoding
   std::size_t max_files = 256;                     ///< per batch-segment request
   /// Deadline of each image in the Batcher; zero: none.
   Duration request_timeout = std::chrono::seconds(60);
@@ -160,18 +161,23 @@ class Api {
   }
 
   /// A request and the memory lease of its body, kept alive together while its images are in use.
+  /// A large body is not in `http` but spooled to disk (server.hpp).
   struct HeldRequest {
     HttpRequest http;
     MemoryBudget::Lease lease;
+    std::shared_ptr<const SpooledBody> spooled;
+    std::string_view body() const { return spooled ? spooled->view() : std::string_view(http.body()); }
   };
 
   void handle(HttpRequest req, Respond respond) { handle(std::move(req), {}, std::move(respond)); }
 
   /// Answers `req` by calling `respond` exactly once (maybe on another thread, later). `body_lease`
   /// holds the body's bytes in the memory budget; it is released with the body.
-  void handle(HttpRequest req, MemoryBudget::Lease body_lease, Respond respond) {
+  /// `spooled`, when given, is the body (`req`'s own is then empty).
+  void handle(HttpRequest req, MemoryBudget::Lease body_lease, Respond respond,
+              std::shared_ptr<const SpooledBody> spooled = nullptr) {
     const TimePoint start = Clock::now();
-    auto held = std::make_shared<HeldRequest>(HeldRequest{std::move(req), std::move(body_lease)});
+    auto held = std::make_shared<HeldRequest>(HeldRequest{std::move(req), std::move(body_lease), std::move(spooled)});
     const HttpRequest& r = held->http;
     if (r.method() == http::verb::head) {  // HEAD: GET's answer without its body
       respond = [inner = std::move(respond)](HttpResponse res) {
@@ -414,7 +420,7 @@ class Api {
     auto run = [this, held, work](const Respond& answer) {
       const HttpRequest& req = held->http;
       try {
-        answer(json_response(req, 200, work(req.body(), limits_.polygons)));
+        answer(json_response(req, 200, work(held->body(), limits_.polygons)));
       } catch (const ApiError& e) {
         answer(error_response(req, e));
       } catch (const std::exception& e) {
@@ -440,7 +446,8 @@ class Api {
 
   /// Reads options and files from multipart/form-data (file field `file_field`) or from a raw
   /// image/* body with options in the query string.
-  Upload read_upload(const HttpRequest& req, const Target& target, std::string_view file_field) const {
+  Upload read_upload(const HeldRequest& held, const Target& target, std::string_view file_field) const {
+    const HttpRequest& req = held.http;
     Upload up;
     for (const auto& [k, v] : target.query)
       if (k != "filename" && !apply_option(up.options, k, v))
@@ -460,7 +467,7 @@ class Api {
       std::string name = "upload";
       for (const auto& [k, v] : target.query)
         if (k == "filename") name = clip_utf8(v, 255);
-      up.files.emplace_back(name, std::string_view(req.body()));
+      up.files.emplace_back(name, held.body());
       return up;
     }
     if (ct.value != "multipart/form-data")
@@ -468,7 +475,7 @@ class Api {
                      "Content-Type must be multipart/form-data or image/*, got " + ct.value, std::nullopt};
     const std::string boundary = multipart_boundary(content_type);
     MultipartLimits ml = limits_.multipart;
-    const auto parts = parse_multipart(req.body(), boundary, ml);
+    const auto parts = parse_multipart(held.body(), boundary, ml);
     for (const auto& part : parts) {
       if (part.name == file_field) {
         if (!part.filename)
@@ -551,7 +558,7 @@ class Api {
   /// `respond` is moved from only once the request is accepted: errors thrown before reach handle().
   void segment(const std::shared_ptr<HeldRequest>& held, const Target& target, TimePoint start, Respond& respond) {
     const HttpRequest& req = held->http;
-    const Upload up = read_upload(req, target, "file");
+    const Upload up = read_upload(*held, target, "file");
     if (up.files.empty()) throw ApiError::bad_request("missing field 'file'");
     if (up.files.size() > 1) throw ApiError::bad_request("send one 'file' (use /api/v1/batch-segment for several)");
     const auto model = find_model(up.options);
@@ -587,7 +594,7 @@ class Api {
   void batch_segment(const std::shared_ptr<HeldRequest>& held, const Target& target, TimePoint start,
                      Respond& respond) {
     const HttpRequest& req = held->http;
-    const Upload up = read_upload(req, target, "files");
+    const Upload up = read_upload(*held, target, "files");
     if (up.files.empty()) throw ApiError::bad_request("missing field 'files'");
     if (up.files.size() > limits_.max_files)
       throw ApiError{413, "too_many_files",

@@ -3,8 +3,8 @@
 // vision::SegmentRequest submitted to the Batcher (so concurrent clients share batches), and turns
 // the SegmentResponse back into the result JSON. With a Decoding stage, a request's images are
 // decoded before they are queued, on a shared FairPool (requests take turns, so one client's huge
-// images cannot stall the others), resized to the network's input at once, and held in the memory
-// budget while they wait. Completions run on the Batcher's executor, the server's io_context.
+// images cannot stall the others; a large JPEG decoded reduced, vision/decode.hpp), resized to the
+// network's input at once, and held in the memory budget while they wait. Completions run on the Batcher's executor, the server's io_context.
 #pragma once
 
 #include <algorithm>
@@ -202,8 +202,11 @@ class BatcherService final : public ModelService {
     try {
       const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(job.image.data()), job.image.size());
       const auto& config = model_->config();
-      // The header alone says what decoding costs; what it cannot read is refused here.
-      const auto cost = static_cast<std::size_t>(vision::inspect_image(bytes, config.decode).decode_bytes);
+      // The network sees its input size: a large JPEG decodes reduced to no less than that.
+      vision::DecodeOptions decode = config.decode;
+      decode.min_output = cv::Size(config.preprocess.input_width, config.preprocess.input_height);
+      // The header alone says what decoding costs (at that reduction); what it cannot read is refused here.
+      const auto cost = static_cast<std::size_t>(vision::inspect_image(bytes, decode).decode_bytes);
       auto lease = MemoryBudget::try_acquire(decoding_.memory, cost);
       if (!lease && cost > decoding_.memory->limit()) {
         fail(errc::invalid_argument, "the image needs " + std::to_string(cost) +
@@ -213,8 +216,8 @@ class BatcherService final : public ModelService {
         fail(errc::out_of_memory, "the server's memory budget cannot hold this image's " + std::to_string(cost) +
                                       " bytes of pixels now; retry later");
       } else {
-        vision::DecodedImage full = vision::decode_image(bytes, config.decode);
-        const cv::Size original = full.size();
+        vision::DecodedImage full = vision::decode_image(bytes, decode);
+        const cv::Size original = full.original;  // polygons scale back to this, not the reduced size
         auto small = std::make_shared<const vision::DecodedImage>(vision::resize_to_input(full, config.preprocess));
         full = {};
         lease.shrink_to(small->pixels.total() * small->pixels.elemSize());

@@ -1,5 +1,6 @@
 // sluice/serve/memory_budget.hpp: one budget for the bytes that requests hold in the server at once
-// -- bodies while they are read and parsed, images while they are decoded and queued. A request
+// -- bodies held in memory while they are read and parsed, images while they are decoded and
+// queued (the server keeps a second one for bodies spooled to disk, spooled_body.hpp). A request
 // takes a Lease before it holds the bytes; when the budget has no room it is refused (503) instead
 // of growing the process until the kernel kills it. Leases give their bytes back when destroyed.
 #pragma once

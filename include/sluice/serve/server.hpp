@@ -6,7 +6,9 @@
 // peer address; at a cap a new connection takes the place of the one (of all, or of its peer's) that
 // has waited longest for its header (idle keep-alive, slowloris), and header deadlines shorten while
 // the table is nearly full. Bodies are admitted against the Api's memory budget before they are
-// read (503 when full). What a request means is the Api's business (api.hpp).
+// read (503 when full); a body above the spool threshold (or chunked) is instead written to an
+// unlinked temporary file, mapped and admitted against the spool budget (spooled_body.hpp). What a
+// request means is the Api's business (api.hpp).
 #pragma once
 
 #include <array>
@@ -19,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -30,11 +33,13 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/http/file_body.hpp>
 
 #include "sluice/core/clock.hpp"
 #include "sluice/core/error.hpp"
 #include "sluice/serve/api.hpp"
 #include "sluice/serve/memory_budget.hpp"
+#include "sluice/serve/spooled_body.hpp"
 
 namespace sluice::serve {
 
@@ -42,7 +47,12 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 
 struct ServerLimits {
-  std::size_t max_body_bytes = 64ull * 1024 * 1024;  ///< larger bodies: 413
+  std::size_t max_body_bytes = 256ull * 1024 * 1024;  ///< larger bodies: 413
+  /// Bodies larger than this, and chunked ones, are spooled to disk instead of held in memory.
+  std::size_t spool_threshold_bytes = 8ull * 1024 * 1024;
+  /// Spooled body bytes at once (disk, not the memory budget); past it: 503. 0: never spool.
+  std::size_t max_spool_bytes = 2ull * 1024 * 1024 * 1024;
+  std::string spool_dir;  ///< where spooled bodies go; empty: $TMPDIR, else /tmp
   std::size_t max_header_bytes = 16 * 1024;          ///< larger headers: 431
   /// Open connections. At the cap, the connection waiting longest for a header is closed to make
   /// room; when none is waiting (all are busy), the new one gets 503 and is closed.
@@ -65,6 +75,8 @@ struct ServerLimits {
       if (!ok) throw Error(errc::invalid_argument, std::string(what) + " must be positive");
     };
     positive(max_body_bytes > 0, "max_body_bytes");
+    if (max_spool_bytes > 0 && max_spool_bytes < max_body_bytes && spool_threshold_bytes < max_body_bytes)
+      throw Error(errc::invalid_argument, "max_spool_bytes must hold a body of max_body_bytes");
     positive(max_header_bytes > 0, "max_header_bytes");
     positive(max_connections > 0, "max_connections");
     positive(max_connections_per_peer > 0, "max_connections_per_peer");
@@ -78,10 +90,15 @@ struct ServerLimits {
 class Server : public std::enable_shared_from_this<Server> {
  public:
   Server(asio::any_io_executor executor, ServerLimits limits, std::shared_ptr<Api> api)
-      : executor_(std::move(executor)), limits_(limits), api_(std::move(api)),
-        acceptor_(asio::make_strand(executor_)), drain_timer_(acceptor_.get_executor()) {
+      : executor_(std::move(executor)), limits_(std::move(limits)), api_(std::move(api)),
+        acceptor_(asio::make_strand(executor_)), drain_timer_(acceptor_.get_executor()),
+        spool_(std::make_shared<MemoryBudget>(limits_.max_spool_bytes)) {
     limits_.validate();
+    if (limits_.spool_dir.empty()) limits_.spool_dir = default_spool_dir();
   }
+
+  /// The bytes of spooled bodies held now, of limits.max_spool_bytes.
+  const MemoryBudget& spool() const { return *spool_; }
 
   /// Binds and starts accepting; returns the bound endpoint (port 0 picks a free port).
   asio::ip::tcp::endpoint listen(const std::string& address, unsigned short port) {
@@ -179,6 +196,11 @@ class Server : public std::enable_shared_from_this<Server> {
    private:
     enum class Phase { header, body, handling, writing };
 
+    const http::request_header<>& request_header() const {
+      return file_parser_ ? static_cast<const http::request_header<>&>(file_parser_->get())
+                          : static_cast<const http::request_header<>&>(parser_->get());
+    }
+
     void set_phase(Phase p) {
       phase_ = p;
       header_wait_since_.store(p == Phase::header ? Clock::now().time_since_epoch().count() : 0,
@@ -187,6 +209,7 @@ class Server : public std::enable_shared_from_this<Server> {
 
     void read_header() {
       if (closing_ || server_->stopping()) return close();
+      file_parser_.reset();
       parser_.emplace();
       configure_parser(*parser_, server_->limits_);
       set_phase(Phase::header);
@@ -219,21 +242,27 @@ class Server : public std::enable_shared_from_this<Server> {
       if (ec == http::error::body_limit) return reject(too_large());
       if (ec) return reject(ApiError::bad_request(std::string("malformed HTTP request: ") + ec.message()));
       set_phase(Phase::body);
-      const auto& req = parser_->get();
       if (const auto len = parser_->content_length(); len && *len > server_->limits_.max_body_bytes)
         return reject(too_large());
-      // The body's bytes count against the memory budget from before the first one is read; a
-      // chunked body of unknown length reserves the largest allowed.
+      // The body's bytes count against the memory budget (or, spooled, the spool budget) from
+      // before the first one is read; a chunked body of unknown length reserves the largest allowed.
       const std::size_t body_bytes = parser_->chunked() ? server_->limits_.max_body_bytes
                                                         : static_cast<std::size_t>(parser_->content_length().value_or(0));
-      lease_ = MemoryBudget::try_acquire(server_->api_->memory(), body_bytes);
-      if (!lease_)
-        return reject(ApiError{503, "memory_budget_exhausted",
-                               "the server holds as many request bytes as its memory budget allows; retry later",
-                               server_->api_->retry_after_s()});
+      const auto& limits = server_->limits_;
+      if (limits.max_spool_bytes > 0 && (parser_->chunked() || body_bytes > limits.spool_threshold_bytes)) {
+        if (auto e = start_spool(body_bytes)) return reject(*e);
+      } else {
+        lease_ = MemoryBudget::try_acquire(server_->api_->memory(), body_bytes);
+        if (!lease_)
+          return reject(ApiError{503, "memory_budget_exhausted",
+                                 "the server holds as many request bytes as its memory budget allows; retry later",
+                                 server_->api_->retry_after_s()});
+      }
       stream_.expires_after(closing_ ? server_->limits_.shutdown_grace : server_->limits_.body_timeout);
-      if (beast::iequals(req[http::field::expect], "100-continue")) {
-        auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, req.version());
+      // From the parser that holds the header now (a spooled body's took it from parser_).
+      const auto& header = request_header();
+      if (beast::iequals(header[http::field::expect], "100-continue")) {
+        auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, header.version());
         http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
           if (ec) return self->abort("client_closed");
           self->read_body();
@@ -243,9 +272,58 @@ class Server : public std::enable_shared_from_this<Server> {
       read_body();
     }
 
+    /// Leases `bytes` of the spool budget and hands the body to a parser that writes it to an
+    /// unlinked file; an error to answer when it cannot.
+    std::optional<ApiError> start_spool(std::size_t bytes) {
+      spool_lease_ = MemoryBudget::try_acquire(server_->spool_, bytes);
+      if (!spool_lease_)
+        return ApiError{503, "spool_budget_exhausted",
+                        "the server holds as many spooled request bytes as its spool budget allows; retry later",
+                        server_->api_->retry_after_s()};
+      beast::file file;
+      try {
+        file.native_handle(open_spool_file(server_->limits_.spool_dir));
+      } catch (const std::exception&) {
+        spool_lease_.release();
+        return spool_unavailable();
+      }
+      file_parser_.emplace(std::move(*parser_));  // Beast: a parser that read only the header converts
+      file_parser_->body_limit(server_->limits_.max_body_bytes);
+      beast::error_code ec;
+      file_parser_->get().body().reset(std::move(file), ec);
+      if (ec) {
+        spool_lease_.release();
+        return spool_unavailable();
+      }
+      return std::nullopt;
+    }
+
+    /// The spool directory cannot take the body (full disk, missing directory): not the client's
+    /// fault, and not named to it.
+    ApiError spool_unavailable() const {
+      return ApiError{503, "spool_unavailable", "the server cannot store this request body now; retry later",
+                      server_->api_->retry_after_s()};
+    }
+
     void read_body() {
-      http::async_read(stream_, buffer_, *parser_,
-                       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
+      auto done = [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); };
+      if (file_parser_) return http::async_read(stream_, buffer_, *file_parser_, std::move(done));
+      http::async_read(stream_, buffer_, *parser_, std::move(done));
+    }
+
+    /// The spooled body as the Api takes it: the header in a request without a body, and the file
+    /// mapped. The file's descriptor closes with the parser; the mapping keeps its bytes.
+    std::pair<HttpRequest, std::shared_ptr<const SpooledBody>> take_spooled() {
+      auto& message = file_parser_->get();
+      auto& body = message.body();
+      beast::error_code ec;
+      const std::uint64_t size = body.file().size(ec);
+      if (ec) throw std::system_error(ec, "spooled request body");
+      auto spooled = std::make_shared<const SpooledBody>(body.file().native_handle(), static_cast<std::size_t>(size),
+                                                         std::move(spool_lease_));
+      HttpRequest req(std::move(message.base()));
+      body.file().close(ec);
+      return {std::move(req), std::move(spooled)};
     }
 
     void on_body(beast::error_code ec) {
@@ -257,12 +335,21 @@ class Server : public std::enable_shared_from_this<Server> {
       if (ec) return abort("client_closed");
       set_phase(Phase::handling);
       stream_.expires_never();  // the Batcher's deadline bounds the time from here on
-      route_ = Api::route_of(parser_->get().target());
-      method_ = std::string(parser_->get().method_string());
-      server_->api_->handle(parser_->release(), std::move(lease_), [self = shared_from_this()](HttpResponse res) {
+      route_ = Api::route_of(request_header().target());
+      method_ = std::string(request_header().method_string());
+      auto respond = [self = shared_from_this()](HttpResponse res) {
         // The answer may come from a Batcher thread: back onto this connection's strand.
         asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
-      });
+      };
+      if (!file_parser_) return server_->api_->handle(parser_->release(), std::move(lease_), std::move(respond));
+      std::pair<HttpRequest, std::shared_ptr<const SpooledBody>> spooled;
+      try {
+        spooled = take_spooled();
+      } catch (const std::exception&) {
+        return reject(spool_unavailable());
+      }
+      file_parser_.reset();
+      server_->api_->handle(std::move(spooled.first), {}, std::move(respond), std::move(spooled.second));
     }
 
     ApiError too_large() const {
@@ -274,12 +361,13 @@ class Server : public std::enable_shared_from_this<Server> {
 
     /// Answers an error found while reading, then closes (the rest of the request is unread).
     void reject(const ApiError& e) {
-      const auto& req = parser_->get();
+      const auto& req = request_header();
       HttpRequest shape{http::verb::get, "/", req.version() == 10 ? 10u : 11u};
       shape.keep_alive(false);
       route_ = Api::route_of(req.target());
       method_ = std::string(req.method_string());
       lease_.release();
+      spool_lease_.release();
       closing_ = true;
       rejected_ = true;
       write(Api::error_response(shape, e));
@@ -348,7 +436,10 @@ class Server : public std::enable_shared_from_this<Server> {
 
     beast::tcp_stream stream_;
     beast::flat_buffer buffer_;
+    /// The header, and a body held in memory; a spooled body's parser takes over from it.
     std::optional<http::request_parser<http::string_body>> parser_;
+    std::optional<http::request_parser<http::file_body>> file_parser_;
+    MemoryBudget::Lease spool_lease_;
     std::shared_ptr<HttpResponse> response_;
     std::shared_ptr<Server> server_;
     asio::ip::address peer_;
@@ -495,6 +586,7 @@ class Server : public std::enable_shared_from_this<Server> {
   std::mutex sessions_mutex_;
   std::vector<std::weak_ptr<Session>> sessions_;
   std::map<asio::ip::address, std::size_t> per_peer_;  ///< open connections per client address
+  std::shared_ptr<MemoryBudget> spool_;  ///< bytes of bodies spooled to disk
 };
 
 }  // namespace sluice::serve

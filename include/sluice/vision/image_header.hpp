@@ -42,7 +42,9 @@ struct ImageHeader {
   bool progressive = false; ///< JPEG: progressive (or multi-scan: whole-image coefficient buffers)
   std::int64_t tile_width = 0;   ///< TIFF: the tile or strip libtiff decodes at a time
   std::int64_t tile_height = 0;
+  std::int64_t buffer_bytes = 0; ///< the decoder's own: JPEG coefficient, TIFF tile buffers
   std::int64_t decode_bytes = 0; ///< pixels, coefficient and tile buffers, rotation and float copies
+  int reduction = 1;             ///< JPEG scale-on-decode (1, 2, 4, 8) that decode_bytes is for
 
   /// Orientations 5..8 swap the sides: the image as a viewer shows it.
   bool transposed() const { return orientation >= 5 && orientation <= 8; }
@@ -337,6 +339,23 @@ inline ImageHeader bmp_header(std::span<const std::uint8_t> b) {
 
 }  // namespace detail
 
+/// A side decoded at 1/`reduction` (libjpeg rounds up).
+inline std::int64_t reduced_side(std::int64_t side, int reduction) { return (side + reduction - 1) / reduction; }
+
+/// The bytes decoding `h` allocates when decoded at 1/`reduction` of its size (JPEG scale-on-decode;
+/// 1 for any other format): the decoder's buffers (a progressive JPEG's coefficients stay full
+/// size), the pixels, row pointers, the turned copy and the float copy of 16-bit images.
+inline std::int64_t decode_cost(const ImageHeader& h, int reduction) {
+  const std::int64_t width = reduced_side(h.width, reduction), height = reduced_side(h.height, reduction);
+  const std::int64_t pixels = width * height;
+  const std::int64_t image_bytes = pixels * h.channels * (h.decoded_depth / 8);
+  std::int64_t bytes = h.buffer_bytes + image_bytes;             // the decoded Mat
+  bytes += height * static_cast<std::int64_t>(sizeof(void*));     // row pointers
+  if (h.orientation != 1) bytes += image_bytes;                  // the turned copy
+  if (h.decoded_depth == 16) bytes += pixels * h.channels * 4;    // decode_image's float copy
+  return bytes;
+}
+
 /// Reads the header of a PNG, JPEG, TIFF or BMP image and computes its decode cost. Throws
 /// sluice::Error(errc::invalid_argument) with the reason for any other format and for a header it
 /// cannot read to the end (truncated, junk, out-of-range fields). A header can lie about what
@@ -350,13 +369,8 @@ inline ImageHeader read_image_header(std::span<const std::uint8_t> b) {
   else if (b.size() >= 2 && b[0] == 'B' && b[1] == 'M') h = detail::bmp_header(b);
   else detail::bad_header("unsupported format (PNG, JPEG, TIFF or BMP expected)");
   detail::check_sides(h);
-  const std::int64_t pixels = h.width * h.height;
-  const std::int64_t sample_bytes = h.decoded_depth / 8;
-  const std::int64_t image_bytes = pixels * h.channels * sample_bytes;
-  h.decode_bytes += image_bytes;                                   // the decoded Mat
-  h.decode_bytes += h.height * static_cast<std::int64_t>(sizeof(void*));  // row pointers
-  if (h.orientation != 1) h.decode_bytes += image_bytes;           // the turned copy
-  if (h.decoded_depth == 16) h.decode_bytes += pixels * h.channels * 4;  // decode_image's float copy
+  h.buffer_bytes = h.decode_bytes;  // what the format's reader found; the pixels follow
+  h.decode_bytes = decode_cost(h, 1);
   return h;
 }
 

@@ -1,5 +1,6 @@
 // sluice/weights/safetensors_mapped_file.hpp: a read-only memory mapping of a whole file (POSIX mmap),
-// owned RAII-style, so that a checkpoint is read straight from the page cache without a copy.
+// owned RAII-style, so that a checkpoint is read straight from the page cache without a copy. The
+// server maps its spooled request bodies with it too (serve/spooled_body.hpp).
 #pragma once
 
 #include <fcntl.h>
@@ -43,20 +44,19 @@ class MappedFile {
       ::close(fd);
       throw Error(errc::invalid_argument, name + ": not a regular file (" + kind_of(st.st_mode) + ")");
     }
-    size_ = static_cast<std::size_t>(st.st_size);
-    if (size_ > 0) {  // mmap of length 0 is an error; an empty file is an empty span
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        const int saved = errno;
-        ::close(fd);
-        errno = saved;
-        size_ = 0;
-        fail(name, "cannot mmap");
-      }
-      data_ = p;
+    try {
+      map(fd, static_cast<std::size_t>(st.st_size), name);
+    } catch (...) {
+      ::close(fd);
+      throw;
     }
     ::close(fd);  // the mapping keeps the file alive
   }
+
+  /// Maps the first `size` bytes of the regular file open as `fd`, read-only; the descriptor stays
+  /// the caller's (the mapping keeps the file alive after it is closed, unlinked files included).
+  /// Throws sluice::Error(invalid_argument, "<name>: ...") when it cannot be mapped.
+  MappedFile(int fd, std::size_t size, const std::string& name) { map(fd, size, name); }
 
   MappedFile(MappedFile&& other) noexcept
       : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
@@ -88,6 +88,16 @@ class MappedFile {
   }
   [[noreturn]] static void fail(const std::string& name, const char* what) {
     throw Error(errc::invalid_argument, name + ": " + what + ": " + std::strerror(errno));
+  }
+  void map(int fd, std::size_t size, const std::string& name) {
+    size_ = size;
+    if (size_ == 0) return;  // mmap of length 0 is an error; an empty file is an empty span
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      size_ = 0;
+      fail(name, "cannot mmap");
+    }
+    data_ = p;
   }
   void unmap() noexcept {
     if (data_ != nullptr) ::munmap(data_, size_);
