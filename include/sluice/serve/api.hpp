@@ -35,6 +35,7 @@
 #include "sluice/models/names.hpp"
 #include "sluice/serve/api_error.hpp"
 #include "sluice/serve/header_params.hpp"
+#include "sluice/serve/image_answer.hpp"
 #include "sluice/serve/http_metrics.hpp"
 #include "sluice/serve/memory_budget.hpp"
 #include "sluice/serve/spooled_body.hpp"
@@ -43,7 +44,7 @@
 #include "sluice/serve/multipart.hpp"
 #include "sluice/serve/query.hpp"
 #include "sluice/serve/segment_options.hpp"
-#include "sluice/vision/image_header.hpp"
+#include "sluice/serve/upload.hpp"
 
 namespace sluice::serve {
 
@@ -431,63 +432,6 @@ class Api {
     boost::asio::post(*metrics_pool_, [run, answer = std::move(respond)] { run(answer); });
   }
 
-  /// The parsed request: options and the images (views into the held request's body).
-  struct Upload {
-    SegmentOptions options;
-    std::vector<std::pair<std::string, std::string_view>> files;  ///< filename (valid UTF-8), bytes
-  };
-
-  static bool allowed_extension(const std::string& filename) {
-    const std::size_t dot = filename.rfind('.');
-    if (dot == std::string::npos) return false;
-    const std::string ext = detail::to_lower(std::string_view(filename).substr(dot));
-    return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".tif" || ext == ".tiff" || ext == ".bmp";
-  }
-
-  /// Reads options and files from multipart/form-data (file field `file_field`) or from a raw
-  /// image/* body with options in the query string.
-  Upload read_upload(const HeldRequest& held, const Target& target, std::string_view file_field) const {
-    const HttpRequest& req = held.http;
-    Upload up;
-    for (const auto& [k, v] : target.query)
-      if (k != "filename" && !apply_option(up.options, k, v))
-        throw ApiError::bad_request("unknown query parameter '" + clip_utf8(k, 64) + "'");
-    const auto ct_it = req.find(http::field::content_type);
-    if (ct_it == req.end())
-      throw ApiError{415, "unsupported_media_type", "missing Content-Type: send multipart/form-data or image/*",
-                     std::nullopt};
-    const std::string_view content_type = ct_it->value();
-    HeaderValue ct;
-    try {
-      ct = parse_header_value(content_type, true);
-    } catch (const Error& e) {
-      throw ApiError::bad_request("bad Content-Type: " + message_of(e));
-    }
-    if (ct.value.rfind("image/", 0) == 0) {
-      std::string name = "upload";
-      for (const auto& [k, v] : target.query)
-        if (k == "filename") name = clip_utf8(v, 255);
-      up.files.emplace_back(name, held.body());
-      return up;
-    }
-    if (ct.value != "multipart/form-data")
-      throw ApiError{415, "unsupported_media_type",
-                     "Content-Type must be multipart/form-data or image/*, got " + ct.value, std::nullopt};
-    const std::string boundary = multipart_boundary(content_type);
-    MultipartLimits ml = limits_.multipart;
-    const auto parts = parse_multipart(held.body(), boundary, ml);
-    for (const auto& part : parts) {
-      if (part.name == file_field) {
-        if (!part.filename)
-          throw ApiError::bad_request("field '" + clip_utf8(part.name, 64) + "' must be a file upload (with a filename)");
-        up.files.emplace_back(clip_utf8(*part.filename, 255), part.content);
-      } else if (!apply_option(up.options, part.name, part.content)) {
-        throw ApiError::bad_request("unknown field '" + clip_utf8(part.name, 64) + "'");
-      }
-    }
-    return up;
-  }
-
   /// The model a request names (its name or another spelling of its network), or the default;
   /// 503 while none is ready, 404 listing every accepted name for an unknown one.
   std::shared_ptr<ModelService> find_model(const SegmentOptions& options) const {
@@ -507,21 +451,6 @@ class Api {
     throw ApiError::not_found("unknown model '" + clip_utf8(name, 64) + "' (models: " + known + ")");
   }
 
-  /// Why one image cannot be queued (name, emptiness, size in its header), or nullopt when it can.
-  std::optional<ApiError> image_problem(const std::string& filename, std::string_view bytes, bool check_name) const {
-    if (check_name && !allowed_extension(filename))
-      return ApiError::bad_request("file '" + filename + "' must end in .jpg, .jpeg, .png, .tif, .tiff or .bmp");
-    if (bytes.empty()) return ApiError::bad_request("file '" + filename + "' is empty");
-    const std::span<const std::uint8_t> data(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
-    if (const auto e = vision::peek_image_extent(data);
-        e && static_cast<std::uint64_t>(e->width) * static_cast<std::uint64_t>(e->height) > limits_.max_pixels)
-      return ApiError{413, "image_too_large",
-                      "image '" + filename + "' has " + std::to_string(e->width) + " x " + std::to_string(e->height) +
-                          " pixels, more than the limit of " + std::to_string(limits_.max_pixels),
-                      std::nullopt};
-    return std::nullopt;
-  }
-
   SegmentJob make_job(std::string_view bytes, std::shared_ptr<const void> owner, const SegmentOptions& options) const {
     SegmentJob job;
     job.image = bytes;
@@ -535,37 +464,17 @@ class Api {
     return job;
   }
 
-  /// The per-image result JSON (docs/formats.md) plus the timing fields of docs/http-api.md.
-  static Json image_json(const SegmentOutcome& out, double processing_time) {
-    Json j = out.result;
-    j["success"] = true;
-    j["processing_time"] = processing_time;
-    j["inference_time"] = out.inference_time;
-    j["preprocessing_time"] = out.preprocessing_time;
-    j["batch_size_used"] = out.batch_size;
-    const auto polygons = j.find("polygons");
-    if (polygons == j.end() || polygons->empty()) j["warning"] = "no polygons found";
-    return j;
-  }
-
-  /// The error answer of one failed image: the error code's answer with the model's detail.
-  static ApiError image_error(std::error_code ec, const SegmentOutcome& out, unsigned retry_after_s) {
-    ApiError e = api_error_from(ec, retry_after_s);
-    if (!out.error_detail.empty()) e.message = out.error_detail;
-    return e;
-  }
-
   /// `respond` is moved from only once the request is accepted: errors thrown before reach handle().
   void segment(const std::shared_ptr<HeldRequest>& held, const Target& target, TimePoint start, Respond& respond) {
     const HttpRequest& req = held->http;
-    const Upload up = read_upload(*held, target, "file");
+    const Upload up = read_upload(held->http, held->body(), target, "file", limits_.multipart);
     if (up.files.empty()) throw ApiError::bad_request("missing field 'file'");
     if (up.files.size() > 1) throw ApiError::bad_request("send one 'file' (use /api/v1/batch-segment for several)");
     const auto model = find_model(up.options);
     const auto& [filename, bytes] = up.files[0];
     // A raw image/* body has no file name to check; a multipart one must name an image.
     const bool named = req[http::field::content_type].starts_with("multipart/");
-    if (auto problem = image_problem(filename, bytes, named)) {
+    if (auto problem = image_problem(filename, bytes, named, limits_.max_pixels)) {
       metrics_->record_image(model->name(), problem->code);
       throw *problem;
     }
@@ -594,7 +503,7 @@ class Api {
   void batch_segment(const std::shared_ptr<HeldRequest>& held, const Target& target, TimePoint start,
                      Respond& respond) {
     const HttpRequest& req = held->http;
-    const Upload up = read_upload(*held, target, "files");
+    const Upload up = read_upload(held->http, held->body(), target, "files", limits_.multipart);
     if (up.files.empty()) throw ApiError::bad_request("missing field 'files'");
     if (up.files.size() > limits_.max_files)
       throw ApiError{413, "too_many_files",
@@ -610,7 +519,7 @@ class Api {
     for (std::size_t i = 0; i < n; ++i) {
       const auto& [name, bytes] = up.files[i];
       filenames.push_back(name);
-      refused[i] = image_problem(name, bytes, true);
+      refused[i] = image_problem(name, bytes, true, limits_.max_pixels);
       if (refused[i]) continue;
       jobs.push_back(make_job(bytes, held, up.options));
       queued.push_back(i);
