@@ -396,6 +396,28 @@ TEST_F(ServerFixture, ShutdownFinishesInFlightRequestsAndClosesIdleOnes) {
   EXPECT_TRUE(ec);
 }
 
+TEST_F(ServerFixture, ShutdownTakesInConnectionsTheKernelHadAlreadyCompleted) {
+  // Listening, but nothing runs the server yet: the client's connection completes in the kernel's
+  // backlog and its whole request arrives before the server has accepted it; then the shutdown.
+  api = std::make_shared<Api>(std::vector<std::shared_ptr<ModelService>>{model}, "", ApiLimits{},
+                              std::make_shared<HttpMetrics>());
+  server = std::make_shared<Server>(ioc.get_executor(), limits, api);
+  port = server->listen("127.0.0.1", 0).port();
+  Client late(port);
+  auto req = post_image("backlog");
+  req.set(http::field::host, "127.0.0.1");
+  req.prepare_payload();
+  http::write(late.stream, req);
+  std::promise<void> drained;
+  server->shutdown([&] { drained.set_value(); });
+  guard.emplace(ioc.get_executor());
+  for (int i = 0; i < 2; ++i) threads.emplace_back([this] { ioc.run(); });
+  // Taken in and answered, not reset with the closing acceptor.
+  auto r = late.read();
+  EXPECT_EQ(r.result_int(), 200u) << r.body();
+  EXPECT_EQ(drained.get_future().wait_for(10s), std::future_status::ready);
+}
+
 }  // namespace
 
 namespace {

@@ -39,53 +39,13 @@
 #include "sluice/core/error.hpp"
 #include "sluice/serve/api.hpp"
 #include "sluice/serve/memory_budget.hpp"
+#include "sluice/serve/server_limits.hpp"
 #include "sluice/serve/spooled_body.hpp"
 
 namespace sluice::serve {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-
-struct ServerLimits {
-  std::size_t max_body_bytes = 256ull * 1024 * 1024;  ///< larger bodies: 413
-  /// Bodies larger than this, and chunked ones, are spooled to disk instead of held in memory.
-  std::size_t spool_threshold_bytes = 8ull * 1024 * 1024;
-  /// Spooled body bytes at once (disk, not the memory budget); past it: 503. 0: never spool.
-  std::size_t max_spool_bytes = 2ull * 1024 * 1024 * 1024;
-  std::string spool_dir;  ///< where spooled bodies go; empty: $TMPDIR, else /tmp
-  std::size_t max_header_bytes = 16 * 1024;          ///< larger headers: 431
-  /// Open connections. At the cap, the connection waiting longest for a header is closed to make
-  /// room; when none is waiting (all are busy), the new one gets 503 and is closed.
-  std::size_t max_connections = 256;
-  /// Open connections per client address; at it, the same rule among that address's connections.
-  std::size_t max_connections_per_peer = 64;
-  Duration header_timeout = std::chrono::seconds(10);  ///< also the keep-alive idle timeout
-  /// The header timeout while more than 3/4 of max_connections are open.
-  Duration pressure_header_timeout = std::chrono::seconds(1);
-  Duration body_timeout = std::chrono::seconds(60);
-  Duration write_timeout = std::chrono::seconds(30);
-  Duration drain_timeout = std::chrono::seconds(60);  ///< longest wait for running requests at shutdown
-  /// At shutdown, how long a request already arriving (its header begun, its body being sent) may
-  /// still take to arrive; idle connections close at once.
-  Duration shutdown_grace = std::chrono::seconds(1);
-
-  /// Throws sluice::Error(errc::invalid_argument) naming the first limit that makes every request fail.
-  void validate() const {
-    auto positive = [](bool ok, const char* what) {
-      if (!ok) throw Error(errc::invalid_argument, std::string(what) + " must be positive");
-    };
-    positive(max_body_bytes > 0, "max_body_bytes");
-    if (max_spool_bytes > 0 && max_spool_bytes < max_body_bytes && spool_threshold_bytes < max_body_bytes)
-      throw Error(errc::invalid_argument, "max_spool_bytes must hold a body of max_body_bytes");
-    positive(max_header_bytes > 0, "max_header_bytes");
-    positive(max_connections > 0, "max_connections");
-    positive(max_connections_per_peer > 0, "max_connections_per_peer");
-    positive(header_timeout > Duration::zero(), "header_timeout");
-    positive(pressure_header_timeout > Duration::zero(), "pressure_header_timeout");
-    positive(body_timeout > Duration::zero(), "body_timeout");
-    positive(write_timeout > Duration::zero(), "write_timeout");
-  }
-};
 
 class Server : public std::enable_shared_from_this<Server> {
  public:
@@ -118,6 +78,7 @@ class Server : public std::enable_shared_from_this<Server> {
     asio::dispatch(acceptor_.get_executor(), [self = shared_from_this(), drained = std::move(drained)]() mutable {
       if (self->stopping_.exchange(true)) return;
       self->drained_ = std::move(drained);
+      self->accept_backlog();
       beast::error_code ignored;
       self->acceptor_.close(ignored);
       for (const auto& weak : self->live_sessions())
@@ -153,20 +114,23 @@ class Server : public std::enable_shared_from_this<Server> {
       asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_header(); });
     }
 
+    /// Starts a connection taken in while the server shuts down: its first request gets
+    /// shutdown_grace to arrive, and it closes after that request's answer.
+    void start_closing() {
+      closing_ = true;  // before any handler runs: start() hands it to the strand
+      start();
+    }
+
     /// At shutdown: an idle connection closes now; a request still arriving (header bytes already
     /// here, or a body) gets shutdown_grace to arrive, so a stalled upload is cut then, not after
     /// the body timeout; a running request closes after its response.
     void stop() {
       asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+        if (self->closing_) return;  // taken in at shutdown, or answering a rejection
         self->closing_ = true;
-        if (self->phase_ == Phase::header) {
-          beast::error_code ec;
-          const bool arriving = self->buffer_.size() > 0 || self->stream_.socket().available(ec) > 0;
-          if (!arriving) return self->abort("shutdown");
-        }
         if (self->phase_ == Phase::header || self->phase_ == Phase::body) {
-          // A pending read keeps the deadline it started with: cancel it; its handler starts it
-          // again under the grace deadline.
+          // A pending read keeps the deadline it started with: cancel it; its handler decides
+          // (on_header: idle or arriving) and reads on under the grace deadline.
           self->regrace_ = true;
           self->stream_.cancel();
         }
@@ -208,12 +172,13 @@ class Server : public std::enable_shared_from_this<Server> {
     }
 
     void read_header() {
-      if (closing_ || server_->stopping()) return close();
+      const bool shutting_down = closing_ || server_->stopping();
+      if (shutting_down && answered_any_) return close();
       file_parser_.reset();
       parser_.emplace();
       configure_parser(*parser_, server_->limits_);
       set_phase(Phase::header);
-      stream_.expires_after(server_->header_timeout());
+      stream_.expires_after(shutting_down ? server_->limits_.shutdown_grace : server_->header_timeout());
       continue_header();
     }
 
@@ -230,7 +195,14 @@ class Server : public std::enable_shared_from_this<Server> {
     }
 
     void on_header(beast::error_code ec) {
-      if (regraced(ec)) return continue_header();
+      if (regraced(ec)) {
+        // Stopped while waiting for a header: idle, it closes now; its request begun, it may finish.
+        beast::error_code ignored;
+        const bool arriving =
+            parser_->got_some() || buffer_.size() > 0 || stream_.socket().available(ignored) > 0;
+          return arriving ? continue_header() : abort("shutdown");
+      }
+      regrace_ = false;  // a stop() that came as this header completed: its cancel found no read
       // Timeout, eviction, client gone: no request was read, nothing to answer. A parse error
       // (malformed request line or header) is answered 400.
       if (ec && !is_parse_error(ec)) return close();
@@ -388,6 +360,7 @@ class Server : public std::enable_shared_from_this<Server> {
       if (ec) return abort("write_failed");
       server_->api_->metrics().record(route_, method_, response_->result_int(), seconds);
       request_open_ = false;
+      answered_any_ = true;
       const bool keep = response_->keep_alive();
       response_.reset();
       if (rejected_) return linger();
@@ -453,6 +426,7 @@ class Server : public std::enable_shared_from_this<Server> {
     bool request_open_ = false;
     bool regrace_ = false;
     bool closing_ = false;
+    bool answered_any_ = false;  // a response was written on this connection
     bool rejected_ = false;
   };
 
@@ -470,13 +444,28 @@ class Server : public std::enable_shared_from_this<Server> {
   void accept() {
     acceptor_.async_accept(asio::make_strand(executor_), [self = shared_from_this()](beast::error_code ec,
                                                                                     asio::ip::tcp::socket socket) {
-      if (ec == asio::error::operation_aborted || self->stopping_) return;
-      if (!ec) self->on_accept(std::move(socket));
-      self->accept();
+      if (ec == asio::error::operation_aborted) return;
+      // Accepted as the shutdown began: taken in like the backlog (accept_backlog), not reset.
+      const bool stopping = self->stopping_;
+      if (!ec) self->on_accept(std::move(socket), stopping);
+      if (!stopping) self->accept();
     });
   }
 
-  void on_accept(asio::ip::tcp::socket socket) {
+  /// At shutdown: the connections the kernel has already completed but nobody accepted yet (a
+  /// client that connected and sent its request just before the signal) are taken in, so that
+  /// closing the acceptor does not reset them; each then gets what stop() gives any connection.
+  void accept_backlog() {
+    beast::error_code ec;
+    acceptor_.non_blocking(true, ec);
+    while (!ec) {
+      asio::ip::tcp::socket socket = acceptor_.accept(asio::make_strand(executor_), ec);
+      if (!ec) on_accept(std::move(socket), true);
+    }
+  }
+
+  /// `at_shutdown`: taken in from the backlog while shutting down (Session::start_closing).
+  void on_accept(asio::ip::tcp::socket socket, bool at_shutdown = false) {
     beast::error_code ec;
     const auto remote = socket.remote_endpoint(ec);
     if (ec) return;  // the client is already gone
@@ -513,6 +502,7 @@ class Server : public std::enable_shared_from_this<Server> {
         std::erase_if(sessions_, [](const std::weak_ptr<Session>& w) { return w.expired(); });
       sessions_.push_back(session);
     }
+    if (at_shutdown) return session->start_closing();
     session->start();
   }
 
