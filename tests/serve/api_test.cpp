@@ -276,6 +276,8 @@ TEST(Readiness, LoadingThenReadyAsPublished) {
     EXPECT_EQ(j["device"]["gpu_available"], false);
   }
   EXPECT_EQ(ask(api, http::verb::get, "/health/live").result_int(), 200u);
+  EXPECT_EQ(ask(api, http::verb::get, "/v2/health/live").result_int(), 200u);
+  EXPECT_EQ(ask(api, http::verb::get, "/v2/health/ready").result_int(), 400u);  // the protocol: 4xx is false
   auto r = ask(api, http::verb::get, "/health/ready");
   EXPECT_EQ(r.result_int(), 503u);
   EXPECT_EQ(r[http::field::retry_after], "1");
@@ -308,6 +310,9 @@ TEST(Readiness, LoadingThenReadyAsPublished) {
   r = ask(api, http::verb::get, "/health/ready");
   EXPECT_EQ(r.result_int(), 200u);
   EXPECT_EQ(body_of(r)["status"], "ready");
+  r = ask(api, http::verb::get, "/v2/health/ready");
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_TRUE(r.body().empty());
   r = ask(api, http::verb::post, "/api/v1/segment", "multipart/form-data; boundary=XX",
           multipart("XX", {{"file", "a.png", "x"}}));
   m->join();

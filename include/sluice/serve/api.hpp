@@ -154,7 +154,7 @@ class Api {
   /// The route name used as the metrics label (bounded set).
   static std::string route_of(std::string_view target) {
     const std::string_view path = target.substr(0, target.find('?'));
-    for (std::string_view r : {"/health", "/health/live", "/health/ready", "/api/v1/health", "/api/v1/models", "/api/v1/status", "/api/v1/segment",
+    for (std::string_view r : {"/health", "/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/api/v1/health", "/api/v1/models", "/api/v1/status", "/api/v1/segment",
                                "/api/v1/batch-segment", "/metrics",
                                "/api/calculate-metrics", "/api/disintegration-index"})
       if (path == r) return std::string(r);
@@ -374,6 +374,14 @@ class Api {
                                                   {"ready", false}, {"detail", e.message}});
       res.set(http::field::retry_after, std::to_string(limits_.retry_after_s));
       return respond(std::move(res));
+    }
+    // The Open Inference Protocol's probes: the status code is the answer (200 true, 4xx false),
+    // the body is empty.
+    if (path == "/v2/health/live" || path == "/v2/health/ready") {
+      only(http::verb::get);
+      const bool yes = path == "/v2/health/live" || ready();
+      HttpResponse res{yes ? http::status::ok : http::status::bad_request, req.version()};
+      return respond(finish(std::move(res), req));
     }
     if (path == "/api/v1/models") {
       only(http::verb::get);
