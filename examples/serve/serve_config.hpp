@@ -2,7 +2,8 @@
 // then command-line flags on top -- and the reader of the models' description files (model.json).
 // batch_sizes.json has its own reader (sluice/calibrate/batch_sizes_json.hpp, applied in
 // batching_setup.hpp). Every bad value is a sluice::Error(errc::invalid_argument) naming it.
-// Precedence: flags, then the environment (SLUICE_ADDRESS, SLUICE_PORT), then the file, then defaults.
+// Precedence: flags, then the environment (SLUICE_ADDRESS, SLUICE_PORT, SLUICE_GRPC_PORT), then the
+// file, then defaults.
 #pragma once
 
 #include <algorithm>
@@ -67,6 +68,11 @@ struct ServeConfig {
   std::size_t max_decode_bytes = std::size_t{1} << 30;
   serve::ServerLimits server;
   serve::ApiLimits api;
+  /// The Open Inference Protocol's gRPC endpoint, on `address` too (0: off; builds with the gRPC
+  /// transport only, docs/grpc.md).
+  unsigned short grpc_port = 0;
+  std::optional<std::size_t> grpc_max_message_bytes;  ///< none: the HTTP body limit, max_body_bytes
+  std::size_t grpc_max_in_flight = 256;                ///< ModelInfer calls in flight; past it RESOURCE_EXHAUSTED
 };
 
 namespace detail {
@@ -139,6 +145,20 @@ inline ModelConfig model_from_json(const nlohmann::json& j) {
   return m;
 }
 
+/// A port number from a JSON value or an environment variable's text.
+inline unsigned short port_number(const nlohmann::json& v, const std::string& what) {
+  if (v.is_string()) {
+    const std::string t = v.get<std::string>();
+    if (t.empty() || t.size() > 5 || !std::all_of(t.begin(), t.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) ||
+        std::stoul(t) > 65535)
+      throw Error(errc::invalid_argument, what + " must be a port number 0 .. 65535, got '" + t + "'");
+    return static_cast<unsigned short>(std::stoul(t));
+  }
+  if (!v.is_number_integer() || v.get<long long>() < 0 || v.get<long long>() > 65535)
+    throw Error(errc::invalid_argument, what + " must be a port number 0 .. 65535");
+  return static_cast<unsigned short>(v.get<long long>());
+}
+
 inline std::chrono::milliseconds ms(double v, const std::string& what) {
   if (!(v >= 0) || v > 1e9) throw Error(errc::invalid_argument, what + " must be >= 0 ms");
   return std::chrono::milliseconds(static_cast<long long>(v));
@@ -165,6 +185,16 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
     const std::size_t p = size();
     if (p > 65535) throw Error(errc::invalid_argument, "port must be 0 .. 65535");
     c.port = static_cast<unsigned short>(p);
+  }
+  else if (key == "grpc_port") c.grpc_port = port_number(v, key);
+  else if (key == "grpc_max_message_mib") {
+    const std::size_t mib = size();
+    if (mib == 0 || mib > 2047) throw Error(errc::invalid_argument, "grpc_max_message_mib must be 1 .. 2047 (gRPC's limit is 2 GiB)");
+    c.grpc_max_message_bytes = mib << 20;
+  }
+  else if (key == "grpc_max_in_flight") {
+    c.grpc_max_in_flight = size();
+    if (c.grpc_max_in_flight == 0) throw Error(errc::invalid_argument, "grpc_max_in_flight must be positive");
   }
   else if (key == "default_model") c.default_model = v.get<std::string>();
   else if (key == "batch_sizes") c.batch_sizes = v.get<std::string>();
@@ -259,7 +289,7 @@ inline ModelConfig model_from_flag(std::string_view flag) {
   return m;
 }
 
-/// SLUICE_ADDRESS and SLUICE_PORT from `env` (std::getenv in the program), over the file's values
+/// SLUICE_ADDRESS, SLUICE_PORT and SLUICE_GRPC_PORT from `env` (std::getenv in the program), over the file's values
 /// and under the flags'. A bad value is an Error naming the variable.
 template <class Getenv>
 void apply_environment(ServeConfig& c, Getenv&& env) {
@@ -277,6 +307,7 @@ void apply_environment(ServeConfig& c, Getenv&& env) {
       throw Error(errc::invalid_argument, "SLUICE_PORT must be a port number 0 .. 65535, got '" + v + "'");
     c.port = static_cast<unsigned short>(std::stoul(v));
   }
+  if (const char* p = env("SLUICE_GRPC_PORT"); p && *p) c.grpc_port = detail::port_number(std::string(p), "SLUICE_GRPC_PORT");
 }
 
 }  // namespace sluice::serve_app

@@ -1,6 +1,6 @@
 # Script mode (cmake -P): install sluice to a fresh prefix, then configure, build and run consumer
 # projects against it -- batching (core + batching), networks (cpu + models), vision (cpu + vision,
-# the demo model on sample images) -- the batching consumer against the build tree, and the networks
+# the demo model on sample images), grpc (the gRPC transport, where gRPC is installed) -- the batching consumer against the build tree, and the networks
 # consumer once more with sluice pulled in by add_subdirectory. Fails on the first step that fails.
 foreach(var SLUICE_SOURCE_DIR CONSUMERS_DIR WORK_DIR CXX_COMPILER)
   if(NOT DEFINED ${var})
@@ -59,6 +59,12 @@ consume(batching batching CONFIGURE -DCMAKE_PREFIX_PATH=${prefix})
 consume(networks networks CONFIGURE -DCMAKE_PREFIX_PATH=${prefix} RUN ${demo}/cbam_resunet.safetensors)
 consume(vision vision CONFIGURE -DCMAKE_PREFIX_PATH=${prefix}
   RUN ${demo}/model.json ${samples}/spheroids_0000.png ${samples}/spheroids_0001.png)
+# The gRPC transport, where this machine has gRPC (the sluice build above switched it on by itself).
+if(EXISTS ${prefix}/include/sluice/grpc/grpc_server.hpp)
+  consume(grpc grpc CONFIGURE -DCMAKE_PREFIX_PATH=${prefix})
+else()
+  message(STATUS "grpc consumer: skipped (sluice was built without the gRPC transport)")
+endif()
 # A component the package was built without is refused by find_package, with the reason.
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${CONSUMERS_DIR}/missing_component -B ${WORK_DIR}/consumer-missing
   ${common_args} -DCMAKE_PREFIX_PATH=${prefix} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)

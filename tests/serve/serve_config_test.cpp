@@ -10,6 +10,8 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace sluice::serve_app {
 namespace {
@@ -53,6 +55,35 @@ TEST(ServeConfig, BadEnvironmentValuesNameTheVariable) {
       ADD_FAILURE() << bad << " accepted";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("SLUICE_ADDRESS"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(ServeConfig, TheGrpcEndpointFromFileEnvironmentAndFlags) {
+  ServeConfig c;
+  EXPECT_EQ(c.grpc_port, 0);  // off unless asked for
+  EXPECT_FALSE(c.grpc_max_message_bytes);
+  detail::apply(c, "grpc_port", 8001);  // the file's or a flag's value
+  EXPECT_EQ(c.grpc_port, 8001);
+  apply_environment(c, env_of({{"SLUICE_GRPC_PORT", "9002"}}));
+  EXPECT_EQ(c.grpc_port, 9002);
+  detail::apply(c, "grpc_max_message_mib", 16);
+  EXPECT_EQ(c.grpc_max_message_bytes, std::size_t{16} << 20);
+  detail::apply(c, "grpc_max_in_flight", 8);
+  EXPECT_EQ(c.grpc_max_in_flight, 8u);
+  for (const auto& [key, bad] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"grpc_port", 65536}, {"grpc_port", -1}, {"grpc_port", "80a"}, {"grpc_port", 1.5},
+           {"grpc_max_message_mib", 0}, {"grpc_max_message_mib", 4096}, {"grpc_max_in_flight", 0}}) {
+    ServeConfig d;
+    EXPECT_THROW(detail::apply(d, key, bad), Error) << key << "=" << bad.dump();
+  }
+  for (const char* bad : {"65536", "80a", "-1", "99999999999"}) {
+    ServeConfig d;
+    try {
+      apply_environment(d, env_of({{"SLUICE_GRPC_PORT", bad}}));
+      ADD_FAILURE() << "SLUICE_GRPC_PORT=" << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("SLUICE_GRPC_PORT"), std::string::npos) << e.what();
     }
   }
 }
