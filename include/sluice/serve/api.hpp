@@ -150,6 +150,7 @@ class Api {
   HttpMetrics& metrics() { return *metrics_; }
   const std::shared_ptr<MemoryBudget>& memory() const { return memory_; }
   unsigned retry_after_s() const { return limits_.retry_after_s; }
+  const ApiLimits& limits() const { return limits_; }
 
   /// The route name used as the metrics label (bounded set).
   static std::string route_of(std::string_view target) {

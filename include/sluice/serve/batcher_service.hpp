@@ -24,6 +24,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "sluice/batching/batcher.hpp"
 #include "sluice/core/batch_controller.hpp"
@@ -159,7 +160,16 @@ class BatcherService final : public ModelService {
       for (std::size_t i = 0; i < group->jobs.size(); ++i) {
         const SegmentJob& job = group->jobs[i];
         auto request = to_request(job, "file_" + std::to_string(i));
-        request.bytes = std::make_shared<const std::vector<std::uint8_t>>(job.image.begin(), job.image.end());
+        try {
+          if (job.form == ImageForm::encoded)
+            request.bytes = std::make_shared<const std::vector<std::uint8_t>>(job.image.begin(), job.image.end());
+          else if (job.form == ImageForm::rgb8)
+            request.decoded = std::make_shared<const vision::DecodedImage>(pixels_of(job));
+        } catch (const std::exception& e) {
+          group->answers[i].first = make_error_code(errc::invalid_argument);
+          group->answers[i].second.error_detail = e.what();
+          continue;
+        }
         group->requests[i] = std::move(request);
       }
       return submit(group);
@@ -200,6 +210,11 @@ class BatcherService final : public ModelService {
       g.answers[i].second.error_detail = sanitize_utf8(detail);
     };
     try {
+      if (job.form == ImageForm::network_input) {
+        g.requests[i] = to_request(job, "file_" + std::to_string(i));
+        return;  // nothing to decode; the request keeps the body
+      }
+      if (job.form == ImageForm::rgb8) return decode_pixels(g, i);
       const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(job.image.data()), job.image.size());
       const auto& config = model_->config();
       // The network sees its input size: a large JPEG decodes reduced to no less than that.
@@ -237,6 +252,44 @@ class BatcherService final : public ModelService {
     }
     job.image = {};
     job.owner.reset();  // the last image of a request to let go frees its body
+  }
+
+  /// Raw RGB pixels -> the decoder's form (OpenCV's BGR), as decoding an encoded file gives them.
+  static vision::DecodedImage pixels_of(const SegmentJob& job) {
+    if (job.width <= 0 || job.height <= 0 ||
+        job.image.size() != static_cast<std::size_t>(job.width) * static_cast<std::size_t>(job.height) * 3)
+      throw Error(errc::invalid_argument, "pixels do not hold height x width x 3 bytes");
+    const cv::Mat rgb(job.height, job.width, CV_8UC3, const_cast<char*>(job.image.data()));
+    vision::DecodedImage image;
+    cv::cvtColor(rgb, image.pixels, cv::COLOR_RGB2BGR);
+    image.scale = 1.0f / 255.0f;
+    image.original = image.pixels.size();
+    return image;
+  }
+
+  /// On the decode pool: raw pixels, held in the budget while converted, resized like a decoded file.
+  void decode_pixels(Group& g, std::size_t i) {
+    SegmentJob& job = g.jobs[i];
+    const std::size_t cost = job.image.size();
+    auto lease = MemoryBudget::try_acquire(decoding_.memory, cost);
+    if (!lease) {
+      g.answers[i].first = make_error_code(errc::out_of_memory);
+      g.answers[i].second.error_detail = "the server's memory budget cannot hold this image's " +
+                                         std::to_string(cost) + " bytes of pixels now; retry later";
+    } else {
+      vision::DecodedImage full = pixels_of(job);
+      const cv::Size original = full.pixels.size();
+      auto small = std::make_shared<const vision::DecodedImage>(vision::resize_to_input(full, model_->config().preprocess));
+      full = {};
+      lease.shrink_to(small->pixels.total() * small->pixels.elemSize());
+      auto request = to_request(job, "file_" + std::to_string(i));
+      request.decoded = std::move(small);
+      request.original_size = original;
+      request.keep = std::make_shared<MemoryBudget::Lease>(std::move(lease));
+      g.requests[i] = std::move(request);
+    }
+    job.image = {};
+    job.owner.reset();
   }
 
   /// Queues the group's images that are ready; answers all of them once the Batcher has.
@@ -287,6 +340,11 @@ class BatcherService final : public ModelService {
     request.name = std::move(name);
     request.options.threshold = job.threshold;
     request.options.detect_holes = job.detect_holes;
+    request.outputs = {job.outputs.result, job.outputs.mask, job.outputs.probability, job.outputs.logits};
+    if (job.form == ImageForm::network_input) {
+      request.network_input = job.image;
+      request.keep = job.owner;
+    }
     return request;
   }
 
@@ -300,6 +358,19 @@ class BatcherService final : public ModelService {
       return {ec, std::move(out)};
     }
     out.result = vision::to_json(r.segmentation, r.info);
+    if (!r.mask.empty()) {
+      out.width = r.mask.cols;
+      out.height = r.mask.rows;
+      out.mask.assign(r.mask.ptr<std::uint8_t>(), r.mask.ptr<std::uint8_t>() + r.mask.total());
+    }
+    if (!r.probability.empty()) {
+      out.width = r.probability.cols;
+      out.height = r.probability.rows;
+      out.probability.assign(r.probability.ptr<float>(), r.probability.ptr<float>() + r.probability.total());
+    }
+    out.map_width = r.map_size.width;
+    out.map_height = r.map_size.height;
+    out.logits = std::move(r.logits);
     out.preprocessing_time = r.times.prepare_s;
     out.inference_time = r.times.run_s;
     out.batch_size = r.info.batch_size;

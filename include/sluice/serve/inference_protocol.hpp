@@ -82,6 +82,9 @@ struct InferRequest {
   Parameters parameters = Parameters::object();
   std::vector<InputTensor> inputs;
   std::vector<RequestedOutput> outputs;
+  /// True when the transport already holds the inputs' bytes in the server's memory budget (the
+  /// HTTP body is admitted against it before it is read); otherwise the service holds them.
+  bool inputs_in_budget = false;
 };
 
 /// One output tensor of a response, owning its data (raw form).
@@ -147,6 +150,8 @@ class InferenceService {
   virtual bool model_ready(std::string_view name, std::string_view version) const = 0;
   virtual std::optional<ModelMetadata> model_metadata(std::string_view name, std::string_view version) const = 0;
   virtual void infer(InferRequest request, InferHandler done) = 0;
+  /// The models served now (for listings such as Triton's repository index); none while loading.
+  virtual std::vector<std::string> model_names() const { return {}; }
 };
 
 }  // namespace sluice::serve::oip

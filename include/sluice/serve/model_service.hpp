@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -22,14 +23,32 @@ namespace sluice::serve {
 /// JSON that keeps insertion order, so responses list fields in the order docs/http-api.md gives.
 using Json = nlohmann::ordered_json;
 
+/// What `SegmentJob::image` holds.
+enum class ImageForm {
+  encoded,        ///< an encoded file (PNG, JPEG, TIFF, BMP)
+  rgb8,           ///< raw pixels: height x width x 3 bytes, in the order R, G, B
+  network_input,  ///< the network's input: 3 x H x W native floats, normalised (H x W = the input size)
+};
+
+/// Which answers a job wants (the Open Inference Protocol's outputs); /api/v1 wants the result only.
+struct JobOutputs {
+  bool result = true;        ///< the per-image result JSON
+  bool mask = false;         ///< SegmentOutcome::mask
+  bool probability = false;  ///< SegmentOutcome::probability
+  bool logits = false;       ///< SegmentOutcome::logits
+};
+
 /// One image to segment: a view of the encoded file inside the request's body, which `owner` keeps
 /// alive (with its memory lease) until the service lets go of the job -- no copy of the upload.
 struct SegmentJob {
-  std::string_view image;             ///< the encoded file (PNG, JPEG, TIFF, BMP)
+  std::string_view image;             ///< what `form` says
   std::shared_ptr<const void> owner;  ///< keeps `image` valid
   double threshold = 0.5;
   bool detect_holes = true;
   TimePoint deadline = kNever;
+  ImageForm form = ImageForm::encoded;
+  int width = 0, height = 0;  ///< rgb8: the pixels' size
+  JobOutputs outputs;
 };
 
 /// The answer for one image.
@@ -39,6 +58,11 @@ struct SegmentOutcome {
   double preprocessing_time = 0;    ///< seconds, when the model reports them
   double inference_time = 0;        ///< seconds of the batch run that served this image
   std::size_t batch_size = 1;       ///< size of that batch
+  int width = 0, height = 0;        ///< of `mask` and `probability`: the image's size
+  std::vector<std::uint8_t> mask;   ///< height x width, 1 = object, 0 = background (when asked for)
+  std::vector<float> probability;   ///< height x width (when asked for)
+  int map_width = 0, map_height = 0;  ///< of `logits`: the network's output map
+  std::vector<float> logits;        ///< map_height x map_width (when asked for)
 };
 
 /// Called exactly once per job, from any thread.

@@ -84,11 +84,9 @@ inline Segmentation contours_to_polygons(const cv::Mat& mask, const PostprocessO
 
 }  // namespace detail
 
-/// Postprocesses one image. `logits` is the network's H x W map (row-major) of size `map_size`;
-/// `original` is the decoded image's size. Throws sluice::Error(invalid_argument) on bad options.
-inline Segmentation postprocess(std::span<const float> logits, cv::Size map_size, cv::Size original,
-                                const PostprocessOptions& options = {}) {
-  options.validate();
+/// The probability map of one image at its original size: sigmoid of the network's H x W logits
+/// (row-major, `map_size`), resized bilinearly to `original`. CV_32FC1.
+inline cv::Mat probability_map(std::span<const float> logits, cv::Size map_size, cv::Size original) {
   if (map_size.width <= 0 || map_size.height <= 0 || original.width <= 0 || original.height <= 0)
     throw Error(errc::invalid_argument, "postprocess needs positive sizes");
   if (logits.size() != static_cast<std::size_t>(map_size.area()))
@@ -97,19 +95,33 @@ inline Segmentation postprocess(std::span<const float> logits, cv::Size map_size
   cv::Mat prob(map_size, CV_32FC1);
   float* p = prob.ptr<float>();
   for (std::size_t i = 0; i < logits.size(); ++i) p[i] = 1.0f / (1.0f + std::exp(-logits[i]));
-
+  if (map_size == original) return prob;
   cv::Mat full;
-  if (map_size == original) full = prob;
-  else cv::resize(prob, full, original, 0.0, 0.0, cv::INTER_LINEAR);
+  cv::resize(prob, full, original, 0.0, 0.0, cv::INTER_LINEAR);
+  return full;
+}
 
+/// The binary mask of a probability map: CV_8UC1, 255 where probability > threshold (strict).
+inline cv::Mat threshold_mask(const cv::Mat& probability, double threshold) { return probability > threshold; }
+
+/// The polygons of a probability map at the original size (probability_map's output).
+inline Segmentation segment_probability(const cv::Mat& probability, const PostprocessOptions& options) {
+  options.validate();
   Segmentation seg;
-  seg.image_size = original;
+  seg.image_size = probability.size();
   seg.threshold = options.threshold;
   double lo = 0.0, hi = 0.0;
-  cv::minMaxLoc(full, &lo, &hi);
+  cv::minMaxLoc(probability, &lo, &hi);
   seg.confidence = static_cast<float>(hi);
-  const cv::Mat mask = full > options.threshold;  // strict: CV_8U 255 where above
-  return detail::contours_to_polygons(mask, options, std::move(seg));
+  return detail::contours_to_polygons(threshold_mask(probability, options.threshold), options, std::move(seg));
+}
+
+/// Postprocesses one image. `logits` is the network's H x W map (row-major) of size `map_size`;
+/// `original` is the decoded image's size. Throws sluice::Error(invalid_argument) on bad options.
+inline Segmentation postprocess(std::span<const float> logits, cv::Size map_size, cv::Size original,
+                                const PostprocessOptions& options = {}) {
+  options.validate();
+  return segment_probability(probability_map(logits, map_size, original), options);
 }
 
 /// Postprocesses an already binary mask (CV_8UC1, non-zero = object) with a given confidence: the

@@ -13,12 +13,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <new>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -35,7 +37,17 @@
 
 namespace sluice::vision {
 
-/// One image to segment: its pixels already decoded, or its bytes, or a path that prepare reads.
+/// What finish makes of an image's logits. The service's endpoints want the polygons; tensor clients
+/// (the Open Inference Protocol) may want the maps, or only the raw logits.
+struct SegmentOutputs {
+  bool segmentation = true;  ///< polygons (SegmentResponse::segmentation)
+  bool mask = false;         ///< probability > threshold at the original size: CV_8UC1, 1 = object, 0 = background
+  bool probability = false;  ///< sigmoid of the logits at the original size: CV_32FC1
+  bool logits = false;       ///< the network's output map as it is
+};
+
+/// One image to segment: its pixels already decoded, or its bytes, or a path that prepare reads --
+/// or the network's input itself (`network_input`), for clients that pre-process themselves.
 struct SegmentRequest {
   std::string name;                  ///< echoed in the response (file name, client label)
   std::filesystem::path path;        ///< read when `bytes` and `decoded` are null
@@ -47,6 +59,11 @@ struct SegmentRequest {
   std::shared_ptr<const DecodedImage> decoded;
   cv::Size original_size;
   std::shared_ptr<const void> keep;  ///< released with the request (e.g. the memory its pixels hold)
+  /// When not empty: 3 x H x W floats (H x W = the input size; native byte order), already
+  /// normalised, copied into the batch as they are; `keep` keeps the bytes valid. The image's
+  /// "original size" is then the input size.
+  std::string_view network_input;
+  SegmentOutputs outputs;
 };
 
 /// Seconds each stage of an image's batch took, and the batch's size.
@@ -60,7 +77,11 @@ struct SegmentResponse {
   std::string name;
   std::error_code error;     ///< empty on success; invalid_argument for bad input
   std::string message;       ///< why, when `error` is set
-  Segmentation segmentation;
+  Segmentation segmentation;   ///< when outputs.segmentation
+  cv::Mat mask;                ///< when outputs.mask
+  cv::Mat probability;         ///< when outputs.probability
+  std::vector<float> logits;   ///< when outputs.logits: map_size.height x map_size.width
+  cv::Size map_size;           ///< the network's output map
   ResultInfo info;           ///< model, device, batch size and this image's position in it
   StageTimes times;
   std::uint64_t batch_id = 0;       ///< the same for the images of one batch
@@ -88,6 +109,7 @@ class Segmenter {
     struct Item {
       std::string name;
       PostprocessOptions options;
+      SegmentOutputs outputs;
       cv::Size original;
       std::error_code error;
       std::string message;
@@ -136,8 +158,18 @@ class Segmenter {
       auto& item = batch.items[i];
       item.name = r.name;
       item.options = r.options;
+      item.outputs = r.outputs;
       try {
         r.options.validate();
+        if (!r.network_input.empty()) {
+          if (r.network_input.size() != slot_floats * sizeof(float))
+            throw Error(errc::invalid_argument, "network input holds " + std::to_string(r.network_input.size()) +
+                                                    " bytes, expected " + std::to_string(slot_floats * sizeof(float)));
+          std::memcpy(batch.input.data() + batch.images * slot_floats, r.network_input.data(), r.network_input.size());
+          item.original = cv::Size(config_.preprocess.input_width, config_.preprocess.input_height);
+          item.slot = static_cast<std::ptrdiff_t>(batch.images++);
+          continue;
+        }
         if (r.decoded) {
           const std::span<float> slot(batch.input.data() + batch.images * slot_floats, slot_floats);
           preprocess_into(*r.decoded, config_.preprocess, slot);
@@ -218,7 +250,18 @@ class Segmenter {
       }
       try {
         const std::span<const float> logits(batch.logits.data() + static_cast<std::size_t>(item.slot) * plane, plane);
-        r.segmentation = postprocess(logits, batch.map_size, item.original, item.options);
+        const SegmentOutputs& o = item.outputs;
+        r.map_size = batch.map_size;
+        if (o.logits) r.logits.assign(logits.begin(), logits.end());
+        if (o.segmentation || o.mask || o.probability) {
+          item.options.validate();
+          cv::Mat probability = probability_map(logits, batch.map_size, item.original);
+          if (o.segmentation) r.segmentation = segment_probability(probability, item.options);
+          if (o.mask) {
+            cv::bitwise_and(threshold_mask(probability, item.options.threshold), cv::Scalar(1), r.mask);
+          }
+          if (o.probability) r.probability = std::move(probability);
+        }
       } catch (const Error& e) {
         r.error = e.code();
         r.message = e.what();
