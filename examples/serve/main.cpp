@@ -9,10 +9,13 @@
 // the models then load and warm up while health answers "loading", and GET /health/ready turns 200
 // once they can serve. A model that fails to load: exit status 2.
 // SIGINT/SIGTERM: stop accepting, finish in-flight requests, exit 0.
+// With --grpc-port (builds with the gRPC transport, docs/grpc.md) the Open Inference Protocol's gRPC
+// service listens too, after HTTP, and stops before the models.
 // First, before OpenCV or Eigen include <immintrin.h>: see the header.
 #include "sluice/backends/cpu/intrinsics.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -43,6 +46,10 @@
 #include "sluice/serve/batcher_service.hpp"
 #include "sluice/serve/server.hpp"
 #include "sluice/vision/segmenter.hpp"
+#ifdef SLUICE_SERVE_GRPC
+#include "sluice/grpc/grpc_server.hpp"
+#include "sluice/serve/oip_models.hpp"
+#endif
 
 namespace {
 
@@ -99,6 +106,15 @@ const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
   --retry-after-s S
 Limits, their defaults and what a client gets past each: docs/http-api.md.
 )";
+
+#ifdef SLUICE_SERVE_GRPC
+const char* kGrpcUsage = R"(The Open Inference Protocol over gRPC (inference.GRPCInferenceService, docs/grpc.md):
+  --grpc-port PORT         gRPC port on --address (default 0: off; environment SLUICE_GRPC_PORT)
+  --grpc-max-message-mib N largest gRPC request message (default: --max-body-bytes, 256 MiB)
+  --grpc-max-in-flight N   gRPC inference calls with the models at once; past it RESOURCE_EXHAUSTED
+                           (default 256)
+)";
+#endif
 
 template <class B>
 std::shared_ptr<serve::ModelService> make_service_on(const ModelConfig& m, const ServeConfig& c,
@@ -183,6 +199,9 @@ ServeConfig parse_args(int argc, char** argv) {
     const std::string& a = args[i];
     if (a == "--help" || a == "-h") {
       std::cout << kUsage;
+#ifdef SLUICE_SERVE_GRPC
+      std::cout << kGrpcUsage;
+#endif
       std::exit(0);
     }
     if (a.rfind("--", 0) != 0 || i + 1 >= args.size())
@@ -230,6 +249,14 @@ ServeConfig parse_args(int argc, char** argv) {
   }
   c.server.validate();
   c.api.validate();
+#ifdef SLUICE_SERVE_GRPC
+  if (c.grpc_port != 0 && c.grpc_port == c.port)
+    throw Error(errc::invalid_argument, "grpc_port must differ from port (" + std::to_string(c.port) + ")");
+  if (!c.grpc_max_message_bytes) c.grpc_max_message_bytes = std::min(c.server.max_body_bytes, std::size_t{2047} << 20);
+#else
+  if (c.grpc_port != 0)
+    throw Error(errc::invalid_argument, "this sluice_serve was built without the gRPC transport (SLUICE_WITH_GRPC)");
+#endif
   // The largest body held in memory: spooled ones are on disk.
   const std::size_t in_memory = c.server.max_spool_bytes > 0
                                     ? std::min(c.server.max_body_bytes, c.server.spool_threshold_bytes)
@@ -279,6 +306,31 @@ int main(int argc, char** argv) {
     stopping = true;
     for (auto& s : services) s->stop();
   };
+#ifdef SLUICE_SERVE_GRPC
+  std::unique_ptr<serve::oip::GrpcServer> grpc_server;
+#endif
+  // Stops gRPC (on a thread of its own: its calls in flight are answered from completions that run
+  // on this io_context) and HTTP together, then the models.
+  std::thread grpc_stopper;
+  std::atomic<bool> serving_stopped{false};  // a signal and a failed load may both ask
+  auto stop_serving = [&] {
+    if (serving_stopped.exchange(true)) return;
+    auto open = std::make_shared<std::atomic<int>>(2);
+    auto last = [&, open] {
+      if (--*open > 0) return;
+      stop_all();
+      ioc.stop();
+    };
+#ifdef SLUICE_SERVE_GRPC
+    grpc_stopper = std::thread([&, last] {
+      if (grpc_server) grpc_server->shutdown(std::chrono::duration_cast<std::chrono::milliseconds>(config.server.drain_timeout));
+      boost::asio::post(ioc, last);
+    });
+#else
+    boost::asio::post(ioc, last);
+#endif
+    server->shutdown(last);
+  };
   // Signals are caught from before the server listens: a supervisor that signals as soon as the
   // "listening" line appears gets a graceful stop, not a killed process.
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
@@ -286,10 +338,7 @@ int main(int argc, char** argv) {
     if (ec) return;
     std::cerr << "sluice_serve: signal " << sig << ", finishing running requests\n";
     if (!server) return ioc.stop();
-    server->shutdown([&] {
-      stop_all();
-      ioc.stop();
-    });
+    stop_serving();
   });
   serve::Decoding decoding;
   try {
@@ -303,6 +352,16 @@ int main(int argc, char** argv) {
     server = std::make_shared<serve::Server>(ioc.get_executor(), config.server, api);
     const auto ep = server->listen(config.address, config.port);
     std::cout << "listening on http://" << ep.address().to_string() << ":" << ep.port() << "/" << std::endl;
+#ifdef SLUICE_SERVE_GRPC
+    if (config.grpc_port != 0) {
+      serve::oip::GrpcServerOptions options;
+      options.max_receive_message_bytes = *config.grpc_max_message_bytes;
+      options.max_in_flight_infers = config.grpc_max_in_flight;
+      grpc_server = std::make_unique<serve::oip::GrpcServer>(std::make_shared<serve::ModelsInferenceService>(api), options);
+      const unsigned short grpc_port = grpc_server->start(ep.address().to_string(), config.grpc_port);
+      std::cout << "grpc listening on " << ep.address().to_string() << ":" << grpc_port << std::endl;
+    }
+#endif
   } catch (const std::exception& e) {
     std::cerr << "sluice_serve: " << e.what() << "\n";
     return 2;
@@ -330,10 +389,7 @@ int main(int argc, char** argv) {
       api->fail(e.what());
       boost::asio::post(ioc, [&] {
         exit_code = 2;
-        server->shutdown([&] {
-          stop_all();
-          ioc.stop();
-        });
+        stop_serving();
       });
     }
   });
@@ -356,6 +412,10 @@ int main(int argc, char** argv) {
   for (std::size_t i = 1; i < config.io_threads; ++i) threads.emplace_back(run);
   run();
   for (auto& t : threads) t.join();
+  if (grpc_stopper.joinable()) grpc_stopper.join();
+#ifdef SLUICE_SERVE_GRPC
+  grpc_server.reset();  // calls still open are answered UNAVAILABLE before the models go
+#endif
   stop_all();  // a model that finished loading after the stop
   loader.join();
   server.reset();

@@ -10,7 +10,6 @@
 #include <utility>
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/resource_quota.h>
 #include <grpcpp/support/message_allocator.h>
 
 #include "sluice/core/error.hpp"
@@ -302,11 +301,6 @@ unsigned short GrpcServer::start(const std::string& address, unsigned short port
   // gRPC sets SO_REUSEPORT by default: a second server on the same port would then share it silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, as_int(impl_->options.max_concurrent_streams));
-  if (impl_->options.memory_quota_bytes > 0) {
-    ::grpc::ResourceQuota quota("sluice_grpc");
-    quota.Resize(impl_->options.memory_quota_bytes);
-    builder.SetResourceQuota(quota);
-  }
   {
     std::lock_guard state_lock(impl_->state->mutex);
     impl_->state->accepting = true;

@@ -27,8 +27,6 @@ struct GrpcServerOptions {
   std::size_t max_in_flight_infers = 256;
   /// Concurrent calls on one connection (HTTP/2 streams); a client past it waits for a free stream.
   std::size_t max_concurrent_streams = 256;
-  /// Memory gRPC may use for its buffers (its resource quota); 0: no quota of its own.
-  std::size_t memory_quota_bytes = 0;
 };
 
 /// The gRPC server. start() binds and serves on gRPC's own threads; shutdown() answers or refuses
