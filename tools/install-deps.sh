@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev libeigen3-dev nlohmann-json3-dev libopencv-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the gRPC transport
+  python3-grpcio python3-protobuf  # its integration test's client (tests/grpc/serve_grpc_test.py)
   clang libclang-rt-14-dev curl
   python3-torch python3-numpy python3-opencv
   librsvg2-bin  # rsvg-convert: renders the calibrator's SVG charts to PNG for checking
