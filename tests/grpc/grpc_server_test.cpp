@@ -506,6 +506,8 @@ TEST_F(GrpcServerTest, APortInUseIsRefusedNotShared) {
   GrpcServer third(fake_);
   EXPECT_NE(third.start("::1", 0), 0);  // IPv6 loopback, bracketed for gRPC
   EXPECT_THROW(third.start("::1", 0), sluice::Error);  // started already
+  third.shutdown(0ms);
+  EXPECT_THROW(third.start("::1", 0), sluice::Error);  // and once only
 }
 
 TEST(GrpcStatusCode, EveryStatusHasItsCode) {

@@ -44,6 +44,8 @@ endfunction()
 run_step("configure sluice" ${CMAKE_COMMAND} -S ${SLUICE_SOURCE_DIR} -B ${build_dir} ${common_args}
   -DCMAKE_INSTALL_PREFIX=${prefix} -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_BENCH=OFF
   -DSLUICE_BUILD_EXAMPLES=OFF -DSLUICE_WITH_CUDA=OFF -DSLUICE_BUILD_FUZZERS=OFF)
+# Only the compiled layers build here (the gRPC transport where gRPC is installed; CUDA is off).
+run_step("build sluice" ${CMAKE_COMMAND} --build ${build_dir} --parallel 2)
 run_step("install sluice" ${CMAKE_COMMAND} --install ${build_dir})
 foreach(file include/sluice/batching/batcher.hpp include/sluice/backends/cpu/cpu_backend.hpp
              include/sluice/vision/segmenter.hpp lib/cmake/sluice/sluiceConfig.cmake

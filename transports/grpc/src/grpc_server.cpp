@@ -270,6 +270,7 @@ struct GrpcServer::Impl {
   std::shared_ptr<State> state = std::make_shared<State>();
   Service service;
   std::unique_ptr<::grpc::Server> server;
+  bool started = false;       ///< a gRPC service joins one server only: no restart after shutdown
   std::mutex shutdown_mutex;  ///< one shutdown at a time; the second finds it done
 
   Impl(std::shared_ptr<InferenceService> s, GrpcServerOptions o) : options(o), service(std::move(s), state) {
@@ -288,7 +289,7 @@ GrpcServer::~GrpcServer() { shutdown(std::chrono::milliseconds(0)); }
 
 unsigned short GrpcServer::start(const std::string& address, unsigned short port) {
   std::lock_guard lock(impl_->shutdown_mutex);
-  if (impl_->server) throw Error(errc::invalid_argument, "the gRPC server is started already");
+  if (impl_->started) throw Error(errc::invalid_argument, "the gRPC server was started already");
   const bool v6 = address.find(':') != std::string::npos;
   const std::string target = (v6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
   const auto as_int = [](std::size_t v) { return static_cast<int>(std::min<std::size_t>(v, INT_MAX)); };
@@ -305,6 +306,7 @@ unsigned short GrpcServer::start(const std::string& address, unsigned short port
     std::lock_guard state_lock(impl_->state->mutex);
     impl_->state->accepting = true;
   }
+  impl_->started = true;
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || bound == 0) {
     impl_->server.reset();

@@ -40,7 +40,8 @@ class GrpcServer {
 
   /// Listens on `address` (an IPv4 or IPv6 address, no brackets) and `port` (0: any free one);
   /// returns the bound port. Throws sluice::Error(invalid_argument) when the port cannot be bound
-  /// (in use, also by another process: the port is never shared) or start() was called before.
+  /// (in use, also by another process: the port is never shared) or start() was called before
+  /// (also one that failed, and after a shutdown: a server starts once).
   unsigned short start(const std::string& address, unsigned short port);
 
   /// Stops taking calls (new ModelInfer calls get UNAVAILABLE), waits up to `grace` for the
