@@ -43,6 +43,7 @@
 #include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 #include "sluice/serve/api.hpp"
+#include "sluice/serve/oip_http.hpp"
 #include "sluice/serve/batcher_service.hpp"
 #include "sluice/serve/server.hpp"
 #include "sluice/vision/segmenter.hpp"
@@ -349,6 +350,8 @@ int main(int argc, char** argv) {
     decoding.memory = std::make_shared<serve::MemoryBudget>(config.api.memory_budget_bytes);
     // Listen first, with no model yet: health answers "loading" while the models load.
     api = std::make_shared<serve::Api>(config.api, metrics, decoding.memory);
+    // The Open Inference Protocol (/v2) over the same models and Batchers.
+    serve::serve_open_inference_protocol(*api);
     server = std::make_shared<serve::Server>(ioc.get_executor(), config.server, api);
     const auto ep = server->listen(config.address, config.port);
     std::cout << "listening on http://" << ep.address().to_string() << ":" << ep.port() << "/" << std::endl;

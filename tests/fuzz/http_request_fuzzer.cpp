@@ -17,6 +17,7 @@
 
 #include "sluice/core/utf8.hpp"
 #include "sluice/serve/api.hpp"
+#include "sluice/serve/oip_http.hpp"
 #include "sluice/serve/server.hpp"
 
 namespace {
@@ -28,7 +29,7 @@ namespace http = boost::beast::http;
 class InstantModel final : public ModelService {
  public:
   const std::string& name() const override { return name_; }
-  Json info() const override { return {{"backend", "instant"}}; }
+  Json info() const override { return {{"backend", "instant"}, {"input_size", {{"height", 4}, {"width", 4}}}}; }
   Json status() const override { return Json::object(); }
   void render_metrics(std::string&) const override {}
   void stop() override {}
@@ -39,6 +40,16 @@ class InstantModel final : public ModelService {
       return done(sluice::make_error_code(sluice::errc::invalid_argument), std::move(out));
     }
     out.result = {{"bytes", job.image.size()}, {"polygons", Json::array()}};
+    // The Open Inference Protocol's maps: blank, at the pixels' size (8 x 8 for a file).
+    out.width = job.form == ImageForm::rgb8 ? job.width : 8;
+    out.height = job.form == ImageForm::rgb8 ? job.height : 8;
+    const std::size_t plane = static_cast<std::size_t>(out.width) * static_cast<std::size_t>(out.height);
+    if (job.outputs.mask) out.mask.assign(plane, 0);
+    if (job.outputs.probability) out.probability.assign(plane, 0.0f);
+    if (job.outputs.logits) {
+      out.map_width = out.map_height = 4;
+      out.logits.assign(16, 0.0f);
+    }
     done({}, std::move(out));
   }
 
@@ -58,6 +69,8 @@ Api& api() {
   static Api instance({std::make_shared<InstantModel>()}, "",
                       ApiLimits{.max_files = 8, .memory_budget_bytes = 1 << 20, .metrics_threads = 0},
                       std::make_shared<HttpMetrics>());
+  static const bool v2 = (serve_open_inference_protocol(instance), true);
+  (void)v2;
   return instance;
 }
 

@@ -34,6 +34,7 @@
 #include "sluice/core/utf8.hpp"
 #include "sluice/models/names.hpp"
 #include "sluice/serve/api_error.hpp"
+#include "sluice/serve/api_limits.hpp"
 #include "sluice/serve/header_params.hpp"
 #include "sluice/serve/image_answer.hpp"
 #include "sluice/serve/http_metrics.hpp"
@@ -52,29 +53,6 @@ namespace http = boost::beast::http;
 
 using HttpRequest = http::request<http::string_body>;
 using HttpResponse = http::response<http::string_body>;
-
-struct ApiLimits {
-  std::uint64_t max_pixels = 200'000'000;  ///< per image, read from its header before decoding
-  std::size_t max_files = 256;                     ///< per batch-segment request
-  /// Deadline of each image in the Batcher; zero: none.
-  Duration request_timeout = std::chrono::seconds(60);
-  unsigned retry_after_s = 1;                      ///< Retry-After of 503 answers
-  /// Request bytes held at once (bodies being read and parsed, images decoded and queued).
-  std::size_t memory_budget_bytes = default_memory_budget_bytes();
-  MultipartLimits multipart{};
-  PolygonLimits polygons{};  ///< /api/calculate-metrics and /api/disintegration-index
-  /// Threads for those two endpoints, so that a large canvas does not hold up the connections'
-  /// threads (health checks included); 0 computes them inside handle().
-  unsigned metrics_threads = 1;
-
-  /// Throws sluice::Error(errc::invalid_argument) naming the first limit that makes every request fail.
-  void validate() const {
-    if (max_pixels == 0) throw Error(errc::invalid_argument, "max_pixels must be positive");
-    if (max_files == 0) throw Error(errc::invalid_argument, "max_files must be positive");
-    if (request_timeout < Duration::zero()) throw Error(errc::invalid_argument, "the request timeout (deadline_ms) must be >= 0");
-    if (memory_budget_bytes == 0) throw Error(errc::invalid_argument, "memory_budget_bytes must be positive");
-  }
-};
 
 class Api {
  public:
@@ -155,6 +133,8 @@ class Api {
   /// The route name used as the metrics label (bounded set).
   static std::string route_of(std::string_view target) {
     const std::string_view path = target.substr(0, target.find('?'));
+    if ((path == "/v2" || path.starts_with("/v2/")) && !path.starts_with("/v2/health/"))
+      return path.ends_with("/infer") ? "/v2/infer" : path.ends_with("/ready") ? "/v2/ready" : "/v2/metadata";
     for (std::string_view r : {"/health", "/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready", "/api/v1/health", "/api/v1/models", "/api/v1/status", "/api/v1/segment",
                                "/api/v1/batch-segment", "/metrics",
                                "/api/calculate-metrics", "/api/disintegration-index"})
@@ -172,6 +152,11 @@ class Api {
   };
 
   void handle(HttpRequest req, Respond respond) { handle(std::move(req), {}, std::move(respond)); }
+
+  /// Answers the paths under /v2 but its health probes (the Open Inference Protocol, oip_http.hpp);
+  /// without one they are 404. Set it before serving.
+  using V2Handler = std::function<void(const std::shared_ptr<HeldRequest>&, const std::string& path, Respond)>;
+  void serve_v2(V2Handler handler) { v2_ = std::move(handler); }
 
   /// Answers `req` by calling `respond` exactly once (maybe on another thread, later). `body_lease`
   /// holds the body's bytes in the memory budget; it is released with the body.
@@ -384,6 +369,7 @@ class Api {
       HttpResponse res{yes ? http::status::ok : http::status::bad_request, req.version()};
       return respond(finish(std::move(res), req));
     }
+    if (v2_ && (path == "/v2" || path.starts_with("/v2/"))) return v2_(held, path, std::move(respond));
     if (path == "/api/v1/models") {
       only(http::verb::get);
       const auto c = catalog();
@@ -597,6 +583,7 @@ class Api {
   std::shared_ptr<MemoryBudget> memory_;
   TimePoint started_;
   std::atomic<std::int64_t> in_flight_{0};
+  V2Handler v2_;
   std::optional<boost::asio::thread_pool> metrics_pool_;  // last: joined before the rest is destroyed
 };
 

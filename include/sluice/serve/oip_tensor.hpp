@@ -41,6 +41,9 @@ inline std::string shape_string(const std::vector<std::int64_t>& shape) {
   return s + "]";
 }
 
+/// Any count of elements: split_bytes' `count` for callers that take what the data holds.
+inline constexpr std::uint64_t kAnyCount = std::numeric_limits<std::uint64_t>::max();
+
 /// The BYTES elements of raw `data`, each a view into it; none when a length prefix overruns the
 /// data, or when the data holds other than `count` elements (bytes left over count as one more).
 inline std::optional<std::vector<std::string_view>> split_bytes(std::string_view data, std::uint64_t count) {
@@ -56,7 +59,7 @@ inline std::optional<std::vector<std::string_view>> split_bytes(std::string_view
     out.push_back(data.substr(at, length));
     at += length;
   }
-  if (out.size() != count) return std::nullopt;
+  if (count != kAnyCount && out.size() != count) return std::nullopt;
   return out;
 }
 
