@@ -49,7 +49,6 @@
 #include "sluice/vision/segmenter.hpp"
 #ifdef SLUICE_SERVE_GRPC
 #include "sluice/grpc/grpc_server.hpp"
-#include "sluice/serve/oip_models.hpp"
 #endif
 
 namespace {
@@ -350,8 +349,8 @@ int main(int argc, char** argv) {
     decoding.memory = std::make_shared<serve::MemoryBudget>(config.api.memory_budget_bytes);
     // Listen first, with no model yet: health answers "loading" while the models load.
     api = std::make_shared<serve::Api>(config.api, metrics, decoding.memory);
-    // The Open Inference Protocol (/v2) over the same models and Batchers.
-    serve::serve_open_inference_protocol(*api);
+    // The Open Inference Protocol (/v2) over the same models and Batchers; gRPC serves it too.
+    [[maybe_unused]] const auto open_inference = serve::serve_open_inference_protocol(*api);
     server = std::make_shared<serve::Server>(ioc.get_executor(), config.server, api);
     const auto ep = server->listen(config.address, config.port);
     std::cout << "listening on http://" << ep.address().to_string() << ":" << ep.port() << "/" << std::endl;
@@ -360,7 +359,7 @@ int main(int argc, char** argv) {
       serve::oip::GrpcServerOptions options;
       options.max_receive_message_bytes = *config.grpc_max_message_bytes;
       options.max_in_flight_infers = config.grpc_max_in_flight;
-      grpc_server = std::make_unique<serve::oip::GrpcServer>(std::make_shared<serve::ModelsInferenceService>(api), options);
+      grpc_server = std::make_unique<serve::oip::GrpcServer>(open_inference, options);
       const unsigned short grpc_port = grpc_server->start(ep.address().to_string(), config.grpc_port);
       std::cout << "grpc listening on " << ep.address().to_string() << ":" << grpc_port << std::endl;
     }
