@@ -49,6 +49,8 @@ import tempfile
 import threading
 import time
 
+import live_server
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 SAMPLES = os.path.join(ROOT, "examples", "data", "samples")
@@ -305,27 +307,10 @@ def replay_disintegration(port):
 
 # ---- main -----------------------------------------------------------------------------------------
 def start(binary, model, log):
-    p = subprocess.Popen([binary, "--model", "demo=" + model, "--address", HOST, "--port", "0"],
-                         stdout=subprocess.PIPE, stderr=log, text=True)
+    p, port = live_server.spawn([binary, "--model", "demo=" + model, "--address", HOST, "--port", "0"], log)
     procs.append(p)
-    line = [""]
-    t = threading.Thread(target=lambda: line.__setitem__(0, p.stdout.readline()), daemon=True)
-    t.start()
-    t.join(180)
-    m = re.search(r"http://127\.0\.0\.1:(\d+)/", line[0] or "")
-    if not m:
-        raise RuntimeError("server did not start: %r" % line[0])
-    port = int(m.group(1))
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if exchange(port, "GET", "/health/ready", [], timeout=10)[0] == 200:
-                return p, port
-        except OSError:
-            pass
-        if p.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("server never became ready")
-        time.sleep(0.05)
+    live_server.wait_ready(p, port)
+    return p, port
 
 
 def main():

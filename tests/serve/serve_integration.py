@@ -26,6 +26,8 @@ import tempfile
 import threading
 import time
 
+import live_server
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 HOST = "127.0.0.1"  # loopback only, always
@@ -51,47 +53,19 @@ class Server:
         self.log = open(os.path.join(log_dir, "server-%d.log" % len(servers)), "w")
         cmd = [binary, "--model", "demo=" + model] + (["--address", address] if address else [])
         cmd += (["--port", port] if port else []) + list(flags)
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                     env=dict(os.environ, **(env or {})))
+        self.proc, self.port = live_server.spawn(cmd, self.log, env=dict(os.environ, **(env or {})))
         servers.append(self)
-        line = [None]
-
-        def read_first_line():
-            line[0] = self.proc.stdout.readline()
-
-        reader = threading.Thread(target=read_first_line, daemon=True)
-        reader.start()
-        reader.join(180)  # loading the model takes a moment on a busy machine
-        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line[0] or "")
-        if not m:
-            self.kill()
-            raise RuntimeError("server did not start: %r (see %s)" % (line[0], self.log.name))
-        self.port = int(m.group(1))
         self.url = "http://%s:%d" % (HOST, self.port)
         self.first_health = curl(self.url + "/api/v1/health", max_time=10)  # at once, maybe still loading
         if wait_ready:
-            deadline = time.monotonic() + 180  # loading and warming up on a busy machine
-            while curl(self.url + "/health/ready", max_time=10).status != 200:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError("server never became ready (see %s)" % self.log.name)
-                time.sleep(0.05)
+            live_server.wait_ready(self.proc, self.port)
 
     def stop(self, timeout=60):
         """SIGTERM, then the exit code (None if it had to be killed)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                return None
-        return self.proc.returncode
+        return live_server.stop(self.proc, timeout)
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        live_server.kill(self.proc)
 
 
 @atexit.register

@@ -413,7 +413,8 @@ class OipHttp {
     if (!r.id.empty()) j["id"] = r.id;
     if (!r.parameters.empty()) j["parameters"] = r.parameters;
     j["outputs"] = nlohmann::ordered_json::array();
-    std::string tail;
+    std::vector<const oip::OutputTensor*> tail;  // the binary outputs, appended after the JSON
+    std::size_t tail_bytes = 0;
     for (auto& t : r.outputs) {
       bool binary = all_binary;
       for (std::size_t i = 0; i < requested.size() && i < binary_outputs.size(); ++i)
@@ -423,13 +424,14 @@ class OipHttp {
       if (binary) {
         p["binary_data_size"] = t.data.size();
         o["parameters"] = p;
-        tail += t.data;
+        tail.push_back(&t);
+        tail_bytes += t.data.size();
       } else {
         if (!p.empty()) o["parameters"] = p;
         o["data"] = json_data(t);
+        t.data.clear();
+        t.data.shrink_to_fit();
       }
-      t.data.clear();
-      t.data.shrink_to_fit();
       j["outputs"].push_back(std::move(o));
     }
     HttpResponse res{http::status::ok, shape.version()};
@@ -440,7 +442,8 @@ class OipHttp {
     } else {
       res.set("Inference-Header-Content-Length", std::to_string(res.body().size()));
       res.set(http::field::content_type, "application/octet-stream");
-      res.body() += tail;
+      res.body().reserve(res.body().size() + tail_bytes);
+      for (const oip::OutputTensor* t : tail) res.body() += t->data;
     }
     res.keep_alive(shape.keep_alive());
     res.prepare_payload();
