@@ -371,7 +371,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
     if not os.path.exists(a.haproxy):
         print("haproxy not found (Debian package haproxy; tools/install-deps.sh installs it)")
-        return 2
+        return 77
 
     images = sample_images()
     out = {"haproxy": subprocess.run([a.haproxy, "-v"], capture_output=True, text=True).stdout.splitlines()[0],
@@ -382,13 +382,16 @@ def main():
         out["fault"] = fault_run(a, images)
 
     if out["throughput"]:
-        print("\n| replicas | images/s | p50 ms | p99 ms | errors | cores: replicas | haproxy | load generator | other |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        # Images per core-second the replicas got: what a replica does with the CPU it is given,
+        # independent of how much of the machine other processes took meanwhile.
+        print("\n| replicas | images/s | p50 ms | p99 ms | errors | cores: replicas | haproxy | load generator | other "
+              "| images per replica core-second |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in out["throughput"]:
             c = r["cores_busy"]
-            print("| %d | %.2f | %.1f | %.1f | %d | %.2f | %.2f | %.2f | %.2f |" % (
+            print("| %d | %.2f | %.1f | %.1f | %d | %.2f | %.2f | %.2f | %.2f | %.1f |" % (
                 r["replicas"], r["images_per_s"], r["p50_ms"], r["p99_ms"], r["errors"], c["replicas"], c["haproxy"],
-                c["load_generator"], c["other"]))
+                c["load_generator"], c["other"], r["images_per_s"] / c["replicas"] if c["replicas"] else 0))
     if a.json:
         json.dump(out, open(a.json, "w"), indent=1)
     failed = any(r["errors"] for r in out["throughput"])
