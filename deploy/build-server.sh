@@ -10,7 +10,8 @@
 #   bin/sluice_serve
 #   share/sluice/models/demo/           the bundled demo model (model.json + weights)
 #   share/sluice/runtime-packages.txt   the packages that hold the shared libraries sluice_serve
-#                                       links (from ldd + dpkg -S): what the runtime stage installs
+#                                       links (readelf NEEDED, ldd, dpkg -S): what the runtime
+#                                       stage installs (apt adds their dependencies)
 # --cuda builds the CUDA backend too (nvcc and cuDNN must be there: NVIDIA's cudnn-devel images).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,10 +57,12 @@ find "$build_dir" -name 'libsluice_cuda.so*' -exec install -m 755 {} "$prefix/bi
 install -D -m 644 examples/data/demo/model.json "$prefix/share/sluice/models/demo/model.json"
 install -m 644 examples/data/demo/*.safetensors "$prefix/share/sluice/models/demo/"
 
-# The packages of every shared library the server loads (CUDA's own come with NVIDIA's base image).
-LD_LIBRARY_PATH="$prefix/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ldd "$prefix/bin/sluice_serve" |
-  awk '/=> \// {print $3}' | while read -r lib; do
+# The packages of the shared libraries the server links directly (apt brings their own dependencies;
+# CUDA's come with NVIDIA's base image): the NEEDED entries, located by ldd, owned per dpkg -S.
+ldd_out=$(LD_LIBRARY_PATH="$prefix/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ldd "$prefix/bin/sluice_serve")
+readelf -d "$prefix/bin/sluice_serve" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | while read -r name; do
+    lib=$(awk -v n="$name" '$1 == n && $3 ~ /^\// {print $3}' <<< "$ldd_out")
+    [[ -n $lib ]] || continue
     dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null || true
-  done | cut -d: -f1 | grep -v -E '^(libc6|libgcc-s1|libstdc\+\+6)$|cuda|cudnn|nvidia' | sort -u \
-  > "$prefix/share/sluice/runtime-packages.txt"
+  done | cut -d: -f1 | grep -v -E 'cuda|cudnn|nvidia' | sort -u > "$prefix/share/sluice/runtime-packages.txt"
 echo "sluice_serve installed in $prefix; runtime packages: $(tr '\n' ' ' < "$prefix/share/sluice/runtime-packages.txt")"

@@ -44,9 +44,9 @@ def main():
     packages = open(os.path.join(prefix, "share", "sluice", "runtime-packages.txt")).read().split()
     check(any(p.startswith("libopencv-imgcodecs") for p in packages),
           "runtime packages name OpenCV's image codecs: %s" % " ".join(packages))
-    for p in packages:
-        status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout
-        check("install ok installed" in status, "runtime package %s is a real installed package" % p)
+    not_installed = [p for p in packages if "install ok installed" not in subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout]
+    check(not not_installed, "every runtime package is a real, installed package (not: %s)" % " ".join(not_installed))
 
     proc = subprocess.Popen([server, "--model", "demo=" + model, "--address", "127.0.0.1", "--port", "0"],
                             stdout=subprocess.PIPE, text=True)
