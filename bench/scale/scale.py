@@ -302,17 +302,20 @@ def fault_run(args, images):
         served_before = hap.stats()[victim.name]["answered_2xx"]
         victim.kill()
         t_kill = time.monotonic()
-        time.sleep(args.restart_after)
+        went_down_s = None  # when HAProxy's checks noticed (requests were retried meanwhile)
+        while time.monotonic() < t_kill + args.restart_after:
+            if went_down_s is None and not hap.stats()[victim.name]["status"].startswith("UP"):
+                went_down_s = time.monotonic() - t_kill
+            time.sleep(0.02)
         victim.start()
         t_restart = time.monotonic()
         seen = {"warm_s": None, "up_s": None, "first_image_s": None}
-        went_down_s = None
         end = t_restart + args.ready_timeout
         while time.monotonic() < end and None in seen.values():
             now = time.monotonic()
             st = hap.stats()[victim.name]["status"]
             if went_down_s is None and not st.startswith("UP"):
-                went_down_s = now - t_kill  # HAProxy noticed (the load was retried meanwhile)
+                went_down_s = now - t_kill
             if seen["warm_s"] is None and http_get(victim.port, "/v2/health/ready", 0.5)[0] == 200:
                 seen["warm_s"] = now - t_restart
             if seen["up_s"] is None and seen["warm_s"] is not None and st == "UP":
