@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Runs the container images' build script (deploy/build-server.sh, what the Dockerfiles' build stage
 runs) and checks what it installed: sluice_serve, the demo model, and the list of runtime packages
-the image's runtime stage installs (each one a real, installed package). Then the installed server
-must serve: ready on /v2/health/ready, one sample image segmented, the autoscaling gauges in /metrics.
+the image's runtime stage installs (each one a real, installed package). Then the installed server,
+with two models, must serve: ready on /v2/health/ready, one sample image segmented, the autoscaling
+gauges in /metrics and each metric family's TYPE line there once.
 
     image_build_test.py --script deploy/build-server.sh --work DIR
 """
@@ -48,8 +49,9 @@ def main():
         ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout]
     check(not not_installed, "every runtime package is a real, installed package (not: %s)" % " ".join(not_installed))
 
-    proc = subprocess.Popen([server, "--model", "demo=" + model, "--address", "127.0.0.1", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+    # Two models (the demo one under two names): /metrics must still name each family once.
+    proc = subprocess.Popen([server, "--model", "demo=" + model, "--model", "other=" + model,
+                             "--address", "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE, text=True)
     try:
         port = int(re.search(r":(\d+)/", proc.stdout.readline()).group(1))
         ready = False
@@ -73,6 +75,10 @@ def main():
         text = c.getresponse().read().decode()
         for gauge in ("sluice_queue_depth", "sluice_batches_in_flight", "sluice_requests_in_flight"):
             check(re.search(r'^%s\{model="demo"\} 0$' % gauge, text, re.M) is not None, "/metrics has %s 0" % gauge)
+        types = re.findall(r"^# TYPE (\S+) ", text, re.M)
+        repeated = sorted({t for t in types if types.count(t) > 1})
+        check(not repeated and 'sluice_queue_depth{model="other"}' in text,
+              "/metrics of two models names each family once (repeated: %s)" % " ".join(repeated))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
