@@ -330,8 +330,9 @@ def fault_run(args, images):
                       victim_images_after_restart=victim.images_ok(), victim_2xx_before_kill=served_before,
                       haproxy=stats)
     print("fault run, %d replicas, %d clients, %.0f s: %d requests completed, %d failed; %s killed at %.1f s, "
-          "restarted at %.1f s (HAProxy marked it DOWN %s s after the kill): ready after %s s, UP in HAProxy after %s s, first image after %s s "
-          "(%s images since); HAProxy retries %d, redispatches %d" %
+          "restarted at %.1f s (HAProxy marked it DOWN %s s after the kill): ready after %s s, "
+          "UP in HAProxy after %s s, first image after %s s (%s images since); "
+          "HAProxy retries %d, redispatches %d" %
           (args.fault_replicas, args.clients, args.fault_seconds, result["completed"], result["errors"], victim.name,
            result["kill_at_s"], result["restart_at_s"], fmt(went_down_s), fmt(seen["warm_s"]), fmt(seen["up_s"]),
            fmt(seen["first_image_s"]), result["victim_images_after_restart"],
