@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 DEPLOY = os.path.join(ROOT, "deploy")
 KUBERNETES_VERSION = "1.30"
-PACKAGES = ["kubernetes-validate==1.37.0", "jsonschema>=4.18", "PyYAML>=6", "prometheus_client>=0.20"]
+PACKAGES = ["kubernetes-validate==1.37.0", "jsonschema>=4.18", "PyYAML>=6"]
 
 
 def ensure_venv(path):
