@@ -12,6 +12,8 @@ packages=(
   clang libclang-rt-14-dev curl
   python3-torch python3-numpy python3-opencv
   librsvg2-bin  # rsvg-convert: renders the calibrator's SVG charts to PNG for checking
+  haproxy       # the load balancer in front of sluice_serve replicas (ctest scale_fault, bench/scale)
+  python3-venv  # the deploy test's own virtual environment (kubernetes-validate, jsonschema from PyPI)
 )
 missing=()
 for p in "${packages[@]}"; do

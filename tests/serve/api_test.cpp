@@ -512,3 +512,26 @@ TEST_F(HostileApi, HeadOfAGetRouteHasTheLengthAndNoBody) {
 }
 
 }  // namespace
+
+namespace {
+
+// Requests in flight = started - answered - dropped: what a load balancer or autoscaler reads as
+// the server's concurrency.
+TEST(HttpMetrics, RequestsInFlightAreStartedMinusEnded) {
+  HttpMetrics m;
+  auto in_flight = [&] {
+    std::string out;
+    m.render(out);
+    const std::string key = "\nsluice_http_requests_in_flight ";
+    const auto at = out.find(key);
+    return at == std::string::npos ? std::string("absent") : out.substr(at + key.size(), out.find('\n', at + 1) - at - key.size());
+  };
+  EXPECT_EQ(in_flight(), "0");
+  for (int i = 0; i < 3; ++i) m.request_started();
+  EXPECT_EQ(in_flight(), "3");
+  m.record("/api/v1/segment", "POST", 200, 0.1);
+  m.request_dropped("client_closed");
+  EXPECT_EQ(in_flight(), "1");
+}
+
+}  // namespace

@@ -75,7 +75,8 @@ class Batcher {
   executor_type get_executor() const noexcept { return engine_.executor(); }
   const BatcherConfig& config() const noexcept { return engine_.config(); }
   const batching::BatcherMetrics& metrics() const noexcept { return engine_.metrics(); }
-  std::string render_prometheus() const { return metrics().render_prometheus(config().model_name); }
+  /// The metrics and the load gauges, in the Prometheus text format.
+  std::string render_prometheus() const { return metrics().render_prometheus(config().model_name, load()); }
   /// The largest batch the Batcher forms (the configured max, capped by memory_limit_bytes).
   std::size_t effective_max_batch_size() const noexcept { return engine_.effective_max_batch_size(); }
 
@@ -152,6 +153,8 @@ class Batcher {
   bool stopped() const { return engine_.stopped(); }
   /// Requests queued now (not counting running batches).
   std::size_t queued() const { return engine_.queued(); }
+  /// Queued and running requests and batches in flight, read together.
+  batching::BatcherLoad load() const { return engine_.load(); }
 
  private:
   using Engine = batching::detail::Engine<Model, Controller>;

@@ -110,6 +110,10 @@ class Engine {
     std::lock_guard lock(mutex_);
     return former_.size();
   }
+  BatcherLoad load() const {
+    std::lock_guard lock(mutex_);
+    return {.queued_requests = former_.size(), .running_requests = running_requests_, .batches_in_flight = in_flight_};
+  }
 
   /// Queues one op, or completes it at once (shutting down, queue full, bad priority, expired).
   void enqueue_one(Op* op, const SubmitOptions& opts) {
@@ -249,6 +253,7 @@ class Engine {
         job->ops.push_back(op);
       }
       ++in_flight_;
+      running_requests_ += job->ops.size();
       if (pipeline_.prepare_later(job, [this](Job* j) { on_prepared(j); })) continue;
       ready_.push_back(job);
       ready_size_.store(ready_.size(), std::memory_order_release);
@@ -371,6 +376,7 @@ class Engine {
       }
       done.push(op);
     }
+    running_requests_ -= job->ops.size();
     job->clear();
     free_jobs_.push_back(job);
     --in_flight_;
@@ -424,7 +430,8 @@ class Engine {
   std::vector<Job*> free_jobs_;
   typename Former::Batch batch_;
   std::vector<typename Former::Item> drained_;
-  std::size_t in_flight_ = 0;
+  std::size_t in_flight_ = 0;         ///< batches formed and not yet retired
+  std::size_t running_requests_ = 0;  ///< the requests in those batches
   bool stopped_ = false;
   bool exit_ = false;
   TimePoint timer_at_ = kNever;

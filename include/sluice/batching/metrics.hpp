@@ -1,6 +1,8 @@
 // sluice/batching/metrics.hpp: the per-model counters and histograms of a Batcher (queue time,
 // batch size, run time, end-to-end latency, rejections, deadline misses, completions by error),
-// cheap enough for the hot path (relaxed atomics only) and rendered in the Prometheus text format.
+// cheap enough for the hot path (relaxed atomics only) and rendered in the Prometheus text format,
+// with the Batcher's load now (queue depth, batches and requests in flight: what an autoscaler
+// scales on).
 #pragma once
 
 #include <array>
@@ -8,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -20,6 +23,13 @@ namespace sluice::batching {
 
 /// Why a request was turned away at submission.
 enum class Rejection : std::size_t { queue_full = 0, admission, shutting_down, invalid_argument, count };
+
+/// What a Batcher holds at one moment, read under its lock (so the three agree).
+struct BatcherLoad {
+  std::size_t queued_requests = 0;    ///< waiting in the queue for a batch
+  std::size_t running_requests = 0;   ///< in batches formed and not yet completed
+  std::size_t batches_in_flight = 0;  ///< batches formed and not yet completed (prepare, run, finish)
+};
 
 class BatcherMetrics {
  public:
@@ -80,14 +90,25 @@ class BatcherMetrics {
     return last_failure_;
   }
 
-  /// The Prometheus text exposition of every metric, labelled model="<model>".
-  std::string render_prometheus(std::string_view model) const {
+  /// The Prometheus text exposition of every metric, labelled model="<model>"; with `load`, also
+  /// the gauges of what the Batcher holds now.
+  std::string render_prometheus(std::string_view model, std::optional<BatcherLoad> load = std::nullopt) const {
     std::string out;
     const std::string label = "model=\"" + escape(model) + "\"";
     auto header = [&](std::string_view name, std::string_view type, std::string_view help) {
       out.append("# HELP ").append(name).append(" ").append(help).append("\n");
       out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
     };
+    auto gauge = [&](std::string_view name, std::string_view help, std::size_t value) {
+      header(name, "gauge", help);
+      out.append(name).append("{").append(label).append("} ").append(std::to_string(value)).append("\n");
+    };
+    if (load) {
+      gauge("sluice_queue_depth", "Requests waiting in the queue for a batch now.", load->queued_requests);
+      gauge("sluice_batches_in_flight", "Batches formed and not yet completed now.", load->batches_in_flight);
+      gauge("sluice_requests_in_flight", "Requests submitted and not yet completed now (queued or running).",
+            load->queued_requests + load->running_requests);
+    }
     header("sluice_queue_time_seconds", "histogram", "Time a request waited in the queue before its batch formed.");
     queue_time_ns_.render(out, "sluice_queue_time_seconds", label, 1e-9);
     header("sluice_batch_size", "histogram", "Requests per batch run by the model.");

@@ -41,6 +41,7 @@
 #include "sluice/serve/memory_budget.hpp"
 #include "sluice/serve/spooled_body.hpp"
 #include "sluice/serve/metrics_api.hpp"
+#include "sluice/serve/prometheus_text.hpp"
 #include "sluice/serve/model_service.hpp"
 #include "sluice/serve/multipart.hpp"
 #include "sluice/serve/query.hpp"
@@ -205,7 +206,7 @@ class Api {
     out += "# TYPE sluice_http_memory_rejections_total counter\nsluice_http_memory_rejections_total " +
            std::to_string(memory_->rejections()) + "\n";
     for (const auto& m : models()) m->render_metrics(out);
-    return out;
+    return group_metric_families(out);  // each model renders the same families: one TYPE line each
   }
 
   /// Builds an error response (JSON body, Retry-After when set).

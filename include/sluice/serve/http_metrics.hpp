@@ -1,7 +1,7 @@
 // sluice/serve/http_metrics.hpp: the server's own Prometheus metrics -- requests by route, method
 // and status, request latency histograms by route, requests dropped without an answer, images by
 // outcome, open, refused and evicted connections -- rendered in the Prometheus text exposition
-// format (version 0.0.4). Thread-safe. Every label takes only known values (routes are the router's
+// format (version 0.0.4), with the requests in flight now. Thread-safe. Every label takes only known values (routes are the router's
 // fixed names, methods the standard ones, anything else "other"), so no client can grow the number
 // of series. Every started request ends in exactly one of sluice_http_requests_total (answered) and
 // sluice_http_requests_dropped_total (not answered), so the two add up to
@@ -84,6 +84,13 @@ class HttpMetrics {
     out += "# TYPE sluice_http_requests_dropped_total counter\n";
     for (const auto& [reason, n] : dropped_)
       out += "sluice_http_requests_dropped_total{reason=\"" + reason + "\"} " + std::to_string(n) + "\n";
+    // Started minus ended: read after the ended counts (under the lock), so it never goes negative.
+    std::uint64_t ended = 0;
+    for (const auto& entry : requests_) ended += entry.second;
+    for (const auto& entry : dropped_) ended += entry.second;
+    out += "# HELP sluice_http_requests_in_flight Requests started and not yet answered or dropped.\n";
+    out += "# TYPE sluice_http_requests_in_flight gauge\n";
+    out += "sluice_http_requests_in_flight " + std::to_string(started_.load() - ended) + "\n";
     out += "# HELP sluice_http_request_duration_seconds Time from a request's header read to its response written.\n";
     out += "# TYPE sluice_http_request_duration_seconds histogram\n";
     for (const auto& [route, h] : latency_) {
