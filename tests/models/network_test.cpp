@@ -210,22 +210,27 @@ TEST_P(Golden, SampleAloneEqualsSampleInABatchOfEightOnTheMinimalBackend) {
 // run_forward on a CPU backend of 2 threads, batch split always, runs a batch of 5 as five
 // single-threaded forward passes (map_samples); every kernel being batch- and thread-invariant, the
 // values must equal those of the whole batch split op by op, bit for bit.
+// The same in bf16 (where the CPU has AVX512_BF16).
 TEST_P(Golden, ABatchSplitIntoSamplesEqualsTheWholeBatchBitForBit) {
-  const Loaded l = load(GetParam());
-  CpuBackend cpu({.threads = 2, .batch_split = sluice::cpu::BatchSplit::always});
-  const auto net = models::load_network(l.network, cpu, l.weights);
-  const auto& in = l.io.tensors.at("input");
-  Shape shape = sluice::test::shape4(in);
-  const std::size_t plane = static_cast<std::size_t>(shape.c * shape.h * shape.w);
-  std::vector<float> batch;
-  for (int k = 0; k < 5; ++k)
-    for (std::size_t i = 0; i < plane; ++i) batch.push_back(in.data[i] * (0.6f + 0.2f * static_cast<float>(k)));
-  shape.n = 5;
-  const auto x = cpu.upload(batch, shape);
-  const auto split = cpu.to_vector(models::run_forward(net, cpu, x));
-  const auto whole = cpu.to_vector(net.forward(cpu, x));
-  ASSERT_EQ(split.size(), whole.size());
-  EXPECT_EQ(split, whole);
+  for (const auto precision : {sluice::cpu::Precision::fp32, sluice::cpu::Precision::bf16}) {
+    SCOPED_TRACE(sluice::cpu::to_string(precision));
+    const Loaded l = load(GetParam());
+    CpuBackend cpu({.threads = 2, .batch_split = sluice::cpu::BatchSplit::always, .precision = precision});
+    if (cpu.precision() != precision) continue;
+    const auto net = models::load_network(l.network, cpu, l.weights);
+    const auto& in = l.io.tensors.at("input");
+    Shape shape = sluice::test::shape4(in);
+    const std::size_t plane = static_cast<std::size_t>(shape.c * shape.h * shape.w);
+    std::vector<float> batch;
+    for (int k = 0; k < 5; ++k)
+      for (std::size_t i = 0; i < plane; ++i) batch.push_back(in.data[i] * (0.6f + 0.2f * static_cast<float>(k)));
+    shape.n = 5;
+    const auto x = cpu.upload(batch, shape);
+    const auto split = cpu.to_vector(models::run_forward(net, cpu, x));
+    const auto whole = cpu.to_vector(net.forward(cpu, x));
+    ASSERT_EQ(split.size(), whole.size());
+    EXPECT_EQ(split, whole);
+  }
 }
 
 // One error, invalid_argument, naming the missing, the unexpected and the misshapen tensor.
