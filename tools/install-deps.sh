@@ -10,6 +10,7 @@ packages=(
   clang libclang-rt-14-dev curl
   python3-torch python3-numpy python3-opencv
   librsvg2-bin  # rsvg-convert: renders the calibrator's SVG charts to PNG for checking
+  python3-venv  # bench/models/compare_peers.py: the venv of the runtime peers (ONNX Runtime, OpenVINO)
 )
 missing=()
 for p in "${packages[@]}"; do
