@@ -13,7 +13,7 @@ packages=(
   python3-torch python3-numpy python3-opencv
   librsvg2-bin  # rsvg-convert: renders the calibrator's SVG charts to PNG for checking
   haproxy       # the load balancer in front of sluice_serve replicas (ctest scale_fault, bench/scale)
-  python3-venv  # the deploy test's own virtual environment (kubernetes-validate, jsonschema from PyPI)
+  python3-venv  # the virtual environments of the deploy and tritonclient tests and of the CPU peers benchmark
 )
 missing=()
 for p in "${packages[@]}"; do

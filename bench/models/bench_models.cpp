@@ -5,6 +5,7 @@
 //   bench_models NETWORK WEIGHTS.safetensors INPUTS.safetensors [--threads T] [--reps R]
 //                [--batches 1,2,4,8] [--sizes 256,512] [--max-reps-seconds S] [--warmup-max-seconds W]
 //                [--batch-split auto|always|never]   (CpuOptions::batch_split; default auto)
+//                [--precision fp32|bf16]             (CpuOptions::precision; default fp32)
 // INPUTS holds input_<S> (B x 3 x S x S) and output_<S> (PyTorch's logits of its first image).
 #include <algorithm>
 #include <chrono>
@@ -47,13 +48,15 @@ double relative_l2(const std::vector<float>& a, const std::vector<float>& ref) {
 int main(int argc, char** argv) try {
   if (argc < 4) {
     std::fprintf(stderr, "usage: %s NETWORK WEIGHTS INPUTS [--threads T] [--reps R] [--batches 1,2,4,8] "
-                         "[--sizes 256,512] [--max-reps-seconds S] [--warmup-max-seconds W] [--batch-split auto|always|never]\n",
+                         "[--sizes 256,512] [--max-reps-seconds S] [--warmup-max-seconds W] [--batch-split auto|always|never] "
+                         "[--precision fp32|bf16]\n",
                  argv[0]);
     return 2;
   }
   const std::string network = argv[1];
   std::size_t threads = 2;
   auto batch_split = sluice::cpu::BatchSplit::automatic;
+  auto precision = sluice::cpu::Precision::fp32;
   int reps = 3;
   double max_seconds = 1e9;  // stop repeating once a configuration has used this long
   double warmup_max_seconds = 1e9;  // a warm-up run longer than this is also a timed run
@@ -67,13 +70,16 @@ int main(int argc, char** argv) try {
     else if (flag == "--max-reps-seconds") max_seconds = std::stod(value);
     else if (flag == "--warmup-max-seconds") warmup_max_seconds = std::stod(value);
     else if (flag == "--batch-split") batch_split = sluice::cpu::parse_batch_split(value);
+    else if (flag == "--precision") precision = sluice::cpu::parse_precision(value);
     else throw std::runtime_error("unknown flag " + flag);
   }
 
   sluice::cpu::CpuOptions options;
   options.threads = threads;
   options.batch_split = batch_split;
+  options.precision = precision;
   sluice::cpu::CpuBackend cpu(options);
+  if (!cpu.precision_note().empty()) std::fprintf(stderr, "bench_models: %s\n", cpu.precision_note().c_str());
   const sluice::weights::TensorDict weights = sluice::weights::load_checkpoint(argv[2]);
   const auto inputs = sluice::weights::read_safetensors(argv[3]).tensors;
   const auto net = sluice::models::load_network(network, cpu, weights);
@@ -126,9 +132,10 @@ int main(int argc, char** argv) try {
       const char* way = !may_split ? "whole" : !tunes ? "split" : !choice ? "tuning" : *choice ? "split" : "whole";
       std::printf("{\"network\": \"%s\", \"size\": %lld, \"batch\": %lld, \"runs\": %zu, \"median_s\": %.4f, "
                   "\"images_per_s\": %.4f, \"peak_bytes\": %zu, \"weight_bytes\": %zu, \"rel_l2_vs_torch\": %.3g, "
-                  "\"batch_split\": \"%s\"}\n",
+                  "\"batch_split\": \"%s\", \"precision\": \"%s\"}\n",
                   network.c_str(), static_cast<long long>(size), static_cast<long long>(batch), seconds.size(),
-                  median, static_cast<double>(batch) / median, peak, weight_bytes, error, way);
+                  median, static_cast<double>(batch) / median, peak, weight_bytes, error, way,
+                  sluice::cpu::to_string(cpu.precision()));
       std::fflush(stdout);
     }
   }

@@ -26,6 +26,7 @@ struct LaneSettings {
   std::size_t lanes = 1;
   std::size_t cpu_threads = 0;  ///< threads per CPU lane; 0: the cores divided among the lanes
   cpu::BatchSplit cpu_batch_split = cpu::BatchSplit::automatic;  ///< CpuOptions::batch_split
+  std::string cpu_precision = "fp32";  ///< CpuOptions::precision: fp32, bf16 (fp32 where the CPU lacks AVX512_BF16)
   int cuda_device = 0;
   std::string cuda_precision = "fp32";  ///< fp32, tf32, fp16, bf16
 };
@@ -35,7 +36,7 @@ template <class B>
 struct Lanes {
   std::vector<std::unique_ptr<B>> owned;
   std::vector<B*> ptrs;
-  std::string description;  ///< e.g. "cpu (1 lane x 2 threads)"
+  std::string description;  ///< e.g. "cpu fp32 (1 lane x 2 threads)"
 
   B& front() { return *ptrs.front(); }
   void add(std::unique_ptr<B> b) {
@@ -48,11 +49,14 @@ inline Lanes<cpu::CpuBackend> make_cpu_lanes(const LaneSettings& s) {
   const std::size_t n = std::max<std::size_t>(1, s.lanes);
   const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
   const std::size_t threads = s.cpu_threads ? s.cpu_threads : std::max<std::size_t>(1, cores / n);
+  const cpu::Precision precision = cpu::parse_precision(s.cpu_precision);
   Lanes<cpu::CpuBackend> lanes;
   for (std::size_t i = 0; i < n; ++i)
     lanes.add(std::make_unique<cpu::CpuBackend>(
-        cpu::CpuOptions{.threads = threads, .batch_split = s.cpu_batch_split}));
-  lanes.description = "cpu (" + std::to_string(n) + (n > 1 ? " lanes" : " lane") + " x " + std::to_string(threads) +
+        cpu::CpuOptions{.threads = threads, .batch_split = s.cpu_batch_split, .precision = precision}));
+  const std::string& note = lanes.front().precision_note();
+  lanes.description = std::string("cpu ") + cpu::to_string(lanes.front().precision()) +
+                      (note.empty() ? "" : " [" + note + "]") + " (" + std::to_string(n) + (n > 1 ? " lanes" : " lane") + " x " + std::to_string(threads) +
                       (threads > 1 ? std::string(" threads, batch split ") + cpu::to_string(s.cpu_batch_split)
                                    : std::string(" thread")) +
                       ")";

@@ -53,7 +53,7 @@ struct Options {
   fs::path weights;
   std::string backend = "cpu";
   int device = 0;                  ///< CUDA device
-  std::string precision = "fp32";  ///< CUDA arithmetic: fp32, tf32, fp16, bf16
+  std::string precision = "fp32";  ///< fp32, bf16 (CPU and CUDA); tf32, fp16 (CUDA)
   std::string batch_size = "auto";
   fs::path batch_sizes_json = "batch_sizes.json";
   std::optional<double> threshold;
@@ -83,7 +83,8 @@ inline const char* kUsage =
                        (default: model.json next to the weights)
   --backend cpu|cuda   where the network runs (default cpu; cuda in builds with the CUDA backend)
   --device N           CUDA device (default 0)
-  --precision P        CUDA arithmetic: fp32, tf32, fp16, bf16 (default fp32)
+  --precision P        arithmetic: fp32 or bf16 (CPU: the conv GEMMs, where the CPU has AVX512_BF16,
+                       else fp32 with a note); CUDA also tf32, fp16 (default fp32)
   --batch-size N|auto  auto: optimal_batch_size from batch_sizes.json when present, else 4
   --batch-sizes FILE   the batch_sizes.json that auto reads (default ./batch_sizes.json)
   --threshold T        probability threshold, 0.1 .. 0.9 (default: model.json's, else 0.5)
@@ -334,6 +335,7 @@ inline int run(const Options& o) {
                                                 .lanes = o.lanes,
                                                 .cpu_threads = o.threads,
                                                 .cpu_batch_split = o.batch_split,
+                                                .cpu_precision = o.precision,
                                                 .cuda_device = o.device,
                                                 .cuda_precision = o.precision};
   return sluice::examples::with_lanes(

@@ -82,7 +82,7 @@ const char* kUsage = R"(usage: sluice_serve [--config FILE] [options]
                            or the faster of the two, timed per batch size (auto, the default)
   --backend cpu|cuda       where models run unless they name a backend (default cpu; cuda in builds
                            with the CUDA backend)
-  --device N               CUDA device (default 0)   --precision fp32|tf32|fp16|bf16 (default fp32)
+  --device N               CUDA device (default 0)   --precision fp32|bf16 (CPU, CUDA)|tf32|fp16 (CUDA; default fp32)
   --cpu-threads N          threads of the pre/post-processing pool (default 1)
   --io-threads N           threads running connections and completions (default 2)
   --warmup-runs N          runs per batch size (1, 2, 4, ..., max) before serving, reported to the
@@ -131,6 +131,7 @@ std::shared_ptr<serve::ModelService> make_service(ModelConfig m, const ServeConf
                                         .lanes = c.lanes,
                                         .cpu_threads = c.backend_threads,
                                         .cpu_batch_split = c.batch_split,
+                                        .cpu_precision = m.precision.empty() ? c.precision : m.precision,
                                         .cuda_device = m.device.value_or(c.device),
                                         .cuda_precision = m.precision.empty() ? c.precision : m.precision};
   return examples::with_lanes(settings,

@@ -34,7 +34,7 @@ struct ModelConfig {
   std::string weights;         ///< safetensors file
   std::string backend;          ///< cpu or cuda; empty: the server's --backend
   std::optional<int> device;    ///< CUDA device; default: the server's --device
-  std::string precision;        ///< CUDA precision; empty: the server's --precision
+  std::string precision;        ///< fp32, bf16 (CPU, CUDA), tf32, fp16 (CUDA); empty: the server's --precision
   int input_height = 0, input_width = 0;  ///< 0: from model.json, else 1024
   std::optional<std::array<float, 3>> mean, std;
 };
@@ -57,7 +57,7 @@ struct ServeConfig {
   cpu::BatchSplit batch_split = cpu::BatchSplit::automatic;  ///< CPU: CpuOptions::batch_split
   std::string backend = "cpu";      ///< models' backend unless they name one: cpu or cuda
   int device = 0;                   ///< models' CUDA device unless they name one
-  std::string precision = "fp32";   ///< models' CUDA precision unless they name one
+  std::string precision = "fp32";   ///< models' precision unless they name one
   std::size_t io_threads = 2;       ///< threads running the io_context
   std::size_t warmup_runs = 2;      ///< warm-up runs per batch size before serving (0: none)
   std::size_t decode_threads = 1;   ///< threads decoding uploads before they are queued (shared by the models)

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -53,7 +54,7 @@ class Golden : public ::testing::TestWithParam<GoldenCase> {};
 
 // Both sizes of a case on backend B: output shape N x 1 x H x W and PyTorch's values.
 template <class B>
-void expect_matches_pytorch(B& backend, const Loaded& l) {
+void expect_matches_pytorch(B& backend, const Loaded& l, const std::string& precision = "fp32") {
   const auto net = models::load_network(l.network, backend, l.weights);
   for (const std::string suffix : {"", "_odd"}) {
     SCOPED_TRACE("input" + suffix);
@@ -65,7 +66,13 @@ void expect_matches_pytorch(B& backend, const Loaded& l) {
     EXPECT_EQ(out_shape, (Shape{in_shape.n, 1, in_shape.h, in_shape.w}));
     ASSERT_EQ(out_shape, sluice::test::shape4(expected));
     const double err = sluice::test::relative_l2(out, expected.data);
-    EXPECT_LT(err, sluice::test::golden_tolerance(l.io, "output" + suffix)) << l.network << " at " << in_shape.to_string();
+    EXPECT_LT(err, sluice::test::golden_tolerance(l.io, "output" + suffix, precision))
+        << l.network << " at " << in_shape.to_string() << " in " << precision;
+    if (precision != "fp32") {  // the rounding really happened: far above float32's error
+      EXPECT_GT(err, 10 * sluice::test::golden_tolerance(l.io, "output" + suffix)) << l.network;
+      std::printf("%s%s %s: rel. L2 %.3g, PyTorch's own x 2: %.3g\n", l.network.c_str(), suffix.c_str(),
+                  precision.c_str(), err, sluice::test::golden_tolerance(l.io, "output" + suffix, precision));
+    }
   }
 }
 
@@ -73,6 +80,15 @@ TEST_P(Golden, CpuBackendMatchesPyTorch) {
   const Loaded l = load(GetParam());
   CpuBackend cpu = make_cpu();
   expect_matches_pytorch(cpu, l);
+}
+
+// CPU bf16 (bf16 GEMM operands, float32 sums): within twice PyTorch's own error with bf16 rounding
+// emulated (tools/reference/make_goldens.py), on CPUs with AVX512_BF16.
+TEST_P(Golden, CpuBackendInBf16IsWithinTwicePyTorchsBf16Error) {
+  const Loaded l = load(GetParam());
+  CpuBackend cpu({.threads = 2, .precision = sluice::cpu::Precision::bf16});
+  if (cpu.precision() != sluice::cpu::Precision::bf16) GTEST_SKIP() << cpu.precision_note();
+  expect_matches_pytorch(cpu, l, "bf16");
 }
 
 // The networks on a backend that shares no code with the CPU backend (small cases only: it is slow).
@@ -194,22 +210,27 @@ TEST_P(Golden, SampleAloneEqualsSampleInABatchOfEightOnTheMinimalBackend) {
 // run_forward on a CPU backend of 2 threads, batch split always, runs a batch of 5 as five
 // single-threaded forward passes (map_samples); every kernel being batch- and thread-invariant, the
 // values must equal those of the whole batch split op by op, bit for bit.
+// The same in bf16 (where the CPU has AVX512_BF16).
 TEST_P(Golden, ABatchSplitIntoSamplesEqualsTheWholeBatchBitForBit) {
-  const Loaded l = load(GetParam());
-  CpuBackend cpu({.threads = 2, .batch_split = sluice::cpu::BatchSplit::always});
-  const auto net = models::load_network(l.network, cpu, l.weights);
-  const auto& in = l.io.tensors.at("input");
-  Shape shape = sluice::test::shape4(in);
-  const std::size_t plane = static_cast<std::size_t>(shape.c * shape.h * shape.w);
-  std::vector<float> batch;
-  for (int k = 0; k < 5; ++k)
-    for (std::size_t i = 0; i < plane; ++i) batch.push_back(in.data[i] * (0.6f + 0.2f * static_cast<float>(k)));
-  shape.n = 5;
-  const auto x = cpu.upload(batch, shape);
-  const auto split = cpu.to_vector(models::run_forward(net, cpu, x));
-  const auto whole = cpu.to_vector(net.forward(cpu, x));
-  ASSERT_EQ(split.size(), whole.size());
-  EXPECT_EQ(split, whole);
+  for (const auto precision : {sluice::cpu::Precision::fp32, sluice::cpu::Precision::bf16}) {
+    SCOPED_TRACE(sluice::cpu::to_string(precision));
+    const Loaded l = load(GetParam());
+    CpuBackend cpu({.threads = 2, .batch_split = sluice::cpu::BatchSplit::always, .precision = precision});
+    if (cpu.precision() != precision) continue;
+    const auto net = models::load_network(l.network, cpu, l.weights);
+    const auto& in = l.io.tensors.at("input");
+    Shape shape = sluice::test::shape4(in);
+    const std::size_t plane = static_cast<std::size_t>(shape.c * shape.h * shape.w);
+    std::vector<float> batch;
+    for (int k = 0; k < 5; ++k)
+      for (std::size_t i = 0; i < plane; ++i) batch.push_back(in.data[i] * (0.6f + 0.2f * static_cast<float>(k)));
+    shape.n = 5;
+    const auto x = cpu.upload(batch, shape);
+    const auto split = cpu.to_vector(models::run_forward(net, cpu, x));
+    const auto whole = cpu.to_vector(net.forward(cpu, x));
+    ASSERT_EQ(split.size(), whole.size());
+    EXPECT_EQ(split, whole);
+  }
 }
 
 // One error, invalid_argument, naming the missing, the unexpected and the misshapen tensor.

@@ -20,6 +20,7 @@
 
 #include "sluice/backends/cpu/activation.hpp"
 #include "sluice/backends/cpu/gemm.hpp"
+#include "sluice/backends/cpu/gemm_bf16.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/backends/cpu/weights.hpp"
 #include "sluice/core/shape.hpp"
@@ -111,6 +112,7 @@ inline void plan_tiles(ConvGeometry& g) {
   if (per_sample < min_tasks && g.cout_g >= 2 * min_block) {
     const std::int64_t want = std::min((min_tasks + per_sample - 1) / per_sample, g.cout_g / min_block);
     g.m_block = round_up((g.cout_g + want - 1) / want, 2 * kGemmMr);  // whole panels of packed A
+    static_assert(2 * kGemmMr % kBf16Mr == 0, "a channel block starts on a panel of either packing");
     g.m_blocks = (g.cout_g + g.m_block - 1) / g.m_block;
   }
 }
@@ -220,21 +222,37 @@ struct ConvOperand {
   const std::int64_t* offsets = nullptr;
 };
 
+/// A conv's packed GEMM matrices: float32 (pack_a) or, with bf16 precision, bf16 k-pairs (pack_a_bf16).
+struct ConvWeights {
+  const float* fp32 = nullptr;
+  const std::uint32_t* bf16 = nullptr;
+
+  static ConvWeights of(const ConvParams& p) {
+    return p.weight_bf16 ? ConvWeights{nullptr, p.weight_bf16->values.data()} : ConvWeights{p.weight->values.data(), nullptr};
+  }
+};
+
 /// One GEMM block: output channels [m0, m0 + rows) of group `grp`, output rows [oh0, oh1) of one
 /// sample; then bias + activation. With padded rows the result goes to `staging` (rows x columns
 /// floats) first and only the output columns are copied out.
-inline void conv_block(const float* weight, const float* bias, const ConvGeometry& g, std::int64_t grp,
+inline void conv_block(const ConvWeights& weight, const float* bias, const ConvGeometry& g, std::int64_t grp,
                        std::int64_t m0, std::int64_t rows, const ConvOperand& b, std::int64_t oh0, std::int64_t oh1,
                        Activation act, float* yn, float* staging) {
   const std::int64_t out_plane = g.oh * g.ow, oc0 = grp * g.cout_g + m0;
-  const float* a = weight + grp * packed_a_floats(g.cout_g, g.k);
+  const float* a = weight.fp32 ? weight.fp32 + grp * packed_a_floats(g.cout_g, g.k) : nullptr;
+  const std::uint32_t* a16 = weight.bf16 ? weight.bf16 + grp * packed_a_bf16_words(g.cout_g, g.k) : nullptr;
   float* out = yn + oc0 * out_plane + oh0 * g.ow;
   if (g.padded_rows) {
     const std::int64_t columns = g.columns(oh1 - oh0);
-    gemm_indirect(a, g.cout_g, m0, rows, b.tile_start, b.offsets, g.k, columns, staging, columns);
+    if (a16)
+      gemm_indirect_bf16(a16, g.cout_g, m0, rows, b.tile_start, b.offsets, g.k, columns, staging, columns);
+    else
+      gemm_indirect(a, g.cout_g, m0, rows, b.tile_start, b.offsets, g.k, columns, staging, columns);
     for (std::int64_t i = 0; i < rows; ++i)
       for (std::int64_t r = 0; r < oh1 - oh0; ++r)
         copy_run(out + i * out_plane + r * g.ow, staging + i * columns + r * g.wp, g.ow);
+  } else if (a16) {
+    gemm_packed_bf16(a16, g.cout_g, m0, rows, *b.packed, out, out_plane);
   } else {
     gemm_packed(a, g.cout_g, m0, rows, *b.packed, out, out_plane);
   }
@@ -244,7 +262,7 @@ inline void conv_block(const float* weight, const float* bias, const ConvGeometr
 /// Dense or grouped conv of all samples. `scratch` holds g.scratch_floats(pool.size()) floats.
 inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry& g, Activation act, float* y,
                         float* scratch, ThreadPool& pool) {
-  const float* weight = p.weight->values.data();
+  const ConvWeights weight = ConvWeights::of(p);
   const float* bias = p.bias ? p.bias->values.data() : nullptr;
   const std::int64_t out_plane = g.oh * g.ow;
   // scratch: [row offsets][padded input][blocks][workers' own floats]

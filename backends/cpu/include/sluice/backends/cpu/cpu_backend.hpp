@@ -3,6 +3,8 @@
 // Bound weights (make_*) are immutable handles that any CpuBackend may use, so lanes share them.
 // Every operation checks its inputs and throws sluice::Error(errc::invalid_argument) on a mismatch;
 // allocation past the memory limit throws sluice::Error(errc::out_of_memory).
+// CpuOptions::precision = bf16 runs the conv GEMMs on bf16 operands with float32 sums (precision.hpp);
+// the weights a backend binds are packed for its precision.
 //
 //   sluice::cpu::CpuBackend cpu({.threads = 2, .memory_limit_bytes = 1 << 30});
 //   auto conv = cpu.make_conv(weight, &bias, sluice::ConvSpec::same(3));
@@ -29,6 +31,7 @@
 #include "sluice/backends/cpu/conv.hpp"
 #include "sluice/backends/cpu/norm.hpp"
 #include "sluice/backends/cpu/pointwise.hpp"
+#include "sluice/backends/cpu/precision.hpp"
 #include "sluice/backends/cpu/reduce.hpp"
 #include "sluice/backends/cpu/resample.hpp"
 #include "sluice/backends/cpu/tensor.hpp"
@@ -52,6 +55,9 @@ struct CpuOptions {
   /// across the threads, one single-threaded forward pass per sample and thread, or the faster of
   /// the two per input shape (batch_split.hpp).
   BatchSplit batch_split = BatchSplit::automatic;
+  /// Arithmetic of the conv GEMMs: fp32, or bf16 where the CPU has AVX512_BF16 (else fp32 with a
+  /// note, precision_note()). Fixed for the backend's life: the weights it binds are packed for it.
+  Precision precision = Precision::fp32;
 };
 
 class CpuBackend {
@@ -67,11 +73,15 @@ class CpuBackend {
         pool_(std::make_unique<ThreadPool>(options.threads, options.spin.value_or(ThreadPool::default_spin()))),
         batch_split_(options.batch_split),
         split_tuner_(std::make_unique<SplitTuner>()) {
+    if (options.precision == Precision::bf16) {
+      precision_note_ = bf16_unavailable_reason();
+      precision_ = precision_note_.empty() ? Precision::bf16 : Precision::fp32;
+    }
     if (options.memory_limit_bytes != 0) arena_->set_limit(options.memory_limit_bytes);
     if (options.cache_limit_bytes != 0) arena_->set_cache_limit(options.cache_limit_bytes);
     if (pool_->size() > 1)
       for (std::size_t i = 0; i < pool_->size(); ++i)
-        solos_.push_back(std::make_unique<CpuBackend>(CpuOptions{.threads = 1, .arena = arena_}));
+        solos_.push_back(std::make_unique<CpuBackend>(CpuOptions{.threads = 1, .arena = arena_, .precision = precision_}));
   }
 
   // ---- base: tensors, copies, accounting ------------------------------------------------------
@@ -127,6 +137,10 @@ class CpuBackend {
   void trim() { arena_->trim(); }
 
   std::size_t threads() const { return pool_->size(); }
+  /// The precision the conv GEMMs run at: options.precision, or fp32 where bf16 is not available.
+  Precision precision() const { return precision_; }
+  /// Why a requested bf16 runs as fp32 (empty otherwise), for logs.
+  const std::string& precision_note() const { return precision_note_; }
   ThreadPool& pool() { return *pool_; }
   const std::shared_ptr<Arena>& arena() const { return arena_; }
 
@@ -204,8 +218,18 @@ class CpuBackend {
     if (p->depthwise()) {
       p->weight = std::make_unique<PackedArray>(arena_, std::vector<float>(w.data.begin(), w.data.end()));
     } else if (kernels::winograd_suits(p->out, p->in, p->kh, p->kw, spec)) {
-      p->weight = std::make_unique<PackedArray>(arena_, kernels::winograd_weights(w.data.data(), p->out, p->in));
+      if (precision_ == Precision::bf16)
+        p->weight_bf16 = std::make_unique<PackedWords>(arena_, kernels::winograd_weights_bf16(w.data.data(), p->out, p->in));
+      else
+        p->weight = std::make_unique<PackedArray>(arena_, kernels::winograd_weights(w.data.data(), p->out, p->in));
       p->winograd = true;
+    } else if (precision_ == Precision::bf16) {
+      const std::int64_t out_g = p->out / spec.groups, k = w.shape[1] * p->kh * p->kw;
+      const std::int64_t group_words = kernels::packed_a_bf16_words(out_g, k);
+      std::vector<std::uint32_t> packed(static_cast<std::size_t>(spec.groups * group_words));
+      for (std::int64_t grp = 0; grp < spec.groups; ++grp)
+        kernels::pack_a_bf16(w.data.data() + grp * out_g * k, out_g, k, k, packed.data() + grp * group_words);
+      p->weight_bf16 = std::make_unique<PackedWords>(arena_, std::move(packed));
     } else {
       // (out, in/g, kh, kw) row-major is g stacked [out/g x in/g*kh*kw] GEMM matrices: pack each.
       const std::int64_t out_g = p->out / spec.groups, k = w.shape[1] * p->kh * p->kw;
@@ -275,7 +299,7 @@ class CpuBackend {
       const kernels::WinogradGeometry g = kernels::winograd_geometry(s, p.out);
       CpuTensor y = empty({s.n, p.out, s.h, s.w});
       Buffer scratch(arena_, static_cast<std::size_t>(g.scratch_floats(pool_->size())));
-      kernels::conv2d_winograd(x.data(), p.weight->values.data(), p.bias ? p.bias->values.data() : nullptr, g, act,
+      kernels::conv2d_winograd(x.data(), kernels::ConvWeights::of(p), p.bias ? p.bias->values.data() : nullptr, g, act,
                                y.data(), scratch.data(), *pool_);
       return y;
     }
@@ -524,6 +548,8 @@ class CpuBackend {
   std::shared_ptr<Arena> arena_;
   std::unique_ptr<ThreadPool> pool_;
   BatchSplit batch_split_ = BatchSplit::automatic;
+  Precision precision_ = Precision::fp32;
+  std::string precision_note_;
   std::unique_ptr<SplitTuner> split_tuner_;         ///< in a box: CpuBackend stays movable
   std::vector<std::unique_ptr<CpuBackend>> solos_;  ///< one single-threaded backend per pool thread
 };

@@ -7,7 +7,8 @@
 // panels (gemm.hpp: pack_a); a 3x3 stride-1 conv that suits Winograd's F(2x2, 3x3) holds its 16
 // transformed [out x in] matrices instead (winograd.hpp); a depthwise weight stays (c, 1, kh, kw);
 // a ConvTranspose2d(2, 2) weight (in, out, 2, 2) becomes one row-major [out*4 x in] matrix
-// (row = co*4 + a*2 + b).
+// (row = co*4 + a*2 + b). With bf16 precision (precision.hpp) the GEMM and Winograd matrices are
+// packed for the bf16 kernel instead (gemm_bf16.hpp: pack_a_bf16), as 32-bit words of bf16 k-pairs.
 #pragma once
 
 #include <cstdint>
@@ -27,11 +28,20 @@ struct PackedArray {
   WeightLease lease;
 };
 
+/// A vector of 32-bit words (bf16 k-pairs), accounted the same way.
+struct PackedWords {
+  PackedWords(std::shared_ptr<Arena> arena, std::vector<std::uint32_t> v)
+      : values(std::move(v)), lease(std::move(arena), values.size() * sizeof(std::uint32_t)) {}
+  std::vector<std::uint32_t> values;
+  WeightLease lease;
+};
+
 struct ConvParams {
   std::int64_t out = 0, in = 0, kh = 0, kw = 0;  // in = all input channels (not per group)
   ConvSpec spec;
-  std::unique_ptr<PackedArray> weight, bias;    // bias null when absent
-  bool winograd = false;                         // weight holds winograd_weights
+  std::unique_ptr<PackedArray> weight, bias;    // bias null when absent; weight null when weight_bf16 is set
+  std::unique_ptr<PackedWords> weight_bf16;      // bf16 precision: the GEMM (or Winograd) matrices as bf16
+  bool winograd = false;                         // weight (or weight_bf16) holds the transformed weights
   bool depthwise() const { return spec.groups == in && spec.groups == out; }
 };
 struct ConvTransposeParams {

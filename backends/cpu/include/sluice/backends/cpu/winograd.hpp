@@ -20,6 +20,7 @@
 
 #include "sluice/backends/cpu/conv.hpp"
 #include "sluice/backends/cpu/gemm.hpp"
+#include "sluice/backends/cpu/gemm_bf16.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/backends/cpu/weights.hpp"
 
@@ -47,8 +48,8 @@ inline std::int64_t winograd_weight_floats(std::int64_t out, std::int64_t in) {
   return kWinogradPoints * packed_a_floats(out, in);
 }
 
-/// U = G g G^T for every (co, ci) of w (out, in, 3, 3), as 16 packed A matrices [out x in], point-major.
-inline std::vector<float> winograd_weights(const float* w, std::int64_t out, std::int64_t in) {
+/// U = G g G^T for every (co, ci) of w (out, in, 3, 3), [point][co][ci] row-major.
+inline std::vector<float> winograd_transform_weights(const float* w, std::int64_t out, std::int64_t in) {
   static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
   std::vector<float> u(static_cast<std::size_t>(kWinogradPoints * out * in));  // [point][co][ci]
   for (std::int64_t co = 0; co < out; ++co) {
@@ -63,9 +64,25 @@ inline std::vector<float> winograd_weights(const float* w, std::int64_t out, std
               static_cast<float>(gg[i][0] * G[j][0] + gg[i][1] * G[j][1] + gg[i][2] * G[j][2]);
     }
   }
+  return u;
+}
+
+/// The transformed weights as 16 packed A matrices [out x in], point-major.
+inline std::vector<float> winograd_weights(const float* w, std::int64_t out, std::int64_t in) {
+  const std::vector<float> u = winograd_transform_weights(w, out, in);
   std::vector<float> packed(static_cast<std::size_t>(winograd_weight_floats(out, in)));
   for (std::int64_t point = 0; point < kWinogradPoints; ++point)
     pack_a(u.data() + point * out * in, out, in, in, packed.data() + point * packed_a_floats(out, in));
+  return packed;
+}
+
+/// The same for the bf16 kernel (gemm_bf16.hpp): 16 matrices packed by pack_a_bf16, point-major.
+inline std::vector<std::uint32_t> winograd_weights_bf16(const float* w, std::int64_t out, std::int64_t in) {
+  const std::vector<float> u = winograd_transform_weights(w, out, in);
+  const std::int64_t words = packed_a_bf16_words(out, in);
+  std::vector<std::uint32_t> packed(static_cast<std::size_t>(kWinogradPoints * words));
+  for (std::int64_t point = 0; point < kWinogradPoints; ++point)
+    pack_a_bf16(u.data() + point * out * in, out, in, in, packed.data() + point * words);
   return packed;
 }
 
@@ -169,13 +186,18 @@ inline void winograd_input(const float* padded, const WinogradGeometry& g, const
 }
 
 /// M = U V for transform points [p0, p1).
-inline void winograd_multiply(const float* u, const WinogradGeometry& g, const WinogradBlock& b, std::int64_t p0,
-                              std::int64_t p1) {
-  const std::int64_t operand_floats = PackedB::floats(g.cin, g.block), a_floats = packed_a_floats(g.cout, g.cin);
-  for (std::int64_t point = p0; point < p1; ++point)
-    gemm_packed(u + point * a_floats, g.cout, 0, g.cout,
-                PackedB(b.operands + point * operand_floats, g.cin, b.count),
-                b.products + point * g.cout * g.block, b.count);
+inline void winograd_multiply(const ConvWeights& u, const WinogradGeometry& g, const WinogradBlock& b,
+                              std::int64_t p0, std::int64_t p1) {
+  const std::int64_t operand_floats = PackedB::floats(g.cin, g.block), a_floats = packed_a_floats(g.cout, g.cin),
+                     a_words = packed_a_bf16_words(g.cout, g.cin);
+  for (std::int64_t point = p0; point < p1; ++point) {
+    const PackedB operand(b.operands + point * operand_floats, g.cin, b.count);
+    float* product = b.products + point * g.cout * g.block;
+    if (u.bf16)
+      gemm_packed_bf16(u.bf16 + point * a_words, g.cout, 0, g.cout, operand, product, b.count);
+    else
+      gemm_packed(u.fp32 + point * a_floats, g.cout, 0, g.cout, operand, product, b.count);
+  }
 }
 
 /// act(v) for each of v[0, n): the same scalar code for every element (vector exp would round
@@ -234,9 +256,9 @@ inline void winograd_output(const WinogradGeometry& g, const WinogradBlock& b, c
 
 }  // namespace detail
 
-/// The conv of all samples of x by transformed weights `u` (winograd_weights). `scratch` holds
-/// g.scratch_floats(pool.size()) floats.
-inline void conv2d_winograd(const float* x, const float* u, const float* bias, const WinogradGeometry& g,
+/// The conv of all samples of x by transformed weights `u` (winograd_weights or winograd_weights_bf16).
+/// `scratch` holds g.scratch_floats(pool.size()) floats.
+inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* bias, const WinogradGeometry& g,
                             Activation act, float* y, float* scratch, ThreadPool& pool) {
   float* padded = scratch;
   pad_planes(x, g.n * g.cin, g.h, g.w, 1, 1, g.hp, g.wp, padded, pool);

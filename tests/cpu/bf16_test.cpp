@@ -1,0 +1,265 @@
+// The bf16 precision of the CPU backend: the bf16 GEMM (gemm_bf16.hpp) against a naive double
+// product within a bound derived from bf16's unit roundoff, its batch/thread invariance, the CPUID
+// dispatch (against the kernel's own flags in /proc/cpuinfo) and the fp32 fallback.
+#include "sluice/backends/cpu/gemm_bf16.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "sluice/backends/cpu/cpu_backend.hpp"
+#include "support/cpu_reference.hpp"
+
+namespace {
+
+namespace kernels = sluice::cpu::kernels;
+namespace ref = sluice::cpu::test;
+using sluice::Activation;
+using sluice::ConvSpec;
+using sluice::Shape;
+using sluice::cpu::CpuBackend;
+using sluice::cpu::Precision;
+
+bool bf16_runs_here() { return sluice::cpu::bf16_unavailable_reason().empty(); }
+
+#define SLUICE_REQUIRE_BF16()                                       \
+  do {                                                              \
+    if (!bf16_runs_here()) GTEST_SKIP() << sluice::cpu::bf16_unavailable_reason(); \
+  } while (0)
+
+struct Product {
+  std::int64_t m, k, n;
+  std::vector<float> a, b;  // row-major [m x k], [k x n]
+  std::vector<std::uint32_t> packed_a;
+
+  Product(std::int64_t m_, std::int64_t k_, std::int64_t n_, std::mt19937& rng)
+      : m(m_), k(k_), n(n_),
+        a(ref::random_values(static_cast<std::size_t>(m * k), rng)),
+        b(ref::random_values(static_cast<std::size_t>(k * n), rng)),
+        packed_a(static_cast<std::size_t>(kernels::packed_a_bf16_words(m, k))) {
+    kernels::pack_a_bf16(a.data(), m, k, k, packed_a.data());
+  }
+
+  /// Rows [m0, m0 + rows) and columns [c0, c1) of A * B through the packed bf16 GEMM.
+  std::vector<float> run(std::int64_t m0, std::int64_t rows, std::int64_t c0, std::int64_t c1) const {
+    std::vector<float> scratch(static_cast<std::size_t>(kernels::PackedB::floats(k, c1 - c0)), -7.0f);
+    const kernels::PackedB packed(scratch.data(), k, c1 - c0);
+    for (std::int64_t r = 0; r < k; ++r) packed.set_row(r, b.data() + r * n + c0);
+    std::vector<float> c(static_cast<std::size_t>(rows * (c1 - c0)), 99.0f);
+    kernels::gemm_packed_bf16(packed_a.data(), m, m0, rows, packed, c.data(), c1 - c0);
+    return c;
+  }
+};
+
+double bf16_value(float f) { return kernels::from_bf16(kernels::to_bf16(f)); }
+
+TEST(Bf16Rounding, RoundsToNearestEvenAndKeepsSpecials) {
+  EXPECT_EQ(kernels::from_bf16(kernels::to_bf16(1.0f)), 1.0f);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even 1; just above goes up.
+  EXPECT_EQ(kernels::from_bf16(kernels::to_bf16(1.0f + std::ldexp(1.0f, -8))), 1.0f);
+  EXPECT_EQ(kernels::from_bf16(kernels::to_bf16(1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20))),
+            1.0f + std::ldexp(1.0f, -7));
+  EXPECT_EQ(kernels::from_bf16(kernels::to_bf16(1.0f + 3 * std::ldexp(1.0f, -8))), 1.0f + std::ldexp(1.0f, -6));
+  EXPECT_TRUE(std::isinf(kernels::from_bf16(kernels::to_bf16(INFINITY))));
+  EXPECT_TRUE(std::isnan(kernels::from_bf16(kernels::to_bf16(NAN))));
+}
+
+TEST(Bf16Gemm, MatchesDoubleProductWithinTheBf16Bound) {
+  SLUICE_REQUIRE_BF16();
+  std::mt19937 rng(81);
+  // Shapes around the panel sizes (8 rows, 24 columns), the pairs (odd k) and the depth block (256).
+  const std::int64_t ms[] = {1, 7, 8, 9, 30}, ks[] = {1, 2, 7, 255, 256, 257, 600}, ns[] = {1, 23, 24, 25, 97};
+  for (std::int64_t m : ms)
+    for (std::int64_t k : ks)
+      for (std::int64_t n : ns) {
+        SCOPED_TRACE("m " + std::to_string(m) + " k " + std::to_string(k) + " n " + std::to_string(n));
+        const Product p(m, k, n, rng);
+        const std::vector<float> c = p.run(0, m, 0, n);
+        // Rounding each operand to bf16 (unit roundoff u = 2^-8) moves a product by at most
+        // (2u + u^2) |a b|; bf16 x bf16 is exact in float and the float sums of k + 1 terms add
+        // gamma_(k+1) (u32 = 2^-24) of the magnitude (Higham 3.1). Against the rounded operands the
+        // kernel must meet the float bound alone: a pair or a row in the wrong place cannot.
+        const double u = std::ldexp(1.0, -8), u32 = std::ldexp(1.0, -24);
+        const double gamma = (k + 2) * u32 / (1 - (k + 2) * u32);
+        double worst_ratio = 0;
+        for (std::int64_t i = 0; i < m; ++i)
+          for (std::int64_t j = 0; j < n; ++j) {
+            double exact = 0, rounded = 0, magnitude = 0, rounded_magnitude = 0;
+            for (std::int64_t q = 0; q < k; ++q) {
+              const double t = double(p.a[i * k + q]) * double(p.b[q * n + j]);
+              const double r = bf16_value(p.a[i * k + q]) * bf16_value(p.b[q * n + j]);
+              exact += t, rounded += r, magnitude += std::abs(t), rounded_magnitude += std::abs(r);
+            }
+            const double got = c[i * n + j];
+            ASSERT_LE(std::abs(got - exact), (2 * u + u * u + gamma * (1 + 2 * u + u * u)) * magnitude)
+                << "at " << i << "," << j;
+            ASSERT_LE(std::abs(got - rounded), gamma * rounded_magnitude) << "at " << i << "," << j;
+            if (magnitude > 0) worst_ratio = std::max(worst_ratio, std::abs(got - exact) / magnitude);
+          }
+        // And bf16 really ran: with k >= 7 random products, some output's error relative to its
+        // magnitude is near u / sqrt(k) (> 1e-5), where float's stays near 2^-24 sqrt(k) (< 1e-6).
+        if (k >= 7) {
+          EXPECT_GT(worst_ratio, 1e-5);
+        }
+      }
+}
+
+TEST(Bf16Gemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
+  SLUICE_REQUIRE_BF16();
+  std::mt19937 rng(82);
+  const Product p(40, 531, 150, rng);
+  const std::vector<float> full = p.run(0, p.m, 0, p.n);
+  struct Window {
+    std::int64_t m0, rows, c0, c1;
+  };
+  for (const Window w : {Window{0, 40, 0, 1}, Window{8, 16, 5, 150}, Window{32, 8, 17, 41}, Window{16, 3, 149, 150}}) {
+    const std::vector<float> part = p.run(w.m0, w.rows, w.c0, w.c1);
+    for (std::int64_t i = 0; i < w.rows; ++i)
+      for (std::int64_t j = w.c0; j < w.c1; ++j)
+        ASSERT_EQ(part[i * (w.c1 - w.c0) + j - w.c0], full[(w.m0 + i) * p.n + j]) << i << "," << j;
+  }
+}
+
+TEST(Bf16Gemm, ReadingBInPlaceThroughRowOffsetsGivesThePackedResultBitForBit) {
+  SLUICE_REQUIRE_BF16();
+  std::mt19937 rng(83);
+  const Product p(20, 301, 77, rng);
+  const std::vector<float> packed = p.run(0, p.m, 0, p.n);
+  // B's rows in reverse order in memory, row stride n + 5, and a panel's width readable past the end.
+  const std::int64_t stride = p.n + 5;
+  std::vector<float> storage(static_cast<std::size_t>(p.k * stride + kernels::kGemmNr), 3.0f);
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(p.k));
+  for (std::int64_t r = 0; r < p.k; ++r) {
+    offsets[static_cast<std::size_t>(r)] = (p.k - 1 - r) * stride;
+    std::copy_n(p.b.begin() + r * p.n, p.n, storage.begin() + offsets[static_cast<std::size_t>(r)]);
+  }
+  std::vector<float> c(static_cast<std::size_t>(p.m * p.n), 99.0f);
+  kernels::gemm_indirect_bf16(p.packed_a.data(), p.m, 0, p.m, storage.data(), offsets.data(), p.k, p.n, c.data(), p.n);
+  EXPECT_EQ(c, packed);
+}
+
+// ---- dispatch and fallback -------------------------------------------------------------------------
+
+TEST(Bf16Dispatch, CpuidAgreesWithTheKernelsFlags) {
+  std::ifstream in("/proc/cpuinfo");
+  if (!in) GTEST_SKIP() << "no /proc/cpuinfo";
+  std::string line;
+  while (std::getline(in, line) && line.rfind("flags", 0) != 0) {
+  }
+  if (line.empty()) GTEST_SKIP() << "no flags line in /proc/cpuinfo";
+  std::istringstream words(line);
+  bool bf16 = false, f = false, bw = false, vl = false;
+  for (std::string w; words >> w;) {
+    bf16 |= w == "avx512_bf16";
+    f |= w == "avx512f";
+    bw |= w == "avx512bw";
+    vl |= w == "avx512vl";
+  }
+  EXPECT_EQ(sluice::cpu::cpu_has_avx512_bf16(), bf16 && f && bw && vl);
+}
+
+TEST(Bf16Dispatch, ParsesItsTwoNamesAndRejectsTheCudaOnesClearly) {
+  EXPECT_EQ(sluice::cpu::parse_precision("fp32"), Precision::fp32);
+  EXPECT_EQ(sluice::cpu::parse_precision("bf16"), Precision::bf16);
+  for (const char* bad : {"fp16", "tf32", "BF16", ""}) {
+    try {
+      (void)sluice::cpu::parse_precision(bad);
+      ADD_FAILURE() << bad;
+    } catch (const sluice::Error& e) {
+      EXPECT_EQ(e.code(), sluice::errc::invalid_argument);
+      EXPECT_NE(std::string(e.what()).find("fp32 or bf16"), std::string::npos);
+    }
+  }
+}
+
+/// Convs of every kernel kind (Winograd, im2col, in place, 1x1, strided, grouped, channel blocks).
+struct ConvKinds {
+  std::mt19937 rng{84};
+  std::vector<std::pair<sluice::weights::HostTensor, ConvSpec>> layers;
+  ConvKinds() {
+    layers.emplace_back(ref::random_host({24, 16, 3, 3}, rng, 0.1f), ConvSpec::same(3));       // Winograd
+    layers.emplace_back(ref::random_host({12, 16, 3, 3}, rng, 0.2f), ConvSpec::same(3));       // in place
+    layers.emplace_back(ref::random_host({96, 16, 1, 1}, rng, 0.2f), ConvSpec::same(1));       // 1x1, blocks
+    layers.emplace_back(ref::random_host({80, 16, 3, 3}, rng, 0.1f), ConvSpec{1, 1, 2, 2, 2, 2, 1});  // im2col
+    layers.emplace_back(ref::random_host({6, 16, 7, 7}, rng, 0.05f), ConvSpec::same(7, 2));    // strided
+    layers.emplace_back(ref::random_host({16, 4, 3, 3}, rng, 0.2f), ConvSpec{1, 1, 1, 1, 1, 1, 4});  // grouped
+  }
+};
+
+std::vector<std::vector<float>> run_kinds(CpuBackend& cpu, const ConvKinds& kinds, const std::vector<float>& x,
+                                          const Shape& s) {
+  std::vector<std::vector<float>> out;
+  for (const auto& [w, spec] : kinds.layers)
+    out.push_back(cpu.to_vector(cpu.conv2d(cpu.upload(x, s), cpu.make_conv(w, nullptr, spec), Activation::none)));
+  return out;
+}
+
+TEST(Bf16Dispatch, WithBf16SwitchedOffTheBackendRunsFp32BitForBitAndSaysWhy) {
+  ::setenv("SLUICE_CPU_BF16", "off", 1);
+  CpuBackend off({.threads = 2, .precision = Precision::bf16});
+  ::unsetenv("SLUICE_CPU_BF16");
+  CpuBackend fp32({.threads = 2});
+  EXPECT_EQ(off.precision(), Precision::fp32);
+  EXPECT_NE(off.precision_note().find("SLUICE_CPU_BF16=off"), std::string::npos);
+  EXPECT_TRUE(fp32.precision_note().empty());
+  const ConvKinds kinds;
+  std::mt19937 rng(85);
+  const Shape s{2, 16, 19, 23};
+  const auto x = ref::random_values(static_cast<std::size_t>(s.numel()), rng);
+  EXPECT_EQ(run_kinds(off, kinds, x, s), run_kinds(fp32, kinds, x, s));
+}
+
+TEST(Bf16Conv, EveryKernelKindIsNearTheDoubleReferenceAndNotFp32) {
+  SLUICE_REQUIRE_BF16();
+  CpuBackend bf16({.threads = 2, .precision = Precision::bf16});
+  CpuBackend fp32({.threads = 2});
+  ASSERT_EQ(bf16.precision(), Precision::bf16);
+  const ConvKinds kinds;
+  std::mt19937 rng(86);
+  const Shape s{2, 16, 19, 23};
+  const auto x = ref::random_values(static_cast<std::size_t>(s.numel()), rng);
+  const auto got = run_kinds(bf16, kinds, x, s), base = run_kinds(fp32, kinds, x, s);
+  for (std::size_t i = 0; i < kinds.layers.size(); ++i) {
+    SCOPED_TRACE("layer " + std::to_string(i));
+    const auto& [w, spec] = kinds.layers[i];
+    const ref::Ref want = ref::conv2d(ref::to_ref(x, s), w, nullptr, spec, Activation::none);
+    const ref::Diff d = ref::diff(got[i], want);
+    // Every output is a sum of k products whose operands were rounded to bf16 (u = 2^-8), the
+    // Winograd ones after their transforms: random signs keep the error a few u of the output
+    // range. fp32 stays within 1e-5 of it: the bf16 result must be visibly coarser.
+    EXPECT_LE(d.max_abs, 8 * std::ldexp(1.0, -8) * std::max(1.0, d.scale)) << "scale " << d.scale;
+    EXPECT_GT(d.max_abs, 1e-4 * d.scale);
+    EXPECT_LE(ref::diff(base[i], want).max_abs, 1e-5 * std::max(1.0, d.scale));
+  }
+}
+
+TEST(Bf16Conv, ASampleIsTheSameBitsAloneInABatchAndOnOneThread) {
+  SLUICE_REQUIRE_BF16();
+  CpuBackend two({.threads = 2, .precision = Precision::bf16});
+  CpuBackend one({.threads = 1, .precision = Precision::bf16});
+  const ConvKinds kinds;
+  std::mt19937 rng(87);
+  const Shape batch{5, 16, 13, 17}, single{1, 16, 13, 17};
+  const auto x = ref::random_values(static_cast<std::size_t>(batch.numel()), rng);
+  const auto together = run_kinds(two, kinds, x, batch);
+  const std::size_t plane = static_cast<std::size_t>(single.numel());
+  for (std::int64_t n : {0, 3}) {
+    const std::vector<float> sample(x.begin() + n * plane, x.begin() + (n + 1) * plane);
+    const auto alone = run_kinds(two, kinds, sample, single), serial = run_kinds(one, kinds, sample, single);
+    for (std::size_t i = 0; i < kinds.layers.size(); ++i) {
+      SCOPED_TRACE("layer " + std::to_string(i) + " sample " + std::to_string(n));
+      const std::size_t per = alone[i].size();
+      ASSERT_EQ(together[i].size(), 5 * per);
+      EXPECT_TRUE(std::equal(alone[i].begin(), alone[i].end(), together[i].begin() + n * per));
+      EXPECT_EQ(alone[i], serial[i]);
+    }
+  }
+}
+
+}  // namespace
