@@ -51,6 +51,15 @@ TEST(ChangeDetector, ANoisyLaneRaisesItsAllowanceInsteadOfAlarms) {
   EXPECT_GT(naive_alarms, alarms);
 }
 
+TEST(ChangeDetector, OneOutlierIsNotAChange) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> noise(0.0, 0.03);
+  ChangeDetector d;
+  for (int i = 0; i < 100; ++i) ASSERT_FALSE(d.add(noise(rng)));
+  EXPECT_FALSE(d.add(std::log(10.0)));  // a run ten times slower: a hiccup, not a new level
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(d.add(noise(rng))) << i;
+}
+
 TEST(ChangeDetector, IgnoresNonFiniteInputAndRejectsBadOptions) {
   ChangeDetector d;
   EXPECT_FALSE(d.add(std::nan("")));

@@ -3,6 +3,8 @@
 // oracle capacity's own definition.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "slo_grid.hpp"
 
 namespace sluice::bench {
@@ -69,28 +71,27 @@ TEST_P(TightSlo, SloControllerMeetsTheGoalsOnAReducedGrid) {
 
 INSTANTIATE_TEST_SUITE_P(Multiples, TightSlo, ::testing::Values(2.0, 5.0, 10.0));
 
-// Each mechanism pays on the trace it was made for: without change detection the latency step
-// costs more requests; with one model for all keys the size mix does.
-TEST(SloGrid, ChangeDetectionAndPerKeyModelsEachPayOnTheirTrace) {
+// Per-key models pay on the size mix: with one model for all keys the large inputs' latency is
+// underestimated (late requests) and the small ones' overestimated (needless drops). (Change
+// detection is not compared here: at these SLOs the sizes in use refill their windows within a few
+// batches after a step; its unit tests are in change_detector_test.cpp.)
+TEST(SloGrid, PerKeyModelsPayOnTheSizeMix) {
   const auto c = hrnet();
   SimOptions sim;
   sim.seed = 1;
   sim.slo_ms = 5 * c.at(1);
   const double cap = oracle_capacity(c, sim, kRequests, 8);
-  auto run = [&](const Trace& t, auto&& change) {
+  auto run = [&](const Trace& t, bool per_key) {
     auto so = slo_controller_options(c, sim);
-    change(so);
+    so.per_key_models = per_key;
     control::SloController slo(so);
     return simulate(c, t, slo, sim);
   };
-  const Trace step = latency_step_trace(0.7 * cap, 1.3, kRequests / (0.7 * cap), 5);
-  const auto with_cd = run(step, [](auto&) {});
-  const auto without_cd = run(step, [](auto& so) { so.model.detect_changes = false; });
-  EXPECT_GE(with_cd.on_time, without_cd.on_time);
-  const Trace mix = size_mix_trace(0.7 * cap, kRequests / (0.7 * cap), 6);
-  const auto per_key = run(mix, [](auto&) {});
-  const auto one_model = run(mix, [](auto& so) { so.per_key_models = false; });
-  EXPECT_GE(per_key.on_time, one_model.on_time);
+  const Trace mix = size_mix_trace(0.9 * cap, kRequests / (0.9 * cap), 6);
+  const auto per_key = run(mix, true);
+  const auto one_model = run(mix, false);
+  std::printf("size mix on time: per-key %zu, one model %zu of %zu\n", per_key.on_time, one_model.on_time, mix.arrivals_s.size());
+  EXPECT_GT(per_key.on_time, one_model.on_time);
 }
 
 }  // namespace

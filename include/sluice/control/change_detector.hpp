@@ -23,12 +23,14 @@ class ChangeDetector {
     double min_allowance = 0.05;  ///< k: drift per sample ignored (log units; 0.05 ~ 5%)
     double threshold = 5.0;       ///< h = threshold x k: the evidence needed to call a change
     std::size_t spread_window = 32;  ///< residuals used to estimate the noise spread
+    std::size_t min_run = 3;      ///< samples on one side before a change is called (one outlier is not)
   };
 
   ChangeDetector() : ChangeDetector(Options{}) {}
   explicit ChangeDetector(Options o) : options_(o) {
-    if (!(o.min_allowance > 0.0) || !(o.threshold > 0.0) || o.spread_window < 2)
-      throw Error(errc::invalid_argument, "change detector: need min_allowance > 0, threshold > 0, spread_window >= 2");
+    if (!(o.min_allowance > 0.0) || !(o.threshold > 0.0) || o.spread_window < 2 || o.min_run == 0)
+      throw Error(errc::invalid_argument,
+                  "change detector: need min_allowance > 0, threshold > 0, spread_window >= 2, min_run >= 1");
   }
 
   /// A detected change: the shift (mean log residual of the run that crossed the threshold) and
@@ -53,8 +55,8 @@ class ChangeDetector {
     else down_sum_ += log_residual, ++down_n_;
     const double h = options_.threshold * k;
     std::optional<Change> change;
-    if (up_ > h && up_n_ > 0) change = Change{up_sum_ / static_cast<double>(up_n_), up_n_};
-    else if (down_ > h && down_n_ > 0) change = Change{down_sum_ / static_cast<double>(down_n_), down_n_};
+    if (up_ > h && up_n_ >= options_.min_run) change = Change{up_sum_ / static_cast<double>(up_n_), up_n_};
+    else if (down_ > h && down_n_ >= options_.min_run) change = Change{down_sum_ / static_cast<double>(down_n_), down_n_};
     if (change) reset();
     return change;
   }

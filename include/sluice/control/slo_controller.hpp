@@ -106,13 +106,21 @@ class SloController {
     std::size_t shed = 0;
     for (std::size_t i = 0; i < visible_n; ++i) {
       const double dl = i < q.deadlines.size() ? relative(q.deadlines[i], now) : kInf;
-      if (options_.shed && dl < hopeless_before) {
+      // An idle lane with nothing else queued serves the last request rather than shed it: it has
+      // nothing better to do, and a model that sheds everything would never learn it was wrong.
+      const bool last_on_idle_lane = q.idle_lanes > 0 && i + 1 == visible_n && q.total_queued == visible_n &&
+                                     deadlines.empty();
+      if (options_.shed && dl < hopeless_before && !last_on_idle_lane) {
         ++shed;
         continue;
       }
       deadlines.push_back(dl);
     }
-    if (shed > 0) d.shed_deadline_before = now + to_duration(hopeless_before);
+    if (shed > 0) {
+      d.shed_deadline_before = now + to_duration(hopeless_before);
+      // The kept last request may itself be hopeless: shed only what is due before it.
+      for (const double dl : deadlines) d.shed_deadline_before = std::min(d.shed_deadline_before, now + to_duration(dl));
+    }
     removed_ = shed;
     if (q.idle_lanes == 0) return d;
     if (deadlines.empty()) {
