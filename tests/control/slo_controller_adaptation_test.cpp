@@ -119,13 +119,20 @@ TEST(SloControllerAdmission, RequestsThatWillBeShedDoNotCountAhead) {
 }
 
 // A model that judges every request hopeless would never see another batch and never learn it was
-// wrong: an idle lane with nothing else queued serves the last request instead of shedding it.
+// wrong: after eight decisions in a row that shed everything, an idle lane with nothing else queued
+// serves the last request instead of shedding it.
 TEST(SloControllerHopeless, AnIdleLaneServesTheLastRequestSoTheModelKeepsLearning) {
   auto c = make(true);  // the table says 10 ms per item
   for (int i = 0; i < 16; ++i) c.observe(record(1, at_ms(i * 100.0), ms(50.0)));  // the lane says 50
   Queue q;
   const TimePoint now = at_ms(5000);
   q.deadlines = {now + ms(20), now + ms(30)};  // both hopeless at 50 ms
+  // A few hopeless requests are simply shed ...
+  for (int i = 0; i < 8; ++i) {
+    const auto early = c.decide(q.state(), now);
+    EXPECT_GT(early.shed_deadline_before, now + ms(30));
+  }
+  // ... but once everything has been shed eight times in a row, the last one is served.
   const auto d = c.decide(q.state(), now);
   EXPECT_GT(d.shed_deadline_before, now + ms(20));   // the first is shed
   EXPECT_LE(d.shed_deadline_before, now + ms(30));   // the last is kept

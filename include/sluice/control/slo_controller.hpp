@@ -106,10 +106,11 @@ class SloController {
     std::size_t shed = 0;
     for (std::size_t i = 0; i < visible_n; ++i) {
       const double dl = i < q.deadlines.size() ? relative(q.deadlines[i], now) : kInf;
-      // An idle lane with nothing else queued serves the last request rather than shed it: it has
-      // nothing better to do, and a model that sheds everything would never learn it was wrong.
+      // After kStarvedAfter decisions in a row that shed everything, an idle lane serves the last
+      // request rather than shed it: a model that judges everything hopeless would otherwise never
+      // see another batch and never learn that it was wrong.
       const bool last_on_idle_lane = q.idle_lanes > 0 && i + 1 == visible_n && q.total_queued == visible_n &&
-                                     deadlines.empty();
+                                     deadlines.empty() && all_shed_in_a_row_ >= kStarvedAfter;
       if (options_.shed && dl < hopeless_before && !last_on_idle_lane) {
         ++shed;
         continue;
@@ -122,6 +123,7 @@ class SloController {
       for (const double dl : deadlines) d.shed_deadline_before = std::min(d.shed_deadline_before, now + to_duration(dl));
     }
     removed_ = shed;
+    if (q.idle_lanes > 0) all_shed_in_a_row_ = deadlines.empty() ? all_shed_in_a_row_ + 1 : 0;
     if (q.idle_lanes == 0) return d;
     if (deadlines.empty()) {
       // Everything visible goes; ask again at once if more is queued behind it.
@@ -343,6 +345,7 @@ class SloController {
   }
 
   static constexpr std::size_t kMaxKeys = 64;
+  static constexpr std::size_t kStarvedAfter = 8;
 
   Options options_;
   std::map<std::uint64_t, LatencyModel> models_;  // by batch key
@@ -352,6 +355,7 @@ class SloController {
   std::size_t last_total_ = 0;       // total_queued at the previous decide
   std::size_t removed_ = 0;          // dispatched + shed by the previous decide
   std::size_t admitted_ = 0;         // arrivals admit() recorded since the previous decide
+  std::size_t all_shed_in_a_row_ = 0;  // decisions on an idle lane that shed everything visible
   std::vector<double> est_, typ_, opt_, finish_, work_;
   std::vector<std::size_t> on_time_, choice_;
 };
