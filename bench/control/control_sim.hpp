@@ -53,12 +53,18 @@ struct LatencyCurve {
   }
 };
 
-/// Arrival times (seconds from the start) and the device's slowdown factor over time.
+/// Arrival times (seconds from the start) and the device's slowdown factor over time. A trace of
+/// mixed input sizes gives each arrival a batch key (an index into `key_cost`, the latency factor of
+/// that input size); items of different keys never share a batch.
 struct Trace {
   std::string name;
   std::vector<double> arrivals_s;
   double duration_s = 0.0;
   std::function<double(double)> slowdown = [](double) { return 1.0; };
+  std::vector<std::uint32_t> keys{};  ///< per arrival; empty: every arrival has key 0
+  std::vector<double> key_cost{};   ///< latency factor per key; empty: 1 for every key
+  std::uint32_t key_of(std::size_t i) const { return keys.empty() ? 0 : keys[i]; }
+  double cost_of(std::uint64_t key) const { return key < key_cost.size() ? key_cost[key] : 1.0; }
 };
 
 inline void poisson(std::vector<double>& out, std::mt19937_64& rng, double rate, double from, double to) {
@@ -107,6 +113,7 @@ struct SimResult {
   std::size_t on_time = 0;
   std::size_t late = 0;       ///< served after the deadline
   std::size_t dropped = 0;    ///< rejected at admission, shed or expired in the queue
+  std::size_t rejected = 0;   ///< of those: rejected at admission
   std::size_t batches = 0;
   double duration_s = 0.0;
   double p50_ms = 0.0, p99_ms = 0.0;  ///< latency of the served requests
@@ -121,10 +128,12 @@ struct SimOptions {
   double slo_ms = 1000.0;     ///< deadline = arrival + SLO
   double noise_sigma = 0.03;  ///< log-normal sigma of each batch's run time
   std::uint64_t seed = 1;
+  std::vector<std::size_t> preferred_batch_sizes;  ///< the former's (Triton-style policies read them)
 };
 
-/// Runs `trace` through a BatchFormer driving `controller` on one lane whose batch of n, started at
-/// trace time t seconds, takes `run_ms(n, t)` milliseconds (a table, or a real model's measured time).
+/// Runs `trace` through a BatchFormer driving `controller` on one lane whose batch of n items of key
+/// k, started at trace time t seconds, takes `run_ms(n, t, k)` milliseconds (a table, or a real
+/// model's measured time).
 template <class Controller, class RunMs>
 SimResult simulate_lane(const Trace& trace, Controller& controller, const SimOptions& opt, std::size_t max_batch,
                         RunMs&& run_ms) {
@@ -136,6 +145,7 @@ SimResult simulate_lane(const Trace& trace, Controller& controller, const SimOpt
   batching::FormerConfig config;
   config.max_batch_size = max_batch;
   config.max_queue_size = std::size_t{1} << 24;
+  config.preferred_batch_sizes = opt.preferred_batch_sizes;
   batching::BatchFormer<std::uint32_t, Controller> former(config, controller);
   using Batch = typename batching::BatchFormer<std::uint32_t, Controller>::Batch;
   using Item = typename batching::BatchFormer<std::uint32_t, Controller>::Item;
@@ -162,6 +172,7 @@ SimResult simulate_lane(const Trace& trace, Controller& controller, const SimOpt
     r.batch_size = running.items.size();
     r.started = lane_start;
     r.finished = now;
+    r.key = running.key;
     controller.observe(r);
     former.release_slot();
     busy = false;
@@ -177,14 +188,14 @@ SimResult simulate_lane(const Trace& trace, Controller& controller, const SimOpt
     if (busy && lane_done <= now) finish_batch(now);
     while (next < trace.arrivals_s.size() && at(trace.arrivals_s[next]) <= now) {
       std::uint32_t id = static_cast<std::uint32_t>(next);
-      if (!former.push(id, 0, 0, at(trace.arrivals_s[next]) + slo, now)) ++res.dropped;
+      if (!former.push(id, trace.key_of(next), 0, at(trace.arrivals_s[next]) + slo, now)) ++res.dropped, ++res.rejected;
       ++next;
     }
     former.expire(now, dropped);
     if (!busy) {
       if (former.next_batch(now, running, dropped)) {
         const std::size_t n = running.items.size();
-        const double ms = run_ms(n, secs(now));
+        const double ms = run_ms(n, secs(now), running.key);
         lane_start = now;
         lane_done = now + duration_cast<Duration>(duration<double, std::milli>(ms));
         busy = true;
@@ -208,8 +219,8 @@ template <class Controller>
 SimResult simulate(const LatencyCurve& curve, const Trace& trace, Controller& controller, const SimOptions& opt) {
   std::mt19937_64 rng(opt.seed ^ 0x9e3779b97f4a7c15ULL);
   std::normal_distribution<double> noise(0.0, opt.noise_sigma);
-  return simulate_lane(trace, controller, opt, curve.max_safe, [&](std::size_t n, double t) {
-    return curve.at(n) * trace.slowdown(t) * std::exp(noise(rng));
+  return simulate_lane(trace, controller, opt, curve.max_safe, [&](std::size_t n, double t, std::uint64_t key) {
+    return curve.at(n) * trace.cost_of(key) * trace.slowdown(t) * std::exp(noise(rng));
   });
 }
 

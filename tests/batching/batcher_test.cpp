@@ -604,6 +604,34 @@ TEST(Batcher, ControllerObservesEveryBatch) {
   EXPECT_EQ(b.metrics().batch_size().count(), 4u);
 }
 
+/// Records the batch keys a controller is shown.
+struct KeyController {
+  sluice::control::FixedBatch inner;
+  std::vector<std::uint64_t> decided, observed;
+  sluice::Decision decide(const sluice::QueueState& q, sluice::TimePoint now) {
+    decided.push_back(q.key);
+    return inner.decide(q, now);
+  }
+  void observe(const sluice::BatchRecord& r) { observed.push_back(r.key); }
+};
+
+TEST(Batcher, ControllerSeesTheBatchKeyOfEachDecisionAndRecord) {
+  IoThread io;
+  FakeModel model;
+  Batcher<FakeModel, KeyController> b(io.io.get_executor(), model, cfg(4));
+  for (std::uint64_t key : {5u, 9u}) {
+    auto f = b.async_submit(Req{0, key}, SubmitOptions{}, asio::use_future);
+    EXPECT_FALSE(std::get<0>(f.get()));
+    b.wait_idle();
+  }
+  b.with_controller([](KeyController& c) {
+    EXPECT_EQ(c.observed, (std::vector<std::uint64_t>{5, 9}));
+    ASSERT_FALSE(c.decided.empty());
+    EXPECT_EQ(c.decided.front(), 5u);
+    EXPECT_EQ(c.decided.back(), 9u);
+  });
+}
+
 TEST(Batcher, DelayGathersABatch) {
   IoThread io;
   FakeModel model;

@@ -347,6 +347,7 @@ class BatchFormer {
     q.max_queue_delay = config_.max_queue_delay;
     q.idle_lanes = free_slots();
     q.busy_lanes = busy_;
+    q.key = k.key;
     deadlines_.clear();
     const std::size_t want = std::min(k.count, config_.max_batch_size);
     for (std::size_t level = config_.priority_levels; level-- > 0;) {

@@ -33,6 +33,7 @@ struct BatchJob {
   std::vector<Response> responses;
   std::vector<BatchRecord> records;
   std::size_t lane = 0;
+  std::uint64_t key = 0;  ///< the batch key, reported to the controller with each record
 
   /// Moves the requests out of the ops, into one contiguous span for the model.
   void take_requests() {
@@ -42,7 +43,7 @@ struct BatchJob {
 
   /// Notes one run of the model, for the controller (records) and the metrics.
   void record(BatcherMetrics& metrics, std::size_t size, TimePoint start, TimePoint end, bool ok, bool oom) {
-    records.push_back(BatchRecord{size, lane, start, end, ok, oom});
+    records.push_back(BatchRecord{size, lane, start, end, ok, oom, key});
     metrics.record_batch(size, end - start);
   }
 

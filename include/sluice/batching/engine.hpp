@@ -245,6 +245,7 @@ class Engine {
     former_.expire(now, drained_);
     while (former_.next_batch(now, batch_, drained_)) {
       Job* job = take_job();
+      job->key = batch_.key;
       job->ops.reserve(batch_.items.size());
       for (auto& item : batch_.items) {
         Op* op = item.payload;

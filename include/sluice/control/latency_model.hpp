@@ -5,6 +5,9 @@
 // by the recent tail of the line's residuals. It can start from a calibration table. Shared by the
 // SloController, the calibrator and the simulator. A size whose samples grew old answers from them
 // scaled by the line's drift since, so a non-linear cost curve is not forgotten.
+// A change detector (control/change_detector.hpp) watches the residuals against the model's own
+// median of the same size: when the lane becomes slower or faster for good, every stored sample and the line are
+// rescaled by the detected shift at once, instead of waiting for the windows to refill.
 // Pure value type: no clock, no threads.
 #pragma once
 
@@ -18,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "sluice/control/change_detector.hpp"
 #include "sluice/control/latency_table.hpp"
 #include "sluice/core/clock.hpp"
 #include "sluice/core/error.hpp"
@@ -44,6 +48,8 @@ class LatencyModel {
     double forgetting = 0.95;        ///< weight kept per observation by the line fit (0 < f <= 1)
     std::size_t residual_window = 64;  ///< residual ratios kept to scale the line to the quantile
     std::size_t max_batch_size = 4096;  ///< sizes above this are rejected as bad input
+    bool detect_changes = true;       ///< rescale at once when the residuals shift for good
+    ChangeDetector::Options change{};
   };
 
   /// a + b*n in nanoseconds.
@@ -54,7 +60,7 @@ class LatencyModel {
   };
 
   LatencyModel() : LatencyModel(Options{}) {}
-  explicit LatencyModel(Options options) : options_(options) {
+  explicit LatencyModel(Options options) : options_(options), detector_(options.change) {
     if (!(options_.quantile > 0.0 && options_.quantile <= 1.0))
       throw Error(errc::invalid_argument, "latency model: quantile must be in (0, 1]");
     if (options_.window == 0 || options_.min_samples == 0 || options_.min_samples > options_.window)
@@ -96,6 +102,16 @@ class LatencyModel {
       throw Error(errc::invalid_argument, "latency model: batch size out of range");
     if (run_time <= Duration::zero()) return;  // a clock glitch says nothing about the lane
     const double t = to_ns(run_time);
+    // Only a size that answers from its own fresh samples is a fair reference: a residual against
+    // the line's extrapolation measures the line's misfit, not a change of the lane.
+    if (options_.detect_changes && n < sizes_.size() &&
+        sizes_[n].fresh_count(seq_ + 1, options_.stale_after) >= options_.min_samples) {
+      if (const auto predicted = estimate_q(n, 0.5)) {
+        const double p = to_ns(*predicted);
+        if (p > 0.0)
+          if (const auto change = detector_.add(std::log(t / p))) rescale(std::exp(change->shift), change->run);
+      }
+    }
     ++seq_;
     // The residual against the line as it was *before* this sample: an honest out-of-sample error.
     if (const auto mean = line_mean(n)) push_residual(t / *mean);
@@ -152,6 +168,8 @@ class LatencyModel {
 
   bool empty() const { return w_ <= 0.0; }
   std::uint64_t observations() const { return seq_; }
+  /// How many times the change detector rescaled the model.
+  std::size_t changes_detected() const { return changes_; }
 
  private:
   struct Sample {
@@ -198,6 +216,24 @@ class LatencyModel {
     return sizes_[n];
   }
 
+  // The lane's speed changed by `factor` for every size alike: move what was known from before the
+  // change with it. The last run-1 samples (and their residuals) already show the new level.
+  void rescale(double factor, std::size_t run) {
+    factor = std::clamp(factor, 1.0 / 64, 64.0);
+    const std::uint64_t before = seq_ >= run - 1 ? seq_ - (run - 1) : 0;  // last seq of the old level
+    for (auto& w : sizes_) {
+      for (auto& smp : w.samples)
+        if (smp.seq <= before) smp.ns *= factor;
+      w.line_ref.a *= factor;
+      w.line_ref.b *= factor;
+    }
+    sy_ *= factor;
+    sxy_ *= factor;
+    residuals_.resize(residuals_.size() - std::min(residuals_.size(), run - 1));
+    residual_cache_.clear();
+    ++changes_;
+  }
+
   void add_to_line(std::size_t n, double t) {
     const double f = options_.forgetting, x = static_cast<double>(n);
     w_ = w_ * f + 1.0;
@@ -238,6 +274,8 @@ class LatencyModel {
   mutable std::vector<std::pair<double, double>> residual_cache_;  // (quantile, value)
   std::uint64_t seq_ = 0;
   double w_ = 0, sx_ = 0, sy_ = 0, sxx_ = 0, sxy_ = 0;  // forgetting least-squares sums
+  ChangeDetector detector_;
+  std::size_t changes_ = 0;
 };
 
 }  // namespace sluice::control

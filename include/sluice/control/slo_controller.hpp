@@ -11,7 +11,12 @@
 //     any batch size that ran out of memory);
 //   * under overload it sheds queued requests that cannot finish in time even if served alone next
 //     (Decision::shed_deadline_before) and rejects at admission those that cannot finish in time behind
-//     the queue even at the best throughput (admit()).
+//     the queue even at the best throughput (admit()). "Cannot" is judged at an optimistic quantile of
+//     the latency (p5 by default): a request with a fair chance is served, one without is dropped
+//     as early as possible, at admission, before it takes lane time from others;
+//   * it keeps one latency model per batch key (QueueState::key, BatchRecord::key), so a mix of input
+//     sizes does not blur the sizes' latencies into one; a new key starts from the calibration.
+// The model rescales itself when the lane's speed changes for good (control/change_detector.hpp).
 // Assumption about the Batcher: shedding is applied before the dispatched batch is formed.
 #pragma once
 
@@ -20,6 +25,7 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <map>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -42,19 +48,30 @@ class SloController {
     std::optional<Duration> max_wait;       ///< upper bound of any deliberate wait
     double min_gain = 0.10;                 ///< waiting must raise throughput by at least this share
     std::size_t rate_window = 32;           ///< arrivals used to estimate the arrival rate
+    /// The latency quantile at which a request is judged hopeless (shed, or rejected at admission).
+    double hopeless_quantile = 0.05;
+    bool per_key_models = true;             ///< one latency model per batch key (else one for all)
   };
 
   SloController() : SloController(Options{}) {}
-  explicit SloController(Options options) : options_(std::move(options)), model_(options_.model) {
+  explicit SloController(Options options) : options_(std::move(options)) {
     if (options_.rate_window < 2) throw Error(errc::invalid_argument, "slo controller: rate_window < 2");
+    if (!(options_.hopeless_quantile > 0.0 && options_.hopeless_quantile <= 0.5))
+      throw Error(errc::invalid_argument, "slo controller: hopeless_quantile must be in (0, 0.5]");
     if (!(options_.min_gain >= 0.0)) throw Error(errc::invalid_argument, "slo controller: min_gain < 0");
     if (options_.max_wait && *options_.max_wait < Duration::zero())
       throw Error(errc::invalid_argument, "slo controller: max_wait < 0");
-    if (options_.calibration) model_.seed(*options_.calibration);
+    model_for(0);
     if (options_.max_batch_size > 0) memory_cap_ = options_.max_batch_size;
   }
 
-  const LatencyModel& model() const { return model_; }
+  /// The latency model of batch key 0 (the only one unless requests carry batch keys).
+  const LatencyModel& model() const { return models_.at(0); }
+  /// The latency model of `key`, or nullptr when no batch of that key was seen yet.
+  const LatencyModel* model(std::uint64_t key) const {
+    const auto it = models_.find(options_.per_key_models ? key : 0);
+    return it == models_.end() ? nullptr : &it->second;
+  }
   /// The largest batch this controller will ask for (memory-safe size, lowered by out-of-memory runs).
   std::size_t memory_cap() const { return memory_cap_; }
 
@@ -69,32 +86,44 @@ class SloController {
     if (q.busy_lanes == 0) in_flight_.clear();
     if (q.queued == 0) return Decision::wait(kNever);
     const std::size_t cap = effective_cap(q);
-    if (model_.empty()) {  // cold start: nothing to plan with, serve what is there
+    LatencyModel& m = model_for(q.key);
+    if (m.empty()) {  // cold start: nothing to plan with, serve what is there
       if (q.idle_lanes == 0) return Decision::wait(kNever);
-      return dispatch(std::min(q.queued, cap), now);
+      return dispatch(std::min(q.queued, cap), now, m);
     }
-    fill_estimates(cap);
+    fill_estimates(cap, m);
 
     // Times are ns relative to now, as doubles, so that kNever does not overflow.
     const std::size_t visible_n = std::min(q.queued, cap);
     const double lane_free = q.idle_lanes > 0 ? 0.0 : earliest_lane_free(now);
     Decision d = Decision::wait(kNever);
 
-    // 1. Hopeless: cannot finish by the deadline even alone in the next batch, at the median.
-    const double hopeless_before = lane_free + typ_[1];
+    // 1. Hopeless: cannot finish by the deadline even alone in the next batch, at the optimistic
+    // quantile (serving it would only take lane time from requests that can still make it).
+    const double hopeless_before = lane_free + opt_[1];
     std::vector<double> deadlines;
     deadlines.reserve(visible_n);
     std::size_t shed = 0;
     for (std::size_t i = 0; i < visible_n; ++i) {
       const double dl = i < q.deadlines.size() ? relative(q.deadlines[i], now) : kInf;
-      if (options_.shed && dl < hopeless_before) {
+      // After kStarvedAfter decisions in a row that shed everything, an idle lane serves the last
+      // request rather than shed it: a model that judges everything hopeless would otherwise never
+      // see another batch and never learn that it was wrong.
+      const bool last_on_idle_lane = q.idle_lanes > 0 && i + 1 == visible_n && q.total_queued == visible_n &&
+                                     deadlines.empty() && all_shed_in_a_row_ >= kStarvedAfter;
+      if (options_.shed && dl < hopeless_before && !last_on_idle_lane) {
         ++shed;
         continue;
       }
       deadlines.push_back(dl);
     }
-    if (shed > 0) d.shed_deadline_before = now + to_duration(hopeless_before);
+    if (shed > 0) {
+      d.shed_deadline_before = now + to_duration(hopeless_before);
+      // The kept last request may itself be hopeless: shed only what is due before it.
+      for (const double dl : deadlines) d.shed_deadline_before = std::min(d.shed_deadline_before, now + to_duration(dl));
+    }
     removed_ = shed;
+    if (q.idle_lanes > 0) all_shed_in_a_row_ = deadlines.empty() ? all_shed_in_a_row_ + 1 : 0;
     if (q.idle_lanes == 0) return d;
     if (deadlines.empty()) {
       // Everything visible goes; ask again at once if more is queued behind it.
@@ -114,28 +143,36 @@ class SloController {
       }
     }
     d.dispatch = first;
-    remember_dispatch(first, now);
+    remember_dispatch(first, now, m);
     return d;
   }
 
   /// Rejects a new request whose deadline cannot be met behind the current queue even if the lane
-  /// ran at its best throughput with median latencies.
+  /// ran at its best throughput with optimistic (hopeless_quantile) latencies, the running batch
+  /// ended as early as it plausibly can, and the queued requests that are hopeless themselves (they
+  /// will be shed, not served) took no lane time.
   bool admit(const QueueState& q, TimePoint deadline, TimePoint now) {
-    if (!options_.admission || deadline == kNever || model_.empty()) {
+    LatencyModel& m = model_for(q.key);
+    if (!options_.admission || deadline == kNever || m.empty()) {
       note_arrival(now);
       ++admitted_;
       return true;
     }
     const std::size_t cap = effective_cap(q);
-    fill_estimates(cap);
-    const std::size_t lanes = std::max<std::size_t>(1, q.idle_lanes + q.busy_lanes);
-    const double lane_free = q.idle_lanes > 0 ? 0.0 : earliest_lane_free(now);
-    std::size_t best = 1;
-    for (std::size_t k = 2; k <= cap; ++k)
-      if (static_cast<double>(k) / typ_[k] > static_cast<double>(best) / typ_[best]) best = k;
-    const std::size_t items = (q.total_queued + 1 + lanes - 1) / lanes;
-    const double done = lane_free + static_cast<double>(items / best) * typ_[best] +
-                        (items % best ? typ_[items % best] : 0.0);
+    fill_estimates(cap, m);
+    const double lanes = static_cast<double>(std::max<std::size_t>(1, q.idle_lanes + q.busy_lanes));
+    const double lane_free = q.idle_lanes > 0 ? 0.0 : earliest_lane_free(now, /*optimistic=*/true);
+    double per_item = opt_[1];  // lane time per item at the best throughput, spread over the lanes
+    for (std::size_t k = 2; k <= cap; ++k) per_item = std::min(per_item, opt_[k] / static_cast<double>(k));
+    per_item /= lanes;
+    double t = lane_free;
+    std::size_t visible = 0;
+    for (const TimePoint dl : q.deadlines) {  // this key's head, in dispatch order
+      ++visible;
+      if (lane_free + opt_[1] <= relative(dl, now)) t += per_item;  // else: it will be shed
+    }
+    t += static_cast<double>(q.total_queued > visible ? q.total_queued - visible : 0) * per_item;
+    const double done = std::max(lane_free + opt_[1], t + per_item);
     if (done > relative(deadline, now)) return false;
     note_arrival(now);  // exact arrival times where the Batcher asks us; decide() counts the rest
     ++admitted_;
@@ -149,7 +186,7 @@ class SloController {
       memory_cap_ = std::min(memory_cap_, std::max<std::size_t>(1, r.batch_size - 1));
       return;
     }
-    if (r.ok) model_.observe(r.batch_size, r.run_time());
+    if (r.ok) model_for(r.key).observe(r.batch_size, r.run_time());
   }
 
  private:
@@ -158,7 +195,8 @@ class SloController {
   struct InFlight {
     TimePoint started;
     std::size_t size;
-    TimePoint expected_end;
+    TimePoint expected_end;  ///< at the median latency
+    TimePoint earliest_end;  ///< at the optimistic (hopeless_quantile) latency
   };
 
   static double seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
@@ -172,16 +210,32 @@ class SloController {
 
   std::size_t effective_cap(const QueueState& q) const {
     return std::max<std::size_t>(
-        1, std::min({q.max_batch_size, memory_cap_, model_.options().max_batch_size}));
+        1, std::min({q.max_batch_size, memory_cap_, options_.model.max_batch_size}));
   }
 
-  // est_[k]: the SLO quantile of a batch of k; typ_[k]: its median (ns).
-  void fill_estimates(std::size_t cap) {
+  LatencyModel& model_for(std::uint64_t key) {
+    if (!options_.per_key_models) key = 0;
+    auto it = models_.find(key);
+    if (it == models_.end()) {
+      // A bounded number of keys: beyond it, unknown keys share key 0's model (a stranger sending
+      // ever new input sizes must not grow the controller without bound).
+      if (models_.size() >= kMaxKeys) return models_.at(0);
+      it = models_.emplace(key, LatencyModel(options_.model)).first;
+      if (options_.calibration) it->second.seed(*options_.calibration);
+    }
+    return it->second;
+  }
+
+  // est_[k]: the SLO quantile of a batch of k; typ_[k]: its median; opt_[k]: its optimistic
+  // (hopeless_quantile) latency (ns).
+  void fill_estimates(std::size_t cap, const LatencyModel& m) {
     est_.assign(cap + 1, 0.0);
     typ_.assign(cap + 1, 0.0);
+    opt_.assign(cap + 1, 0.0);
     for (std::size_t k = 1; k <= cap; ++k) {
-      est_[k] = ns(model_.estimate(k));
-      typ_[k] = std::min(est_[k], ns(model_.typical(k)));
+      est_[k] = ns(m.estimate(k));
+      typ_[k] = std::min(est_[k], ns(m.typical(k)));
+      opt_[k] = std::min(typ_[k], ns(m.estimate_q(k, options_.hopeless_quantile)));
     }
   }
   static double ns(std::optional<Duration> d) {
@@ -266,14 +320,16 @@ class SloController {
     arrivals_.push_back(now);
   }
 
-  Decision dispatch(std::size_t n, TimePoint now) {
-    remember_dispatch(n, now);
+  Decision dispatch(std::size_t n, TimePoint now, const LatencyModel& m) {
+    remember_dispatch(n, now, m);
     return Decision::now(n);
   }
-  void remember_dispatch(std::size_t n, TimePoint now) {
+  void remember_dispatch(std::size_t n, TimePoint now, const LatencyModel& m) {
     removed_ += n;
-    const auto t = model_.typical(n);
-    in_flight_.push_back({now, n, now + (t ? *t : Duration::zero())});
+    const auto t = m.typical(n);
+    const auto e = m.estimate_q(n, options_.hopeless_quantile);
+    const Duration typical = t ? *t : Duration::zero();
+    in_flight_.push_back({now, n, now + typical, now + (e ? std::min(*e, typical) : typical)});
   }
   void forget_dispatch(const BatchRecord& r) {
     if (in_flight_.empty()) return;
@@ -281,21 +337,26 @@ class SloController {
                            [&](const InFlight& f) { return f.size == r.batch_size; });
     in_flight_.erase(it != in_flight_.end() ? it : in_flight_.begin());
   }
-  double earliest_lane_free(TimePoint now) const {
+  double earliest_lane_free(TimePoint now, bool optimistic = false) const {
     double best = kInf;
-    for (const auto& f : in_flight_) best = std::min(best, std::max(0.0, relative(f.expected_end, now)));
+    for (const auto& f : in_flight_)
+      best = std::min(best, std::max(0.0, relative(optimistic ? f.earliest_end : f.expected_end, now)));
     return std::isfinite(best) ? best : 0.0;
   }
 
+  static constexpr std::size_t kMaxKeys = 64;
+  static constexpr std::size_t kStarvedAfter = 8;
+
   Options options_;
-  LatencyModel model_;
+  std::map<std::uint64_t, LatencyModel> models_;  // by batch key
   std::size_t memory_cap_ = std::numeric_limits<std::size_t>::max();
   std::vector<InFlight> in_flight_;
   std::vector<TimePoint> arrivals_;  // timestamps of the last rate_window arrivals
   std::size_t last_total_ = 0;       // total_queued at the previous decide
   std::size_t removed_ = 0;          // dispatched + shed by the previous decide
   std::size_t admitted_ = 0;         // arrivals admit() recorded since the previous decide
-  std::vector<double> est_, typ_, finish_, work_;
+  std::size_t all_shed_in_a_row_ = 0;  // decisions on an idle lane that shed everything visible
+  std::vector<double> est_, typ_, opt_, finish_, work_;
   std::vector<std::size_t> on_time_, choice_;
 };
 

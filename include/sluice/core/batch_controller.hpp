@@ -6,6 +6,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 
 #include "sluice/core/clock.hpp"
@@ -25,6 +26,9 @@ struct QueueState {
   std::span<const TimePoint> deadlines;
   std::size_t idle_lanes = 1;        ///< lanes that could start a batch now
   std::size_t busy_lanes = 0;        ///< lanes running a batch
+  /// The batch key of the head (the key the next batch is formed under): a controller that models
+  /// latency per key (e.g. per input size) reads it; others ignore it.
+  std::uint64_t key = 0;
 };
 
 /// A controller's answer.
@@ -49,6 +53,7 @@ struct BatchRecord {
   TimePoint finished{};  ///< the model's run ended (before finish)
   bool ok = true;
   bool out_of_memory = false;
+  std::uint64_t key = 0;  ///< the batch key the batch was formed under
   Duration run_time() const { return finished - started; }
 };
 
