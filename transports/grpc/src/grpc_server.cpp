@@ -321,6 +321,7 @@ void GrpcServer::shutdown(std::chrono::milliseconds grace) {
   std::lock_guard lock(impl_->shutdown_mutex);
   if (!impl_->server) return;
   State& state = *impl_->state;
+  const auto end_of_grace = std::chrono::system_clock::now() + grace;
   std::vector<std::shared_ptr<Call>> unanswered;
   {
     std::unique_lock state_lock(state.mutex);
@@ -330,9 +331,11 @@ void GrpcServer::shutdown(std::chrono::milliseconds grace) {
   }
   for (const auto& call : unanswered)
     if (call->claim()) call->reactor->Finish({::grpc::StatusCode::UNAVAILABLE, "the server is shutting down"});
-  // Every ModelInfer is answered now and the other calls answer inside their method: what remains
-  // open is cancelled, and Shutdown returns once gRPC's callbacks for this server are done.
-  impl_->server->Shutdown(std::chrono::system_clock::now());
+  // Every ModelInfer is answered now and the other calls answer inside their method. Finish only
+  // queues an answer: Shutdown's deadline leaves the rest of the grace (and at least a moment) for
+  // those answers to reach their clients before what remains open is cancelled; it returns once
+  // gRPC's callbacks for this server are done.
+  impl_->server->Shutdown(std::max(end_of_grace, std::chrono::system_clock::now() + std::chrono::milliseconds(500)));
   impl_->server->Wait();
   impl_->server.reset();
 }
