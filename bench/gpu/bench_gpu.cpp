@@ -3,14 +3,20 @@
 // (peer_torch.py) measures it. Weights and input come from files the peer script exports, so both
 // run the same numbers; each batch's first sample is checked against PyTorch's fp32 output.
 //
+// Forwards go through models::run_forward, so with --graphs=on (the default) the timed passes are
+// replays of a CUDA graph captured per batch size; --graphs=off launches every kernel.
+//
 // One JSON object per line on --out (and a short progress line on stderr):
 //   {"impl":"sluice","network","size","precision","batch","status":"ok"|"oom"|"skipped"|"error",
-//    "images_per_s","p50_ms","mean_ms","iterations","peak_bytes","reserved_bytes","rel_l2"}
+//    "images_per_s","p50_ms","mean_ms","iterations","peak_bytes","reserved_bytes","rel_l2",
+//    "graphs","workspace_mib","tag", "profile":[{"op","ms","calls"}, ...] (with --profile)}
+// --profile adds one more forward per row, op by op, with the device time of each kind of operation.
 // Work stops at --deadline-s (what is left is reported as "skipped"), so a fixed time budget holds.
 //
 // Run: bench_gpu --data=DIR --out=FILE [--networks=hrnet,...] [--sizes=1024,512] [--batches=1,2,4,8,16]
 //        [--precisions=fp16,bf16,tf32,fp32] [--deadline-s=240] [--min-time-s=0.5] [--search=exhaustive]
 //        [--workspace-mib=1024]   (cuDNN workspace limit per convolution: CudaOptions::workspace_limit_bytes)
+//        [--graphs=on|off] [--profile] [--tag=NAME]   (tag: copied into every row, to tell runs apart)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -26,8 +32,9 @@
 #include <nlohmann/json.hpp>
 
 #include "sluice/backends/cuda/cuda_backend.hpp"
-#include "sluice/weights/safetensors.hpp"
+#include "sluice/models/network.hpp"
 #include "sluice/models/registry.hpp"
+#include "sluice/weights/safetensors.hpp"
 
 namespace {
 
@@ -55,12 +62,18 @@ struct Args {
   int min_iterations = 3, max_iterations = 20;
   sluice::cuda::ConvAlgoSearch search = sluice::cuda::ConvAlgoSearch::exhaustive;
   std::size_t workspace_bytes = sluice::cuda::CudaOptions{}.workspace_limit_bytes;
+  bool graphs = true, profile = false;
+  std::string tag;
 };
 
 Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
+    if (arg == "--profile") {
+      a.profile = true;
+      continue;
+    }
     const auto eq = arg.find('=');
     if (arg.rfind("--", 0) != 0 || eq == std::string::npos)
       throw sluice::Error(sluice::errc::invalid_argument, "arguments are --key=value, got '" + arg + "'");
@@ -83,6 +96,10 @@ Args parse(int argc, char** argv) {
       a.search = value == "heuristic" ? sluice::cuda::ConvAlgoSearch::heuristic : sluice::cuda::ConvAlgoSearch::exhaustive;
     else if (key == "workspace-mib")
       a.workspace_bytes = static_cast<std::size_t>(std::stoull(value)) << 20;
+    else if (key == "graphs" && (value == "on" || value == "off"))
+      a.graphs = value == "on";
+    else if (key == "tag")
+      a.tag = value;
     else
       throw sluice::Error(sluice::errc::invalid_argument, "unknown option --" + key);
   }
@@ -131,7 +148,12 @@ int main(int argc, char** argv) try {
       const auto& image = io.tensors.at("input").data;  // (1, 3, size, size)
       const auto ref_it = io.tensors.find("output_" + name);
       for (const Precision precision : args.precisions) {
-        nlohmann::json base{{"network", name}, {"size", size}, {"precision", sluice::cuda::to_string(precision)}};
+        nlohmann::json base{{"network", name},
+                            {"size", size},
+                            {"precision", sluice::cuda::to_string(precision)},
+                            {"graphs", args.graphs},
+                            {"workspace_mib", args.workspace_bytes >> 20},
+                            {"tag", args.tag}};
         if (seconds_since(start) > args.deadline_s) {
           for (auto b : args.batches) {
             nlohmann::json j = base;
@@ -145,6 +167,7 @@ int main(int argc, char** argv) try {
         options.precision = precision;
         options.algo_search = args.search;
         options.workspace_limit_bytes = args.workspace_bytes;
+        options.graphs = args.graphs;
         CudaBackend lane(options);
         const auto net = sluice::models::load_network(name, lane, weights);
         bool failed_smaller = false;
@@ -162,8 +185,10 @@ int main(int argc, char** argv) try {
             for (std::int64_t k = 0; k < batch; ++k) host.insert(host.end(), image.begin(), image.end());
             const Shape shape{batch, 3, size, size};
             const auto x = lane.upload(host, shape);
-            {  // warm-up: plans every convolution of this batch size; then the accuracy check
-              const auto y = net.forward(lane, x);
+            const auto forward = [&] { return sluice::models::run_forward(net, lane, x); };
+            (void)forward();  // warm-up: plans every convolution of this batch size (and, graphs on, runs eagerly)
+            {  // graphs on: captures and replays; then the accuracy check of what the timed passes run
+              const auto y = forward();
               std::vector<float> result(static_cast<std::size_t>(lane.shape_of(y).numel()));
               lane.download(y, result);
               if (ref_it != io.tensors.end()) {
@@ -180,7 +205,7 @@ int main(int argc, char** argv) try {
                    (static_cast<int>(ms.size()) < args.min_iterations || total < args.min_time_s)) {
               const auto t0 = Clock::now();
               {
-                const auto y = net.forward(lane, x);
+                const auto y = forward();
                 lane.synchronize();
               }
               const double s = seconds_since(t0);
@@ -199,6 +224,14 @@ int main(int argc, char** argv) try {
             j["weight_bytes"] = lane.memory().weight_bytes;
             j["reserved_bytes"] = lane.reserved_bytes();
             j["device"] = lane.device_name();
+            if (args.profile) {
+              lane.set_op_profiling(true);
+              (void)forward();
+              nlohmann::json ops = nlohmann::json::array();
+              for (const auto& t : lane.take_op_profile()) ops.push_back({{"op", t.op}, {"ms", t.ms}, {"calls", t.calls}});
+              lane.set_op_profiling(false);
+              j["profile"] = ops;
+            }
           } catch (const sluice::Error& e) {
             const bool oom = e.code() == sluice::errc::out_of_memory;
             j["status"] = oom ? "oom" : "error";

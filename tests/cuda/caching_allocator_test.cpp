@@ -19,7 +19,7 @@ struct FakeDevice {
   int allocs = 0, frees = 0;
   std::map<void*, std::size_t> live;  // pointer -> size
 
-  CachingAllocator make(std::size_t limit = 0) {
+  CachingAllocator make(std::size_t limit = 0, bool retain_cache = false) {
     return CachingAllocator(
         [this](std::size_t n) -> void* {
           if (used + n > capacity) return nullptr;
@@ -35,7 +35,7 @@ struct FakeDevice {
           live.erase(p);
           std::free(p);
         },
-        limit);
+        limit, retain_cache);
   }
 };
 
@@ -114,6 +114,31 @@ TEST(CachingAllocator, ReleasesTheCacheAndRetriesWhenTheDeviceIsFull) {
   EXPECT_EQ(dev.frees, 1);
   EXPECT_EQ(a.reserved_bytes(), 8u * 1024u);
   a.deallocate(q);
+}
+
+// A pool that serves CUDA graphs: captured graphs hold its blocks' addresses, so nothing it has
+// reserved goes back to the device before the pool itself is destroyed.
+TEST(CachingAllocator, ARetainingPoolKeepsItsCacheUntilDestroyed) {
+  FakeDevice dev(10 * 1024);
+  {
+    CachingAllocator a = dev.make(0, /*retain_cache=*/true);
+    void* p = a.allocate(6 * 1024);
+    a.deallocate(p);
+    a.release_cached();
+    EXPECT_EQ(dev.frees, 0);
+    EXPECT_EQ(a.reserved_bytes(), 6u * 1024u);
+    try {  // would fit only after giving the cached block back: refused instead
+      (void)a.allocate(8 * 1024);
+      ADD_FAILURE() << "expected out_of_memory";
+    } catch (const sluice::Error& e) {
+      EXPECT_EQ(e.code(), sluice::errc::out_of_memory);
+    }
+    EXPECT_EQ(dev.frees, 0);
+    EXPECT_EQ(a.allocate(5 * 1024), p) << "the retained block still serves requests";
+    a.deallocate(p);
+  }
+  EXPECT_EQ(dev.frees, 1) << "destroying the pool gives its blocks back";
+  EXPECT_TRUE(dev.live.empty());
 }
 
 TEST(CachingAllocator, ReportsOutOfMemoryWhenTheDeviceRefusesEvenAfterRelease) {

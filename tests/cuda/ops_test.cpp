@@ -316,6 +316,87 @@ TEST_P(CudaOps, SelfAttentionOnlineSoftmax) {
   }
 }
 
+// Channel counts that are multiples of 8 take the 16-byte (vectorised) kernels; the tests above use
+// odd counts, which take the scalar ones. Same references, same tolerances. 48 channels over 37 x 29
+// pixels: several reduction chunks and six channel packs in 16 bits; 384: 48 packs.
+TEST_P(CudaOps, VectorisedKernelsMatchTheReference) {
+  const Shape s{2, 48, 37, 29};
+  auto [x, rx] = input(s, -2.0f, 3.0f);
+  auto [r, rr] = input(s);
+  {
+    SCOPED_TRACE("conv2d bias + relu epilogue");
+    const auto w = ref::random_host({48, 48, 3, 3}, rng_, 0.2f);
+    const auto b = ref::random_host({48}, rng_, 0.5f);
+    const sluice::WeightView bv = b;
+    expect_close(gpu().conv2d(x, gpu().make_conv(w, &bv, ConvSpec::same(3)), Activation::relu),
+                 ref::conv2d(rx, w, &bv, ConvSpec::same(3), Activation::relu), true);
+  }
+  {
+    SCOPED_TRACE("conv_transpose2x2");
+    const auto w = ref::random_host({48, 16, 2, 2}, rng_, 0.3f);
+    const auto b = ref::random_host({16}, rng_, 0.5f);
+    const sluice::WeightView bv = b;
+    expect_close(gpu().conv_transpose2x2(x, gpu().make_conv_transpose2x2(w, &bv)), ref::conv_transpose2x2(rx, w, &bv),
+                 true);
+  }
+  for (Activation act : {Activation::none, Activation::relu, Activation::sigmoid}) {
+    SCOPED_TRACE("elementwise, activation " + std::to_string(static_cast<int>(act)));
+    ref::Ref want_act(s), want_add(s);
+    for (std::size_t i = 0; i < rx.v.size(); ++i) {
+      want_act.v[i] = ref::act(rx.v[i], act);
+      want_add.v[i] = ref::act(rx.v[i] + rr.v[i], act);
+    }
+    expect_close(gpu().activation(x, act), want_act);
+    expect_close(gpu().add(x, r, act), want_add);
+  }
+  for (const Shape gs : {Shape{2, 48, 1, 1}, Shape{2, 1, 37, 29}, s}) {
+    SCOPED_TRACE("mul by " + gs.to_string());
+    auto [g, rg] = input(gs);
+    ref::Ref want(s);
+    for (std::int64_t n = 0; n < s.n; ++n)
+      for (std::int64_t c = 0; c < s.c; ++c)
+        for (std::int64_t h = 0; h < s.h; ++h)
+          for (std::int64_t w = 0; w < s.w; ++w)
+            want.at(n, c, h, w) = rx.at(n, c, h, w) * rg.at(n, gs.c == 1 ? 0 : c, gs.h == 1 ? 0 : h, gs.w == 1 ? 0 : w);
+    expect_close(gpu().mul(x, g), want);
+  }
+  {
+    SCOPED_TRACE("concat 16 + 48 + 8 channels");
+    auto [a, ra] = input({2, 16, 37, 29});
+    auto [b, rb] = input({2, 8, 37, 29});
+    ref::Ref want({2, 72, 37, 29});
+    for (std::int64_t n = 0; n < 2; ++n)
+      for (std::int64_t ch = 0; ch < 72; ++ch)
+        for (std::int64_t h = 0; h < 37; ++h)
+          for (std::int64_t w = 0; w < 29; ++w)
+            want.at(n, ch, h, w) = ch < 16 ? ra.at(n, ch, h, w) : ch < 64 ? rx.at(n, ch - 16, h, w) : rb.at(n, ch - 64, h, w);
+    expect_close(gpu().concat({&a, &x, &b}), want);
+  }
+  expect_close(gpu().max_pool2x2(x), ref::max_pool2x2(rx));
+  for (bool ac : {true, false})
+    for (const auto& [h, w] : {std::pair{74, 58}, std::pair{18, 14}, std::pair{37, 29}}) {
+      SCOPED_TRACE("resize to " + std::to_string(h) + "x" + std::to_string(w) + (ac ? " align_corners" : ""));
+      expect_close(gpu().resize_bilinear(x, h, w, ac), ref::resize_bilinear(rx, h, w, ac));
+    }
+  const auto gamma = ref::random_host({s.c}, rng_, 1.5f);
+  const auto beta = ref::random_host({s.c}, rng_, 0.5f);
+  const auto norm = gpu().make_norm(gamma, beta);
+  expect_close(gpu().instance_norm(x, norm, NormEpilogue{&r, Activation::relu}),
+               ref::instance_norm(rx, gamma, beta, &rr, Activation::relu));
+  expect_close(gpu().simam(x, 1e-4f), ref::simam(rx, 1e-4));
+  expect_close(gpu().global_avg_pool(x), ref::reduce(rx, false, true, true, false));
+  expect_close(gpu().global_max_pool(x), ref::reduce(rx, false, true, true, true));
+  {
+    SCOPED_TRACE("384 channels, a batch of 5 (other chunking)");
+    const Shape wide{5, 384, 23, 21};
+    auto [y, ry] = input(wide, -1.0f, 2.0f);
+    const auto g2 = ref::random_host({wide.c}, rng_, 1.5f);
+    const auto b2 = ref::random_host({wide.c}, rng_, 0.5f);
+    expect_close(gpu().instance_norm(y, gpu().make_norm(g2, b2), {}),
+                 ref::instance_norm(ry, g2, b2, nullptr, Activation::none));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaOps,
                          ::testing::Values(Precision::fp32, Precision::tf32, Precision::fp16, Precision::bf16),
                          [](const auto& info) { return std::string(sluice::cuda::to_string(info.param)); });

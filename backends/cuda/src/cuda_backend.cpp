@@ -11,6 +11,7 @@
 #include <array>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <unordered_map>
 #include <vector>
 
@@ -164,9 +165,80 @@ struct PlanKeyHash {
   }
 };
 
+/// Per-operation device time: an event recorded as each operation is enqueued (profiling only).
+class OpProfiler {
+ public:
+  OpProfiler() = default;
+  OpProfiler(const OpProfiler&) = delete;
+  OpProfiler& operator=(const OpProfiler&) = delete;
+  ~OpProfiler() {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+  }
+
+  bool on = false;
+
+  void mark(const char* op, cudaStream_t stream) {
+    if (!on) return;
+    if (ops_.size() == events_.size()) {
+      cudaEvent_t e = nullptr;
+      SLUICE_CUDA_CHECK(cudaEventCreate(&e));
+      events_.push_back(e);
+    }
+    SLUICE_CUDA_CHECK(cudaEventRecord(events_[ops_.size()], stream));
+    ops_.push_back(op);
+  }
+
+  std::vector<OpTime> take(cudaStream_t stream) {
+    if (ops_.empty()) return {};
+    const bool was_on = on;
+    on = true;
+    mark("end", stream);
+    on = was_on;
+    SLUICE_CUDA_CHECK(cudaEventSynchronize(events_[ops_.size() - 1]));
+    std::map<std::string, OpTime> by_op;
+    for (std::size_t i = 0; i + 1 < ops_.size(); ++i) {
+      float ms = 0;
+      SLUICE_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[i], events_[i + 1]));
+      OpTime& t = by_op[ops_[i]];
+      t.op = ops_[i];
+      t.ms += ms;
+      ++t.calls;
+    }
+    ops_.clear();
+    std::vector<OpTime> out;
+    for (auto& [name, t] : by_op) out.push_back(t);
+    std::sort(out.begin(), out.end(), [](const OpTime& a, const OpTime& b) { return a.ms > b.ms; });
+    return out;
+  }
+
+ private:
+  std::vector<cudaEvent_t> events_;
+  std::vector<const char*> ops_;
+};
+
 }  // namespace
 
 namespace detail {
+
+/// A forward pass captured as a CUDA graph for one (owner, input shape).
+struct Recording {
+  int eager_runs = 0;    // the first run is eager: it plans the convolutions
+  bool failed = false;   // capture refused: eager from then on
+  CudaTensor input, output;  // the graph's fixed buffers (output in the lane's graph pool)
+  std::vector<std::weak_ptr<const void>> params;  // every parameter set the graph reads
+  cudaGraphExec_t exec = nullptr;
+  Recording() = default;
+  Recording(const Recording&) = delete;
+  Recording& operator=(const Recording&) = delete;
+  ~Recording() {
+    if (exec != nullptr) cudaGraphExecDestroy(exec);
+  }
+  bool params_alive() const {
+    for (const auto& p : params)
+      if (p.expired()) return false;
+    return true;
+  }
+};
 
 struct BackendImpl {
   CudaOptions options;
@@ -178,9 +250,20 @@ struct BackendImpl {
   void* staging = nullptr;
   std::size_t staging_bytes = 0;
   std::unordered_map<PlanKey, std::unique_ptr<ConvPlan>, PlanKeyHash> plans;
+  CachingAllocator::RawAlloc raw_alloc;
+  CachingAllocator::RawFree raw_free;
+  std::map<std::pair<const void*, std::array<i64, 4>>, std::unique_ptr<Recording>> recordings;
+  Recording* capturing = nullptr;  // the recording being captured, which notes the parameters ops use
+  // Intermediate tensors and workspaces of every graph of the lane. One pool serves them all: a
+  // lane's graphs replay one after another on its stream, so they may share memory as eager forward
+  // passes share the main allocator's cache; outputs stay live, held by their recordings.
+  std::shared_ptr<CachingAllocator> graph_pool;
+  OpProfiler profiler;
 
   ~BackendImpl() {
     if (stream != nullptr) cudaStreamSynchronize(stream);
+    recordings.clear();
+    graph_pool.reset();
     plans.clear();
     if (staging != nullptr) cudaFreeHost(staging);
     if (staging_free != nullptr) cudaEventDestroy(staging_free);
@@ -193,6 +276,18 @@ struct BackendImpl {
     int current = -1;
     SLUICE_CUDA_CHECK(cudaGetDevice(&current));
     if (current != options.device) SLUICE_CUDA_CHECK(cudaSetDevice(options.device));
+  }
+
+  /// Every operation starts here: the lane's device, and the profiler's mark.
+  void begin_op(const char* op) {
+    activate();
+    profiler.mark(op, stream);
+  }
+
+  /// A recording being captured keeps watch over the parameters its graph reads.
+  template <class P>
+  void note_params(const ParamHandle<P>& h) {
+    if (capturing != nullptr) capturing->params.emplace_back(std::shared_ptr<const void>(h.shared()));
   }
 
   std::shared_ptr<DeviceBlock> block(std::size_t bytes, DType t, bool weight = false) {
@@ -398,8 +493,7 @@ CudaBackend::CudaBackend(CudaOptions options) : impl_(std::make_unique<detail::B
   SLUICE_CUDNN_CHECK(cudnnSetStream(m.cudnn, m.stream));
   SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&m.staging_free, cudaEventDisableTiming));
   const int device = options.device;
-  m.allocator = std::make_shared<CachingAllocator>(
-      [device](std::size_t bytes) -> void* {
+  m.raw_alloc = [device](std::size_t bytes) -> void* {
         int current = -1;
         if (cudaGetDevice(&current) == cudaSuccess && current != device) SLUICE_CUDA_CHECK(cudaSetDevice(device));
         void* p = nullptr;
@@ -410,8 +504,9 @@ CudaBackend::CudaBackend(CudaOptions options) : impl_(std::make_unique<detail::B
         }
         if (status != cudaSuccess) detail::throw_cuda_error(status, "cudaMalloc", __FILE__, __LINE__);
         return p;
-      },
-      [](void* p) { (void)cudaFree(p); }, options.memory_limit_bytes);
+  };
+  m.raw_free = [](void* p) { (void)cudaFree(p); };
+  m.allocator = std::make_shared<CachingAllocator>(m.raw_alloc, m.raw_free, options.memory_limit_bytes);
 }
 
 CudaBackend::~CudaBackend() = default;
@@ -430,7 +525,7 @@ std::string CudaBackend::device_name() const {
 
 CudaTensor CudaBackend::upload(std::span<const float> src, const Shape& shape) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("upload");
   if (shape.n <= 0 || shape.c <= 0 || shape.h <= 0 || shape.w <= 0)
     invalid("upload: shape " + shape.to_string() + " is not positive");
   if (static_cast<i64>(src.size()) != shape.numel())
@@ -449,7 +544,7 @@ CudaTensor CudaBackend::upload(std::span<const float> src, const Shape& shape) {
 
 void CudaBackend::download(const CudaTensor& t, std::span<float> dst) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("download");
   require(t, "download");
   const Shape& s = t.shape();
   if (static_cast<i64>(dst.size()) != s.numel())
@@ -469,9 +564,20 @@ void CudaBackend::synchronize() {
   SLUICE_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
 }
 
-MemoryStats CudaBackend::memory() const { return impl_->allocator->stats(); }
+// The graph pool counts as in use, all of it: replays write its blocks without allocating them.
+MemoryStats CudaBackend::memory() const {
+  MemoryStats total = impl_->allocator->stats();
+  if (impl_->graph_pool != nullptr) {
+    const std::size_t graphs = impl_->graph_pool->reserved_bytes();
+    total.current_bytes += graphs;
+    total.peak_bytes += graphs;
+  }
+  return total;
+}
 void CudaBackend::reset_peak() { impl_->allocator->reset_peak(); }
-std::size_t CudaBackend::reserved_bytes() const { return impl_->allocator->reserved_bytes(); }
+std::size_t CudaBackend::reserved_bytes() const {
+  return impl_->allocator->reserved_bytes() + (impl_->graph_pool ? impl_->graph_pool->reserved_bytes() : 0);
+}
 void CudaBackend::release_cached() {
   synchronize();
   impl_->allocator->release_cached();
@@ -595,7 +701,7 @@ void check_precision(Precision have, Precision want, const char* op) {
 
 CudaTensor CudaBackend::conv2d(const CudaTensor& x, const CudaConv& conv, Activation act) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("conv2d");
   require(x, "conv2d");
   const auto& p = require(conv, "conv2d");
   check_precision(p.precision, m.options.precision, "conv2d");
@@ -607,15 +713,17 @@ CudaTensor CudaBackend::conv2d(const CudaTensor& x, const CudaConv& conv, Activa
   const i64 ho = (s.h + 2 * c.pad_h - c.dilation_h * (p.kh - 1) - 1) / c.stride_h + 1;
   const i64 wo = (s.w + 2 * c.pad_w - c.dilation_w * (p.kw - 1) - 1) / c.stride_w + 1;
   if (ho <= 0 || wo <= 0) invalid("conv2d: input " + s.to_string() + " is smaller than the kernel");
+  m.note_params(conv);
   CudaTensor y = m.tensor({s.n, p.out, ho, wo});
   m.run_conv(p, x, y);
+  if (p.bias != nullptr || act != Activation::none) m.profiler.mark("conv_epilogue", m.stream);
   kernels::bias_activation(y.mutable_data(), m.dtype, float_ptr(p.bias), s.n * ho * wo, p.out, act, m.stream);
   return y;
 }
 
 CudaTensor CudaBackend::conv_transpose2x2(const CudaTensor& x, const CudaConvTranspose& up) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("conv_transpose2x2");
   require(x, "conv_transpose2x2");
   const auto& p = require(up, "conv_transpose2x2");
   check_precision(p.gemm.precision, m.options.precision, "conv_transpose2x2");
@@ -623,6 +731,7 @@ CudaTensor CudaBackend::conv_transpose2x2(const CudaTensor& x, const CudaConvTra
   if (s.c != p.in)
     invalid("conv_transpose2x2: input " + s.to_string() + " has " + std::to_string(s.c) +
             " channels, the weight expects " + std::to_string(p.in));
+  m.note_params(up);
   CudaTensor taps = m.tensor({s.n, 4 * p.out, s.h, s.w});
   m.run_conv(p.gemm, x, taps);
   CudaTensor y = m.tensor({s.n, p.out, 2 * s.h, 2 * s.w});
@@ -632,7 +741,7 @@ CudaTensor CudaBackend::conv_transpose2x2(const CudaTensor& x, const CudaConvTra
 
 CudaTensor CudaBackend::instance_norm(const CudaTensor& x, const CudaNorm& norm, NormEpilogue epilogue) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("instance_norm");
   require(x, "instance_norm");
   const auto& p = require(norm, "instance_norm");
   const Shape& s = x.shape();
@@ -645,6 +754,7 @@ CudaTensor CudaBackend::instance_norm(const CudaTensor& x, const CudaNorm& norm,
     if (r->shape() != s) invalid("instance_norm: residual " + r->shape().to_string() + " for input " + s.to_string());
     residual = r->data();
   }
+  m.note_params(norm);
   CudaTensor y = m.tensor(s);
   auto scratch = m.block(kernels::plane_scratch_bytes(s.n, s.plane(), s.c), DType::f32);
   kernels::instance_norm(x.data(), y.mutable_data(), m.dtype, s.n, s.plane(), s.c, float_ptr(p.gamma),
@@ -654,7 +764,7 @@ CudaTensor CudaBackend::instance_norm(const CudaTensor& x, const CudaNorm& norm,
 
 CudaTensor CudaBackend::activation(const CudaTensor& x, Activation act) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("activation");
   require(x, "activation");
   CudaTensor y = m.tensor(x.shape());
   kernels::activation(x.data(), y.mutable_data(), m.dtype, x.shape().numel(), act, m.stream);
@@ -663,7 +773,7 @@ CudaTensor CudaBackend::activation(const CudaTensor& x, Activation act) {
 
 CudaTensor CudaBackend::add(const CudaTensor& a, const CudaTensor& b, Activation act) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("add");
   require(a, "add");
   require(b, "add");
   if (a.shape() != b.shape()) invalid("add: shapes " + a.shape().to_string() + " and " + b.shape().to_string());
@@ -674,7 +784,7 @@ CudaTensor CudaBackend::add(const CudaTensor& a, const CudaTensor& b, Activation
 
 CudaTensor CudaBackend::mul(const CudaTensor& x, const CudaTensor& g) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("mul");
   require(x, "mul");
   require(g, "mul");
   const Shape& s = x.shape();
@@ -690,7 +800,7 @@ CudaTensor CudaBackend::mul(const CudaTensor& x, const CudaTensor& g) {
 
 CudaTensor CudaBackend::concat(std::initializer_list<const CudaTensor*> parts) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("concat");
   if (parts.size() == 0) invalid("concat: no tensors");
   Shape out{};
   for (const CudaTensor* t : parts) {
@@ -717,7 +827,7 @@ CudaTensor CudaBackend::concat(std::initializer_list<const CudaTensor*> parts) {
 
 CudaTensor CudaBackend::max_pool2x2(const CudaTensor& x) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("max_pool2x2");
   require(x, "max_pool2x2");
   const Shape& s = x.shape();
   if (s.h < 2 || s.w < 2) invalid("max_pool2x2: input " + s.to_string() + " is smaller than 2 x 2");
@@ -728,7 +838,7 @@ CudaTensor CudaBackend::max_pool2x2(const CudaTensor& x) {
 
 CudaTensor CudaBackend::resize_bilinear(const CudaTensor& x, std::int64_t h, std::int64_t w, bool align_corners) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("resize_bilinear");
   require(x, "resize_bilinear");
   if (h <= 0 || w <= 0) invalid("resize_bilinear: output size " + std::to_string(h) + " x " + std::to_string(w));
   const Shape& s = x.shape();
@@ -739,7 +849,7 @@ CudaTensor CudaBackend::resize_bilinear(const CudaTensor& x, std::int64_t h, std
 
 CudaTensor CudaBackend::global_avg_pool(const CudaTensor& x) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("global_avg_pool");
   require(x, "global_avg_pool");
   const Shape& s = x.shape();
   CudaTensor y = m.tensor({s.n, s.c, 1, 1});
@@ -750,7 +860,7 @@ CudaTensor CudaBackend::global_avg_pool(const CudaTensor& x) {
 
 CudaTensor CudaBackend::global_max_pool(const CudaTensor& x) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("global_max_pool");
   require(x, "global_max_pool");
   const Shape& s = x.shape();
   CudaTensor y = m.tensor({s.n, s.c, 1, 1});
@@ -761,7 +871,7 @@ CudaTensor CudaBackend::global_max_pool(const CudaTensor& x) {
 
 CudaTensor CudaBackend::channel_mean_max(const CudaTensor& x) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("channel_mean_max");
   require(x, "channel_mean_max");
   const Shape& s = x.shape();
   CudaTensor y = m.tensor({s.n, 2, s.h, s.w});
@@ -771,7 +881,7 @@ CudaTensor CudaBackend::channel_mean_max(const CudaTensor& x) {
 
 CudaTensor CudaBackend::mean_over_w(const CudaTensor& x) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("mean_over_w");
   require(x, "mean_over_w");
   const Shape& s = x.shape();
   CudaTensor y = m.tensor({s.n, s.c, s.h, 1});
@@ -781,7 +891,7 @@ CudaTensor CudaBackend::mean_over_w(const CudaTensor& x) {
 
 CudaTensor CudaBackend::mean_over_h(const CudaTensor& x) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("mean_over_h");
   require(x, "mean_over_h");
   const Shape& s = x.shape();
   CudaTensor y = m.tensor({s.n, s.c, 1, s.w});
@@ -791,13 +901,14 @@ CudaTensor CudaBackend::mean_over_h(const CudaTensor& x) {
 
 CudaTensor CudaBackend::linear(const CudaTensor& x, const CudaLinear& lin, Activation act) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("linear");
   require(x, "linear");
   const auto& p = require(lin, "linear");
   const Shape& s = x.shape();
   if (s.h != 1 || s.w != 1 || s.c != p.in)
     invalid("linear: input " + s.to_string() + " for a layer of " + std::to_string(p.in) + " inputs (needs [N, " +
             std::to_string(p.in) + ", 1, 1])");
+  m.note_params(lin);
   CudaTensor y = m.tensor({s.n, p.out, 1, 1});
   kernels::linear(x.data(), y.mutable_data(), m.dtype, s.n, p.in, p.out, float_ptr(p.weight), float_ptr(p.bias), act,
                   m.stream);
@@ -806,7 +917,7 @@ CudaTensor CudaBackend::linear(const CudaTensor& x, const CudaLinear& lin, Activ
 
 CudaTensor CudaBackend::simam(const CudaTensor& x, float eps) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("simam");
   require(x, "simam");
   if (!(eps >= 0.0f)) invalid("simam: eps must be >= 0");
   const Shape& s = x.shape();
@@ -818,7 +929,7 @@ CudaTensor CudaBackend::simam(const CudaTensor& x, float eps) {
 
 CudaTensor CudaBackend::self_attention(const CudaTensor& qkv, std::int64_t heads) {
   auto& m = *impl_;
-  m.activate();
+  m.begin_op("self_attention");
   require(qkv, "self_attention");
   const Shape& s = qkv.shape();
   if (heads <= 0 || s.c % (3 * heads) != 0)
@@ -832,6 +943,101 @@ CudaTensor CudaBackend::self_attention(const CudaTensor& qkv, std::int64_t heads
   CudaTensor y = m.tensor({s.n, c, s.h, s.w});
   kernels::self_attention(qkv.data(), y.mutable_data(), m.dtype, s.n, s.plane(), c, heads, m.stream);
   return y;
+}
+
+// ---- ForwardRecording: CUDA graphs ----
+
+namespace {
+void copy_device(const CudaTensor& from, const CudaTensor& to, DType t, cudaStream_t stream) {
+  SLUICE_CUDA_CHECK(cudaMemcpyAsync(to.mutable_data(), from.data(),
+                                    static_cast<std::size_t>(from.shape().numel()) * kernels::dtype_bytes(t),
+                                    cudaMemcpyDeviceToDevice, stream));
+}
+}  // namespace
+
+CudaTensor CudaBackend::run_recorded_impl(const void* owner, const CudaTensor& x,
+                                          const std::function<CudaTensor(CudaBackend&, const CudaTensor&)>& forward) {
+  auto& m = *impl_;
+  if (!m.options.graphs || m.profiler.on || m.capturing != nullptr || x.empty()) return forward(*this, x);
+  m.activate();
+  const Shape& s = x.shape();
+  auto& slot = m.recordings[{owner, {s.n, s.c, s.h, s.w}}];
+  if (slot != nullptr && slot->exec != nullptr && !slot->params_alive()) {
+    SLUICE_CUDA_CHECK(cudaStreamSynchronize(m.stream));  // its network is gone: record anew
+    slot.reset();
+  }
+  if (slot == nullptr) slot = std::make_unique<detail::Recording>();
+  detail::Recording& r = *slot;
+  if (r.failed || r.eager_runs == 0) {
+    ++r.eager_runs;
+    return forward(*this, x);
+  }
+  if (r.exec == nullptr) {
+    // Capture: the forward's tensors come from (and return to) the graph pool, whose blocks then
+    // stay with the graphs; cudaMalloc is allowed in relaxed capture mode.
+    if (m.graph_pool == nullptr)
+      m.graph_pool = std::make_shared<CachingAllocator>(m.raw_alloc, m.raw_free, m.options.memory_limit_bytes,
+                                                        /*retain_cache=*/true);
+    r.input = m.tensor(s);
+    r.params.clear();
+    const auto main_allocator = m.allocator;
+    m.allocator = m.graph_pool;
+    m.capturing = &r;
+    cudaGraph_t graph = nullptr;
+    bool captured = false;
+    try {
+      SLUICE_CUDA_CHECK(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeRelaxed));
+      CudaTensor y = forward(*this, r.input);
+      SLUICE_CUDA_CHECK(cudaStreamEndCapture(m.stream, &graph));
+      r.output = std::move(y);
+      captured = true;
+    } catch (const Error&) {
+      cudaGraph_t partial = nullptr;
+      if (cudaStreamEndCapture(m.stream, &partial) == cudaSuccess && partial != nullptr) cudaGraphDestroy(partial);
+      (void)cudaGetLastError();
+    }
+    m.allocator = main_allocator;
+    m.capturing = nullptr;
+    if (captured && cudaGraphInstantiate(&r.exec, graph, 0) != cudaSuccess) {
+      (void)cudaGetLastError();
+      r.exec = nullptr;
+    }
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    if (r.exec == nullptr) {  // this key runs eagerly from now on
+      r.failed = true;
+      r.input = r.output = CudaTensor();
+      return forward(*this, x);
+    }
+    // The eager runs' blocks cached by the main allocator are not needed again by this shape.
+    SLUICE_CUDA_CHECK(cudaStreamSynchronize(m.stream));
+    m.allocator->release_cached();
+  }
+  copy_device(x, r.input, m.dtype, m.stream);
+  SLUICE_CUDA_CHECK(cudaGraphLaunch(r.exec, m.stream));
+  CudaTensor y = m.tensor(r.output.shape());
+  copy_device(r.output, y, m.dtype, m.stream);
+  return y;
+}
+
+std::size_t CudaBackend::recording_count() const {
+  std::size_t n = 0;
+  for (const auto& [key, r] : impl_->recordings) n += r->exec != nullptr ? 1 : 0;
+  return n;
+}
+
+void CudaBackend::clear_recordings() {
+  synchronize();
+  impl_->recordings.clear();
+  impl_->graph_pool.reset();
+}
+
+// ---- profiling ----
+
+void CudaBackend::set_op_profiling(bool on) { impl_->profiler.on = on; }
+
+std::vector<OpTime> CudaBackend::take_op_profile() {
+  impl_->activate();
+  return impl_->profiler.take(impl_->stream);
 }
 
 }  // namespace sluice::cuda

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "kernels.cuh"
 #include "sluice/backends/cuda/check.hpp"
@@ -26,6 +27,28 @@ template <>
 __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+/// Elements of T in one 16-byte (128-bit) load: the unit of the vectorised kernels.
+template <class T>
+inline constexpr int pack_elems = 16 / static_cast<int>(sizeof(T));
+
+/// Loads the 16 bytes at `p` (16-byte aligned) as pack_elems<T> floats.
+template <class T>
+__device__ __forceinline__ void load_pack(const T* __restrict__ p, float (&v)[pack_elems<T>]) {
+  alignas(16) T e[pack_elems<T>];
+  *reinterpret_cast<uint4*>(e) = *reinterpret_cast<const uint4*>(p);
+#pragma unroll
+  for (int k = 0; k < pack_elems<T>; ++k) v[k] = to_float(e[k]);
+}
+
+/// Stores pack_elems<T> floats at `p` (16-byte aligned) in the storage type, as one 16-byte store.
+template <class T>
+__device__ __forceinline__ void store_pack(T* __restrict__ p, const float (&v)[pack_elems<T>]) {
+  alignas(16) T e[pack_elems<T>];
+#pragma unroll
+  for (int k = 0; k < pack_elems<T>; ++k) e[k] = from_float<T>(v[k]);
+  *reinterpret_cast<uint4*>(p) = *reinterpret_cast<const uint4*>(e);
+}
 
 __device__ __forceinline__ float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
 
@@ -55,6 +78,17 @@ inline unsigned blocks_for(i64 count, int per_block = threads_per_block) {
   if (blocks < 1) blocks = 1;
   if (blocks > (i64{1} << 20)) blocks = i64{1} << 20;
   return static_cast<unsigned>(blocks);
+}
+
+/// Elements per 16-byte pack of a storage type (host side).
+inline i64 pack_elems_of(DType dt) { return 16 / static_cast<i64>(dtype_bytes(dt)); }
+
+/// True when every pointer is 16-byte aligned (null pointers pass): the vectorised kernels' precondition,
+/// with channel counts that are multiples of the pack.
+inline bool aligned16(std::initializer_list<const void*> pointers) {
+  for (const void* p : pointers)
+    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) return false;
+  return true;
 }
 
 template <class T>

@@ -4,7 +4,12 @@
 // norm, SimAM, global pools). All tensors are NHWC; arithmetic is float whatever the storage type.
 //
 // Kernels are written plainly -- one element per thread in a grid-stride loop -- so that each is
-// easy to check against its reference; the heavy arithmetic of the networks is in cuDNN.
+// easy to check against its reference; the heavy arithmetic of the networks is in cuDNN. The passes
+// that touch whole activations (bias / activation, add, norms, concat, pooling, resize, the pixel
+// shuffle) also have a vectorised form that moves 16 bytes per load and store (8 halves or 4 floats
+// of consecutive channels): these passes are memory-bound, and 2-byte accesses leave most of the
+// bandwidth unused. The launchers pick it when the channel count is a multiple of the pack and the
+// pointers are 16-byte aligned (the allocator's blocks are), else the scalar form.
 #include <algorithm>
 #include <cfloat>
 
@@ -86,6 +91,67 @@ __global__ void add_kernel(const T* __restrict__ a, const T* __restrict__ b, T* 
   SLUICE_GRID_STRIDE(i64, i, count) y[i] = from_float<T>(apply_activation(to_float(a[i]) + to_float(b[i]), act));
 }
 
+template <class T, class I>
+__global__ void bias_activation_vec_kernel(T* y, const float* __restrict__ bias, I c, I packs, Activation act) {
+  constexpr int V = pack_elems<T>;
+  SLUICE_GRID_STRIDE(I, i, packs) {
+    float v[V];
+    load_pack(y + i * V, v);
+    const I ch = (i * V) % c;
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = apply_activation(bias != nullptr ? v[k] + bias[ch + k] : v[k], act);
+    store_pack(y + i * V, v);
+  }
+}
+
+template <class T, class I>
+__global__ void shuffle2x2_bias_vec_kernel(const T* __restrict__ src, T* __restrict__ dst, const float* __restrict__ bias,
+                                           I h, I w, I c, I packs) {
+  constexpr int V = pack_elems<T>;
+  SLUICE_GRID_STRIDE(I, i, packs) {
+    const I e = i * V;
+    const I co = e % c;
+    I t = e / c;
+    const I ox = t % (2 * w);
+    t /= 2 * w;
+    const I oy = t % (2 * h);
+    const I n = t / (2 * h);
+    const I tap = (oy & 1) * 2 + (ox & 1);
+    float v[V];
+    load_pack(src + ((n * h + oy / 2) * w + ox / 2) * (4 * c) + tap * c + co, v);
+    if (bias != nullptr)
+#pragma unroll
+      for (int k = 0; k < V; ++k) v[k] += bias[co + k];
+    store_pack(dst + e, v);
+  }
+}
+
+template <class T>
+__global__ void activation_vec_kernel(const T* __restrict__ x, T* __restrict__ y, i64 packs, Activation act) {
+  constexpr int V = pack_elems<T>;
+  SLUICE_GRID_STRIDE(i64, i, packs) {
+    float v[V];
+    load_pack(x + i * V, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = apply_activation(v[k], act);
+    store_pack(y + i * V, v);
+  }
+}
+
+template <class T>
+__global__ void add_vec_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, i64 packs,
+                               Activation act) {
+  constexpr int V = pack_elems<T>;
+  SLUICE_GRID_STRIDE(i64, i, packs) {
+    float u[V], v[V];
+    load_pack(a + i * V, u);
+    load_pack(b + i * V, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k) u[k] = apply_activation(u[k] + v[k], act);
+    store_pack(y + i * V, u);
+  }
+}
+
 // g's strides in its own NHWC layout, 0 along broadcast dimensions.
 template <class I>
 struct BroadcastStrides {
@@ -104,6 +170,71 @@ __global__ void mul_broadcast_kernel(const T* __restrict__ x, const T* __restric
     const I n = t / h;
     const I gi = n * gs.n + xh * gs.h + xw * gs.w + ch * gs.c;
     y[i] = from_float<T>(to_float(x[i]) * to_float(g[gi]));
+  }
+}
+
+// x packs of channels; g either has the channels too (gs.c == 1: a pack of g) or one value per pixel.
+template <class T, class I>
+__global__ void mul_broadcast_vec_kernel(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ y, I h, I w,
+                                         I c, BroadcastStrides<I> gs, I packs) {
+  constexpr int V = pack_elems<T>;
+  SLUICE_GRID_STRIDE(I, i, packs) {
+    const I e = i * V;
+    const I ch = e % c;
+    I t = e / c;
+    const I xw = t % w;
+    t /= w;
+    const I xh = t % h;
+    const I n = t / h;
+    const I gi = n * gs.n + xh * gs.h + xw * gs.w + ch * gs.c;
+    float v[V], gv[V];
+    load_pack(x + e, v);
+    if (gs.c != 0) {
+      load_pack(g + gi, gv);
+    } else {
+      const float one = to_float(g[gi]);
+#pragma unroll
+      for (int k = 0; k < V; ++k) gv[k] = one;
+    }
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] *= gv[k];
+    store_pack(y + e, v);
+  }
+}
+
+template <class T, class I>
+__global__ void copy_channels_vec_kernel(const T* __restrict__ src, T* __restrict__ dst, I c_src, I c_dst, I offset,
+                                         I packs) {
+  constexpr int V = pack_elems<T>;
+  SLUICE_GRID_STRIDE(I, i, packs) {
+    const I e = i * V;
+    const I ch = e % c_src;
+    const I p = e / c_src;
+    *reinterpret_cast<uint4*>(dst + p * c_dst + offset + ch) = *reinterpret_cast<const uint4*>(src + e);
+  }
+}
+
+template <class T, class I>
+__global__ void max_pool2x2_vec_kernel(const T* __restrict__ x, T* __restrict__ y, I h, I w, I c, I ho, I wo,
+                                       I packs) {
+  constexpr int V = pack_elems<T>;
+  SLUICE_GRID_STRIDE(I, i, packs) {
+    const I e = i * V;
+    const I ch = e % c;
+    I t = e / c;
+    const I ox = t % wo;
+    t /= wo;
+    const I oy = t % ho;
+    const I n = t / ho;
+    const T* base = x + ((n * h + 2 * oy) * w + 2 * ox) * c + ch;
+    float a[V], b[V], d[V], f[V];
+    load_pack(base, a);
+    load_pack(base + c, b);
+    load_pack(base + w * c, d);
+    load_pack(base + w * c + c, f);
+#pragma unroll
+    for (int k = 0; k < V; ++k) a[k] = fmaxf(fmaxf(a[k], b[k]), fmaxf(d[k], f[k]));
+    store_pack(y + e, a);
   }
 }
 
@@ -200,20 +331,69 @@ __global__ void resize_bilinear_kernel(const T* __restrict__ x, T* __restrict__ 
   }
 }
 
+template <class T, class I>
+__global__ void resize_bilinear_vec_kernel(const T* __restrict__ x, T* __restrict__ y, I c, I h, I w, I ho, I wo,
+                                           float scale_h, float scale_w, bool align_corners, I packs) {
+  constexpr int V = pack_elems<T>;
+  SLUICE_GRID_STRIDE(I, i, packs) {
+    const I e = i * V;
+    const I ch = e % c;
+    I t = e / c;
+    const int ox = static_cast<int>(t % wo);
+    t /= wo;
+    const int oy = static_cast<int>(t % ho);
+    const I n = t / ho;
+    const float hr = source_index(scale_h, oy, align_corners);
+    const int h1 = static_cast<int>(hr);
+    const int h1p = h1 < static_cast<int>(h) - 1 ? 1 : 0;
+    const float h1l = hr - static_cast<float>(h1);
+    const float h0l = 1.0f - h1l;
+    const float wr = source_index(scale_w, ox, align_corners);
+    const int w1 = static_cast<int>(wr);
+    const int w1p = w1 < static_cast<int>(w) - 1 ? 1 : 0;
+    const float w1l = wr - static_cast<float>(w1);
+    const float w0l = 1.0f - w1l;
+    const T* base = x + ((n * h + static_cast<I>(h1)) * w + static_cast<I>(w1)) * c + ch;
+    const I dw = static_cast<I>(w1p) * c;
+    const I dh = static_cast<I>(h1p) * w * c;
+    float p00[V], p01[V], p10[V], p11[V];
+    load_pack(base, p00);
+    load_pack(base + dw, p01);
+    load_pack(base + dh, p10);
+    load_pack(base + dh + dw, p11);
+#pragma unroll
+    for (int k = 0; k < V; ++k) p00[k] = h0l * (w0l * p00[k] + w1l * p01[k]) + h1l * (w0l * p10[k] + w1l * p11[k]);
+    store_pack(y + e, p00);
+  }
+}
+
 // ---- plane reductions ----
-// Stage 1: block (32 channels x 8 pixel lanes) reduces one chunk of `plane_chunk` pixels of one
-// sample into a partial per channel. Stage 2: one thread per (sample, channel) combines the partials
-// in double. Moments are of x - x[pixel 0] (a shift that keeps E[x^2] - E[x]^2 accurate when the
-// mean is large against the spread); deterministic, no atomics.
+// Stage 1: a block reduces one chunk of pixels of one sample into a partial per channel (scalar
+// form: 32 channels x 8 pixel lanes; vectorised form: 16-byte channel packs x as many pixel lanes as
+// fit 256 threads). Stage 2: one thread per (sample, channel) combines the partials in double.
+// Moments are of x - x[pixel 0] (a shift that keeps E[x^2] - E[x]^2 accurate when the mean is large
+// against the spread); deterministic, no atomics. Chunks are sized for about 1024 blocks in all:
+// enough to fill the device at batch 1, few enough partials per channel at large batches that stage 2
+// stays short.
 
-constexpr int plane_chunk = 256;
 constexpr int chunk_lanes = 8;
+constexpr i64 min_chunk_pixels = 256;
+constexpr i64 target_chunk_blocks = 1024;
 
-inline i64 plane_chunks(i64 hw) { return (hw + plane_chunk - 1) / plane_chunk; }
+struct PlaneChunks {
+  i64 count, pixels;  // chunks per sample, pixels per chunk (the last may have fewer, or none)
+};
+
+inline PlaneChunks plane_chunking(i64 n, i64 hw) {
+  const i64 most = (hw + min_chunk_pixels - 1) / min_chunk_pixels;
+  const i64 wanted = (target_chunk_blocks + n - 1) / n;
+  const i64 count = std::max<i64>(1, std::min(most, wanted));
+  return {count, (hw + count - 1) / count};
+}
 
 template <class T>
 __global__ void plane_moments_partial_kernel(const T* __restrict__ x, float2* __restrict__ partial, i64 hw, i64 c,
-                                             i64 chunks) {
+                                             i64 chunks, i64 chunk_pixels) {
   __shared__ float sums[chunk_lanes][32];
   __shared__ float squares[chunk_lanes][32];
   const i64 ch = static_cast<i64>(blockIdx.y) * 32 + threadIdx.x;
@@ -223,8 +403,8 @@ __global__ void plane_moments_partial_kernel(const T* __restrict__ x, float2* __
   if (ch < c) {
     const T* sample = x + n * hw * c + ch;
     const float shift = to_float(sample[0]);
-    const i64 end = min(hw, (chunk + 1) * plane_chunk);
-    for (i64 p = chunk * plane_chunk + threadIdx.y; p < end; p += chunk_lanes) {
+    const i64 end = min(hw, (chunk + 1) * chunk_pixels);
+    for (i64 p = chunk * chunk_pixels + threadIdx.y; p < end; p += chunk_lanes) {
       const float v = to_float(sample[p * c]) - shift;
       s += v;
       ss += v * v;
@@ -239,6 +419,56 @@ __global__ void plane_moments_partial_kernel(const T* __restrict__ x, float2* __
       ss += squares[k][threadIdx.x];
     }
     partial[(n * chunks + chunk) * c + ch] = make_float2(s, ss);
+  }
+}
+
+// Thread t: channel pack t % groups, pixel lane t / groups (groups = c / pack <= blockDim.x).
+template <class T>
+__global__ void plane_moments_partial_vec_kernel(const T* __restrict__ x, float2* __restrict__ partial, i64 hw,
+                                                 i64 c, i64 chunks, i64 chunk_pixels) {
+  constexpr int V = pack_elems<T>;
+  __shared__ float sums[threads_per_block * V];
+  __shared__ float squares[threads_per_block * V];
+  const int groups = static_cast<int>(c / V);
+  const int lanes = static_cast<int>(blockDim.x) / groups;
+  const int g = static_cast<int>(threadIdx.x) % groups;
+  const int lane = static_cast<int>(threadIdx.x) / groups;
+  const i64 n = blockIdx.y;
+  const i64 chunk = blockIdx.x;
+  float s[V], ss[V];
+#pragma unroll
+  for (int k = 0; k < V; ++k) s[k] = ss[k] = 0.0f;
+  if (lane < lanes) {
+    const T* sample = x + n * hw * c + static_cast<i64>(g) * V;
+    float shift[V];
+    load_pack(sample, shift);
+    const i64 end = min(hw, (chunk + 1) * chunk_pixels);
+    for (i64 p = chunk * chunk_pixels + lane; p < end; p += lanes) {
+      float v[V];
+      load_pack(sample + p * c, v);
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const float d = v[k] - shift[k];
+        s[k] += d;
+        ss[k] += d * d;
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    sums[threadIdx.x * V + k] = s[k];
+    squares[threadIdx.x * V + k] = ss[k];
+  }
+  __syncthreads();
+  if (static_cast<int>(threadIdx.x) < groups) {  // lane 0 of pack g adds the other lanes, in lane order
+    for (int l = 1; l < lanes; ++l)
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        s[k] += sums[(l * groups + g) * V + k];
+        ss[k] += squares[(l * groups + g) * V + k];
+      }
+#pragma unroll
+    for (int k = 0; k < V; ++k) partial[(n * chunks + chunk) * c + static_cast<i64>(g) * V + k] = make_float2(s[k], ss[k]);
   }
 }
 
@@ -294,6 +524,45 @@ __global__ void norm_apply_kernel(const T* __restrict__ x, T* __restrict__ y, co
 }
 
 template <class T, class I>
+__global__ void norm_apply_vec_kernel(const T* __restrict__ x, T* __restrict__ y, const float4* __restrict__ stats,
+                                      const T* __restrict__ residual, Activation act, I c, I plane_elems, I packs) {
+  constexpr int V = pack_elems<T>;
+  SLUICE_GRID_STRIDE(I, i, packs) {
+    const I e = i * V;
+    const float4* st = stats + (e / plane_elems) * c + e % c;
+    float v[V], r[V];
+    load_pack(x + e, v);
+    if (residual != nullptr) load_pack(residual + e, r);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      const float4 q = st[k];
+      float o = ((v[k] - q.x) - q.y) * q.z + q.w;
+      if (residual != nullptr) o += r[k];
+      v[k] = apply_activation(o, act);
+    }
+    store_pack(y + e, v);
+  }
+}
+
+template <class T, class I>
+__global__ void simam_apply_vec_kernel(const T* __restrict__ x, T* __restrict__ y, const float4* __restrict__ stats,
+                                       I c, I plane_elems, I packs) {
+  constexpr int V = pack_elems<T>;
+  SLUICE_GRID_STRIDE(I, i, packs) {
+    const I e = i * V;
+    const float4* st = stats + (e / plane_elems) * c + e % c;
+    float v[V];
+    load_pack(x + e, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      const float4 q = st[k];
+      v[k] = v[k] * sigmoidf(-((v[k] - q.x) - q.y) * q.z);
+    }
+    store_pack(y + e, v);
+  }
+}
+
+template <class T, class I>
 __global__ void simam_apply_kernel(const T* __restrict__ x, T* __restrict__ y, const float4* __restrict__ stats, I c,
                                    I plane_elems, I count) {
   SLUICE_GRID_STRIDE(I, i, count) {
@@ -307,7 +576,7 @@ __global__ void simam_apply_kernel(const T* __restrict__ x, T* __restrict__ y, c
 
 template <class T>
 __global__ void plane_max_partial_kernel(const T* __restrict__ x, float* __restrict__ partial, i64 hw, i64 c,
-                                         i64 chunks) {
+                                         i64 chunks, i64 chunk_pixels) {
   __shared__ float maxima[chunk_lanes][32];
   const i64 ch = static_cast<i64>(blockIdx.y) * 32 + threadIdx.x;
   const i64 n = blockIdx.z;
@@ -315,8 +584,8 @@ __global__ void plane_max_partial_kernel(const T* __restrict__ x, float* __restr
   float m = -FLT_MAX;
   if (ch < c) {
     const T* sample = x + n * hw * c + ch;
-    const i64 end = min(hw, (chunk + 1) * plane_chunk);
-    for (i64 p = chunk * plane_chunk + threadIdx.y; p < end; p += chunk_lanes) m = fmaxf(m, to_float(sample[p * c]));
+    const i64 end = min(hw, (chunk + 1) * chunk_pixels);
+    for (i64 p = chunk * chunk_pixels + threadIdx.y; p < end; p += chunk_lanes) m = fmaxf(m, to_float(sample[p * c]));
   }
   maxima[threadIdx.y][threadIdx.x] = m;
   __syncthreads();
@@ -445,9 +714,16 @@ void convert_from_float(const float* src, void* dst, DType dt, i64 count, cudaSt
 void bias_activation(void* y, DType dt, const float* bias, i64 pixels, i64 c, Activation act, cudaStream_t stream) {
   const i64 count = pixels * c;
   if (count == 0 || (bias == nullptr && act == Activation::none)) return;
+  const i64 v = pack_elems_of(dt);
+  const bool vec = c % v == 0 && aligned16({y});
   dispatch_type_index(dt, count, [&](auto t, auto idx) {
     using T = typename decltype(t)::type;
     using I = typename decltype(idx)::type;
+    if (vec) {
+      bias_activation_vec_kernel<T, I><<<blocks_for(count / v), threads_per_block, 0, stream>>>(
+          static_cast<T*>(y), bias, I(c), I(count / v), act);
+      return;
+    }
     bias_activation_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(static_cast<T*>(y), bias, I(c),
                                                                                       I(count), act);
   });
@@ -458,9 +734,16 @@ void shuffle2x2_bias(const void* src, void* dst, DType dt, const float* bias, i6
                      cudaStream_t stream) {
   const i64 count = n * 4 * h * w * c;
   if (count == 0) return;
+  const i64 v = pack_elems_of(dt);
+  const bool vec = c % v == 0 && aligned16({src, dst});
   dispatch_type_index(dt, count, [&](auto t, auto idx) {
     using T = typename decltype(t)::type;
     using I = typename decltype(idx)::type;
+    if (vec) {
+      shuffle2x2_bias_vec_kernel<T, I><<<blocks_for(count / v), threads_per_block, 0, stream>>>(
+          static_cast<const T*>(src), static_cast<T*>(dst), bias, I(h), I(w), I(c), I(count / v));
+      return;
+    }
     shuffle2x2_bias_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
         static_cast<const T*>(src), static_cast<T*>(dst), bias, I(h), I(w), I(c), I(count));
   });
@@ -469,8 +752,15 @@ void shuffle2x2_bias(const void* src, void* dst, DType dt, const float* bias, i6
 
 void activation(const void* x, void* y, DType dt, i64 count, Activation act, cudaStream_t stream) {
   if (count == 0) return;
+  const i64 v = pack_elems_of(dt);
+  const bool vec = count % v == 0 && aligned16({x, y});
   dispatch_type(dt, [&](auto t) {
     using T = typename decltype(t)::type;
+    if (vec) {
+      activation_vec_kernel<T><<<blocks_for(count / v), threads_per_block, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<T*>(y), count / v, act);
+      return;
+    }
     activation_kernel<T><<<blocks_for(count), threads_per_block, 0, stream>>>(static_cast<const T*>(x),
                                                                               static_cast<T*>(y), count, act);
   });
@@ -479,8 +769,15 @@ void activation(const void* x, void* y, DType dt, i64 count, Activation act, cud
 
 void add(const void* a, const void* b, void* y, DType dt, i64 count, Activation act, cudaStream_t stream) {
   if (count == 0) return;
+  const i64 v = pack_elems_of(dt);
+  const bool vec = count % v == 0 && aligned16({a, b, y});
   dispatch_type(dt, [&](auto t) {
     using T = typename decltype(t)::type;
+    if (vec) {
+      add_vec_kernel<T><<<blocks_for(count / v), threads_per_block, 0, stream>>>(
+          static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(y), count / v, act);
+      return;
+    }
     add_kernel<T><<<blocks_for(count), threads_per_block, 0, stream>>>(
         static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(y), count, act);
   });
@@ -491,6 +788,9 @@ void mul_broadcast(const void* x, const void* g, void* y, DType dt, i64 n, i64 h
                    i64 gc, cudaStream_t stream) {
   const i64 count = n * h * w * c;
   if (count == 0) return;
+  const i64 v = pack_elems_of(dt);
+  // g with channels must match x's (gc == c), and a pack of x then reads a pack of g
+  const bool vec = c % v == 0 && aligned16({x, g, y});
   dispatch_type_index(dt, count, [&](auto t, auto idx) {
     using T = typename decltype(t)::type;
     using I = typename decltype(idx)::type;
@@ -499,6 +799,11 @@ void mul_broadcast(const void* x, const void* g, void* y, DType dt, i64 n, i64 h
     gs.w = gw > 1 ? I(gc) : 0;
     gs.h = gh > 1 ? I(gw * gc) : 0;
     gs.n = I(gh * gw * gc);
+    if (vec && (gc == c || gc == 1)) {
+      mul_broadcast_vec_kernel<T, I><<<blocks_for(count / v), threads_per_block, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<const T*>(g), static_cast<T*>(y), I(h), I(w), I(c), gs, I(count / v));
+      return;
+    }
     mul_broadcast_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
         static_cast<const T*>(x), static_cast<const T*>(g), static_cast<T*>(y), I(h), I(w), I(c), gs, I(count));
   });
@@ -509,9 +814,16 @@ void copy_channels(const void* src, void* dst, DType dt, i64 pixels, i64 c_src, 
                    cudaStream_t stream) {
   const i64 count = pixels * c_src;
   if (count == 0) return;
+  const i64 v = pack_elems_of(dt);
+  const bool vec = c_src % v == 0 && c_dst % v == 0 && offset % v == 0 && aligned16({src, dst});
   dispatch_type_index(dt, pixels * c_dst, [&](auto t, auto idx) {
     using T = typename decltype(t)::type;
     using I = typename decltype(idx)::type;
+    if (vec) {
+      copy_channels_vec_kernel<T, I><<<blocks_for(count / v), threads_per_block, 0, stream>>>(
+          static_cast<const T*>(src), static_cast<T*>(dst), I(c_src), I(c_dst), I(offset), I(count / v));
+      return;
+    }
     copy_channels_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
         static_cast<const T*>(src), static_cast<T*>(dst), I(c_src), I(c_dst), I(offset), I(count));
   });
@@ -522,9 +834,16 @@ void max_pool2x2(const void* x, void* y, DType dt, i64 n, i64 h, i64 w, i64 c, c
   const i64 ho = h / 2, wo = w / 2;
   const i64 count = n * ho * wo * c;
   if (count == 0) return;
+  const i64 v = pack_elems_of(dt);
+  const bool vec = c % v == 0 && aligned16({x, y});
   dispatch_type_index(dt, n * h * w * c, [&](auto t, auto idx) {
     using T = typename decltype(t)::type;
     using I = typename decltype(idx)::type;
+    if (vec) {
+      max_pool2x2_vec_kernel<T, I><<<blocks_for(count / v), threads_per_block, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<T*>(y), I(h), I(w), I(c), I(ho), I(wo), I(count / v));
+      return;
+    }
     max_pool2x2_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
         static_cast<const T*>(x), static_cast<T*>(y), I(h), I(w), I(c), I(ho), I(wo), I(count));
   });
@@ -559,9 +878,17 @@ void resize_bilinear(const void* x, void* y, DType dt, i64 n, i64 c, i64 h, i64 
   const i64 count = n * ho * wo * c;
   if (count == 0) return;
   const float sh = area_scale(h, ho, align_corners), sw = area_scale(w, wo, align_corners);
+  const i64 v = pack_elems_of(dt);
+  const bool vec = c % v == 0 && aligned16({x, y});
   dispatch_type_index(dt, std::max(count, n * h * w * c), [&](auto t, auto idx) {
     using T = typename decltype(t)::type;
     using I = typename decltype(idx)::type;
+    if (vec) {
+      resize_bilinear_vec_kernel<T, I><<<blocks_for(count / v), threads_per_block, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<T*>(y), I(c), I(h), I(w), I(ho), I(wo), sh, sw, align_corners,
+          I(count / v));
+      return;
+    }
     resize_bilinear_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
         static_cast<const T*>(x), static_cast<T*>(y), I(c), I(h), I(w), I(ho), I(wo), sh, sw, align_corners, I(count));
   });
@@ -570,7 +897,7 @@ void resize_bilinear(const void* x, void* y, DType dt, i64 n, i64 c, i64 h, i64 
 
 // Scratch: partials (n, chunks, c) of float2, then (16-byte aligned) the (n, c) float4 statistics.
 static i64 stats_offset(i64 n, i64 hw, i64 c) {
-  return (n * plane_chunks(hw) * c * static_cast<i64>(sizeof(float2)) + 15) / 16 * 16;
+  return (n * plane_chunking(n, hw).count * c * static_cast<i64>(sizeof(float2)) + 15) / 16 * 16;
 }
 
 std::size_t plane_scratch_bytes(i64 n, i64 hw, i64 c) {
@@ -582,11 +909,20 @@ namespace {
 template <class T>
 float4* plane_moments(const T* x, i64 n, i64 hw, i64 c, MomentsUse use, const float* gamma, const float* beta,
                       float eps, T* mean_out, void* scratch, cudaStream_t stream) {
-  const i64 chunks = plane_chunks(hw);
+  const PlaneChunks chunking = plane_chunking(n, hw);
+  const i64 chunks = chunking.count;
   auto* partial = static_cast<float2*>(scratch);
   auto* results = reinterpret_cast<float4*>(static_cast<char*>(scratch) + stats_offset(n, hw, c));
-  const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>((c + 31) / 32), static_cast<unsigned>(n));
-  plane_moments_partial_kernel<T><<<grid, dim3(32, chunk_lanes), 0, stream>>>(x, partial, hw, c, chunks);
+  constexpr i64 v = pack_elems<T>;
+  if (c % v == 0 && c / v <= threads_per_block && aligned16({x})) {
+    const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(n));
+    plane_moments_partial_vec_kernel<T><<<grid, threads_per_block, 0, stream>>>(x, partial, hw, c, chunks,
+                                                                                chunking.pixels);
+  } else {
+    const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>((c + 31) / 32), static_cast<unsigned>(n));
+    plane_moments_partial_kernel<T><<<grid, dim3(32, chunk_lanes), 0, stream>>>(x, partial, hw, c, chunks,
+                                                                               chunking.pixels);
+  }
   SLUICE_CUDA_CHECK_LAUNCH();
   plane_moments_finalize_kernel<T><<<blocks_for(n * c), threads_per_block, 0, stream>>>(
       x, partial, n, hw, c, chunks, use, gamma, beta, eps, results, mean_out);
@@ -605,6 +941,12 @@ void instance_norm(const void* x, void* y, DType dt, i64 n, i64 hw, i64 c, const
     const T* xt = static_cast<const T*>(x);
     const float4* ss =
         plane_moments<T>(xt, n, hw, c, MomentsUse::instance_norm, gamma, beta, eps, nullptr, scratch, stream);
+    if (c % pack_elems<T> == 0 && aligned16({x, y, residual})) {
+      const i64 packs = count / pack_elems<T>;
+      norm_apply_vec_kernel<T, I><<<blocks_for(packs), threads_per_block, 0, stream>>>(
+          xt, static_cast<T*>(y), ss, static_cast<const T*>(residual), act, I(c), I(hw * c), I(packs));
+      return;
+    }
     norm_apply_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(
         xt, static_cast<T*>(y), ss, static_cast<const T*>(residual), act, I(c), I(hw * c), I(count));
   });
@@ -619,6 +961,12 @@ void simam(const void* x, void* y, DType dt, i64 n, i64 hw, i64 c, float eps, vo
     using I = typename decltype(idx)::type;
     const T* xt = static_cast<const T*>(x);
     const float4* st = plane_moments<T>(xt, n, hw, c, MomentsUse::simam, nullptr, nullptr, eps, nullptr, scratch, stream);
+    if (c % pack_elems<T> == 0 && aligned16({x, y})) {
+      const i64 packs = count / pack_elems<T>;
+      simam_apply_vec_kernel<T, I><<<blocks_for(packs), threads_per_block, 0, stream>>>(xt, static_cast<T*>(y), st,
+                                                                                        I(c), I(hw * c), I(packs));
+      return;
+    }
     simam_apply_kernel<T, I><<<blocks_for(count), threads_per_block, 0, stream>>>(xt, static_cast<T*>(y), st, I(c),
                                                                                   I(hw * c), I(count));
   });
@@ -636,13 +984,14 @@ void global_avg_pool(const void* x, void* y, DType dt, i64 n, i64 hw, i64 c, voi
 
 void global_max_pool(const void* x, void* y, DType dt, i64 n, i64 hw, i64 c, void* scratch, cudaStream_t stream) {
   if (n * hw * c == 0) return;
-  const i64 chunks = plane_chunks(hw);
+  const PlaneChunks chunking = plane_chunking(n, hw);
+  const i64 chunks = chunking.count;
   auto* partial = static_cast<float*>(scratch);
   dispatch_type(dt, [&](auto t) {
     using T = typename decltype(t)::type;
     const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>((c + 31) / 32), static_cast<unsigned>(n));
     plane_max_partial_kernel<T><<<grid, dim3(32, chunk_lanes), 0, stream>>>(static_cast<const T*>(x), partial, hw, c,
-                                                                            chunks);
+                                                                            chunks, chunking.pixels);
     SLUICE_CUDA_CHECK_LAUNCH();
     plane_max_finalize_kernel<T><<<blocks_for(n * c), threads_per_block, 0, stream>>>(partial, static_cast<T*>(y), n,
                                                                                       c, chunks);

@@ -105,4 +105,13 @@ concept SampleSplitting = Backend<B> && requires(B& b, const typename B::tensor_
   { b.run_batch(x, f) } -> std::same_as<typename B::tensor_type>;
 };
 
+/// Optional: a backend that may record a forward pass once and replay it (the CUDA backend's CUDA
+/// graphs). run_recorded(owner, x, f) returns f(b, x), run or replayed; `owner` (the network object)
+/// and x's shape name the recording. models::run_forward uses it.
+template <class B>
+concept ForwardRecording = Backend<B> && requires(B& b, const void* owner, const typename B::tensor_type& x,
+                                                  typename B::tensor_type (*f)(B&, const typename B::tensor_type&)) {
+  { b.run_recorded(owner, x, f) } -> std::same_as<typename B::tensor_type>;
+};
+
 }  // namespace sluice

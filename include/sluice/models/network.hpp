@@ -24,13 +24,16 @@ concept Network = Backend<B> && requires(const N& net, B& backend, const typenam
 
 /// net.forward(backend, x), or, on a backend that may split a batch into samples (SampleSplitting:
 /// the CPU backend), whatever way it picks: one forward pass of the batch, or one per sample, each
-/// on a thread's own backend. The values are the same either way; what runs a network for a batch
-/// (Segmenter, calibrator, benchmarks) calls this.
+/// on a thread's own backend; on a backend that records forward passes (ForwardRecording: the CUDA
+/// backend's graphs), a replay of the recording for this network and input shape. The values are
+/// the same either way; what runs a network for a batch (Segmenter, calibrator, benchmarks) calls this.
 template <class Net, Backend B>
   requires Network<Net, B>
 typename B::tensor_type run_forward(const Net& net, B& backend, const typename B::tensor_type& x) {
   if constexpr (SampleSplitting<B>) {
     return backend.run_batch(x, [&net](B& b, const typename B::tensor_type& batch) { return net.forward(b, batch); });
+  } else if constexpr (ForwardRecording<B>) {
+    return backend.run_recorded(&net, x, [&net](B& b, const typename B::tensor_type& in) { return net.forward(b, in); });
   } else {
     return net.forward(backend, x);
   }

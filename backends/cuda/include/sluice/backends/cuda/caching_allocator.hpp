@@ -11,6 +11,11 @@
 // it, so that "peak bytes of a forward pass" is a property of the network and batch size (as in the
 // CPU backend). reserved_bytes() tells what the device really holds (blocks in use plus the cache).
 // Blocks are reused in stream order: the backend frees and reallocates on its single stream only.
+//
+// A pool that serves CUDA graphs retains its cache (`retain_cache`): a captured graph keeps the
+// addresses of the blocks it used, so they must stay reserved until the pool itself is destroyed --
+// release_cached() does nothing then, and a failed raw allocation is reported without first giving
+// the cache back.
 #pragma once
 
 #include <cstddef>
@@ -34,11 +39,14 @@ class CachingAllocator {
   static constexpr std::size_t granularity = 512;
 
   /// `limit_bytes` == 0: no limit beyond the device's own.
-  CachingAllocator(RawAlloc raw_alloc, RawFree raw_free, std::size_t limit_bytes = 0)
-      : raw_alloc_(std::move(raw_alloc)), raw_free_(std::move(raw_free)), limit_(limit_bytes) {}
+  CachingAllocator(RawAlloc raw_alloc, RawFree raw_free, std::size_t limit_bytes = 0, bool retain_cache = false)
+      : raw_alloc_(std::move(raw_alloc)), raw_free_(std::move(raw_free)), limit_(limit_bytes), retain_(retain_cache) {}
   CachingAllocator(const CachingAllocator&) = delete;
   CachingAllocator& operator=(const CachingAllocator&) = delete;
-  ~CachingAllocator() { release_cached(); }
+  ~CachingAllocator() {
+    std::lock_guard lock(mutex_);
+    release_cached_locked();
+  }
 
   /// The block size that serves a request: a multiple of `granularity`, at least one.
   static std::size_t block_size(std::size_t bytes) {
@@ -59,7 +67,7 @@ class CachingAllocator {
     if (p == nullptr) {
       got = size;
       p = raw_alloc_(size);
-      if (p == nullptr) {  // give the cache back to the device and try once more
+      if (p == nullptr && !retain_) {  // give the cache back to the device and try once more
         release_cached_locked();
         p = raw_alloc_(size);
       }
@@ -89,17 +97,19 @@ class CachingAllocator {
     if (it->second.weight) weights_ -= it->second.requested;
     try {
       free_.emplace(it->second.size, p);
-    } catch (...) {  // the cache could not grow: give the block back to the device
-      raw_free_(p);
-      reserved_ -= it->second.size;
+    } catch (...) {  // the cache could not grow: give the block back to the device (a retaining
+      if (!retain_) {  // pool keeps it reserved, unlisted: a graph may still use its address)
+        raw_free_(p);
+        reserved_ -= it->second.size;
+      }
     }
     live_.erase(it);
   }
 
-  /// Gives every cached (free) block back to the device.
+  /// Gives every cached (free) block back to the device (not in a pool that retains its cache).
   void release_cached() noexcept {
     std::lock_guard lock(mutex_);
-    release_cached_locked();
+    if (!retain_) release_cached_locked();
   }
 
   MemoryStats stats() const {
@@ -152,6 +162,7 @@ class CachingAllocator {
   RawAlloc raw_alloc_;
   RawFree raw_free_;
   const std::size_t limit_;
+  const bool retain_;
   mutable std::mutex mutex_;
   std::multimap<std::size_t, void*> free_;  // block size -> block
   std::map<void*, Live> live_;

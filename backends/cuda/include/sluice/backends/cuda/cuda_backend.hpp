@@ -11,10 +11,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "sluice/core/error.hpp"
 #include "sluice/core/layer_specs.hpp"
@@ -55,6 +58,17 @@ struct CudaOptions {
   /// output is larger runs as sub-batches of at most this many elements each. Lower it only to test
   /// that path on small tensors.
   std::int64_t max_conv_tensor_elements = std::int64_t{1} << 31;
+  /// run_recorded (models::run_forward) captures each network's forward pass per input shape as a
+  /// CUDA graph and replays it: one launch instead of one per kernel. Off: every forward launches
+  /// its kernels one by one.
+  bool graphs = true;
+};
+
+/// Device time of one kind of operation, summed over the calls between two take_op_profile()s.
+struct OpTime {
+  std::string op;  ///< "conv", "conv_epilogue", "instance_norm", "add", "concat", ...
+  double ms = 0;
+  std::int64_t calls = 0;
 };
 
 namespace detail {
@@ -91,6 +105,8 @@ class ParamHandle {
   explicit ParamHandle(std::shared_ptr<const P> p) : p_(std::move(p)) {}
   const P* get() const { return p_.get(); }
   explicit operator bool() const { return p_ != nullptr; }
+  /// The shared parameters (recordings watch them: a replay never reads freed weights).
+  const std::shared_ptr<const P>& shared() const { return p_; }
 
  private:
   std::shared_ptr<const P> p_;
@@ -133,11 +149,12 @@ class CudaBackend {
   void download(const CudaTensor& t, std::span<float> dst);
   Shape shape_of(const CudaTensor& t) const { return t.shape(); }
   void synchronize();
+  /// Bytes in use; the memory of recorded graphs (run_recorded) counts as in use, all of it.
   MemoryStats memory() const;
   void reset_peak();
-  /// Device bytes this lane's allocator holds (in use plus cached).
+  /// Device bytes this lane holds (in use plus cached, graphs included).
   std::size_t reserved_bytes() const;
-  /// Gives cached device blocks back to the driver.
+  /// Gives cached device blocks back to the driver (not the graphs': clear_recordings() does).
   void release_cached();
 
   // ---- BackendWeights ----
@@ -165,7 +182,35 @@ class CudaBackend {
   CudaTensor simam(const CudaTensor& x, float eps);
   CudaTensor self_attention(const CudaTensor& qkv, std::int64_t heads);
 
+  // ---- ForwardRecording: CUDA graphs ----
+  /// forward(*this, x), recorded as a CUDA graph per (owner, x's shape) and replayed (options().graphs).
+  /// The first call for a key runs eagerly (it plans the convolutions and sizes their workspaces),
+  /// the second captures and replays, later ones replay: x is copied into the graph's own input
+  /// buffer and the result out of its output buffer, so the returned tensor belongs to the caller.
+  /// The graph's intermediate tensors live in a memory pool of its own until clear_recordings().
+  /// A recording whose parameters have been freed (its network is gone) is dropped and made anew;
+  /// where capture fails, that key runs eagerly from then on. Eager while op profiling is on.
+  template <class F>
+  CudaTensor run_recorded(const void* owner, const CudaTensor& x, F&& forward) {
+    return run_recorded_impl(owner, x, [&forward](CudaBackend& b, const CudaTensor& in) { return forward(b, in); });
+  }
+  /// Recordings held (replayable graphs).
+  std::size_t recording_count() const;
+  /// Drops every recording and gives its memory pool back.
+  void clear_recordings();
+
+  // ---- profiling ----
+  /// While on, each operation records a CUDA event as it is enqueued; take_op_profile() (which waits
+  /// for the stream) attributes the time between consecutive events to the earlier one's operation.
+  /// Device time, so exact for a GPU that runs behind the host; operations run eagerly meanwhile.
+  void set_op_profiling(bool on);
+  /// The per-operation times since profiling was turned on or last taken, longest first.
+  std::vector<OpTime> take_op_profile();
+
  private:
+  CudaTensor run_recorded_impl(const void* owner, const CudaTensor& x,
+                               const std::function<CudaTensor(CudaBackend&, const CudaTensor&)>& forward);
+
   std::unique_ptr<detail::BackendImpl> impl_;
 };
 
