@@ -306,9 +306,12 @@ TEST_P(CudaOps, SimAm) {
 }
 
 TEST_P(CudaOps, SelfAttentionOnlineSoftmax) {
-  // (channels, heads, h, w): a partial key tile, head dims below / above / equal to one warp.
+  // (channels, heads, h, w): a partial key tile, head dims below / above / equal to one warp. In 16
+  // bits, head dims in 16s run on tensor cores (64-key tiles, 64 queries per block): 128 x 1 with
+  // 40 tokens (one partial tile), 32 x 2 with 143 (three tiles, the last partial), 128 x 8 with 72.
   for (const auto& [c, heads, h, w] : {std::tuple{16, 2, 9, 7}, std::tuple{80, 2, 6, 6}, std::tuple{128, 1, 5, 8},
-                                       std::tuple{64, 8, 11, 13}}) {
+                                       std::tuple{64, 8, 11, 13}, std::tuple{64, 2, 11, 13},
+                                       std::tuple{1024, 8, 9, 8}}) {
     const Shape s{2, 3 * c, h, w};
     SCOPED_TRACE(s.to_string() + " heads " + std::to_string(heads));
     auto [qkv, rq] = input(s, -1.5f, 1.5f);
