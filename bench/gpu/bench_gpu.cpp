@@ -9,7 +9,7 @@
 // One JSON object per line on --out (and a short progress line on stderr):
 //   {"impl":"sluice","network","size","precision","batch","status":"ok"|"oom"|"skipped"|"error",
 //    "images_per_s","p50_ms","mean_ms","iterations","peak_bytes","reserved_bytes","rel_l2",
-//    "graphs","workspace_mib","tag", "profile":[{"op","ms","calls"}, ...] (with --profile)}
+//    "graphs","workspace_mib","tag", "profile":[{"op","ms","calls","bytes"}, ...] (with --profile)}
 // --profile adds one more forward per row, op by op, with the device time of each kind of operation.
 // Work stops at --deadline-s (what is left is reported as "skipped"), so a fixed time budget holds.
 //
@@ -228,7 +228,7 @@ int main(int argc, char** argv) try {
               lane.set_op_profiling(true);
               (void)forward();
               nlohmann::json ops = nlohmann::json::array();
-              for (const auto& t : lane.take_op_profile()) ops.push_back({{"op", t.op}, {"ms", t.ms}, {"calls", t.calls}});
+              for (const auto& t : lane.take_op_profile()) ops.push_back({{"op", t.op}, {"ms", t.ms}, {"calls", t.calls}, {"bytes", t.bytes}});
               lane.set_op_profiling(false);
               j["profile"] = ops;
             }

@@ -19,7 +19,9 @@
 # SLUICE_GPU_SIZES (1024,512), SLUICE_GPU_BATCHES (1,2,4,8,16), SLUICE_GPU_PRECISIONS
 # (fp16,bf16,tf32,fp32), SLUICE_GPU_SEARCH (exhaustive | heuristic), SLUICE_GPU_WORKSPACE_MIB (cuDNN
 # workspace limit per convolution, default the backend's 1024), SLUICE_GPU_FORCE_DEPS=1 (use
-# build-gpu-deps even where the system has the packages: what the GPU image sees).
+# build-gpu-deps even where the system has the packages: what the GPU image sees), SLUICE_GPU_PEER
+# (full | export: only export weights, inputs and references, no PyTorch timing), SLUICE_GPU_BENCH_ARGS
+# (more bench_gpu flags, e.g. "--profile --graphs=off").
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -135,7 +137,9 @@ if [[ -z "$PYTHON" ]]; then
 fi
 torch_deadline=$(( ($(left) - 40) * 45 / 100 ))
 say "PyTorch peer (deadline ${torch_deadline}s)"
-PYTHONUNBUFFERED=1 "$PYTHON" bench/gpu/peer_torch.py --data "$DATA" --out "$RESULTS/torch.json" \
+peer_args=()
+[[ "${SLUICE_GPU_PEER:-full}" == export ]] && peer_args+=(--export-only)
+PYTHONUNBUFFERED=1 "$PYTHON" bench/gpu/peer_torch.py --data "$DATA" --out "$RESULTS/torch.json" "${peer_args[@]}" \
   --networks "$NETWORKS" --sizes "$SIZES" --batches "$BATCHES" --deadline-s "$torch_deadline" \
   >"$RESULTS/bench.log" 2>&1 || { tail -20 "$RESULTS/bench.log"; say "PyTorch peer failed"; }
 grep -E "exported|matmul peaks" "$RESULTS/bench.log" | sed 's/^/   /'
@@ -145,7 +149,7 @@ sluice_deadline=$(( $(left) - 25 ))
 say "sluice (deadline ${sluice_deadline}s, algorithm search $SEARCH, workspace ${WORKSPACE_MIB} MiB)"
 "$BUILD/build/bench/gpu/bench_gpu" --data="$DATA" --out="$RESULTS/sluice.jsonl" --networks="$NETWORKS" \
   --sizes="$SIZES" --batches="$BATCHES" --precisions="$PRECISIONS" --deadline-s="$sluice_deadline" \
-  --search="$SEARCH" --workspace-mib="$WORKSPACE_MIB" >>"$RESULTS/bench.log" 2>&1 || { tail -20 "$RESULTS/bench.log"; say "bench_gpu failed"; }
+  --search="$SEARCH" --workspace-mib="$WORKSPACE_MIB" ${SLUICE_GPU_BENCH_ARGS:-} >>"$RESULTS/bench.log" 2>&1 || { tail -20 "$RESULTS/bench.log"; say "bench_gpu failed"; }
 
 # ---- 5. the table ----
 say "results"

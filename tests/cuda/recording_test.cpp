@@ -2,7 +2,7 @@
 // profile: a recorded forward replays to exactly the eager result on new inputs and batch sizes,
 // the tensor it returns belongs to the caller, a recording whose parameters are gone is made anew,
 // graphs off record nothing, clear_recordings() gives the graphs up; the profile names each
-// operation with its call count. Skips without a GPU.
+// operation with its call count and traffic. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -155,10 +155,14 @@ TEST_P(CudaRecording, TheOpProfileNamesEachOperationWithItsCalls) {
   EXPECT_EQ(b.recording_count(), 0u);
   std::map<std::string, std::int64_t> calls;
   double total = 0;
+  const double element = GetParam() == Precision::fp16 ? 2 : 4;
   for (const auto& t : profile) {
     calls[t.op] = t.calls;
     EXPECT_GE(t.ms, 0.0) << t.op;
+    EXPECT_GT(t.bytes, 0.0) << t.op;
     total += t.ms;
+    if (t.op == "add")  // two passes of a + b -> y over 2 x 16 x 64 x 48
+      EXPECT_EQ(t.bytes, 2 * 3 * (2.0 * 16 * 64 * 48) * element);
   }
   EXPECT_GT(total, 0.0);
   const std::map<std::string, std::int64_t> want{{"conv2d", 4},      {"conv_epilogue", 2}, {"instance_norm", 2},

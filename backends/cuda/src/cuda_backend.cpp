@@ -186,6 +186,12 @@ class OpProfiler {
     }
     SLUICE_CUDA_CHECK(cudaEventRecord(events_[ops_.size()], stream));
     ops_.push_back(op);
+    bytes_.push_back(0);
+  }
+
+  /// Activation bytes the operation marked last reads and writes.
+  void add_bytes(double bytes) {
+    if (on && !bytes_.empty()) bytes_.back() += bytes;
   }
 
   std::vector<OpTime> take(cudaStream_t stream) {
@@ -202,9 +208,11 @@ class OpProfiler {
       OpTime& t = by_op[ops_[i]];
       t.op = ops_[i];
       t.ms += ms;
+      t.bytes += bytes_[i];
       ++t.calls;
     }
     ops_.clear();
+    bytes_.clear();
     std::vector<OpTime> out;
     for (auto& [name, t] : by_op) out.push_back(t);
     std::sort(out.begin(), out.end(), [](const OpTime& a, const OpTime& b) { return a.ms > b.ms; });
@@ -214,6 +222,7 @@ class OpProfiler {
  private:
   std::vector<cudaEvent_t> events_;
   std::vector<const char*> ops_;
+  std::vector<double> bytes_;
 };
 
 }  // namespace
@@ -282,6 +291,15 @@ struct BackendImpl {
   void begin_op(const char* op) {
     activate();
     profiler.mark(op, stream);
+  }
+
+  /// The profile's traffic of the current operation: the bytes of these tensors (each read or written once).
+  void traffic(std::initializer_list<const CudaTensor*> tensors) {
+    if (!profiler.on) return;
+    double bytes = 0;
+    for (const CudaTensor* t : tensors)
+      if (t != nullptr && !t->empty()) bytes += static_cast<double>(t->shape().numel()) * kernels::dtype_bytes(dtype);
+    profiler.add_bytes(bytes);
   }
 
   /// A recording being captured keeps watch over the parameters its graph reads.
@@ -716,7 +734,11 @@ CudaTensor CudaBackend::conv2d(const CudaTensor& x, const CudaConv& conv, Activa
   m.note_params(conv);
   CudaTensor y = m.tensor({s.n, p.out, ho, wo});
   m.run_conv(p, x, y);
-  if (p.bias != nullptr || act != Activation::none) m.profiler.mark("conv_epilogue", m.stream);
+  m.traffic({&x, &y});
+  if (p.bias != nullptr || act != Activation::none) {
+    m.profiler.mark("conv_epilogue", m.stream);
+    m.traffic({&y, &y});
+  }
   kernels::bias_activation(y.mutable_data(), m.dtype, float_ptr(p.bias), s.n * ho * wo, p.out, act, m.stream);
   return y;
 }
@@ -736,6 +758,7 @@ CudaTensor CudaBackend::conv_transpose2x2(const CudaTensor& x, const CudaConvTra
   m.run_conv(p.gemm, x, taps);
   CudaTensor y = m.tensor({s.n, p.out, 2 * s.h, 2 * s.w});
   kernels::shuffle2x2_bias(taps.data(), y.mutable_data(), m.dtype, float_ptr(p.bias), s.n, s.h, s.w, p.out, m.stream);
+  m.traffic({&x, &taps, &taps, &y});
   return y;
 }
 
@@ -759,6 +782,7 @@ CudaTensor CudaBackend::instance_norm(const CudaTensor& x, const CudaNorm& norm,
   auto scratch = m.block(kernels::plane_scratch_bytes(s.n, s.plane(), s.c), DType::f32);
   kernels::instance_norm(x.data(), y.mutable_data(), m.dtype, s.n, s.plane(), s.c, float_ptr(p.gamma),
                          float_ptr(p.beta), p.eps, residual, epilogue.activation, scratch->ptr, m.stream);
+  m.traffic({&x, &x, &y, static_cast<const CudaTensor*>(epilogue.residual)});
   return y;
 }
 
@@ -768,6 +792,7 @@ CudaTensor CudaBackend::activation(const CudaTensor& x, Activation act) {
   require(x, "activation");
   CudaTensor y = m.tensor(x.shape());
   kernels::activation(x.data(), y.mutable_data(), m.dtype, x.shape().numel(), act, m.stream);
+  m.traffic({&x, &y});
   return y;
 }
 
@@ -779,6 +804,7 @@ CudaTensor CudaBackend::add(const CudaTensor& a, const CudaTensor& b, Activation
   if (a.shape() != b.shape()) invalid("add: shapes " + a.shape().to_string() + " and " + b.shape().to_string());
   CudaTensor y = m.tensor(a.shape());
   kernels::add(a.data(), b.data(), y.mutable_data(), m.dtype, a.shape().numel(), act, m.stream);
+  m.traffic({&a, &b, &y});
   return y;
 }
 
@@ -795,6 +821,7 @@ CudaTensor CudaBackend::mul(const CudaTensor& x, const CudaTensor& g) {
   CudaTensor y = m.tensor(s);
   kernels::mul_broadcast(x.data(), g.data(), y.mutable_data(), m.dtype, s.n, s.h, s.w, s.c, gs.h, gs.w, gs.c,
                          m.stream);
+  m.traffic({&x, &g, &y});
   return y;
 }
 
@@ -822,6 +849,7 @@ CudaTensor CudaBackend::concat(std::initializer_list<const CudaTensor*> parts) {
                            m.stream);
     offset += t->shape().c;
   }
+  m.traffic({&y, &y});
   return y;
 }
 
@@ -833,6 +861,7 @@ CudaTensor CudaBackend::max_pool2x2(const CudaTensor& x) {
   if (s.h < 2 || s.w < 2) invalid("max_pool2x2: input " + s.to_string() + " is smaller than 2 x 2");
   CudaTensor y = m.tensor({s.n, s.c, s.h / 2, s.w / 2});
   kernels::max_pool2x2(x.data(), y.mutable_data(), m.dtype, s.n, s.h, s.w, s.c, m.stream);
+  m.traffic({&x, &y});
   return y;
 }
 
@@ -844,6 +873,7 @@ CudaTensor CudaBackend::resize_bilinear(const CudaTensor& x, std::int64_t h, std
   const Shape& s = x.shape();
   CudaTensor y = m.tensor({s.n, s.c, h, w});
   kernels::resize_bilinear(x.data(), y.mutable_data(), m.dtype, s.n, s.c, s.h, s.w, h, w, align_corners, m.stream);
+  m.traffic({&x, &y});
   return y;
 }
 
@@ -855,6 +885,7 @@ CudaTensor CudaBackend::global_avg_pool(const CudaTensor& x) {
   CudaTensor y = m.tensor({s.n, s.c, 1, 1});
   auto scratch = m.block(kernels::plane_scratch_bytes(s.n, s.plane(), s.c), DType::f32);
   kernels::global_avg_pool(x.data(), y.mutable_data(), m.dtype, s.n, s.plane(), s.c, scratch->ptr, m.stream);
+  m.traffic({&x});
   return y;
 }
 
@@ -866,6 +897,7 @@ CudaTensor CudaBackend::global_max_pool(const CudaTensor& x) {
   CudaTensor y = m.tensor({s.n, s.c, 1, 1});
   auto scratch = m.block(kernels::plane_scratch_bytes(s.n, s.plane(), s.c), DType::f32);
   kernels::global_max_pool(x.data(), y.mutable_data(), m.dtype, s.n, s.plane(), s.c, scratch->ptr, m.stream);
+  m.traffic({&x});
   return y;
 }
 
@@ -876,6 +908,7 @@ CudaTensor CudaBackend::channel_mean_max(const CudaTensor& x) {
   const Shape& s = x.shape();
   CudaTensor y = m.tensor({s.n, 2, s.h, s.w});
   kernels::channel_mean_max(x.data(), y.mutable_data(), m.dtype, s.n * s.plane(), s.c, m.stream);
+  m.traffic({&x, &y});
   return y;
 }
 
@@ -924,6 +957,7 @@ CudaTensor CudaBackend::simam(const CudaTensor& x, float eps) {
   CudaTensor y = m.tensor(s);
   auto scratch = m.block(kernels::plane_scratch_bytes(s.n, s.plane(), s.c), DType::f32);
   kernels::simam(x.data(), y.mutable_data(), m.dtype, s.n, s.plane(), s.c, eps, scratch->ptr, m.stream);
+  m.traffic({&x, &x, &y});
   return y;
 }
 
@@ -942,6 +976,7 @@ CudaTensor CudaBackend::self_attention(const CudaTensor& qkv, std::int64_t heads
   if (s.plane() > std::numeric_limits<int>::max()) invalid("self_attention: too many tokens");
   CudaTensor y = m.tensor({s.n, c, s.h, s.w});
   kernels::self_attention(qkv.data(), y.mutable_data(), m.dtype, s.n, s.plane(), c, heads, m.stream);
+  m.traffic({&qkv, &y});
   return y;
 }
 

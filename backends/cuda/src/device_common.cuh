@@ -61,7 +61,8 @@ __device__ __forceinline__ float apply_activation(float v, Activation act) {
   return v;
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
+template <class V>
+__device__ __forceinline__ V warp_sum(V v) {
   for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }

@@ -370,8 +370,8 @@ __global__ void resize_bilinear_vec_kernel(const T* __restrict__ x, T* __restric
 // ---- plane reductions ----
 // Stage 1: a block reduces one chunk of pixels of one sample into a partial per channel (scalar
 // form: 32 channels x 8 pixel lanes; vectorised form: 16-byte channel packs x as many pixel lanes as
-// fit 256 threads). Stage 2: one thread per (sample, channel) combines the partials in double.
-// Moments are of x - x[pixel 0] (a shift that keeps E[x^2] - E[x]^2 accurate when the mean is large
+// fit 256 threads). Stage 2: a warp per (sample, channel) combines its partials in double; they are
+// stored (sample, channel, chunk), so the warp reads them contiguously. Moments are of x - x[pixel 0] (a shift that keeps E[x^2] - E[x]^2 accurate when the mean is large
 // against the spread); deterministic, no atomics. Chunks are sized for about 1024 blocks in all:
 // enough to fill the device at batch 1, few enough partials per channel at large batches that stage 2
 // stays short.
@@ -418,7 +418,7 @@ __global__ void plane_moments_partial_kernel(const T* __restrict__ x, float2* __
       s += sums[k][threadIdx.x];
       ss += squares[k][threadIdx.x];
     }
-    partial[(n * chunks + chunk) * c + ch] = make_float2(s, ss);
+    partial[(n * c + ch) * chunks + chunk] = make_float2(s, ss);
   }
 }
 
@@ -468,7 +468,7 @@ __global__ void plane_moments_partial_vec_kernel(const T* __restrict__ x, float2
         ss[k] += squares[(l * groups + g) * V + k];
       }
 #pragma unroll
-    for (int k = 0; k < V; ++k) partial[(n * chunks + chunk) * c + static_cast<i64>(g) * V + k] = make_float2(s[k], ss[k]);
+    for (int k = 0; k < V; ++k) partial[(n * c + static_cast<i64>(g) * V + k) * chunks + chunk] = make_float2(s[k], ss[k]);
   }
 }
 
@@ -482,15 +482,20 @@ template <class T>
 __global__ void plane_moments_finalize_kernel(const T* __restrict__ x, const float2* __restrict__ partial, i64 n_total,
                                               i64 hw, i64 c, i64 chunks, MomentsUse use, const float* gamma,
                                               const float* beta, float eps, float4* stats, T* out) {
-  SLUICE_GRID_STRIDE(i64, i, n_total * c) {
+  const int lane = threadIdx.x % 32;
+  const i64 warps = static_cast<i64>(gridDim.x) * (blockDim.x / 32);
+  for (i64 i = static_cast<i64>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; i < n_total * c; i += warps) {
     const i64 ch = i % c;
     const i64 n = i / c;
     double s = 0.0, ss = 0.0;
-    for (i64 k = 0; k < chunks; ++k) {
-      const float2 v = partial[(n * chunks + k) * c + ch];
+    for (i64 k = lane; k < chunks; k += 32) {
+      const float2 v = partial[i * chunks + k];
       s += v.x;
       ss += v.y;
     }
+    s = warp_sum(s);
+    ss = warp_sum(ss);
+    if (lane != 0) continue;
     const float shift = to_float(x[n * hw * c + ch]);
     const double mean_shifted = s / static_cast<double>(hw);
     double var = ss / static_cast<double>(hw) - mean_shifted * mean_shifted;
@@ -591,19 +596,20 @@ __global__ void plane_max_partial_kernel(const T* __restrict__ x, float* __restr
   __syncthreads();
   if (threadIdx.y == 0 && ch < c) {
     for (int k = 1; k < chunk_lanes; ++k) m = fmaxf(m, maxima[k][threadIdx.x]);
-    partial[(n * chunks + chunk) * c + ch] = m;
+    partial[(n * c + ch) * chunks + chunk] = m;
   }
 }
 
 template <class T>
 __global__ void plane_max_finalize_kernel(const float* __restrict__ partial, T* __restrict__ y, i64 n_total, i64 c,
                                           i64 chunks) {
-  SLUICE_GRID_STRIDE(i64, i, n_total * c) {
-    const i64 ch = i % c;
-    const i64 n = i / c;
+  const int lane = threadIdx.x % 32;
+  const i64 warps = static_cast<i64>(gridDim.x) * (blockDim.x / 32);
+  for (i64 i = static_cast<i64>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; i < n_total * c; i += warps) {
     float m = -FLT_MAX;
-    for (i64 k = 0; k < chunks; ++k) m = fmaxf(m, partial[(n * chunks + k) * c + ch]);
-    y[i] = from_float<T>(m);
+    for (i64 k = lane; k < chunks; k += 32) m = fmaxf(m, partial[i * chunks + k]);
+    m = warp_max(m);
+    if (lane == 0) y[i] = from_float<T>(m);
   }
 }
 
@@ -924,7 +930,7 @@ float4* plane_moments(const T* x, i64 n, i64 hw, i64 c, MomentsUse use, const fl
                                                                                chunking.pixels);
   }
   SLUICE_CUDA_CHECK_LAUNCH();
-  plane_moments_finalize_kernel<T><<<blocks_for(n * c), threads_per_block, 0, stream>>>(
+  plane_moments_finalize_kernel<T><<<blocks_for(n * c, threads_per_block / 32), threads_per_block, 0, stream>>>(
       x, partial, n, hw, c, chunks, use, gamma, beta, eps, results, mean_out);
   SLUICE_CUDA_CHECK_LAUNCH();
   return results;
@@ -993,8 +999,8 @@ void global_max_pool(const void* x, void* y, DType dt, i64 n, i64 hw, i64 c, voi
     plane_max_partial_kernel<T><<<grid, dim3(32, chunk_lanes), 0, stream>>>(static_cast<const T*>(x), partial, hw, c,
                                                                             chunks, chunking.pixels);
     SLUICE_CUDA_CHECK_LAUNCH();
-    plane_max_finalize_kernel<T><<<blocks_for(n * c), threads_per_block, 0, stream>>>(partial, static_cast<T*>(y), n,
-                                                                                      c, chunks);
+    plane_max_finalize_kernel<T><<<blocks_for(n * c, threads_per_block / 32), threads_per_block, 0, stream>>>(
+        partial, static_cast<T*>(y), n, c, chunks);
   });
   SLUICE_CUDA_CHECK_LAUNCH();
 }

@@ -69,6 +69,7 @@ struct OpTime {
   std::string op;  ///< "conv", "conv_epilogue", "instance_norm", "add", "concat", ...
   double ms = 0;
   std::int64_t calls = 0;
+  double bytes = 0;  ///< activation bytes the calls read and wrote, at least: bytes / ms is a bandwidth
 };
 
 namespace detail {
