@@ -161,8 +161,9 @@ TEST_P(CudaRecording, TheOpProfileNamesEachOperationWithItsCalls) {
     EXPECT_GE(t.ms, 0.0) << t.op;
     EXPECT_GT(t.bytes, 0.0) << t.op;
     total += t.ms;
-    if (t.op == "add")  // two passes of a + b -> y over 2 x 16 x 64 x 48
+    if (t.op == "add") {  // two passes of a + b -> y over 2 x 16 x 64 x 48
       EXPECT_EQ(t.bytes, 2 * 3 * (2.0 * 16 * 64 * 48) * element);
+    }
   }
   EXPECT_GT(total, 0.0);
   const std::map<std::string, std::int64_t> want{{"conv2d", 4},      {"conv_epilogue", 2}, {"instance_norm", 2},
