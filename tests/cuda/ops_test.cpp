@@ -390,6 +390,18 @@ TEST_P(CudaOps, VectorisedKernelsMatchTheReference) {
   expect_close(gpu().global_avg_pool(x), ref::reduce(rx, false, true, true, false));
   expect_close(gpu().global_max_pool(x), ref::reduce(rx, false, true, true, true));
   {
+    SCOPED_TRACE("channel_mean_max");
+    const ref::Ref mean_c = ref::reduce(rx, true, false, false, false), max_c = ref::reduce(rx, true, false, false, true);
+    ref::Ref want({s.n, 2, s.h, s.w});
+    for (std::int64_t n = 0; n < s.n; ++n)
+      for (std::int64_t h = 0; h < s.h; ++h)
+        for (std::int64_t w = 0; w < s.w; ++w) {
+          want.at(n, 0, h, w) = mean_c.at(n, 0, h, w);
+          want.at(n, 1, h, w) = max_c.at(n, 0, h, w);
+        }
+    expect_close(gpu().channel_mean_max(x), want);
+  }
+  {
     SCOPED_TRACE("384 channels, a batch of 5 (other chunking)");
     const Shape wide{5, 384, 23, 21};
     auto [y, ry] = input(wide, -1.0f, 2.0f);

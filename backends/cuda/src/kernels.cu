@@ -636,6 +636,26 @@ __global__ void channel_mean_max_kernel(const T* __restrict__ x, T* __restrict__
   }
 }
 
+// One thread per pixel, its channels in 16-byte packs (a warp reads 32 consecutive pixels).
+template <class T>
+__global__ void channel_mean_max_vec_kernel(const T* __restrict__ x, T* __restrict__ y, i64 pixels, i64 c) {
+  constexpr int V = pack_elems<T>;
+  SLUICE_GRID_STRIDE(i64, p, pixels) {
+    float s = 0.0f, m = -FLT_MAX;
+    for (i64 ch = 0; ch < c; ch += V) {
+      float v[V];
+      load_pack(x + p * c + ch, v);
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        s += v[k];
+        m = fmaxf(m, v[k]);
+      }
+    }
+    y[2 * p] = from_float<T>(s / static_cast<float>(c));
+    y[2 * p + 1] = from_float<T>(m);
+  }
+}
+
 // y (n, h, c): one thread per output, a loop over w (neighbouring threads read neighbouring channels).
 template <class T, class I>
 __global__ void mean_over_w_kernel(const T* __restrict__ x, T* __restrict__ y, I w, I c, I count) {
@@ -1007,8 +1027,14 @@ void global_max_pool(const void* x, void* y, DType dt, i64 n, i64 hw, i64 c, voi
 
 void channel_mean_max(const void* x, void* y, DType dt, i64 pixels, i64 c, cudaStream_t stream) {
   if (pixels * c == 0) return;
+  const bool vec = c % pack_elems_of(dt) == 0 && aligned16({x});
   dispatch_type(dt, [&](auto t) {
     using T = typename decltype(t)::type;
+    if (vec) {
+      channel_mean_max_vec_kernel<T><<<blocks_for(pixels), threads_per_block, 0, stream>>>(static_cast<const T*>(x),
+                                                                                           static_cast<T*>(y), pixels, c);
+      return;
+    }
     channel_mean_max_kernel<T><<<blocks_for(pixels, threads_per_block / 32), threads_per_block, 0, stream>>>(
         static_cast<const T*>(x), static_cast<T*>(y), pixels, c);
   });
