@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# bench/gpu/serve_package.sh: builds sluice_serve with the CUDA backend on this Debian machine and
+# packs it, with the shared libraries it needs, into build-gpu-serve/serve.tar.xz for a GPU machine
+# that has CUDA and PyTorch but neither Boost nor OpenCV's C++ libraries (bench/gpu/serve_check.sh
+# unpacks and measures it there):
+#   here:          bench/gpu/serve_package.sh
+#   device tool:   run(command="bash bench/gpu/serve_check.sh", carry=["build-gpu-serve"], timeout_s=...)
+#
+# Why a package instead of a build there: the server needs Boost (Asio, Beast) and OpenCV, which the
+# GPU image lacks; a binary linked here runs there because this machine's glibc (Debian 12, 2.36) is
+# older than the image's (Ubuntu 24.04-like).
+#
+# The build: Release, SLUICE_WITH_CUDA=ON for CMAKE_CUDA_ARCHITECTURES (default 90: H100/H200),
+# -march=x86-64-v3 (AVX2 and FMA, which every GPU server has; not -march=native, the GPU machine's
+# CPU may differ from this one), no tests, benchmarks or gRPC; only the sluice_serve target.
+#
+# The archive holds bin/sluice_serve, lib/ (the ldd closure of the binary) and data/ (PNG images for
+# bench/serve/load.py, so that the GPU machine's python3 needs neither OpenCV nor numpy). Left out of
+# lib/, because the GPU machine has its own and a copy from here would be wrong or redundant there:
+#   - glibc (libc, libm, libpthread, libdl, librt, ld-linux, ...): the GPU image's is newer and
+#     backward compatible;
+#   - libstdc++ and libgcc_s: assumed newer there (Ubuntu 24.04 ships the GCC 13/14 runtime; this
+#     build needs GCC 12's), not verifiable from here -- serve_check.sh's ldd check reports a missing
+#     GLIBCXX version if the assumption is wrong;
+#   - libcuda (the driver's) and libcudnn* (serve_check.sh takes PyTorch's nvidia-cudnn wheel).
+# libcudart (dynamic through CUDA::cudart) and libsluice_cuda are packed. The copies are stripped
+# (--strip-unneeded) to keep the archive small: all of it travels with the repository (64 MiB).
+#
+# Knobs (environment): SLUICE_SERVE_CUDA_ARCHS (default 90), SLUICE_SERVE_JOBS (build jobs, default
+# 2), SLUICE_SERVE_IMAGES (PNG images to pack, default 64), SLUICE_SERVE_IMAGE_SIZE (their size,
+# default 128, the demo model's input).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+OUTDIR="$ROOT/build-gpu-serve"
+BUILD="$OUTDIR/build"
+STAGE="$OUTDIR/stage"
+ARCHS=${SLUICE_SERVE_CUDA_ARCHS:-90}
+JOBS=${SLUICE_SERVE_JOBS:-2}
+NIMAGES=${SLUICE_SERVE_IMAGES:-64}
+IMAGE_SIZE=${SLUICE_SERVE_IMAGE_SIZE:-128}
+say() { echo "== $*"; }
+mkdir -p "$OUTDIR"
+
+if ! command -v nvcc >/dev/null 2>&1 && [[ -x /usr/local/cuda/bin/nvcc ]]; then export PATH="/usr/local/cuda/bin:$PATH"; fi
+export CUDACXX="$(command -v nvcc)"
+export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=true
+
+# ---- build ----
+cmake_args=(-S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=$ARCHS"
+            -DSLUICE_WITH_CUDA=ON -DSLUICE_WITH_GRPC=OFF -DSLUICE_CPU_NATIVE=OFF "-DCMAKE_CXX_FLAGS=-march=x86-64-v3"
+            -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_BENCH=OFF -DSLUICE_BUILD_EXAMPLES=ON -DSLUICE_INSTALL=OFF)
+command -v ninja >/dev/null 2>&1 && [[ ! -f "$BUILD/CMakeCache.txt" || -f "$BUILD/build.ninja" ]] && cmake_args+=(-G Ninja)
+command -v ccache >/dev/null 2>&1 && cmake_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+say "configure (CUDA archs $ARCHS)"
+cmake "${cmake_args[@]}" >"$OUTDIR.configure.log" 2>&1 || { tail -30 "$OUTDIR.configure.log"; exit 1; }
+mv "$OUTDIR.configure.log" "$BUILD/configure.log"
+if ! grep -q "CUDA backend ON" "$BUILD/configure.log"; then
+  grep "sluice:" "$BUILD/configure.log"
+  say "FAIL: the CUDA backend is off (nvcc, cuDNN?)"
+  exit 1
+fi
+say "build sluice_serve (-j$JOBS)"
+cmake --build "$BUILD" --target sluice_serve -j "$JOBS"
+BIN="$BUILD/examples/serve/sluice_serve"
+[[ -x "$BIN" ]] || { say "FAIL: $BIN was not built"; exit 1; }
+
+# ---- the closure of shared libraries ----
+rm -rf "$STAGE"
+mkdir -p "$STAGE/bin" "$STAGE/lib" "$STAGE/data/images" "$STAGE/stubs"
+cp "$BIN" "$STAGE/bin/"
+leave='^(libc|libm|libmvec|libpthread|libdl|librt|libresolv|libutil|libanl|libnsl|libBrokenLocale|ld-linux[^ ]*|libstdc\+\+|libgcc_s|libcuda|libcudnn[a-z_]*)\.so'
+stub=${SLUICE_SERVE_STUB-'^(libgdal|libgdcm[A-Za-z]*|libOpenEXR[-0-9_]*)\.so'}
+ldd "$BIN" >"$STAGE/ldd.txt"
+/usr/bin/python3 bench/gpu/pack_closure.py --binary "$BIN" --lib-dir "$STAGE/lib" --leave "$leave" --stub "$stub" \
+  --work "$STAGE/stubs" | tee "$STAGE/closure.txt"
+chmod u+w "$STAGE/bin/"*
+strip --strip-unneeded "$STAGE/bin/sluice_serve" "$STAGE/lib/"*
+say "lib/: $(ls "$STAGE/lib" | wc -l) files, $(du -sh "$STAGE/lib" | cut -f1) stripped"
+
+# ---- the images load.py posts (made here, where OpenCV and numpy are) ----
+/usr/bin/python3 - "$STAGE/data/images" "$NIMAGES" "$IMAGE_SIZE" <<'EOF'
+import os, sys
+sys.path.insert(0, os.path.join(os.getcwd(), "bench", "serve"))
+import load
+out, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i, ((w, h), png) in enumerate(load.make_images(count, size)):
+    with open(os.path.join(out, "%03d_%dx%d.png" % (i, w, h)), "wb") as f:
+        f.write(png)
+EOF
+say "images: $(ls "$STAGE/data/images" | wc -l) PNGs of about ${IMAGE_SIZE}x${IMAGE_SIZE}"
+
+{
+  echo "sluice_serve for CUDA archs $ARCHS, built $(date -u +%FT%TZ) from $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  tail -1 "$STAGE/closure.txt"
+  echo "needs GLIBC up to: $(objdump -T "$STAGE/bin/sluice_serve" "$STAGE/lib/"* 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)"
+  echo "needs GLIBCXX up to: $(objdump -T "$STAGE/bin/sluice_serve" "$STAGE/lib/"* 2>/dev/null | grep -o 'GLIBCXX_[0-9.]*' | sort -uV | tail -1)"
+  echo "needs CXXABI up to: $(objdump -T "$STAGE/bin/sluice_serve" "$STAGE/lib/"* 2>/dev/null | grep -o 'CXXABI_[0-9.]*' | sort -uV | tail -1)"
+} >"$STAGE/MANIFEST"
+cat "$STAGE/MANIFEST"
+
+say "archive"
+tar -C "$STAGE" -cf - bin lib data MANIFEST closure.txt | xz -9 -T2 >"$OUTDIR/serve.tar.xz.tmp"
+mv "$OUTDIR/serve.tar.xz.tmp" "$OUTDIR/serve.tar.xz"
+say "$OUTDIR/serve.tar.xz: $(du -h "$OUTDIR/serve.tar.xz" | cut -f1) ($(stat -c %s "$OUTDIR/serve.tar.xz") bytes)"
