@@ -50,6 +50,7 @@ EXTRA_FLAGS=${SLUICE_SERVE_FLAGS:---io-threads 4 --decode-threads 4 --cpu-thread
 PACKAGE=${SLUICE_SERVE_PACKAGE:-$ROOT/build-gpu-serve/serve.tar.xz}
 RESULTS="${OUT:-$ROOT/build-gpu-serve/out}"
 mkdir -p "$RESULTS/logs"
+rm -f "$RESULTS"/logs/*.why
 
 elapsed() { echo $(($(date +%s) - T0)); }
 left() { echo $((BUDGET - $(elapsed))); }
@@ -99,6 +100,12 @@ export LD_LIBRARY_PATH="$DIR/lib${CUDNN_DIR:+:$CUDNN_DIR}${NVIDIA_DIRS:+:${NVIDI
 
 # ---- every library resolves ----
 ldd "$BIN" >"$RESULTS/serve-ldd.txt" 2>&1
+if grep "not found" "$RESULTS/serve-ldd.txt" | grep -qE "(GLIBCXX|CXXABI|GCC)_[0-9.]+' not found"; then
+  # The machine's C++ runtime is older than the build's: the package's copy (serve_package.sh).
+  say "the machine's libstdc++/libgcc_s are too old for this build: using the package's (fallback/)"
+  export LD_LIBRARY_PATH="$DIR/lib:$DIR/fallback:${LD_LIBRARY_PATH#"$DIR/lib:"}"
+  ldd "$BIN" >"$RESULTS/serve-ldd.txt" 2>&1
+fi
 if grep -q "not found" "$RESULTS/serve-ldd.txt"; then
   say "FAIL: libraries missing for sluice_serve (LD_LIBRARY_PATH=$LD_LIBRARY_PATH):"
   grep "not found" "$RESULTS/serve-ldd.txt" | sed 's/^/   /'
@@ -147,11 +154,13 @@ for name in ${MODELS//,/ }; do
   need=$((2 * (WARMUP + SECONDS_PER_POINT) + STARTUP_MIN + 5))
   if (( $(left) < need )); then
     say "skip $name: $(left)s left, a run needs about ${need}s"
+    echo "skipped: $(left)s of the budget left, a run needs about ${need}s" >"$RESULTS/logs/$name.why"
     continue
   fi
   model=$(model_json "$name" 2>"$RESULTS/logs/$name-model.err")
   if [[ -z "$model" ]]; then
     say "skip $name: $(cat "$RESULTS/logs/$name-model.err")"
+    echo "skipped: $(cat "$RESULTS/logs/$name-model.err")" >"$RESULTS/logs/$name.why"
     continue
   fi
   ready_timeout=$(( $(left) - 2 * (WARMUP + SECONDS_PER_POINT) - 5 ))
@@ -169,6 +178,11 @@ for name in ${MODELS//,/ }; do
     run_ok=0
     say "$name: load.py exit status $rc (log: logs/$name/load.log)"
     tail -5 "$RESULTS/logs/$name/load.log" | sed 's/^/   /'
+    { grep -h "failed" "$RESULTS/logs/$name"/sluice-bench-serve-*.log 2>/dev/null || tail -1 "$RESULTS/logs/$name/load.log"; } |
+      head -1 >"$RESULTS/logs/$name.why"
+    for log in "$RESULTS/logs/$name"/sluice-bench-serve-*.log; do
+      [[ -f "$log" ]] && { echo "   $(basename "$log"):"; tail -3 "$log" | sed 's/^/     /'; }
+    done
   fi
   [[ -f "$RESULTS/serve-$name.json" ]] && measured+=("$name")
 done
@@ -179,7 +193,7 @@ for pid_dir in /proc/[0-9]*; do
 done
 
 # ---- serve.json and the summary ----
-"$PYTHON" - "$RESULTS" "$BACKEND" "$PRECISION" "$CLIENTS" "$MAX_BATCH" "$BUDGET" "$(elapsed)" "$DIR/MANIFEST" \
+SERVE_MODELS=$MODELS "$PYTHON" - "$RESULTS" "$BACKEND" "$PRECISION" "$CLIENTS" "$MAX_BATCH" "$BUDGET" "$(elapsed)" "$DIR/MANIFEST" \
   "${measured[@]}" <<'EOF'
 import json, os, sys
 results, backend, precision, clients, max_batch, budget, elapsed, manifest = sys.argv[1:9]
@@ -201,6 +215,11 @@ for name in sys.argv[9:]:
                off["p50_ms"], off["p99_ms"], entry["throughput_on_over_off"], on["errors"], off["errors"],
                on["client_cpu_cores"], off["client_cpu_cores"]))
     out["models"][name] = entry
+for name in os.environ["SERVE_MODELS"].split(","):
+    why = os.path.join(results, "logs", name + ".why")
+    if name not in out["models"] and os.path.exists(why):
+        out.setdefault("not_measured", {})[name] = open(why).read().strip()
+        print("   %-14s not measured: %s" % (name, out["not_measured"][name]))
 out["elapsed_s"] = int(elapsed)
 json.dump(out, open(os.path.join(results, "serve.json"), "w"), indent=1)
 EOF

@@ -14,14 +14,16 @@
 # -march=x86-64-v3 (AVX2 and FMA, which every GPU server has; not -march=native, the GPU machine's
 # CPU may differ from this one), no tests, benchmarks or gRPC; only the sluice_serve target.
 #
-# The archive holds bin/sluice_serve, lib/ (the ldd closure of the binary) and data/ (PNG images for
+# The archive holds bin/sluice_serve, lib/ (the closure of the binary, bench/gpu/pack_closure.py),
+# fallback/ (the C++ runtime, see below) and data/ (PNG images for
 # bench/serve/load.py, so that the GPU machine's python3 needs neither OpenCV nor numpy). Left out of
 # lib/, because the GPU machine has its own and a copy from here would be wrong or redundant there:
 #   - glibc (libc, libm, libpthread, libdl, librt, ld-linux, ...): the GPU image's is newer and
 #     backward compatible;
 #   - libstdc++ and libgcc_s: assumed newer there (Ubuntu 24.04 ships the GCC 13/14 runtime; this
-#     build needs GCC 12's), not verifiable from here -- serve_check.sh's ldd check reports a missing
-#     GLIBCXX version if the assumption is wrong;
+#     build needs GCC 12's), not verifiable from here. This machine's copies go to fallback/, which
+#     serve_check.sh puts on the library path only when ldd reports a GLIBCXX/CXXABI/GCC version
+#     missing (a newer runtime serves older programs; an older one does not);
 #   - libcuda (the driver's) and libcudnn* (serve_check.sh takes PyTorch's nvidia-cudnn wheel).
 # libcudart (dynamic through CUDA::cudart) and libsluice_cuda are packed. The copies are stripped
 # (--strip-unneeded) to keep the archive small: all of it travels with the repository (64 MiB).
@@ -74,8 +76,11 @@ stub=${SLUICE_SERVE_STUB-'^(libgdal|libgdcm[A-Za-z]*|libOpenEXR[-0-9_]*)\.so'}
 ldd "$BIN" >"$STAGE/ldd.txt"
 /usr/bin/python3 bench/gpu/pack_closure.py --binary "$BIN" --lib-dir "$STAGE/lib" --leave "$leave" --stub "$stub" \
   --work "$STAGE/stubs" | tee "$STAGE/closure.txt"
-chmod u+w "$STAGE/bin/"*
-strip --strip-unneeded "$STAGE/bin/sluice_serve" "$STAGE/lib/"*
+# This machine's C++ runtime, used there only if the machine's is older than this build needs.
+mkdir -p "$STAGE/fallback"
+for n in libstdc++.so.6 libgcc_s.so.1; do cp -L "$(ldd "$BIN" | awk -v n="$n" '$1 == n {print $3}')" "$STAGE/fallback/$n"; done
+chmod u+w "$STAGE/bin/"* "$STAGE/fallback/"*
+strip --strip-unneeded "$STAGE/bin/sluice_serve" "$STAGE/lib/"* "$STAGE/fallback/"*
 say "lib/: $(ls "$STAGE/lib" | wc -l) files, $(du -sh "$STAGE/lib" | cut -f1) stripped"
 
 # ---- the images load.py posts (made here, where OpenCV and numpy are) ----
@@ -90,6 +95,11 @@ for i, ((w, h), png) in enumerate(load.make_images(count, size)):
 EOF
 say "images: $(ls "$STAGE/data/images" | wc -l) PNGs of about ${IMAGE_SIZE}x${IMAGE_SIZE}"
 
+say "smoke test of the packed binary (CPU backend, only the package's libraries and cuDNN)"
+LD_LIBRARY_PATH="$STAGE/lib:$(dirname "$(ldd "$BIN" | awk '/libcudnn.so/ {print $3}')")" \
+  /usr/bin/python3 bench/gpu/serve_smoke.py --server "$STAGE/bin/sluice_serve" | sed 's/^/   /'
+[[ ${PIPESTATUS[0]} == 0 ]] || { say "FAIL: the packed server does not serve"; exit 1; }
+
 {
   echo "sluice_serve for CUDA archs $ARCHS, built $(date -u +%FT%TZ) from $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   tail -1 "$STAGE/closure.txt"
@@ -100,6 +110,6 @@ say "images: $(ls "$STAGE/data/images" | wc -l) PNGs of about ${IMAGE_SIZE}x${IM
 cat "$STAGE/MANIFEST"
 
 say "archive"
-tar -C "$STAGE" -cf - bin lib data MANIFEST closure.txt | xz -9 -T2 >"$OUTDIR/serve.tar.xz.tmp"
+tar -C "$STAGE" -cf - bin lib fallback data MANIFEST closure.txt | xz -9 -T2 >"$OUTDIR/serve.tar.xz.tmp"
 mv "$OUTDIR/serve.tar.xz.tmp" "$OUTDIR/serve.tar.xz"
 say "$OUTDIR/serve.tar.xz: $(du -h "$OUTDIR/serve.tar.xz" | cut -f1) ($(stat -c %s "$OUTDIR/serve.tar.xz") bytes)"
