@@ -99,17 +99,17 @@ say "cuDNN: ${CUDNN_DIR:-not found}"
 export LD_LIBRARY_PATH="$DIR/lib${CUDNN_DIR:+:$CUDNN_DIR}${NVIDIA_DIRS:+:${NVIDIA_DIRS%:}}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 # ---- every library resolves ----
-ldd "$BIN" >"$RESULTS/serve-ldd.txt" 2>&1
+ldd -r "$BIN" >"$RESULTS/serve-ldd.txt" 2>&1
 if grep "not found" "$RESULTS/serve-ldd.txt" | grep -qE "(GLIBCXX|CXXABI|GCC)_[0-9.]+' not found"; then
   # The machine's C++ runtime is older than the build's: the package's copy (serve_package.sh).
   say "the machine's libstdc++/libgcc_s are too old for this build: using the package's (fallback/)"
   export LD_LIBRARY_PATH="$DIR/lib:$DIR/fallback:${LD_LIBRARY_PATH#"$DIR/lib:"}"
-  ldd "$BIN" >"$RESULTS/serve-ldd.txt" 2>&1
+  ldd -r "$BIN" >"$RESULTS/serve-ldd.txt" 2>&1
 fi
-if grep -q "not found" "$RESULTS/serve-ldd.txt"; then
-  say "FAIL: libraries missing for sluice_serve (LD_LIBRARY_PATH=$LD_LIBRARY_PATH):"
-  grep "not found" "$RESULTS/serve-ldd.txt" | sed 's/^/   /'
-  missing=$(grep "not found" "$RESULTS/serve-ldd.txt" | sed 's/^[[:space:]]*//; s/"//g' | tr '\t\n' ' ;')
+if grep -q -E "not found|undefined symbol" "$RESULTS/serve-ldd.txt"; then
+  say "FAIL: libraries or symbols missing for sluice_serve (LD_LIBRARY_PATH=$LD_LIBRARY_PATH):"
+  grep -E "not found|undefined symbol" "$RESULTS/serve-ldd.txt" | head -20 | sed 's/^/   /'
+  missing=$(grep -E "not found|undefined symbol" "$RESULTS/serve-ldd.txt" | head -20 | sed 's/^[[:space:]]*//; s/"//g' | tr '\t\n' ' ;')
   status_json "missing libraries" "$missing"
   rm -rf "$DIR"
   exit 3
