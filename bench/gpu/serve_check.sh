@@ -13,18 +13,24 @@
 # serve_package.sh builds it here and packs the binary with the libraries the image lacks.
 #
 # Steps: unpack the archive to a temporary folder; find cuDNN (PyTorch's nvidia-cudnn wheel, else the
-# system's); check with ldd that every library resolves (if not: print the missing ones, write
-# {"status": "missing libraries"} and exit 3, having started nothing); then for each model, one
-# load.py run: both servers load at once, then each is measured in turn for SLUICE_SERVE_SECONDS
-# after SLUICE_SERVE_WARMUP seconds of load. Models:
+# system's); check with ldd -r that every library and symbol resolves -- where only the C++
+# runtime's versions are missing (a machine older than assumed), with the package's fallback/ copy
+# of it; otherwise print the missing ones, write {"status": "missing libraries"} and exit 3, having
+# started nothing. Then for each model one load.py run with the package's PNG images: both servers
+# (on, off) load at once, then each is measured in turn for SLUICE_SERVE_SECONDS after
+# SLUICE_SERVE_WARMUP seconds of load. Models:
 #   demo           examples/data/demo/model.json (CBAM-ResUNet, widths 8..64, 128 x 128): small, so
 #                  the HTTP, decode and pre/post-processing path dominates;
 #   resunet_small  ResUNetSmall at SLUICE_SERVE_BIG_SIZE (512) with random weights: the network
 #                  dominates. Weights from SLUICE_SERVE_RESUNET_WEIGHTS, else bench/gpu/check.sh's
 #                  export (build-gpu-check/data/resunet_small.safetensors), else written here with
 #                  PyTorch (tools/reference, as bench/gpu/peer_torch.py does); skipped without either.
-# A model is skipped when the budget left cannot hold its run. Results: $OUT/serve.json (else
-# build-gpu-serve/out/serve.json), the servers' logs in logs/, and a summary on stdout.
+# A model is skipped when the budget left cannot hold its run (about 2 x (warm-up + seconds) +
+# SLUICE_SERVE_STARTUP_MIN_S, 10, + 5 s); a run is stopped at the budget. Results: $OUT/serve.json
+# (else build-gpu-serve/out/serve.json; "not_measured" says why a model has no rows), the servers'
+# and load.py's logs in logs/, and a summary on stdout. Exit status: 0 when every run that started
+# finished without a failed request and at least one model was measured, 1 otherwise, 3 when the
+# package cannot run on this machine.
 #
 # Knobs (environment): SLUICE_SERVE_BUDGET_S (60), SLUICE_SERVE_BACKEND (cuda; cpu exercises the whole
 # script on a machine without a GPU), SLUICE_SERVE_PRECISION (fp16 on CUDA, fp32 on the CPU),
