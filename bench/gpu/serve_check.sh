@@ -74,7 +74,13 @@ done
 
 # ---- the package ----
 DIR=$(mktemp -d /tmp/sluice-serve.XXXXXX)
-tar -xJf "$PACKAGE" -C "$DIR" || { say "FAIL: cannot unpack $PACKAGE"; status_json "bad package" "$PACKAGE"; exit 3; }
+# Python's tarfile where tar cannot call xz (an image without xz-utils).
+if ! tar -xJf "$PACKAGE" -C "$DIR" 2>/dev/null &&
+   ! "$PYTHON" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$PACKAGE" "$DIR"; then
+  say "FAIL: cannot unpack $PACKAGE"
+  status_json "bad package" "$PACKAGE"
+  exit 3
+fi
 BIN="$DIR/bin/sluice_serve"
 say "unpacked to $DIR: $(head -1 "$DIR/MANIFEST")"
 if [[ $BACKEND == cuda ]] && command -v nvidia-smi >/dev/null 2>&1; then
