@@ -10,6 +10,11 @@ the answer. Every request is checked (200 and the image's own size in the result
 
     bench/serve/load.py --server build/release/examples/serve/sluice_serve \
         --model examples/data/demo/model.json [--clients 1,8,32,128] [--seconds 20] [--json out.json]
+
+The images are made with OpenCV and numpy (tools/demo/make_data.py), or read from --images DIR (PNG
+files, as bench/gpu/serve_package.sh packs them): then this script needs only the standard library.
+Both servers load their models at once; the measurement starts when both answer /health/ready.
+Extra server flags for both: --server-flags "--backend cuda --precision fp16".
 """
 import argparse
 import http.client
@@ -18,6 +23,7 @@ import os
 import re
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -41,6 +47,25 @@ class Server:
             self.stop()
             raise RuntimeError("server did not start, see " + log)
         self.port = int(m.group(1))
+        self.log = log
+
+    def wait_ready(self, timeout):
+        """Waits until GET /health/ready answers 200 (the model loaded and warmed up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited with status %d, see %s" % (self.proc.returncode, self.log))
+            try:
+                c = http.client.HTTPConnection(HOST, self.port, timeout=10)
+                c.request("GET", "/health/ready")
+                status = c.getresponse().status
+                c.close()
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server not ready after %.0f s, see %s" % (timeout, self.log))
 
     def metrics(self):
         c = http.client.HTTPConnection(HOST, self.port, timeout=30)
@@ -73,6 +98,26 @@ def make_images(count, size):
         image, _ = make_data.make_sample(rng, height=h, width=w)
         ok, png = cv2.imencode(".png", image)
         out.append(((w, h), png.tobytes()))
+    return out
+
+
+def png_size(png):
+    """(width, height) from a PNG's IHDR chunk."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG")
+    return struct.unpack(">II", png[16:24])
+
+
+def read_images(folder):
+    """The PNG files of `folder`, sorted by name, as make_images returns them."""
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".png"):
+            with open(os.path.join(folder, name), "rb") as f:
+                png = f.read()
+            out.append((png_size(png), png))
+    if not out:
+        raise RuntimeError("no .png file in " + folder)
     return out
 
 
@@ -119,17 +164,22 @@ def run_point(port, images, clients, seconds, warmup):
         conn.close()
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    cpu0, wall0 = os.times(), time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join(seconds + warmup + 600)
+    cpu1, wall1 = os.times(), time.monotonic()
     lat.sort()
 
     def q(p):
         return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
 
     return {"clients": clients, "images_per_s": done_in_window[0] / seconds, "p50_ms": q(0.50), "p99_ms": q(0.99),
-            "completed": done_in_window[0], "errors": len(errors), "error_sample": errors[:1]}
+            "completed": done_in_window[0], "errors": len(errors),
+            "error_sample": [e.decode("utf-8", "replace") for e in errors[:1]],
+            # cores this load generator used: near 1 (one interpreter) it, not the server, may be the limit
+            "client_cpu_cores": (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / max(wall1 - wall0, 1e-9)}
 
 
 def main():
@@ -142,11 +192,13 @@ def main():
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--max-batch-size", type=int, default=32)
     ap.add_argument("--server-flags", default="", help="extra flags for both servers")
+    ap.add_argument("--images", default="", help="folder of PNG images to post (default: made with OpenCV)")
+    ap.add_argument("--ready-timeout", type=float, default=600, help="seconds to wait for the models to load")
     ap.add_argument("--json", default="")
     ap.add_argument("--log-dir", default="/tmp")
     a = ap.parse_args()
 
-    images = make_images(64, a.image_size)
+    images = read_images(a.images) if a.images else make_images(64, a.image_size)
     common = ["--max-connections", "1024", "--max-queue-size", "4096", "--slo-ms", "600000"] + a.server_flags.split()
     modes = {
         "on": Server(a.server, a.model, common + ["--max-batch-size", str(a.max_batch_size)],
@@ -156,6 +208,8 @@ def main():
     }
     rows = []
     try:
+        for s in modes.values():
+            s.wait_ready(a.ready_timeout)
         for idx, clients in enumerate(int(c) for c in a.clients.split(",")):
             order = ["on", "off"] if idx % 2 == 0 else ["off", "on"]  # alternate who goes first
             for mode in order:
@@ -167,8 +221,8 @@ def main():
                 r["mean_batch"] = (s1 - s0) / (n1 - n0) if n1 > n0 else 0.0
                 rows.append(r)
                 print("batching %-3s clients %4d: %7.2f images/s  p50 %8.1f ms  p99 %8.1f ms  mean batch %5.2f  "
-                      "errors %d" % (mode, clients, r["images_per_s"], r["p50_ms"], r["p99_ms"], r["mean_batch"],
-                                     r["errors"]), flush=True)
+                      "errors %d  client cpu %.2f" % (mode, clients, r["images_per_s"], r["p50_ms"], r["p99_ms"],
+                                                      r["mean_batch"], r["errors"], r["client_cpu_cores"]), flush=True)
     finally:
         for s in modes.values():
             s.stop()
