@@ -77,8 +77,12 @@ def profile_ops(r):
         prof = [dict(v, op=k) if isinstance(v, dict) else {"op": k, "ms": v} for k, v in prof.items()]
     if not isinstance(prof, list):
         return []
-    ops = [p for p in prof if isinstance(p, dict) and isinstance(p.get("ms"), (int, float))]
+    ops = [dict(p, calls=as_int(p.get("calls"))) for p in prof if isinstance(p, dict) and isinstance(p.get("ms"), (int, float))]
     return sorted(ops, key=lambda p: -p["ms"])
+
+
+def as_int(v):
+    return int(v) if isinstance(v, (int, float)) else None
 
 
 def main_table(sluice, torch_rows, flops, peaks, have_compile):
@@ -155,12 +159,14 @@ def best_batches(table, torch_rows):
 
 def compile_table(peer, torch_rows):
     """torch.compile per configuration: how long it compiled and what it gained over eager."""
-    rows = [r for r in peer.get("results", []) if r.get("mode") == COMPILE_MODE]
+    rows = [r for r in peer.get("results", []) if r.get("mode") == COMPILE_MODE
+            and r.get("error") != "network or size not in this run"]  # not asked for in this run
     if not rows:
         return [], []
     info = peer.get("compile", {})
-    lines = ["", f"torch.compile ({info.get('mode', rows[0].get('compile_mode', '?'))}, autocast fp16 channels_last, "
-                 f"dynamic=False; compile s: warm-up run / timing run from the warm caches):"]
+    modes = info.get("modes") or [info.get("mode", "?")]
+    lines = ["", f"torch.compile (modes tried: {', '.join(map(str, modes))}; autocast fp16 channels_last, dynamic=False; "
+                 f"compile s: warm-up run / timing run from the warm caches):"]
     out = []
     for r in rows:
         eager = ok_ips(torch_rows.get((r["network"], r["size"], "autocast_fp16_cl", r["batch"]), {}))
@@ -168,12 +174,14 @@ def compile_table(peer, torch_rows):
         c = {"network": r["network"], "size": r["size"], "batch": r["batch"], "status": r.get("status"),
              "images_per_s": ips, "p50_ms": r.get("p50_ms"), "compile_s": r.get("compile_s"),
              "warm_compile_s": r.get("warm_compile_s"), "eager_images_per_s": eager,
-             "gain_over_eager": ratio(ips, eager), "graphs": r.get("graphs"), "graph_breaks": r.get("graph_breaks"),
-             "rel_l2": r.get("rel_l2"), "error": r.get("error")}
+             "gain_over_eager": ratio(ips, eager), "graphs": r.get("graphs"), "graph_breaks": as_int(r.get("graph_breaks")),
+             "rel_l2": r.get("rel_l2"), "error": r.get("error"), "compile_mode": r.get("compile_mode")}
         out.append(c)
         lines.append(f"  {c['network']:17s} {c['size']:5d} batch {c['batch']:2d}: {c['status'] or '?':8s} "
-                     f"{fmt(ips, '8.2f')} img/s (eager autocast {fmt(eager, '.2f')}, x{fmt(c['gain_over_eager'], '.2f')}); "
-                     f"compile {fmt(c['warm_compile_s'], '.0f')} / {fmt(c['compile_s'], '.0f')} s; "
+                     f"{fmt(ips, '8.2f')} img/s (eager autocast {fmt(eager, '.2f')}"
+                     + (f", x{c['gain_over_eager']:.2f}" if c["gain_over_eager"] else "") + "); "
+                     f"{c.get('compile_mode') or ''} "
+                     f"compile {fmt(c['warm_compile_s'], '.1f')} / {fmt(c['compile_s'], '.1f')} s; "
                      f"graph breaks {fmt(c['graph_breaks'], 'd')}; rel L2 {fmt(c['rel_l2'], '.1e')}"
                      + (f"; {c['error']}" if c["error"] else ""))
     return lines, out
@@ -224,16 +232,21 @@ def profile_tables(sluice, flops, peaks):
     return lines, out
 
 
-def extra_comparison(main_rows, extra_rows, field, title, label):
-    """Rows of other runs whose `field` differs from the main run's row of the same network, size,
-    precision and batch, side by side: images/s in the main run, in the other, other / main."""
-    main = {config_key(r): r for r in main_rows}
-    pairs = []
-    for e in extra_rows:
-        m = main.get(config_key(e))
-        if m is None or e.get(field) is None or m.get(field) is None or e.get(field) == m.get(field):
-            continue
-        pairs.append((m, e))
+def extra_comparison(main_rows, extra_rows, field, title, label, admit):
+    """For each network, size, precision and batch that another run measured: images/s at the main
+    run's value of `field` beside images/s at each other value, and other / main. A tagged row stands
+    in for the main run's at the same value (it ran next to the row it is compared with); `admit`
+    keeps out rows that differ in something else too."""
+    values = [r.get(field) for r in main_rows if r.get(field) is not None]
+    if not values:
+        return [], []
+    base = max(set(values), key=values.count)  # the main run's setting
+    by_key = {}
+    for r in main_rows + extra_rows:  # tagged rows last: they replace the main run's
+        if r.get(field) is not None and admit(r):
+            by_key.setdefault(config_key(r), {})[r[field]] = r
+    pairs = [(d[base], d[v]) for d in by_key.values() if base in d for v in d if v != base
+             and (d[base].get("tag") or d[v].get("tag"))]
     if not pairs:
         return [], []
     lines = ["", title]
@@ -241,8 +254,9 @@ def extra_comparison(main_rows, extra_rows, field, title, label):
     for m, e in sorted(pairs, key=lambda p: (p[0]["network"], -p[0]["size"], p[0]["precision"], p[0]["batch"])):
         a, b = ok_ips(m), ok_ips(e)
         c = {"network": m["network"], "size": m["size"], "precision": m["precision"], "batch": m["batch"],
-             "tag": e.get("tag"), field + "_main": m.get(field), field + "_other": e.get(field),
-             "images_per_s_main": a, "images_per_s_other": b, "other_over_main": ratio(b, a)}
+             "tag_main": m.get("tag") or "", "tag_other": e.get("tag") or "", field + "_main": m.get(field),
+             field + "_other": e.get(field), "images_per_s_main": a, "images_per_s_other": b,
+             "other_over_main": ratio(b, a)}
         out.append(c)
         lines.append(f"  {m['network']:17s} {m['size']:5d} {m['precision']:4s} batch {m['batch']:2d}: "
                      f"{label(m.get(field))} {fmt(a, '8.2f')} img/s{'' if a else ' [' + str(m.get('status')) + ']'}, "
@@ -313,12 +327,13 @@ def main():
     profile_lines, profiles = profile_tables(sluice, flops, peaks)
     lines += profile_lines
     ws_lines, workspace = extra_comparison(
-        sluice, extra, "workspace_mib", "cuDNN workspace limit per convolution (main run vs the other run; ratio other / main):",
-        lambda v: f"{v} MiB")
+        sluice, extra, "workspace_mib", "cuDNN workspace limit per convolution (the main run's limit vs another; "
+        "ratio other / main):", lambda v: f"{v} MiB", lambda r: r.get("graphs") is not False)
     lines += ws_lines
+    main_ws = {r.get("workspace_mib") for r in sluice}
     graph_lines, graphs = extra_comparison(
         sluice, extra, "graphs", "CUDA graphs (forward replayed from a captured graph vs launched op by op; "
-        "ratio other / main):", lambda v: "graph" if v else "launched")
+        "ratio other / main):", lambda v: "graph" if v else "launched", lambda r: r.get("workspace_mib") in main_ws)
     lines += graph_lines
     text = "\n".join(lines)
     print(text)
