@@ -326,6 +326,11 @@ def reset_compiler():
     import torch._dynamo
     torch._dynamo.reset()
     try:
+        from torch._inductor import cudagraph_trees
+        cudagraph_trees.reset_cudagraph_trees()
+    except (ImportError, AttributeError):
+        pass
+    try:
         from torch._dynamo.utils import counters
         counters.clear()
     except ImportError:
