@@ -107,6 +107,7 @@ bench_accepts() { "$BENCH" --data=/nonexistent --out=/dev/null --networks= "$@" 
 WARM_PID=""
 COMPILE_ARGS=(--compile-mode "$COMPILE_MODE")
 [[ -n "${SLUICE_GPU_COMPILE_CONFIGS+set}" ]] && COMPILE_ARGS+=(--compile-configs "$SLUICE_GPU_COMPILE_CONFIGS")
+# start_warmup SECONDS: the warm-up, ending itself after SECONDS (its clock starts once torch is imported).
 start_warmup() {
   local launcher=()
   command -v setsid >/dev/null 2>&1 && launcher+=(setsid)
@@ -116,7 +117,6 @@ start_warmup() {
     --deadline-s "$1" >"$RESULTS/compile_warm.log" 2>&1 &
   WARM_PID=$!
 }
-# start_warmup SECONDS: the warm-up, ending itself after SECONDS (its clock starts once torch is imported).
 # stop_warmup SECONDS: waits up to SECONDS for the warm-up to end, then stops its process group.
 stop_warmup() {
   [[ -n "$WARM_PID" ]] || return 0
@@ -132,6 +132,7 @@ stop_warmup() {
   WARM_PID=""
 }
 trap 'stop_warmup 0' EXIT
+trap 'exit 143' TERM INT  # so that the EXIT trap runs when the check itself is stopped
 
 # ---- the machine ----
 HAVE_GPU=0
@@ -239,7 +240,7 @@ if [[ -n "$WARM_PID" ]]; then
   warm_wait=$(( WARM_S + 10 - $(elapsed) ))
   (( warm_wait > 0 )) && kill -0 "$WARM_PID" 2>/dev/null && say "waiting for the compile warm-up (at most ${warm_wait}s)"
   stop_warmup "$(( warm_wait > 0 ? warm_wait : 0 ))"
-  grep -E '"status"' "$RESULTS/compile_warm.log" | sed 's/^/   /' | cut -c1-200
+  grep -E '"status"' "$RESULTS/compile_warm.log" | grep -v "not in this run" | sed 's/^/   /' | cut -c1-200
 fi
 
 # ---- 3. PyTorch: export, peak, timing ----

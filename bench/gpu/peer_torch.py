@@ -230,6 +230,10 @@ def bench(args, nets, inputs, outputs, log, start, stop_at):
     results = []
     timing_settings()
     for name in nets:
+        if time.time() - start > stop_at:  # not even the model's construction
+            results += [{"impl": "torch", "network": name, "size": s, "mode": mode, "batch": b, "status": "skipped"}
+                        for mode in MODES for s in args.sizes for b in args.batches]
+            continue
         model = build(name).cuda()
         for mode in MODES:
             if mode == "autocast_fp16_cl":
