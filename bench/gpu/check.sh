@@ -296,7 +296,7 @@ extra_run() {
     return
   fi
   say "$name ($*; deadline ${seconds}s)"
-  limit $((seconds + 20)) "$BENCH" --data="$DATA" --out="$RESULTS/sluice_$name.jsonl" --batches="$BATCHES" \
+  limit $((seconds + 20)) "$BENCH" --data="$DATA" --out="$RESULTS/sluice_$name.jsonl" \
     --deadline-s="$seconds" --search="$SEARCH" ${tag:+"$tag"} "$@" >>"$RESULTS/bench.log" 2>&1 \
     || { tail -5 "$RESULTS/bench.log"; say "bench_gpu ($name) failed"; }
   EXTRA_FILES+=(--sluice-extra "$RESULTS/sluice_$name.jsonl")
@@ -320,11 +320,11 @@ print(1 if want <= have else 0)' "$RESULTS/sluice.jsonl" "$WS_NETWORKS" "$WS_SIZ
   ws_time=$WS_S
   if [[ "$have_base" != 1 ]]; then
     extra_run "ws$WORKSPACE_MIB" $((WS_S * 45 / 100)) --networks="$WS_NETWORKS" --sizes="$WS_SIZES" \
-      --precisions="$WS_PRECISIONS" --workspace-mib="$WORKSPACE_MIB"
+      --precisions="$WS_PRECISIONS" --batches="$BATCHES" --workspace-mib="$WORKSPACE_MIB"
     ws_time=$((WS_S * 55 / 100))
   fi
   extra_run "ws$WS_MIB" "$ws_time" --networks="$WS_NETWORKS" --sizes="$WS_SIZES" --precisions="$WS_PRECISIONS" \
-    --workspace-mib="$WS_MIB"
+    --batches="$BATCHES" --workspace-mib="$WS_MIB"
 fi
 
 # CUDA graphs: the forward launched op by op, beside the main run's replayed graph.
