@@ -13,6 +13,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "fake_inference_service.hpp"
+#include "sluice/core/clock.hpp"
 #include "sluice/core/error.hpp"
 #include "sluice/grpc/grpc_predict_v2.grpc.pb.h"
 #include "sluice/grpc/grpc_server.hpp"
@@ -207,6 +208,26 @@ TEST_F(GrpcServerTest, RawInferRoundTripWithParameters) {
   EXPECT_FALSE(response.outputs(0).has_contents());
   ASSERT_EQ(response.raw_output_contents_size(), 1);
   EXPECT_EQ(response.raw_output_contents(0), r.raw_input_contents(0));
+}
+
+// The client's deadline becomes the request's (on the steady clock), so that the Batcher can shed
+// work the client has given up on; a call without one carries none.
+TEST_F(GrpcServerTest, TheClientsDeadlineReachesTheService) {
+  start();
+  ModelInferResponse response;
+  const auto before = sluice::Clock::now();
+  ASSERT_TRUE(infer(raw_fp32("echo", {1.0f}), response, 3s).ok());
+  const auto after = sluice::Clock::now();
+  {
+    grpc::ClientContext no_deadline;
+    ASSERT_TRUE(stub_->ModelInfer(&no_deadline, raw_fp32("echo", {2.0f}), &response).ok());
+  }
+  const auto seen = fake_->seen();
+  ASSERT_EQ(seen.size(), 2u);
+  ASSERT_TRUE(seen[0].request.deadline.has_value());
+  EXPECT_GE(*seen[0].request.deadline, before + 2500ms);  // clock conversion: well within a second
+  EXPECT_LE(*seen[0].request.deadline, after + 3s);
+  EXPECT_FALSE(seen[1].request.deadline.has_value());
 }
 
 TEST_F(GrpcServerTest, TypedContentsOfEveryDatatypeBecomeTheRawForm) {

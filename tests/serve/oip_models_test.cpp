@@ -403,6 +403,30 @@ TEST_F(OipFixture, UndecodableRowFailsItsRequestOnly) {
   EXPECT_EQ(o.output("MASK")->shape[0], 2);
 }
 
+TEST_F(OipFixture, TheCallersDeadlineBoundsTheRequest) {
+  const std::string png = png_of(disc_image({40, 40}, {20, 20}, 10));
+  oip::InferRequest late = request("bright", input("IMAGE", oip::DataType::BYTES, {1}, bytes_tensor({png})), {"POLYGONS"});
+  late.deadline = sluice::Clock::now() - std::chrono::milliseconds(1);
+  const auto [status, message] = refused(std::move(late));
+  EXPECT_EQ(status, oip::Status::deadline_exceeded);
+  EXPECT_NE(message.find("deadline"), std::string::npos) << message;
+  EXPECT_TRUE(eventually([&] { return api->memory()->in_use() == 0; }));
+
+  // Batches of exactly 2 and 30 s of waiting for company: only the caller's deadline (300 ms) can
+  // end this request's wait -- it runs alone then, or fails as late, but it does not wait 30 s.
+  TearDown();
+  start({.input_size = 32, .max_batch_size = 2, .max_queue_delay = std::chrono::seconds(30)});
+  oip::InferRequest soon = request("bright", input("IMAGE", oip::DataType::BYTES, {1}, bytes_tensor({png})), {"POLYGONS"});
+  soon.deadline = sluice::Clock::now() + std::chrono::milliseconds(300);
+  auto answer = infer_async(std::move(soon));
+  ASSERT_EQ(answer.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "the request waited for company past its deadline";
+  const Answer a = answer.get();
+  if (a.failure) {
+    EXPECT_EQ(a.failure->status, oip::Status::deadline_exceeded) << a.failure->message;
+  }
+}
+
 TEST_F(OipFixture, ProtocolAndApiV1RequestsShareOneBatch) {
   // Batches of exactly 2, and a long wait for company: the two requests can only run together.
   TearDown();

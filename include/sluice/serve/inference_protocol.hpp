@@ -21,6 +21,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sluice/core/clock.hpp"
+
 namespace sluice::serve::oip {
 
 /// Request, tensor and output parameters: a JSON object whose values are bool, int64, double or string
@@ -85,6 +87,10 @@ struct InferRequest {
   /// True when the transport already holds the inputs' bytes in the server's memory budget (the
   /// HTTP body is admitted against it before it is read); otherwise the service holds them.
   bool inputs_in_budget = false;
+  /// The caller's own deadline, where the transport carries one (a gRPC client's): the earlier of it
+  /// and the server's request timeout is the deadline the requests' batches must meet, so that work
+  /// the client has given up on is shed rather than run.
+  std::optional<TimePoint> deadline;
 };
 
 /// One output tensor of a response, owning its data (raw form).

@@ -308,7 +308,12 @@ class ModelsInferenceService final : public oip::InferenceService {
 
     const Duration timeout = limits.request_timeout > Duration::zero() ? limits.request_timeout
                                                                         : Duration(std::chrono::hours(24 * 365 * 100));
-    const TimePoint deadline = Clock::now() + timeout;
+    TimePoint deadline = Clock::now() + timeout;
+    if (request.deadline) {
+      if (*request.deadline <= Clock::now())
+        refuse(oip::Status::deadline_exceeded, "the request's deadline passed before it could be queued");
+      deadline = std::min(deadline, *request.deadline);
+    }
     const std::shared_ptr<const void> owner = in.owner;
     for (auto& job : jobs) {
       job.owner = owner;

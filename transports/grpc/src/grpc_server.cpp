@@ -1,17 +1,20 @@
 #include "sluice/grpc/grpc_server.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <condition_variable>
 #include <exception>
 #include <iterator>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/message_allocator.h>
 
+#include "sluice/core/clock.hpp"
 #include "sluice/core/error.hpp"
 #include "sluice/grpc/grpc_predict_v2.grpc.pb.h"
 #include "tensor_wire.hpp"
@@ -38,6 +41,14 @@ using inference::ModelInferResponse;
 
 ::grpc::Status to_grpc(Status status, const std::string& message) {
   return {static_cast<::grpc::StatusCode>(grpc_status_code(status)), message};
+}
+
+/// The client's deadline on the service's steady clock; none when it set none (gRPC reports the
+/// system clock's far future) or one more than ten years away.
+std::optional<TimePoint> steady_deadline(std::chrono::system_clock::time_point deadline) {
+  const auto now = std::chrono::system_clock::now();
+  if (deadline > now + std::chrono::hours(24 * 365 * 10)) return std::nullopt;
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(deadline - now);
 }
 
 /// The two messages of one ModelInfer call, shared by gRPC (until the call is done) and by the
@@ -221,6 +232,7 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
     InferRequest request;
     if (auto failure = wire::to_infer_request(in, std::move(owner), request))
       return answer(c, to_grpc(failure->status, failure->message));
+    request.deadline = steady_deadline(c->deadline());
 
     auto call = std::make_shared<Call>();
     call->response = out;
