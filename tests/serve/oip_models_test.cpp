@@ -3,6 +3,7 @@
 // against what the pipeline's own steps give, every malformed tensor refused with a message that
 // names it, and protocol requests sharing batches with /api/v1 requests.
 #include "support/brightness_service.hpp"
+#include "support/serve_test_support.hpp"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +14,6 @@
 #include <thread>
 #include <vector>
 
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "sluice/serve/oip_models.hpp"
@@ -24,21 +24,10 @@ namespace {
 using namespace sluice::serve;
 using sluice::serve::testing::BrightnessOptions;
 using sluice::serve::testing::BrightnessService;
+using sluice::serve::testing::disc_image;
 using sluice::serve::testing::Executor;
 using sluice::serve::testing::make_brightness_service;
-
-/// A dark image (BGR, as OpenCV holds it) with a bright disc, tinted so that a channel swap shows.
-cv::Mat disc_image(cv::Size size, cv::Point c, int r) {
-  cv::Mat m(size, CV_8UC3, cv::Scalar(10, 30, 50));
-  cv::circle(m, c, r, cv::Scalar(200, 230, 250), cv::FILLED);
-  return m;
-}
-
-std::string png_of(const cv::Mat& bgr) {
-  std::vector<uchar> out;
-  EXPECT_TRUE(cv::imencode(".png", bgr, out));
-  return std::string(out.begin(), out.end());
-}
+using sluice::serve::testing::png_of;
 
 std::string rgb_bytes(const cv::Mat& bgr) {
   cv::Mat rgb;
