@@ -15,6 +15,7 @@
 
 #include "sluice/backends/cpu/cpu_backend.hpp"
 #include "support/cpu_reference.hpp"
+#include "support/packed_gemm_product.hpp"
 
 namespace {
 
@@ -33,29 +34,14 @@ bool bf16_runs_here() { return sluice::cpu::bf16_unavailable_reason().empty(); }
     if (!bf16_runs_here()) GTEST_SKIP() << sluice::cpu::bf16_unavailable_reason(); \
   } while (0)
 
-struct Product {
-  std::int64_t m, k, n;
-  std::vector<float> a, b;  // row-major [m x k], [k x n]
-  std::vector<std::uint32_t> packed_a;
-
-  Product(std::int64_t m_, std::int64_t k_, std::int64_t n_, std::mt19937& rng)
-      : m(m_), k(k_), n(n_),
-        a(ref::random_values(static_cast<std::size_t>(m * k), rng)),
-        b(ref::random_values(static_cast<std::size_t>(k * n), rng)),
-        packed_a(static_cast<std::size_t>(kernels::packed_a_bf16_words(m, k))) {
-    kernels::pack_a_bf16(a.data(), m, k, k, packed_a.data());
-  }
-
-  /// Rows [m0, m0 + rows) and columns [c0, c1) of A * B through the packed bf16 GEMM.
-  std::vector<float> run(std::int64_t m0, std::int64_t rows, std::int64_t c0, std::int64_t c1) const {
-    std::vector<float> scratch(static_cast<std::size_t>(kernels::PackedB::floats(k, c1 - c0)), -7.0f);
-    const kernels::PackedB packed(scratch.data(), k, c1 - c0);
-    for (std::int64_t r = 0; r < k; ++r) packed.set_row(r, b.data() + r * n + c0);
-    std::vector<float> c(static_cast<std::size_t>(rows * (c1 - c0)), 99.0f);
-    kernels::gemm_packed_bf16(packed_a.data(), m, m0, rows, packed, c.data(), c1 - c0);
-    return c;
-  }
+/// gemm_bf16.hpp's packing (A rounded to bf16 pairs) and GEMM, for the shared product.
+struct Bf16Gemm {
+  using Word = std::uint32_t;
+  static constexpr auto packed_a_size = kernels::packed_a_bf16_words;
+  static constexpr auto pack_a = kernels::pack_a_bf16;
+  static constexpr auto gemm = kernels::gemm_packed_bf16;
 };
+using Product = ref::PackedGemmProduct<Bf16Gemm>;
 
 double bf16_value(float f) { return kernels::from_bf16(kernels::to_bf16(f)); }
 
