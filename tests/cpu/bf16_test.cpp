@@ -61,39 +61,35 @@ TEST(Bf16Gemm, MatchesDoubleProductWithinTheBf16Bound) {
   std::mt19937 rng(81);
   // Shapes around the panel sizes (8 rows, 24 columns), the pairs (odd k) and the depth block (256).
   const std::int64_t ms[] = {1, 7, 8, 9, 30}, ks[] = {1, 2, 7, 255, 256, 257, 600}, ns[] = {1, 23, 24, 25, 97};
-  for (std::int64_t m : ms)
-    for (std::int64_t k : ks)
-      for (std::int64_t n : ns) {
-        SCOPED_TRACE("m " + std::to_string(m) + " k " + std::to_string(k) + " n " + std::to_string(n));
-        const Product p(m, k, n, rng);
-        const std::vector<float> c = p.run(0, m, 0, n);
-        // Rounding each operand to bf16 (unit roundoff u = 2^-8) moves a product by at most
-        // (2u + u^2) |a b|; bf16 x bf16 is exact in float and the float sums of k + 1 terms add
-        // gamma_(k+1) (u32 = 2^-24) of the magnitude (Higham 3.1). Against the rounded operands the
-        // kernel must meet the float bound alone: a pair or a row in the wrong place cannot.
-        const double u = std::ldexp(1.0, -8), u32 = std::ldexp(1.0, -24);
-        const double gamma = (k + 2) * u32 / (1 - (k + 2) * u32);
-        double worst_ratio = 0;
-        for (std::int64_t i = 0; i < m; ++i)
-          for (std::int64_t j = 0; j < n; ++j) {
-            double exact = 0, rounded = 0, magnitude = 0, rounded_magnitude = 0;
-            for (std::int64_t q = 0; q < k; ++q) {
-              const double t = double(p.a[i * k + q]) * double(p.b[q * n + j]);
-              const double r = bf16_value(p.a[i * k + q]) * bf16_value(p.b[q * n + j]);
-              exact += t, rounded += r, magnitude += std::abs(t), rounded_magnitude += std::abs(r);
-            }
-            const double got = c[i * n + j];
-            ASSERT_LE(std::abs(got - exact), (2 * u + u * u + gamma * (1 + 2 * u + u * u)) * magnitude)
-                << "at " << i << "," << j;
-            ASSERT_LE(std::abs(got - rounded), gamma * rounded_magnitude) << "at " << i << "," << j;
-            if (magnitude > 0) worst_ratio = std::max(worst_ratio, std::abs(got - exact) / magnitude);
-          }
-        // And bf16 really ran: with k >= 7 random products, some output's error relative to its
-        // magnitude is near u / sqrt(k) (> 1e-5), where float's stays near 2^-24 sqrt(k) (< 1e-6).
-        if (k >= 7) {
-          EXPECT_GT(worst_ratio, 1e-5);
+  ref::for_every_shape<Bf16Gemm>(ms, ks, ns, rng, [](const Product& p, const std::vector<float>& c) {
+    const std::int64_t m = p.m, k = p.k, n = p.n;
+    // Rounding each operand to bf16 (unit roundoff u = 2^-8) moves a product by at most
+    // (2u + u^2) |a b|; bf16 x bf16 is exact in float and the float sums of k + 1 terms add
+    // gamma_(k+1) (u32 = 2^-24) of the magnitude (Higham 3.1). Against the rounded operands the
+    // kernel must meet the float bound alone: a pair or a row in the wrong place cannot.
+    const double u = std::ldexp(1.0, -8), u32 = std::ldexp(1.0, -24);
+    const double gamma = (k + 2) * u32 / (1 - (k + 2) * u32);
+    double worst_ratio = 0;
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double exact = 0, rounded = 0, magnitude = 0, rounded_magnitude = 0;
+        for (std::int64_t q = 0; q < k; ++q) {
+          const double t = double(p.a[i * k + q]) * double(p.b[q * n + j]);
+          const double r = bf16_value(p.a[i * k + q]) * bf16_value(p.b[q * n + j]);
+          exact += t, rounded += r, magnitude += std::abs(t), rounded_magnitude += std::abs(r);
         }
+        const double got = c[i * n + j];
+        ASSERT_LE(std::abs(got - exact), (2 * u + u * u + gamma * (1 + 2 * u + u * u)) * magnitude)
+            << "at " << i << "," << j;
+        ASSERT_LE(std::abs(got - rounded), gamma * rounded_magnitude) << "at " << i << "," << j;
+        if (magnitude > 0) worst_ratio = std::max(worst_ratio, std::abs(got - exact) / magnitude);
       }
+    // And bf16 really ran: with k >= 7 random products, some output's error relative to its
+    // magnitude is near u / sqrt(k) (> 1e-5), where float's stays near 2^-24 sqrt(k) (< 1e-6).
+    if (k >= 7) {
+      EXPECT_GT(worst_ratio, 1e-5);
+    }
+  });
 }
 
 TEST(Bf16Gemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {

@@ -31,26 +31,22 @@ TEST(ConvGemm, MatchesDoubleProductWithinTheFloatSummationBound) {
   // Shapes around the panel sizes (4 rows, 24 columns) and the depth block (256).
   const std::int64_t ms[] = {1, 3, 4, 5, 13, 64}, ks[] = {1, 7, 255, 256, 257, 600},
                      ns[] = {1, 23, 24, 25, 97};
-  for (std::int64_t m : ms)
-    for (std::int64_t k : ks)
-      for (std::int64_t n : ns) {
-        SCOPED_TRACE("m " + std::to_string(m) + " k " + std::to_string(k) + " n " + std::to_string(n));
-        const Product p(m, k, n, rng);
-        const std::vector<float> c = p.run(0, m, 0, n);
-        // Any float summation order of k products is within gamma_k * sum |a b| of the exact sum
-        // (Higham, Accuracy and Stability, 3.1), with gamma_k = k u / (1 - k u), u = 2^-24.
-        const double u = std::ldexp(1.0, -24), gamma = (k + 1) * u / (1 - (k + 1) * u);
-        for (std::int64_t i = 0; i < m; ++i)
-          for (std::int64_t j = 0; j < n; ++j) {
-            double want = 0, magnitude = 0;
-            for (std::int64_t q = 0; q < k; ++q) {
-              const double t = double(p.a[i * k + q]) * double(p.b[q * n + j]);
-              want += t;
-              magnitude += std::abs(t);
-            }
-            ASSERT_LE(std::abs(double(c[i * n + j]) - want), gamma * magnitude) << "at " << i << "," << j;
-          }
+  ref::for_every_shape<Fp32Gemm>(ms, ks, ns, rng, [](const Product& p, const std::vector<float>& c) {
+    const std::int64_t m = p.m, k = p.k, n = p.n;
+    // Any float summation order of k products is within gamma_k * sum |a b| of the exact sum
+    // (Higham, Accuracy and Stability, 3.1), with gamma_k = k u / (1 - k u), u = 2^-24.
+    const double u = std::ldexp(1.0, -24), gamma = (k + 1) * u / (1 - (k + 1) * u);
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double want = 0, magnitude = 0;
+        for (std::int64_t q = 0; q < k; ++q) {
+          const double t = double(p.a[i * k + q]) * double(p.b[q * n + j]);
+          want += t;
+          magnitude += std::abs(t);
+        }
+        ASSERT_LE(std::abs(double(c[i * n + j]) - want), gamma * magnitude) << "at " << i << "," << j;
       }
+  });
 }
 
 TEST(ConvGemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {

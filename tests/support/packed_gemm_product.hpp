@@ -3,8 +3,12 @@
 // window of columns, so that its results can be set against a double product or against each other.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <random>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "sluice/backends/cpu/gemm.hpp"
@@ -40,5 +44,20 @@ struct PackedGemmProduct {
     return c;
   }
 };
+
+/// For every shape m x k x n of the lists, in that order, a fresh product drawn from `rng` and all of
+/// A * B through the kernel: check(p, c), traced with the shape. A fatal failure ends the walk there.
+template <class Kernel, class Check>
+void for_every_shape(std::span<const std::int64_t> ms, std::span<const std::int64_t> ks,
+                     std::span<const std::int64_t> ns, std::mt19937& rng, Check check) {
+  for (std::int64_t m : ms)
+    for (std::int64_t k : ks)
+      for (std::int64_t n : ns) {
+        SCOPED_TRACE("m " + std::to_string(m) + " k " + std::to_string(k) + " n " + std::to_string(n));
+        const PackedGemmProduct<Kernel> p(m, k, n, rng);
+        check(p, p.run(0, m, 0, n));
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+}
 
 }  // namespace sluice::cpu::test
