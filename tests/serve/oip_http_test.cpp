@@ -19,11 +19,7 @@
 namespace {
 
 using namespace sluice::serve;
-using sluice::serve::testing::BrightnessService;
-using sluice::serve::testing::disc_image;
-using sluice::serve::testing::Executor;
-using sluice::serve::testing::make_brightness_service;
-using sluice::serve::testing::png_of;
+using namespace sluice::serve::testing;  // BrightnessService and its test images
 using nlohmann::json;
 
 std::string bytes_element(const std::string& s) {
