@@ -32,6 +32,31 @@ def find_binary(build):
     sys.exit(f"bench_models not found under {build}: build the bench_models target first")
 
 
+def int_list(text):
+    """A comma-separated list of whole numbers ("256,512") as ints."""
+    return [int(v) for v in text.split(",")]
+
+
+def write_case(name, tmp, sizes, max_batch):
+    """Network `name` at its deployed widths with random weights (pytorch_peer.py), its weights and its
+    inputs (and PyTorch's output for the first image) written under `tmp` as bench_models reads them.
+    Returns (model, weights path, inputs path, tensors)."""
+    model = pytorch_peer.build(name)
+    weights = os.path.join(tmp, f"{name}.safetensors")
+    inputs = os.path.join(tmp, f"{name}_inputs.safetensors")
+    tensors = pytorch_peer.write_case(name, model, sizes, max_batch, weights, inputs)
+    return model, weights, inputs, tensors
+
+
+def run_bench_models(binary, name, weights, inputs, threads, reps, size, batch, max_seconds, extra=(), env=None):
+    """One configuration through bench_models: its result row (the last line it prints, JSON)."""
+    out = subprocess.run(
+        [binary, name, weights, inputs, "--threads", str(threads), "--reps", str(reps), "--sizes", str(size),
+         "--batches", str(batch), "--max-reps-seconds", str(max_seconds), *extra],
+        check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
@@ -51,25 +76,18 @@ def main():
 
     torch.set_num_threads(args.threads)
     binary = find_binary(args.build)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    batches = [int(b) for b in args.batches.split(",")]
+    sizes = int_list(args.sizes)
+    batches = int_list(args.batches)
     rows = []
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
         for name in args.networks.split(","):
-            model = pytorch_peer.build(name)
-            weights = os.path.join(tmp, f"{name}.safetensors")
-            inputs = os.path.join(tmp, f"{name}_inputs.safetensors")
-            tensors = pytorch_peer.write_case(name, model, sizes, max(batches), weights, inputs)
+            model, weights, inputs, tensors = write_case(name, tmp, sizes, max(batches))
             plan = {s: [b for b in batches if args.plan == "full" or s <= 256 or b <= 2] for s in sizes}
             for s in sizes:
                 for b in plan[s]:
                     # sluice first, then PyTorch, back to back for each configuration.
-                    out = subprocess.run(
-                        [binary, name, weights, inputs, "--threads", str(args.threads), "--reps", str(args.reps),
-                         "--sizes", str(s), "--batches", str(b), "--max-reps-seconds", str(args.max_seconds),
-                         "--warmup-max-seconds", str(args.warmup_max_seconds)],
-                        check=True, capture_output=True, text=True).stdout
-                    ours = json.loads(out.strip().splitlines()[-1])
+                    ours = run_bench_models(binary, name, weights, inputs, args.threads, args.reps, s, b,
+                                            args.max_seconds, ["--warmup-max-seconds", str(args.warmup_max_seconds)])
                     median, runs = pytorch_peer.time_forward(model, tensors[f"input_{s}"][:b], args.reps,
                                                              args.max_seconds, args.warmup_max_seconds)
                     row = dict(network=name, size=s, batch=b, torch_images_per_s=b / median, torch_runs=runs,

@@ -31,7 +31,7 @@ import torch
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
 import pytorch_peer  # noqa: E402
-from compare import NETWORKS, find_binary  # noqa: E402
+from compare import NETWORKS, find_binary, int_list, run_bench_models, write_case  # noqa: E402
 
 ENGINES = ["sluice_fp32", "sluice_bf16", "torch", "ort", "ov_fp32", "ov_bf16"]
 VENV_PACKAGES = ["onnxruntime", "openvino", "onnx", "numpy"]
@@ -101,16 +101,13 @@ def main():
     binary = find_binary(args.build) if any(e.startswith("sluice") for e in engines) else None
     venv_python = ensure_venv(args.venv) if any(e in ("ort", "ov_fp32", "ov_bf16") for e in engines) else None
     os.makedirs(args.cache, exist_ok=True)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    batches = [int(b) for b in args.batches.split(",")]
+    sizes = int_list(args.sizes)
+    batches = int_list(args.batches)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     rows = []
     with tempfile.TemporaryDirectory(prefix="sluice-peers-") as tmp:
         for name in args.networks.split(","):
-            model = pytorch_peer.build(name)
-            weights = os.path.join(tmp, f"{name}.safetensors")
-            inputs = os.path.join(tmp, f"{name}_inputs.safetensors")
-            tensors = pytorch_peer.write_case(name, model, sizes, max(batches), weights, inputs)
+            model, weights, inputs, tensors = write_case(name, tmp, sizes, max(batches))
             digest = file_digest(weights)
             for s in sizes:
                 onnx_path = None
@@ -127,12 +124,8 @@ def main():
                     for _ in range(args.rounds):
                         for e in engines:
                             if e.startswith("sluice"):
-                                out = subprocess.run(
-                                    [binary, name, weights, inputs, "--threads", str(args.threads), "--reps",
-                                     str(args.reps), "--sizes", str(s), "--batches", str(b), "--max-reps-seconds",
-                                     str(args.max_seconds), "--precision", e.split("_")[1]],
-                                    check=True, capture_output=True, text=True, env=env).stdout
-                                r = json.loads(out.strip().splitlines()[-1])
+                                r = run_bench_models(binary, name, weights, inputs, args.threads, args.reps, s, b,
+                                                     args.max_seconds, ["--precision", e.split("_")[1]], env)
                                 medians[e].append(r["median_s"])
                                 runs[e] += r["runs"]
                                 errors[e] = r["rel_l2_vs_torch"]

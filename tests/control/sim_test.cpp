@@ -3,19 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "control_sim.hpp"
+#include "hrnet_latency_curve.hpp"
 #include "sluice/control/fixed_batch.hpp"
 #include "sluice/control/slo_controller.hpp"
 
 namespace sluice::bench {
 namespace {
-
-LatencyCurve hrnet() {
-  LatencyCurve c;
-  c.name = "hrnet";
-  c.p50_ms = {{1, 63.3}, {2, 125.7}, {4, 232.6}, {8, 462.8}, {12, 684.3}, {16, 1271.0}};
-  c.max_safe = 16;
-  return c;
-}
 
 TEST(ControlSim, CurveInterpolatesBetweenMeasuredSizes) {
   const auto c = hrnet();

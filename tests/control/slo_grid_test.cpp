@@ -5,18 +5,11 @@
 
 #include <cstdio>
 
+#include "hrnet_latency_curve.hpp"
 #include "slo_grid.hpp"
 
 namespace sluice::bench {
 namespace {
-
-LatencyCurve hrnet() {
-  LatencyCurve c;
-  c.name = "hrnet";
-  c.p50_ms = {{1, 63.3}, {2, 125.7}, {4, 232.6}, {8, 462.8}, {12, 684.3}, {16, 1271.0}};
-  c.max_safe = 16;
-  return c;
-}
 
 constexpr double kRequests = 4000;
 

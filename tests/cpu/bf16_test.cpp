@@ -15,6 +15,7 @@
 
 #include "sluice/backends/cpu/cpu_backend.hpp"
 #include "support/cpu_reference.hpp"
+#include "support/packed_gemm_product.hpp"
 
 namespace {
 
@@ -33,29 +34,14 @@ bool bf16_runs_here() { return sluice::cpu::bf16_unavailable_reason().empty(); }
     if (!bf16_runs_here()) GTEST_SKIP() << sluice::cpu::bf16_unavailable_reason(); \
   } while (0)
 
-struct Product {
-  std::int64_t m, k, n;
-  std::vector<float> a, b;  // row-major [m x k], [k x n]
-  std::vector<std::uint32_t> packed_a;
-
-  Product(std::int64_t m_, std::int64_t k_, std::int64_t n_, std::mt19937& rng)
-      : m(m_), k(k_), n(n_),
-        a(ref::random_values(static_cast<std::size_t>(m * k), rng)),
-        b(ref::random_values(static_cast<std::size_t>(k * n), rng)),
-        packed_a(static_cast<std::size_t>(kernels::packed_a_bf16_words(m, k))) {
-    kernels::pack_a_bf16(a.data(), m, k, k, packed_a.data());
-  }
-
-  /// Rows [m0, m0 + rows) and columns [c0, c1) of A * B through the packed bf16 GEMM.
-  std::vector<float> run(std::int64_t m0, std::int64_t rows, std::int64_t c0, std::int64_t c1) const {
-    std::vector<float> scratch(static_cast<std::size_t>(kernels::PackedB::floats(k, c1 - c0)), -7.0f);
-    const kernels::PackedB packed(scratch.data(), k, c1 - c0);
-    for (std::int64_t r = 0; r < k; ++r) packed.set_row(r, b.data() + r * n + c0);
-    std::vector<float> c(static_cast<std::size_t>(rows * (c1 - c0)), 99.0f);
-    kernels::gemm_packed_bf16(packed_a.data(), m, m0, rows, packed, c.data(), c1 - c0);
-    return c;
-  }
+/// gemm_bf16.hpp's packing (A rounded to bf16 pairs) and GEMM, for the shared product.
+struct Bf16Gemm {
+  using Word = std::uint32_t;
+  static constexpr auto packed_a_size = kernels::packed_a_bf16_words;
+  static constexpr auto pack_a = kernels::pack_a_bf16;
+  static constexpr auto gemm = kernels::gemm_packed_bf16;
 };
+using Product = ref::PackedGemmProduct<Bf16Gemm>;
 
 double bf16_value(float f) { return kernels::from_bf16(kernels::to_bf16(f)); }
 
@@ -75,39 +61,35 @@ TEST(Bf16Gemm, MatchesDoubleProductWithinTheBf16Bound) {
   std::mt19937 rng(81);
   // Shapes around the panel sizes (8 rows, 24 columns), the pairs (odd k) and the depth block (256).
   const std::int64_t ms[] = {1, 7, 8, 9, 30}, ks[] = {1, 2, 7, 255, 256, 257, 600}, ns[] = {1, 23, 24, 25, 97};
-  for (std::int64_t m : ms)
-    for (std::int64_t k : ks)
-      for (std::int64_t n : ns) {
-        SCOPED_TRACE("m " + std::to_string(m) + " k " + std::to_string(k) + " n " + std::to_string(n));
-        const Product p(m, k, n, rng);
-        const std::vector<float> c = p.run(0, m, 0, n);
-        // Rounding each operand to bf16 (unit roundoff u = 2^-8) moves a product by at most
-        // (2u + u^2) |a b|; bf16 x bf16 is exact in float and the float sums of k + 1 terms add
-        // gamma_(k+1) (u32 = 2^-24) of the magnitude (Higham 3.1). Against the rounded operands the
-        // kernel must meet the float bound alone: a pair or a row in the wrong place cannot.
-        const double u = std::ldexp(1.0, -8), u32 = std::ldexp(1.0, -24);
-        const double gamma = (k + 2) * u32 / (1 - (k + 2) * u32);
-        double worst_ratio = 0;
-        for (std::int64_t i = 0; i < m; ++i)
-          for (std::int64_t j = 0; j < n; ++j) {
-            double exact = 0, rounded = 0, magnitude = 0, rounded_magnitude = 0;
-            for (std::int64_t q = 0; q < k; ++q) {
-              const double t = double(p.a[i * k + q]) * double(p.b[q * n + j]);
-              const double r = bf16_value(p.a[i * k + q]) * bf16_value(p.b[q * n + j]);
-              exact += t, rounded += r, magnitude += std::abs(t), rounded_magnitude += std::abs(r);
-            }
-            const double got = c[i * n + j];
-            ASSERT_LE(std::abs(got - exact), (2 * u + u * u + gamma * (1 + 2 * u + u * u)) * magnitude)
-                << "at " << i << "," << j;
-            ASSERT_LE(std::abs(got - rounded), gamma * rounded_magnitude) << "at " << i << "," << j;
-            if (magnitude > 0) worst_ratio = std::max(worst_ratio, std::abs(got - exact) / magnitude);
-          }
-        // And bf16 really ran: with k >= 7 random products, some output's error relative to its
-        // magnitude is near u / sqrt(k) (> 1e-5), where float's stays near 2^-24 sqrt(k) (< 1e-6).
-        if (k >= 7) {
-          EXPECT_GT(worst_ratio, 1e-5);
+  ref::for_every_shape<Bf16Gemm>(ms, ks, ns, rng, [](const Product& p, const std::vector<float>& c) {
+    const std::int64_t m = p.m, k = p.k, n = p.n;
+    // Rounding each operand to bf16 (unit roundoff u = 2^-8) moves a product by at most
+    // (2u + u^2) |a b|; bf16 x bf16 is exact in float and the float sums of k + 1 terms add
+    // gamma_(k+1) (u32 = 2^-24) of the magnitude (Higham 3.1). Against the rounded operands the
+    // kernel must meet the float bound alone: a pair or a row in the wrong place cannot.
+    const double u = std::ldexp(1.0, -8), u32 = std::ldexp(1.0, -24);
+    const double gamma = (k + 2) * u32 / (1 - (k + 2) * u32);
+    double worst_ratio = 0;
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double exact = 0, rounded = 0, magnitude = 0, rounded_magnitude = 0;
+        for (std::int64_t q = 0; q < k; ++q) {
+          const double t = double(p.a[i * k + q]) * double(p.b[q * n + j]);
+          const double r = bf16_value(p.a[i * k + q]) * bf16_value(p.b[q * n + j]);
+          exact += t, rounded += r, magnitude += std::abs(t), rounded_magnitude += std::abs(r);
         }
+        const double got = c[i * n + j];
+        ASSERT_LE(std::abs(got - exact), (2 * u + u * u + gamma * (1 + 2 * u + u * u)) * magnitude)
+            << "at " << i << "," << j;
+        ASSERT_LE(std::abs(got - rounded), gamma * rounded_magnitude) << "at " << i << "," << j;
+        if (magnitude > 0) worst_ratio = std::max(worst_ratio, std::abs(got - exact) / magnitude);
       }
+    // And bf16 really ran: with k >= 7 random products, some output's error relative to its
+    // magnitude is near u / sqrt(k) (> 1e-5), where float's stays near 2^-24 sqrt(k) (< 1e-6).
+    if (k >= 7) {
+      EXPECT_GT(worst_ratio, 1e-5);
+    }
+  });
 }
 
 TEST(Bf16Gemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {

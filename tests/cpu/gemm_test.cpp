@@ -10,63 +10,43 @@
 #include <vector>
 
 #include "support/cpu_reference.hpp"
+#include "support/packed_gemm_product.hpp"
 
 namespace {
 
 namespace kernels = sluice::cpu::kernels;
 namespace ref = sluice::cpu::test;
 
-struct Product {
-  std::int64_t m, k, n;
-  std::vector<float> a, b;  // row-major [m x k], [k x n]
-  std::vector<float> packed_a;
-
-  Product(std::int64_t m_, std::int64_t k_, std::int64_t n_, std::mt19937& rng)
-      : m(m_),
-        k(k_),
-        n(n_),
-        a(ref::random_values(static_cast<std::size_t>(m * k), rng)),
-        b(ref::random_values(static_cast<std::size_t>(k * n), rng)),
-        packed_a(static_cast<std::size_t>(kernels::packed_a_floats(m, k))) {
-    kernels::pack_a(a.data(), m, k, k, packed_a.data());
-  }
-
-  /// Rows [m0, m0 + rows) and columns [c0, c1) of A * B through the packed GEMM.
-  std::vector<float> run(std::int64_t m0, std::int64_t rows, std::int64_t c0, std::int64_t c1) const {
-    std::vector<float> scratch(static_cast<std::size_t>(kernels::PackedB::floats(k, c1 - c0)), -7.0f);
-    const kernels::PackedB packed(scratch.data(), k, c1 - c0);
-    for (std::int64_t r = 0; r < k; ++r) packed.set_row(r, b.data() + r * n + c0);
-    std::vector<float> c(static_cast<std::size_t>(rows * (c1 - c0)), 99.0f);
-    kernels::gemm_packed(packed_a.data(), m, m0, rows, packed, c.data(), c1 - c0);
-    return c;
-  }
+/// gemm.hpp's fp32 packing and GEMM, for the shared product.
+struct Fp32Gemm {
+  using Word = float;
+  static constexpr auto packed_a_size = kernels::packed_a_floats;
+  static constexpr auto pack_a = kernels::pack_a;
+  static constexpr auto gemm = kernels::gemm_packed;
 };
+using Product = ref::PackedGemmProduct<Fp32Gemm>;
 
 TEST(ConvGemm, MatchesDoubleProductWithinTheFloatSummationBound) {
   std::mt19937 rng(77);
   // Shapes around the panel sizes (4 rows, 24 columns) and the depth block (256).
   const std::int64_t ms[] = {1, 3, 4, 5, 13, 64}, ks[] = {1, 7, 255, 256, 257, 600},
                      ns[] = {1, 23, 24, 25, 97};
-  for (std::int64_t m : ms)
-    for (std::int64_t k : ks)
-      for (std::int64_t n : ns) {
-        SCOPED_TRACE("m " + std::to_string(m) + " k " + std::to_string(k) + " n " + std::to_string(n));
-        const Product p(m, k, n, rng);
-        const std::vector<float> c = p.run(0, m, 0, n);
-        // Any float summation order of k products is within gamma_k * sum |a b| of the exact sum
-        // (Higham, Accuracy and Stability, 3.1), with gamma_k = k u / (1 - k u), u = 2^-24.
-        const double u = std::ldexp(1.0, -24), gamma = (k + 1) * u / (1 - (k + 1) * u);
-        for (std::int64_t i = 0; i < m; ++i)
-          for (std::int64_t j = 0; j < n; ++j) {
-            double want = 0, magnitude = 0;
-            for (std::int64_t q = 0; q < k; ++q) {
-              const double t = double(p.a[i * k + q]) * double(p.b[q * n + j]);
-              want += t;
-              magnitude += std::abs(t);
-            }
-            ASSERT_LE(std::abs(double(c[i * n + j]) - want), gamma * magnitude) << "at " << i << "," << j;
-          }
+  ref::for_every_shape<Fp32Gemm>(ms, ks, ns, rng, [](const Product& p, const std::vector<float>& c) {
+    const std::int64_t m = p.m, k = p.k, n = p.n;
+    // Any float summation order of k products is within gamma_k * sum |a b| of the exact sum
+    // (Higham, Accuracy and Stability, 3.1), with gamma_k = k u / (1 - k u), u = 2^-24.
+    const double u = std::ldexp(1.0, -24), gamma = (k + 1) * u / (1 - (k + 1) * u);
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double want = 0, magnitude = 0;
+        for (std::int64_t q = 0; q < k; ++q) {
+          const double t = double(p.a[i * k + q]) * double(p.b[q * n + j]);
+          want += t;
+          magnitude += std::abs(t);
+        }
+        ASSERT_LE(std::abs(double(c[i * n + j]) - want), gamma * magnitude) << "at " << i << "," << j;
       }
+  });
 }
 
 TEST(ConvGemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {

@@ -3,6 +3,7 @@
 // from a body spooled to disk), and every malformed request refused with the protocol's
 // {"error": ...} and the status tritonclient reports.
 #include "support/brightness_service.hpp"
+#include "support/serve_test_support.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -12,31 +13,14 @@
 #include <string>
 #include <vector>
 
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
-
 #include "sluice/serve/oip_http.hpp"
 #include "sluice/serve/spooled_body.hpp"
 
 namespace {
 
 using namespace sluice::serve;
-using sluice::serve::testing::BrightnessService;
-using sluice::serve::testing::Executor;
-using sluice::serve::testing::make_brightness_service;
+using namespace sluice::serve::testing;  // BrightnessService and its test images
 using nlohmann::json;
-
-cv::Mat disc_image(cv::Size size, cv::Point c, int r) {
-  cv::Mat m(size, CV_8UC3, cv::Scalar(10, 30, 50));
-  cv::circle(m, c, r, cv::Scalar(200, 230, 250), cv::FILLED);
-  return m;
-}
-
-std::string png_of(const cv::Mat& bgr) {
-  std::vector<uchar> out;
-  EXPECT_TRUE(cv::imencode(".png", bgr, out));
-  return std::string(out.begin(), out.end());
-}
 
 std::string bytes_element(const std::string& s) {
   std::string out;

@@ -3,6 +3,7 @@
 // against what the pipeline's own steps give, every malformed tensor refused with a message that
 // names it, and protocol requests sharing batches with /api/v1 requests.
 #include "support/brightness_service.hpp"
+#include "support/serve_test_support.hpp"
 
 #include <gtest/gtest.h>
 
@@ -13,32 +14,17 @@
 #include <thread>
 #include <vector>
 
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "sluice/serve/fair_pool.hpp"
+#include "sluice/serve/memory_budget.hpp"
 #include "sluice/serve/oip_models.hpp"
 #include "sluice/serve/oip_tensor.hpp"
 
 namespace {
 
 using namespace sluice::serve;
-using sluice::serve::testing::BrightnessOptions;
-using sluice::serve::testing::BrightnessService;
-using sluice::serve::testing::Executor;
-using sluice::serve::testing::make_brightness_service;
-
-/// A dark image (BGR, as OpenCV holds it) with a bright disc, tinted so that a channel swap shows.
-cv::Mat disc_image(cv::Size size, cv::Point c, int r) {
-  cv::Mat m(size, CV_8UC3, cv::Scalar(10, 30, 50));
-  cv::circle(m, c, r, cv::Scalar(200, 230, 250), cv::FILLED);
-  return m;
-}
-
-std::string png_of(const cv::Mat& bgr) {
-  std::vector<uchar> out;
-  EXPECT_TRUE(cv::imencode(".png", bgr, out));
-  return std::string(out.begin(), out.end());
-}
+using namespace sluice::serve::testing;  // BrightnessService and its test images
 
 std::string rgb_bytes(const cv::Mat& bgr) {
   cv::Mat rgb;
@@ -257,6 +243,40 @@ TEST_F(OipFixture, RgbPixelsEqualTheEncodedPath) {
   EXPECT_EQ(y.response.outputs[1].name, "PROBABILITY");
   EXPECT_EQ(y.output("PROBABILITY")->shape, (std::vector<std::int64_t>{2, 72, 64}));
   for (const char* name : {"POLYGONS", "PROBABILITY", "MASK"}) EXPECT_TRUE(x.output(name)->data == y.output(name)->data) << name;
+}
+
+TEST_F(OipFixture, ADecodeStageAnswersAsTheModelsOwnDecodingAndGivesItsBudgetBack) {
+  const cv::Mat a = disc_image({64, 72}, {30, 40}, 20), b = disc_image({64, 72}, {50, 20}, 12);
+  const std::vector<std::string> outputs = {"POLYGONS", "PROBABILITY", "MASK"};
+  auto encoded = [&] { return request("bright", input("IMAGE", oip::DataType::BYTES, {2, 1}, bytes_tensor({png_of(a), png_of(b)})), outputs); };
+  auto pixels = [&] { return request("bright", input("IMAGE", oip::DataType::UINT8, {2, 72, 64, 3}, rgb_bytes(a) + rgb_bytes(b)), outputs); };
+  // Without a decode stage the model's prepare decodes: the answers the stage must give too.
+  const Answer want_encoded = infer(encoded()), want_pixels = infer(pixels());
+  ASSERT_FALSE(want_encoded.failure) << want_encoded.failure->message;
+  ASSERT_FALSE(want_pixels.failure) << want_pixels.failure->message;
+  TearDown();
+  BrightnessOptions options;
+  options.decoding = {std::make_shared<FairPool>(2), std::make_shared<MemoryBudget>(std::size_t{64} << 20)};
+  const std::shared_ptr<MemoryBudget> memory = options.decoding.memory;
+  start(options);
+  const Answer got_encoded = infer(encoded()), got_pixels = infer(pixels());
+  ASSERT_FALSE(got_encoded.failure) << got_encoded.failure->message;
+  ASSERT_FALSE(got_pixels.failure) << got_pixels.failure->message;
+  for (const std::string& name : outputs) {
+    EXPECT_TRUE(got_encoded.output(name)->data == want_encoded.output(name)->data) << name;
+    EXPECT_TRUE(got_pixels.output(name)->data == want_pixels.output(name)->data) << name;
+  }
+  EXPECT_EQ(got_pixels.output("PROBABILITY")->shape, (std::vector<std::int64_t>{2, 72, 64}));
+  // Each image's resized pixels are held while queued, and let go once its batch has run.
+  EXPECT_TRUE(eventually([&] { return memory->in_use() == 0; })) << memory->in_use();
+  // Both forms did pass through the stage: under a budget smaller than one image, it refuses them.
+  TearDown();
+  options.decoding.memory = std::make_shared<MemoryBudget>(1000);
+  start(options);
+  const auto [encoded_status, encoded_message] = refused(encoded());
+  EXPECT_NE(encoded_message.find("more than the server's memory budget of 1000"), std::string::npos) << encoded_message;
+  const auto [pixels_status, pixels_message] = refused(pixels());
+  EXPECT_NE(pixels_message.find("cannot hold this image's 13824 bytes"), std::string::npos) << pixels_message;
 }
 
 TEST_F(OipFixture, ThresholdAndDetectHolesParameters) {

@@ -233,14 +233,7 @@ class BatcherService final : public ModelService {
       } else {
         vision::DecodedImage full = vision::decode_image(bytes, decode);
         const cv::Size original = full.original;  // polygons scale back to this, not the reduced size
-        auto small = std::make_shared<const vision::DecodedImage>(vision::resize_to_input(full, config.preprocess));
-        full = {};
-        lease.shrink_to(small->pixels.total() * small->pixels.elemSize());
-        auto request = to_request(job, "file_" + std::to_string(i));
-        request.decoded = std::move(small);
-        request.original_size = original;
-        request.keep = std::make_shared<MemoryBudget::Lease>(std::move(lease));
-        g.requests[i] = std::move(request);
+        store_resized(g, i, std::move(full), original, std::move(lease));
       }
     } catch (const Error& e) {
       fail(e.code() == errc::invalid_argument ? errc::invalid_argument : errc::model_failed,
@@ -279,17 +272,25 @@ class BatcherService final : public ModelService {
     } else {
       vision::DecodedImage full = pixels_of(job);
       const cv::Size original = full.pixels.size();
-      auto small = std::make_shared<const vision::DecodedImage>(vision::resize_to_input(full, model_->config().preprocess));
-      full = {};
-      lease.shrink_to(small->pixels.total() * small->pixels.elemSize());
-      auto request = to_request(job, "file_" + std::to_string(i));
-      request.decoded = std::move(small);
-      request.original_size = original;
-      request.keep = std::make_shared<MemoryBudget::Lease>(std::move(lease));
-      g.requests[i] = std::move(request);
+      store_resized(g, i, std::move(full), original, std::move(lease));
     }
     job.image = {};
     job.owner.reset();
+  }
+
+  /// Image i, whole (`original` is the size its polygons scale back to), resized to the network's
+  /// input and stored as its request; the full image is let go first, then the lease shrinks to
+  /// the resized pixels it keeps held while they wait in the queue.
+  void store_resized(Group& g, std::size_t i, vision::DecodedImage full, cv::Size original,
+                     MemoryBudget::Lease lease) {
+    auto small = std::make_shared<const vision::DecodedImage>(vision::resize_to_input(full, model_->config().preprocess));
+    full = {};
+    lease.shrink_to(small->pixels.total() * small->pixels.elemSize());
+    auto request = to_request(g.jobs[i], "file_" + std::to_string(i));
+    request.decoded = std::move(small);
+    request.original_size = original;
+    request.keep = std::make_shared<MemoryBudget::Lease>(std::move(lease));
+    g.requests[i] = std::move(request);
   }
 
   /// Queues the group's images that are ready; answers all of them once the Batcher has.
