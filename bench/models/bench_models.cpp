@@ -11,7 +11,8 @@
 // --profile runs as many more forward passes as were timed with the backend's op profile on
 // (CpuBackend::set_op_profiling) and prints, before each JSON row, a table of the operation kinds
 // longest first: ms per forward pass, share of the profiled time, calls per pass, activation GB/s and,
-// for convs and linear layers, GFLOP/s of a direct evaluation (a Winograd conv's effective rate).
+// for convs and linear layers, GFLOP/s of a direct evaluation (a Winograd conv's effective rate);
+// under each conv, its phases (im2col or padding or transforms, GEMMs) by the workers' time in them.
 // --profile-shapes splits each kind by its input and output shapes (about one row per layer). A batch
 // the backend splits into per-sample passes (see batch_split) adds up the threads' times.
 #include <algorithm>
@@ -65,6 +66,9 @@ void print_profile(const std::vector<sluice::cpu::OpTime>& profile, int passes, 
                 static_cast<double>(t.calls) / passes, t.bytes / seconds * 1e-9);
     if (t.flops > 0) std::printf("%.1f |\n", t.flops / seconds * 1e-9);
     else std::printf("- |\n");
+    for (const auto& part : t.parts)  // a conv's phases, in share of its time
+      std::printf("| &nbsp; ↳ %s |%s %.2f | %.1f%% | | | |\n", part.name.c_str(), shapes ? " |" : "", part.ms / passes,
+                  100.0 * part.ms / total_ms);
   }
   std::printf("\nops: %.2f ms per pass of a %.2f ms timed median (the rest: uploads, allocation, the profile)\n\n",
               total_ms / passes, median_s * 1e3);

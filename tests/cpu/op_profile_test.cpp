@@ -97,6 +97,42 @@ TEST_F(OpProfile, CountsEachOperationKindWithItsBytesAndFlops) {
   EXPECT_EQ(by_op(cpu.take_op_profile()).at("conv2d/1x1").calls, 2) << "still on after a take";
 }
 
+// Each conv's time is split between its kernel's phases; the parts add up to the conv's time.
+TEST_F(OpProfile, SplitsEachConvIntoItsPhases) {
+  CpuBackend cpu({.threads = 2});
+  const Net net = bind(cpu);
+  const sluice::weights::HostTensor w16 = ref::random_host({16, 16, 3, 3}, rng, 0.1f);
+  const auto winograd = cpu.make_conv(w16, nullptr, ConvSpec::same(3));
+  const CpuTensor x = input(cpu, 2);
+  const CpuTensor x16 = cpu.upload(ref::random_values(2 * 16 * 12 * 12, rng), {2, 16, 12, 12});
+  cpu.set_op_profiling(true);
+  for (int i = 0; i < 2; ++i) {
+    (void)forward(cpu, net, x);
+    (void)cpu.conv2d(x16, winograd, Activation::relu);
+  }
+  const auto m = by_op(cpu.take_op_profile());
+  const std::map<std::string, std::vector<std::string>> phases{
+      {"conv2d/winograd", {"pad + input transform", "GEMMs", "output transform"}},
+      {"conv2d/padded", {"pad", "GEMM + bias"}},
+      {"conv2d/1x1", {"pack", "GEMM + bias"}}};
+  for (const auto& [op, names] : phases) {
+    SCOPED_TRACE(op);
+    const OpTime& t = m.at(op);
+    std::vector<std::string> got;
+    double sum = 0;
+    for (const auto& part : t.parts) {
+      got.push_back(part.name);
+      EXPECT_GE(part.ms, 0.0);
+      sum += part.ms;
+    }
+    EXPECT_EQ(got, names);
+    EXPECT_NEAR(sum, t.ms, 1e-9 * t.ms + 1e-12);
+  }
+  EXPECT_EQ(m.at("conv2d/winograd").calls, 2);
+  EXPECT_EQ(m.at("conv2d/winograd").flops, 2.0 * 2 * 2 * 16 * 16 * 9 * 144);
+  EXPECT_TRUE(m.at("add").parts.empty());
+}
+
 TEST_F(OpProfile, RecordsNothingWhileOff) {
   CpuBackend cpu({.threads = 2});
   const Net net = bind(cpu);

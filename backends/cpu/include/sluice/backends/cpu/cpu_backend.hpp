@@ -314,14 +314,17 @@ class CpuBackend {
     if (s.h + 2 * p.spec.pad_h < eff_h || s.w + 2 * p.spec.pad_w < eff_w)
       fail("conv2d: input " + s.to_string() + " is smaller than the kernel");
     const auto t0 = profiler_.start();
+    PhaseTimes phases;  // filled only while profiling
+    PhaseTimes* const timing = profiler_.on() ? &phases : nullptr;
     const double flops = 2.0 * static_cast<double>(s.n * p.out * (s.c / p.spec.groups) * p.kh * p.kw);  // per pixel
     if (p.winograd) {
       const kernels::WinogradGeometry g = kernels::winograd_geometry(s, p.out);
       CpuTensor y = empty({s.n, p.out, s.h, s.w});
       Buffer scratch(arena_, static_cast<std::size_t>(g.scratch_floats(pool_->size())));
       kernels::conv2d_winograd(x.data(), kernels::ConvWeights::of(p), p.bias ? p.bias->values.data() : nullptr, g, act,
-                               y.data(), scratch.data(), *pool_);
-      return profiler_.done(t0, "conv2d/winograd", std::move(y), s, s.numel(), flops * s.plane());
+                               y.data(), scratch.data(), *pool_, timing);
+      return profiler_.done(t0, "conv2d/winograd", std::move(y), s, s.numel(), flops * s.plane(), &phases,
+                            {"pad + input transform", "GEMMs", "output transform"});
     }
     const kernels::ConvGeometry g = kernels::conv_geometry(s, p);
     CpuTensor y = empty({s.n, g.cout, g.oh, g.ow});
@@ -329,11 +332,13 @@ class CpuBackend {
       kernels::conv2d_depthwise(x.data(), p, g, act, y.data(), *pool_);
     } else {
       Buffer scratch(arena_, static_cast<std::size_t>(g.scratch_floats(pool_->size())));
-      kernels::conv2d_gemm(x.data(), p, g, act, y.data(), scratch.data(), *pool_);
+      kernels::conv2d_gemm(x.data(), p, g, act, y.data(), scratch.data(), *pool_, timing);
     }
     const char* kernel = p.depthwise() ? "conv2d/depthwise" : g.padded_rows ? "conv2d/padded"
                          : g.pointwise()   ? "conv2d/1x1"       : "conv2d/im2col";
-    return profiler_.done(t0, kernel, std::move(y), s, s.numel(), flops * static_cast<double>(g.oh * g.ow));
+    const char* gather = g.padded_rows ? "pad" : g.pointwise() ? "pack" : "im2col";
+    return profiler_.done(t0, kernel, std::move(y), s, s.numel(), flops * static_cast<double>(g.oh * g.ow),
+                          p.depthwise() ? nullptr : &phases, {gather, "GEMM + bias", nullptr});
   }
 
   CpuTensor conv_transpose2x2(const CpuTensor& x, const CpuConvTranspose& up) {
