@@ -6,14 +6,24 @@
 //                [--batches 1,2,4,8] [--sizes 256,512] [--max-reps-seconds S] [--warmup-max-seconds W]
 //                [--batch-split auto|always|never]   (CpuOptions::batch_split; default auto)
 //                [--precision fp32|bf16]             (CpuOptions::precision; default fp32)
+//                [--profile | --profile-shapes]
 // INPUTS holds input_<S> (B x 3 x S x S) and output_<S> (PyTorch's logits of its first image).
+// --profile runs as many more forward passes as were timed with the backend's op profile on
+// (CpuBackend::set_op_profiling) and prints, before each JSON row, a table of the operation kinds
+// longest first: ms per forward pass, share of the profiled time, calls per pass, activation GB/s and,
+// for convs and linear layers, GFLOP/s of a direct evaluation (a Winograd conv's effective rate);
+// under each conv, its phases (im2col or padding or transforms, GEMMs) by the workers' time in them.
+// --profile-shapes splits each kind by its input and output shapes (about one row per layer). A batch
+// the backend splits into per-sample passes (see batch_split) adds up the threads' times.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sluice/backends/cpu/cpu_backend.hpp"
@@ -43,13 +53,34 @@ double relative_l2(const std::vector<float>& a, const std::vector<float>& ref) {
   return std::sqrt(num / std::max(den, 1e-30));
 }
 
+// The profile of `passes` forward passes as a markdown table, ms and calls per pass.
+void print_profile(const std::vector<sluice::cpu::OpTime>& profile, int passes, double median_s, bool shapes) {
+  double total_ms = 0;
+  for (const auto& t : profile) total_ms += t.ms;
+  std::printf("\n| op |%s ms / pass | share | calls / pass | GB/s | GFLOP/s |\n|---|%s---|---|---|---|---|\n",
+              shapes ? " shapes |" : "", shapes ? "---|" : "");
+  for (const auto& t : profile) {
+    const double seconds = t.ms * 1e-3;
+    std::printf("| %s |%s%s %.2f | %.1f%% | %.4g | %.1f | ", t.op.c_str(), shapes ? " " : "",
+                shapes ? (t.shape + " |").c_str() : "", t.ms / passes, 100.0 * t.ms / total_ms,
+                static_cast<double>(t.calls) / passes, t.bytes / seconds * 1e-9);
+    if (t.flops > 0) std::printf("%.1f |\n", t.flops / seconds * 1e-9);
+    else std::printf("- |\n");
+    for (const auto& part : t.parts)  // a conv's phases, in share of its time
+      std::printf("| &nbsp; ↳ %s |%s %.2f | %.1f%% | | | |\n", part.name.c_str(), shapes ? " |" : "", part.ms / passes,
+                  100.0 * part.ms / total_ms);
+  }
+  std::printf("\nops: %.2f ms per pass of a %.2f ms timed median (the rest: uploads, allocation, the profile)\n\n",
+              total_ms / passes, median_s * 1e3);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
   if (argc < 4) {
     std::fprintf(stderr, "usage: %s NETWORK WEIGHTS INPUTS [--threads T] [--reps R] [--batches 1,2,4,8] "
                          "[--sizes 256,512] [--max-reps-seconds S] [--warmup-max-seconds W] [--batch-split auto|always|never] "
-                         "[--precision fp32|bf16]\n",
+                         "[--precision fp32|bf16] [--profile | --profile-shapes]\n",
                  argv[0]);
     return 2;
   }
@@ -61,8 +92,16 @@ int main(int argc, char** argv) try {
   double max_seconds = 1e9;  // stop repeating once a configuration has used this long
   double warmup_max_seconds = 1e9;  // a warm-up run longer than this is also a timed run
   std::vector<std::int64_t> batches{1, 2, 4, 8}, sizes{256, 512};
-  for (int i = 4; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i], value = argv[i + 1];
+  auto profiling = sluice::cpu::OpProfiling::off;
+  for (int i = 4; i < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--profile" || flag == "--profile-shapes") {
+      profiling = flag == "--profile" ? sluice::cpu::OpProfiling::by_kind : sluice::cpu::OpProfiling::by_shape;
+      --i;  // no value
+      continue;
+    }
+    if (i + 1 >= argc) throw std::runtime_error("flag " + flag + " needs a value");
+    const std::string value = argv[i + 1];
     if (flag == "--threads") threads = std::stoul(value);
     else if (flag == "--reps") reps = std::stoi(value);
     else if (flag == "--batches") batches = parse_list(value);
@@ -128,6 +167,16 @@ int main(int argc, char** argv) try {
       }
       std::sort(seconds.begin(), seconds.end());
       const double median = seconds[seconds.size() / 2];
+      if (profiling != sluice::cpu::OpProfiling::off) {
+        const int passes = static_cast<int>(seconds.size());
+        cpu.set_op_profiling(profiling);
+        for (int r = 0; r < passes; ++r) (void)sluice::models::run_forward(net, cpu, cpu.upload(pixels, shape));
+        cpu.set_op_profiling(false);
+        std::printf("\n%s %lldx%lld batch %lld %s, %d profiled passes:\n", network.c_str(),
+                    static_cast<long long>(size), static_cast<long long>(size), static_cast<long long>(batch),
+                    sluice::cpu::to_string(cpu.precision()), passes);
+        print_profile(cpu.take_op_profile(), passes, median, profiling == sluice::cpu::OpProfiling::by_shape);
+      }
       const auto choice = cpu.split_choice(shape);
       const char* way = !may_split ? "whole" : !tunes ? "split" : !choice ? "tuning" : *choice ? "split" : "whole";
       std::printf("{\"network\": \"%s\", \"size\": %lld, \"batch\": %lld, \"runs\": %zu, \"median_s\": %.4f, "

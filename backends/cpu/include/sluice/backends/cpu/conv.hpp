@@ -20,6 +20,7 @@
 
 #include "sluice/backends/cpu/activation.hpp"
 #include "sluice/backends/cpu/gemm.hpp"
+#include "sluice/backends/cpu/phase_times.hpp"
 #include "sluice/backends/cpu/gemm_bf16.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/backends/cpu/weights.hpp"
@@ -260,8 +261,10 @@ inline void conv_block(const ConvWeights& weight, const float* bias, const ConvG
 }
 
 /// Dense or grouped conv of all samples. `scratch` holds g.scratch_floats(pool.size()) floats.
+/// `phases`, when not null, gets the workers' time in im2col or padding (0) and the GEMMs with their
+/// bias and activation (1).
 inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry& g, Activation act, float* y,
-                        float* scratch, ThreadPool& pool) {
+                        float* scratch, ThreadPool& pool, PhaseTimes* phases = nullptr) {
   const ConvWeights weight = ConvWeights::of(p);
   const float* bias = p.bias ? p.bias->values.data() : nullptr;
   const std::int64_t out_plane = g.oh * g.ow;
@@ -271,7 +274,8 @@ inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry&
   float* work = padded + g.padded_floats();
   if (g.padded_rows) {
     padded_row_offsets(g, offsets);
-    pad_planes(x, g.n * g.cin, g.h, g.w, g.ph, g.pw, g.hp, g.wp, padded, pool);
+    PhaseTimes::time(phases, 0, [&] { pad_planes(x, g.n * g.cin, g.h, g.w, g.ph, g.pw, g.hp, g.wp, padded, pool); },
+                     pool.size());
     zero_run(padded + g.padded_floats() - kGemmNr, kGemmNr);
   }
   const float* source = g.padded_rows ? padded : x;
@@ -303,10 +307,13 @@ inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry&
       const PackedB col(own, g.k, g.columns(oh1 - oh0));
       float* extra = own + g.block_floats();
       for (std::int64_t grp = 0; grp < g.groups; ++grp) {
-        if (!g.padded_rows) im2col_rows(xn, g, grp, 0, g.cin_g, oh0, oh1, col, extra);
+        if (!g.padded_rows)
+          PhaseTimes::time(phases, 0, [&] { im2col_rows(xn, g, grp, 0, g.cin_g, oh0, oh1, col, extra); });
         const ConvOperand b = operand(xn, grp, oh0, col);
-        for (std::int64_t m0 = 0; m0 < g.cout_g; m0 += g.m_block)
-          conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), b, oh0, oh1, act, yn, extra);
+        PhaseTimes::time(phases, 1, [&] {
+          for (std::int64_t m0 = 0; m0 < g.cout_g; m0 += g.m_block)
+            conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), b, oh0, oh1, act, yn, extra);
+        });
       }
     });
     return;
@@ -329,14 +336,17 @@ inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry&
           const std::int64_t per = (g.cin_g + chunks - 1) / chunks;
           pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t chunk, std::size_t worker) {
             const std::int64_t c0 = static_cast<std::int64_t>(chunk) * per, c1 = std::min(g.cin_g, c0 + per);
-            if (c0 < c1) im2col_rows(xn, g, grp, c0, c1, oh0, oh1, col, own_floats(worker));
+            if (c0 < c1)
+              PhaseTimes::time(phases, 0, [&] { im2col_rows(xn, g, grp, c0, c1, oh0, oh1, col, own_floats(worker)); });
           });
         }
         const ConvOperand b = operand(xn, grp, oh0, col);
         pool.parallel_for(static_cast<std::size_t>(g.m_blocks), [&](std::size_t block, std::size_t worker) {
           const std::int64_t m0 = static_cast<std::int64_t>(block) * g.m_block;
-          conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), b, oh0, oh1, act, yn,
-                     own_floats(worker));
+          PhaseTimes::time(phases, 1, [&] {
+            conv_block(weight, bias, g, grp, m0, std::min(g.m_block, g.cout_g - m0), b, oh0, oh1, act, yn,
+                       own_floats(worker));
+          });
         });
       }
     }

@@ -5,6 +5,7 @@
 // allocation past the memory limit throws sluice::Error(errc::out_of_memory).
 // CpuOptions::precision = bf16 runs the conv GEMMs on bf16 operands with float32 sums (precision.hpp);
 // the weights a backend binds are packed for its precision.
+// set_op_profiling() times each operation call (op_profile.hpp); take_op_profile() returns the sums.
 //
 //   sluice::cpu::CpuBackend cpu({.threads = 2, .memory_limit_bytes = 1 << 30});
 //   auto conv = cpu.make_conv(weight, &bias, sluice::ConvSpec::same(3));
@@ -30,6 +31,7 @@
 #include "sluice/backends/cpu/batch_split.hpp"
 #include "sluice/backends/cpu/conv.hpp"
 #include "sluice/backends/cpu/norm.hpp"
+#include "sluice/backends/cpu/op_profile.hpp"
 #include "sluice/backends/cpu/pointwise.hpp"
 #include "sluice/backends/cpu/precision.hpp"
 #include "sluice/backends/cpu/reduce.hpp"
@@ -143,6 +145,22 @@ class CpuBackend {
   const std::string& precision_note() const { return precision_note_; }
   ThreadPool& pool() { return *pool_; }
   const std::shared_ptr<Arena>& arena() const { return arena_; }
+
+  // ---- profiling (op_profile.hpp) ----------------------------------------------------------------
+
+  /// While on, each operation adds its wall time, activation bytes and FLOPs to the profile. A batch
+  /// run_batch splits runs on the pool threads' own backends, whose times are summed in too: thread
+  /// time there, up to threads x the wall time. Not to be called while an operation runs.
+  void set_op_profiling(bool on) { set_op_profiling(on ? OpProfiling::by_kind : OpProfiling::off); }
+  void set_op_profiling(OpProfiling mode) {
+    profiler_.set(mode);
+    for (auto& solo : solos_) solo->set_op_profiling(mode);
+  }
+  /// The per-operation sums since profiling was turned on or last taken, longest first; empties them.
+  std::vector<OpTime> take_op_profile() {
+    for (auto& solo : solos_) profiler_.absorb(solo->profiler_);
+    return profiler_.take();
+  }
 
   // ---- a batch as independent samples (sluice::SampleSplitting; batch_split.hpp) -----------------
 
@@ -295,13 +313,18 @@ class CpuBackend {
     const std::int64_t eff_h = p.spec.dilation_h * (p.kh - 1) + 1, eff_w = p.spec.dilation_w * (p.kw - 1) + 1;
     if (s.h + 2 * p.spec.pad_h < eff_h || s.w + 2 * p.spec.pad_w < eff_w)
       fail("conv2d: input " + s.to_string() + " is smaller than the kernel");
+    const auto t0 = profiler_.start();
+    PhaseTimes phases;  // filled only while profiling
+    PhaseTimes* const timing = profiler_.on() ? &phases : nullptr;
+    const double flops = 2.0 * static_cast<double>(s.n * p.out * (s.c / p.spec.groups) * p.kh * p.kw);  // per pixel
     if (p.winograd) {
       const kernels::WinogradGeometry g = kernels::winograd_geometry(s, p.out);
       CpuTensor y = empty({s.n, p.out, s.h, s.w});
       Buffer scratch(arena_, static_cast<std::size_t>(g.scratch_floats(pool_->size())));
       kernels::conv2d_winograd(x.data(), kernels::ConvWeights::of(p), p.bias ? p.bias->values.data() : nullptr, g, act,
-                               y.data(), scratch.data(), *pool_);
-      return y;
+                               y.data(), scratch.data(), *pool_, timing);
+      return profiler_.done(t0, "conv2d/winograd", std::move(y), s, s.numel(), flops * s.plane(), &phases,
+                            {"pad + input transform", "GEMMs", "output transform"});
     }
     const kernels::ConvGeometry g = kernels::conv_geometry(s, p);
     CpuTensor y = empty({s.n, g.cout, g.oh, g.ow});
@@ -309,9 +332,13 @@ class CpuBackend {
       kernels::conv2d_depthwise(x.data(), p, g, act, y.data(), *pool_);
     } else {
       Buffer scratch(arena_, static_cast<std::size_t>(g.scratch_floats(pool_->size())));
-      kernels::conv2d_gemm(x.data(), p, g, act, y.data(), scratch.data(), *pool_);
+      kernels::conv2d_gemm(x.data(), p, g, act, y.data(), scratch.data(), *pool_, timing);
     }
-    return y;
+    const char* kernel = p.depthwise() ? "conv2d/depthwise" : g.padded_rows ? "conv2d/padded"
+                         : g.pointwise()   ? "conv2d/1x1"       : "conv2d/im2col";
+    const char* gather = g.padded_rows ? "pad" : g.pointwise() ? "pack" : "im2col";
+    return profiler_.done(t0, kernel, std::move(y), s, s.numel(), flops * static_cast<double>(g.oh * g.ow),
+                          p.depthwise() ? nullptr : &phases, {gather, "GEMM + bias", nullptr});
   }
 
   CpuTensor conv_transpose2x2(const CpuTensor& x, const CpuConvTranspose& up) {
@@ -321,11 +348,12 @@ class CpuBackend {
     const Shape& s = x.shape();
     if (s.c != p.in)
       fail("conv_transpose2x2: input has " + std::to_string(s.c) + " channels, expected " + std::to_string(p.in));
+    const auto t0 = profiler_.start();
     CpuTensor y = empty({s.n, p.out, 2 * s.h, 2 * s.w});
     const std::int64_t rows = kernels::conv_transpose_rows_per_tile(s.h, s.w);
     Buffer scratch(arena_, static_cast<std::size_t>(4 * p.out * rows * s.w) * pool_->size());
     kernels::conv_transpose2x2(x.data(), p, s, y.data(), scratch.data(), *pool_);
-    return y;
+    return profiler_.done(t0, "conv_transpose2x2", std::move(y), s, s.numel(), 8.0 * p.out * s.numel());
   }
 
   CpuTensor instance_norm(const CpuTensor& x, const CpuNorm& norm, NormEpilogue epi) {
@@ -342,29 +370,32 @@ class CpuBackend {
       same_shape(s, r->shape(), "instance_norm residual");
       residual = r->data();
     }
+    const auto t0 = profiler_.start();
     CpuTensor y = empty(s);
     kernels::instance_norm(x.data(), p, s.n * s.c, s.plane(), residual, epi.activation, y.data(), *pool_);
-    return y;
+    return profiler_.done(t0, "instance_norm", std::move(y), s, (residual ? 2.0 : 1.0) * s.numel());
   }
 
   CpuTensor activation(const CpuTensor& x, Activation act) {
     check_tensor(x, "activation");
+    const auto t0 = profiler_.start();
     CpuTensor y = empty(x.shape());
     const std::int64_t plane = x.shape().plane();
     pool_->parallel_for(static_cast<std::size_t>(x.shape().n * x.shape().c), [&](std::size_t t, std::size_t) {
       const std::int64_t off = static_cast<std::int64_t>(t) * plane;
       kernels::activation_copy(x.data() + off, y.data() + off, plane, act);
     });
-    return y;
+    return profiler_.done(t0, "activation", std::move(y), x.shape(), x.shape().numel());
   }
 
   CpuTensor add(const CpuTensor& a, const CpuTensor& b, Activation act) {
     check_tensor(a, "add");
     check_tensor(b, "add");
     same_shape(a.shape(), b.shape(), "add");
+    const auto t0 = profiler_.start();
     CpuTensor y = empty(a.shape());
     kernels::add(a.data(), b.data(), a.shape().n * a.shape().c, a.shape().plane(), act, y.data(), *pool_);
-    return y;
+    return profiler_.done(t0, "add", std::move(y), a.shape(), 2.0 * a.shape().numel());
   }
 
   CpuTensor mul(const CpuTensor& x, const CpuTensor& g) {
@@ -386,9 +417,10 @@ class CpuBackend {
     } else {
       fail("mul: cannot broadcast " + gs.to_string() + " to " + s.to_string());
     }
+    const auto t0 = profiler_.start();
     CpuTensor y = empty(s);
     kernels::mul(x.data(), s, g.data(), mode, y.data(), *pool_);
-    return y;
+    return profiler_.done(t0, "mul", std::move(y), s, s.numel() + gs.numel());
   }
 
   CpuTensor concat(std::initializer_list<const CpuTensor*> parts) {
@@ -406,6 +438,7 @@ class CpuBackend {
       }
       out.c += s.c;
     }
+    const auto t0 = profiler_.start();
     CpuTensor y = empty(out);
     const std::vector<const CpuTensor*> list(parts);
     pool_->parallel_for(static_cast<std::size_t>(out.n * static_cast<std::int64_t>(list.size())),
@@ -418,25 +451,27 @@ class CpuBackend {
                           const std::int64_t count = t.shape().c * out.plane();
                           std::memcpy(y.plane(n, c0), t.plane(n, 0), static_cast<std::size_t>(count) * sizeof(float));
                         });
-    return y;
+    return profiler_.done(t0, "concat", std::move(y), list.front()->shape(), out.numel());
   }
 
   CpuTensor max_pool2x2(const CpuTensor& x) {
     check_tensor(x, "max_pool2x2");
     const Shape& s = x.shape();
     if (s.h < 2 || s.w < 2) fail("max_pool2x2: input " + s.to_string() + " is smaller than 2 x 2");
+    const auto t0 = profiler_.start();
     CpuTensor y = empty({s.n, s.c, s.h / 2, s.w / 2});
     kernels::max_pool2x2(x.data(), s.n * s.c, s.h, s.w, y.data(), *pool_);
-    return y;
+    return profiler_.done(t0, "max_pool2x2", std::move(y), s, s.numel());
   }
 
   CpuTensor resize_bilinear(const CpuTensor& x, std::int64_t h, std::int64_t w, bool align_corners) {
     check_tensor(x, "resize_bilinear");
     if (h < 1 || w < 1) fail("resize_bilinear: output size must be positive");
     const Shape& s = x.shape();
+    const auto t0 = profiler_.start();
     CpuTensor y = empty({s.n, s.c, h, w});
     kernels::resize_bilinear(x.data(), s.n * s.c, s.h, s.w, h, w, align_corners, y.data(), *pool_);
-    return y;
+    return profiler_.done(t0, "resize_bilinear", std::move(y), s, s.numel());
   }
 
   CpuTensor global_avg_pool(const CpuTensor& x) { return global_pool(x, false); }
@@ -445,25 +480,28 @@ class CpuBackend {
   CpuTensor channel_mean_max(const CpuTensor& x) {
     check_tensor(x, "channel_mean_max");
     const Shape& s = x.shape();
+    const auto t0 = profiler_.start();
     CpuTensor y = empty({s.n, 2, s.h, s.w});
     kernels::channel_mean_max(x.data(), s, y.data(), *pool_);
-    return y;
+    return profiler_.done(t0, "channel_mean_max", std::move(y), s, s.numel());
   }
 
   CpuTensor mean_over_w(const CpuTensor& x) {
     check_tensor(x, "mean_over_w");
     const Shape& s = x.shape();
+    const auto t0 = profiler_.start();
     CpuTensor y = empty({s.n, s.c, s.h, 1});
     kernels::mean_over_axis(x.data(), s, true, y.data(), *pool_);
-    return y;
+    return profiler_.done(t0, "mean_over_w", std::move(y), s, s.numel());
   }
 
   CpuTensor mean_over_h(const CpuTensor& x) {
     check_tensor(x, "mean_over_h");
     const Shape& s = x.shape();
+    const auto t0 = profiler_.start();
     CpuTensor y = empty({s.n, s.c, 1, s.w});
     kernels::mean_over_axis(x.data(), s, false, y.data(), *pool_);
-    return y;
+    return profiler_.done(t0, "mean_over_h", std::move(y), s, s.numel());
   }
 
   CpuTensor linear(const CpuTensor& x, const CpuLinear& lin, Activation act) {
@@ -473,6 +511,7 @@ class CpuBackend {
     const Shape& s = x.shape();
     if (s.c != p.in || s.h != 1 || s.w != 1)
       fail("linear: input " + s.to_string() + ", expected (N, " + std::to_string(p.in) + ", 1, 1)");
+    const auto t0 = profiler_.start();
     CpuTensor y = empty({s.n, p.out, 1, 1});
     // One matrix-vector product per sample: the same arithmetic whatever the batch size.
     kernels::ConstMatrixMap wm(p.weight->values.data(), p.out, p.in, Eigen::OuterStride<>(p.in));
@@ -484,15 +523,16 @@ class CpuBackend {
       if (bias) yv += Eigen::Map<const Eigen::VectorXf>(bias, p.out);
       kernels::activation(yv.data(), p.out, act);
     }
-    return y;
+    return profiler_.done(t0, "linear", std::move(y), s, s.numel(), 2.0 * s.numel() * p.out);
   }
 
   CpuTensor simam(const CpuTensor& x, float eps) {
     check_tensor(x, "simam");
     if (!(eps > 0.0f)) fail("simam: eps must be positive");
+    const auto t0 = profiler_.start();
     CpuTensor y = empty(x.shape());
     kernels::simam(x.data(), x.shape().n * x.shape().c, x.shape().plane(), eps, y.data(), *pool_);
-    return y;
+    return profiler_.done(t0, "simam", std::move(y), x.shape(), x.shape().numel());
   }
 
   CpuTensor self_attention(const CpuTensor& qkv, std::int64_t heads) {
@@ -502,10 +542,12 @@ class CpuBackend {
       fail("self_attention: " + std::to_string(s.c) + " channels are not 3 x a multiple of " + std::to_string(heads) +
            " heads");
     const std::int64_t c = s.c / 3, tokens = s.plane();
+    const auto t0 = profiler_.start();
     CpuTensor y = empty({s.n, c, s.h, s.w});
     Buffer scratch(arena_, static_cast<std::size_t>(kernels::attention_scratch_floats(tokens)) * pool_->size());
     kernels::self_attention(qkv.data(), s.n, c, tokens, heads, y.data(), scratch.data(), *pool_);
-    return y;
+    // Scores and the weighted sum: two [tokens x tokens x c] products per sample.
+    return profiler_.done(t0, "self_attention", std::move(y), s, s.numel(), 4.0 * s.n * c * tokens * tokens);
   }
 
  private:
@@ -540,9 +582,10 @@ class CpuBackend {
   CpuTensor global_pool(const CpuTensor& x, bool max) {
     check_tensor(x, max ? "global_max_pool" : "global_avg_pool");
     const Shape& s = x.shape();
+    const auto t0 = profiler_.start();
     CpuTensor y = empty({s.n, s.c, 1, 1});
     kernels::global_pool(x.data(), s.n * s.c, s.plane(), max, y.data(), *pool_);
-    return y;
+    return profiler_.done(t0, max ? "global_max_pool" : "global_avg_pool", std::move(y), s, s.numel());
   }
 
   std::shared_ptr<Arena> arena_;
@@ -552,6 +595,7 @@ class CpuBackend {
   std::string precision_note_;
   std::unique_ptr<SplitTuner> split_tuner_;         ///< in a box: CpuBackend stays movable
   std::vector<std::unique_ptr<CpuBackend>> solos_;  ///< one single-threaded backend per pool thread
+  OpProfiler profiler_;
 };
 
 static_assert(sluice::BackendBase<CpuBackend>);

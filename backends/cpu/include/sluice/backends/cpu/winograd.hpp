@@ -21,6 +21,7 @@
 #include "sluice/backends/cpu/conv.hpp"
 #include "sluice/backends/cpu/gemm.hpp"
 #include "sluice/backends/cpu/gemm_bf16.hpp"
+#include "sluice/backends/cpu/phase_times.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/backends/cpu/weights.hpp"
 
@@ -257,11 +258,14 @@ inline void winograd_output(const WinogradGeometry& g, const WinogradBlock& b, c
 }  // namespace detail
 
 /// The conv of all samples of x by transformed weights `u` (winograd_weights or winograd_weights_bf16).
-/// `scratch` holds g.scratch_floats(pool.size()) floats.
+/// `scratch` holds g.scratch_floats(pool.size()) floats. `phases`, when not null, gets the workers'
+/// time in the padding and input transforms (0), the GEMMs (1) and the output transforms (2).
 inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* bias, const WinogradGeometry& g,
-                            Activation act, float* y, float* scratch, ThreadPool& pool) {
+                            Activation act, float* y, float* scratch, ThreadPool& pool,
+                            PhaseTimes* phases = nullptr) {
   float* padded = scratch;
-  pad_planes(x, g.n * g.cin, g.h, g.w, 1, 1, g.hp, g.wp, padded, pool);
+  PhaseTimes::time(
+      phases, 0, [&] { pad_planes(x, g.n * g.cin, g.h, g.w, 1, 1, g.hp, g.wp, padded, pool); }, pool.size());
   float* work = padded + g.padded_floats();
   auto block_at = [&](std::int64_t index, float* own) {
     return detail::WinogradBlock{index * g.block, g.block_tiles(index), own,
@@ -274,30 +278,30 @@ inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* b
     pool.parallel_for(static_cast<std::size_t>(g.blocks), [&](std::size_t task, std::size_t worker) {
       float* own = work + static_cast<std::int64_t>(worker) * g.worker_floats();
       const detail::WinogradBlock b = block_at(static_cast<std::int64_t>(task), own);
-      detail::winograd_input(padded, g, b, 0, g.cin, row_of(worker));
-      detail::winograd_multiply(u, g, b, 0, kWinogradPoints);
-      detail::winograd_output(g, b, bias, act, 0, g.cout, y);
+      PhaseTimes::time(phases, 0, [&] { detail::winograd_input(padded, g, b, 0, g.cin, row_of(worker)); });
+      PhaseTimes::time(phases, 1, [&] { detail::winograd_multiply(u, g, b, 0, kWinogradPoints); });
+      PhaseTimes::time(phases, 2, [&] { detail::winograd_output(g, b, bias, act, 0, g.cout, y); });
     });
     return;
   }
   // Few blocks: the workers share each one, phase by phase (channels, transform points, channels).
   const auto chunks = static_cast<std::int64_t>(pool.size()) * 4;
-  auto split = [&](std::int64_t total, auto&& fn) {
+  auto split = [&](std::int64_t total, std::size_t phase, auto&& fn) {
     const std::int64_t per = (total + chunks - 1) / chunks;
     pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t chunk, std::size_t worker) {
       const std::int64_t lo = static_cast<std::int64_t>(chunk) * per, hi = std::min(total, lo + per);
-      if (lo < hi) fn(lo, hi, worker);
+      if (lo < hi) PhaseTimes::time(phases, phase, [&] { fn(lo, hi, worker); });
     });
   };
   for (std::int64_t index = 0; index < g.blocks; ++index) {
     const detail::WinogradBlock b = block_at(index, work);
-    split(g.cin, [&](std::int64_t lo, std::int64_t hi, std::size_t worker) {
+    split(g.cin, 0, [&](std::int64_t lo, std::int64_t hi, std::size_t worker) {
       detail::winograd_input(padded, g, b, lo, hi, row_of(worker));
     });
-    split(kWinogradPoints, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
+    split(kWinogradPoints, 1, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
       detail::winograd_multiply(u, g, b, lo, hi);
     });
-    split(g.cout, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
+    split(g.cout, 2, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
       detail::winograd_output(g, b, bias, act, lo, hi, y);
     });
   }
