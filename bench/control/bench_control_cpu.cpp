@@ -67,7 +67,7 @@ int main(int argc, char** argv) try {
       {"cpu hog 70%", 0.7, true, [](double r, double d, std::uint64_t s) { return poisson_trace("p", r, d, s); }},
   };
   const std::vector<std::string> policies = {"fixed tuned", "fixed hindsight", "clockwork edf", "slo controller"};
-  std::map<std::pair<std::string, std::string>, std::vector<SimResult>> results;
+  RunResults results;
   const unsigned hog_threads = std::max(1u, std::thread::hardware_concurrency());
 
   for (std::size_t run = 0; run < runs; ++run) {
@@ -112,25 +112,9 @@ int main(int argc, char** argv) try {
       }
     }
   }
-  std::printf("\n| trace | policy | attained: median (min-max) | goodput: median (min-max) | SLO >= tuned, runs |\n|---|---|---|---|---|\n");
-  for (const Spec& spec : specs)
-    for (const std::string& policy : policies) {
-      const auto& rs = results[{spec.name, policy}];
-      std::vector<double> att, good;
-      for (const auto& r : rs) att.push_back(100 * r.attainment()), good.push_back(r.goodput());
-      std::string wins = "";
-      if (policy == "slo controller") {
-        const auto& tuned = results[{spec.name, "fixed tuned"}];
-        std::size_t n = 0;
-        for (std::size_t i = 0; i < rs.size() && i < tuned.size(); ++i)
-          n += rs[i].attainment() >= tuned[i].attainment() && rs[i].goodput() >= tuned[i].goodput();
-        wins = std::to_string(n) + "/" + std::to_string(rs.size());
-      }
-      std::printf("| %s | %s | %.3f%% (%.3f-%.3f) | %.2f (%.2f-%.2f) | %s |\n", spec.name.c_str(), policy.c_str(),
-                  median(att), *std::min_element(att.begin(), att.end()), *std::max_element(att.begin(), att.end()),
-                  median(good), *std::min_element(good.begin(), good.end()), *std::max_element(good.begin(), good.end()),
-                  wins.c_str());
-    }
+  std::vector<std::string> names;
+  for (const Spec& spec : specs) names.push_back(spec.name);
+  print_run_table(results, names, policies);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_control_cpu: %s\n", e.what());

@@ -118,13 +118,6 @@ std::vector<int> parse_loads(const std::string& v) {
   return out;
 }
 
-std::string range(const std::vector<double>& v, const char* fmt) {
-  char buf[96];
-  std::snprintf(buf, sizeof buf, fmt, median(v), *std::min_element(v.begin(), v.end()),
-                *std::max_element(v.begin(), v.end()));
-  return buf;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -160,7 +153,7 @@ int main(int argc, char** argv) try {
   for (int pct : loads) specs.push_back({"poisson " + std::to_string(pct) + "%", pct / 100.0, false});
   if (hog_load > 0) specs.push_back({"cpu hog " + std::to_string(hog_load) + "%", hog_load / 100.0, true});
   const std::vector<std::string> policies = {"fixed tuned", "fixed hindsight", "aimd", "slo controller"};
-  std::map<std::pair<std::string, std::string>, std::vector<SimResult>> results;
+  RunResults results;
   std::map<std::string, std::string> configs;  // the fixed choices, per trace
 
   for (std::size_t ti = 0; ti < specs.size(); ++ti) {
@@ -197,24 +190,9 @@ int main(int argc, char** argv) try {
       }
   }
 
-  std::printf("\n| trace | policy | attained %%: median (min-max) | goodput req/s: median (min-max) | SLO >= tuned, runs |\n"
-              "|---|---|---|---|---|\n");
-  for (const LiveSpec& spec : specs)
-    for (const std::string& policy : policies) {
-      const auto& rs = results[{spec.name, policy}];
-      std::vector<double> att, good;
-      for (const auto& r : rs) att.push_back(100 * r.attainment()), good.push_back(r.goodput());
-      std::string wins;
-      if (policy == "slo controller") {
-        const auto& tuned = results[{spec.name, "fixed tuned"}];
-        std::size_t won = 0;
-        for (std::size_t i = 0; i < rs.size() && i < tuned.size(); ++i)
-          won += rs[i].attainment() >= tuned[i].attainment() && rs[i].goodput() >= tuned[i].goodput();
-        wins = std::to_string(won) + "/" + std::to_string(rs.size());
-      }
-      std::printf("| %s | %s | %s | %s | %s |\n", spec.name.c_str(), policy.c_str(), range(att, "%.2f (%.2f-%.2f)").c_str(),
-                  range(good, "%.2f (%.2f-%.2f)").c_str(), wins.c_str());
-    }
+  std::vector<std::string> names;
+  for (const LiveSpec& spec : specs) names.push_back(spec.name);
+  print_run_table(results, names, policies);
   // The run-to-run noise: how far the same policy on the same trace moves between runs.
   std::printf("\n| trace | fixed choices | noise: tuned FixedBatch attainment range | SLO median - hindsight median |\n"
               "|---|---|---|---|\n");

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
@@ -97,6 +98,41 @@ class CpuHog {
 inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
+}
+
+/// Every run's result, by (trace, policy), in run order.
+using RunResults = std::map<std::pair<std::string, std::string>, std::vector<SimResult>>;
+
+/// The summary table: medians and ranges of attainment and goodput per trace and policy, and in how
+/// many runs the "slo controller" had both >= the "fixed tuned" one of the same run.
+inline void print_run_table(const RunResults& results, const std::vector<std::string>& traces,
+                            const std::vector<std::string>& policies) {
+  auto range = [](const std::vector<double>& v, const char* fmt) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, fmt, median(v), *std::min_element(v.begin(), v.end()),
+                  *std::max_element(v.begin(), v.end()));
+    return std::string(buf);
+  };
+  std::printf("\n| trace | policy | attained: median (min-max) | goodput req/s: median (min-max) | SLO >= tuned, runs |\n"
+              "|---|---|---|---|---|\n");
+  for (const std::string& trace : traces)
+    for (const std::string& policy : policies) {
+      const auto it = results.find({trace, policy});
+      if (it == results.end() || it->second.empty()) continue;
+      const auto& rs = it->second;
+      std::vector<double> att, good;
+      for (const auto& r : rs) att.push_back(100 * r.attainment()), good.push_back(r.goodput());
+      std::string wins;
+      const auto tuned = results.find({trace, "fixed tuned"});
+      if (policy == "slo controller" && tuned != results.end()) {
+        std::size_t won = 0;
+        for (std::size_t i = 0; i < rs.size() && i < tuned->second.size(); ++i)
+          won += rs[i].attainment() >= tuned->second[i].attainment() && rs[i].goodput() >= tuned->second[i].goodput();
+        wins = std::to_string(won) + "/" + std::to_string(rs.size());
+      }
+      std::printf("| %s | %s | %s | %s | %s |\n", trace.c_str(), policy.c_str(), range(att, "%.2f%% (%.2f-%.2f)").c_str(),
+                  range(good, "%.2f (%.2f-%.2f)").c_str(), wins.c_str());
+    }
 }
 
 /// The options both real-lane benchmarks take; `extra(option, value)` takes a program's own ones
