@@ -57,6 +57,11 @@ template <class Controller>
 SimResult run_live(CpuLane& lane, std::size_t max_batch, const Trace& trace, Controller controller, double slo_ms,
                    bool hog_at_half) {
   using namespace std::chrono;
+  // Declared before the Batcher: its handlers write here until the Batcher is gone.
+  const std::size_t n = trace.arrivals_s.size();
+  const Duration slo = duration_cast<Duration>(duration<double, std::milli>(slo_ms));
+  std::vector<double> latency_ms(n, -1.0);  // -1: not served (dropped, shed or expired)
+  std::atomic<std::size_t> completed{0};
   LiveModel model{lane};
   BatcherConfig config;
   config.max_batch_size = max_batch;
@@ -65,10 +70,6 @@ SimResult run_live(CpuLane& lane, std::size_t max_batch, const Trace& trace, Con
   config.model_name = "live";
   Batcher<LiveModel, Controller> batcher(model, config, std::move(controller));
 
-  const std::size_t n = trace.arrivals_s.size();
-  const Duration slo = duration_cast<Duration>(duration<double, std::milli>(slo_ms));
-  std::vector<double> latency_ms(n, -1.0);  // -1: not served (dropped, shed or expired)
-  std::atomic<std::size_t> completed{0};
   CpuHog hog;
   const unsigned hog_threads = std::max(1u, std::thread::hardware_concurrency());
   const TimePoint origin = Clock::now() + milliseconds(50);
@@ -90,7 +91,13 @@ SimResult run_live(CpuLane& lane, std::size_t max_batch, const Trace& trace, Con
       completed.fetch_add(1, std::memory_order_release);
     });
   }
-  while (completed.load(std::memory_order_acquire) < n) std::this_thread::sleep_for(milliseconds(2));
+  // Every request completes (served, shed or expired at its deadline); should one not, the Batcher
+  // is stopped well after the last deadline and the rest complete as shutting_down (misses).
+  const TimePoint give_up = at(trace.duration_s) + 10 * slo + seconds(10);
+  while (completed.load(std::memory_order_acquire) < n) {
+    if (Clock::now() > give_up && !batcher.stopped()) batcher.stop(StopMode::cancel);
+    std::this_thread::sleep_for(milliseconds(2));
+  }
   hog.stop();
 
   SimResult r;
