@@ -20,147 +20,35 @@
 #include <string>
 #include <vector>
 
+#include "cpu_lane.hpp"
 #include "slo_grid.hpp"
-#include "sluice/backends/cpu/cpu_backend.hpp"
-#include "sluice/calibrate/calibrator.hpp"
 #include "sluice/weights/safetensors.hpp"
 #include "sluice/models/registry.hpp"
 
 using namespace sluice;
 using namespace sluice::bench;
 
-namespace {
-
-/// The network with pre-generated random inputs per batch size (three per size, rotated).
-class CpuLane {
- public:
-  CpuLane(cpu::CpuBackend& b, models::AnyNetwork<cpu::CpuBackend> net, std::int64_t h, std::int64_t w, std::size_t max)
-      : b_(b), net_(std::move(net)), h_(h), w_(w), inputs_(max + 1) {
-    std::mt19937_64 rng(7);
-    std::uniform_real_distribution<float> u(0.05f, 1.0f);
-    for (std::size_t n = 1; n <= max; ++n)
-      for (int k = 0; k < 3; ++k) {
-        std::vector<float> x(n * static_cast<std::size_t>(net_.in_channels() * h_ * w_));
-        for (auto& v : x) v = u(rng);
-        inputs_[n].push_back(std::move(x));
-      }
-  }
-  // calibrate::CalibrationModel
-  void prepare(std::size_t n, std::uint64_t seed) { n_ = n, k_ = seed % 3; }
-  calibrate::RunReport run() {
-    b_.reset_peak();
-    run_once(n_, k_);
-    return {b_.memory().peak_bytes, std::nullopt};
-  }
-  /// Runs a batch of n; returns its wall time in ms.
-  double timed(std::size_t n) {
-    const auto t0 = Clock::now();
-    run_once(n, rot_++ % 3);
-    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  }
-
- private:
-  void run_once(std::size_t n, std::size_t k) {
-    auto x = b_.upload(inputs_[n][k], Shape{static_cast<std::int64_t>(n), net_.in_channels(), h_, w_});
-    auto y = models::run_forward(net_, b_, x);
-    b_.synchronize();
-  }
-  cpu::CpuBackend& b_;
-  models::AnyNetwork<cpu::CpuBackend> net_;
-  std::int64_t h_, w_;
-  std::vector<std::vector<std::vector<float>>> inputs_;
-  std::size_t n_ = 1, k_ = 0, rot_ = 0;
-};
-
-/// A co-tenant: threads that burn CPU until stopped.
-class CpuHog {
- public:
-  void start(unsigned threads) {
-    if (!threads_.empty()) return;
-    stop_ = false;
-    for (unsigned i = 0; i < threads; ++i)
-      threads_.emplace_back([this] {
-        volatile double x = 1.0;
-        while (!stop_.load(std::memory_order_relaxed)) x = x * 1.0000001 + 1e-9;
-      });
-  }
-  void stop() {
-    stop_ = true;
-    for (auto& t : threads_) t.join();
-    threads_.clear();
-  }
-  ~CpuHog() { stop(); }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::vector<std::thread> threads_;
-};
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
-}
-
-}  // namespace
-
 int main(int argc, char** argv) try {
-  std::string network = "resunet_small", checkpoint, write_table;
-  std::int64_t h = 64, w = 64;
-  double requests = 600, slo_multiple = 5;
-  std::size_t threads = 1, max_batch = 8, runs = 3;
-  std::uint64_t seed = 1;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--network") network = v;
-    else if (a == "--checkpoint") checkpoint = v;
-    else if (a == "--size") std::sscanf(v.c_str(), "%ldx%ld", &h, &w);
-    else if (a == "--requests") requests = std::stod(v);
-    else if (a == "--runs") runs = std::stoul(v);
-    else if (a == "--slo") slo_multiple = std::stod(v);
-    else if (a == "--threads") threads = std::stoul(v);
-    else if (a == "--max-batch") max_batch = std::stoul(v);
-    else if (a == "--seed") seed = std::stoull(v);
-    else if (a == "--write-table") write_table = v;
-    else {
-      std::fprintf(stderr, "unknown option %s\n", a.c_str());
-      return 2;
-    }
-  }
-  if (checkpoint.empty()) {
+  LaneArgs args;
+  double requests = 600;
+  if (!args.parse(argc, argv, [&](const std::string& a, const std::string& v) {
+        if (a != "--requests") return false;
+        requests = std::stod(v);
+        return true;
+      })) {
     std::fprintf(stderr, "usage: %s --network NAME --checkpoint FILE [--size HxW] [--requests N] [--runs R] [--slo K] ...\n", argv[0]);
     return 2;
   }
+  const auto& [network, checkpoint, write_table, h, w, slo_multiple, threads, max_batch, runs, seed] = args;
   cpu::CpuBackend backend({.threads = threads});
   const auto weights = weights::load_checkpoint(checkpoint);
   CpuLane lane(backend, models::load_network(network, backend, weights), h, w, max_batch);
 
-  calibrate::CalibrationOptions co;
-  co.model_name = network;
-  co.max_batch_size = max_batch;
-  co.timed_runs = 15;
-  const auto cal = calibrate::calibrate(lane, co);
-  LatencyCurve curve;
-  curve.name = network;
-  curve.max_safe = cal.max_safe_batch_size;
-  std::vector<double> spreads;
-  for (const auto& sr : cal.sizes)
-    if (sr.success) {
-      curve.p50_ms[sr.batch_size] = std::chrono::duration<double, std::milli>(sr.p50).count();
-      spreads.push_back(std::log(std::chrono::duration<double>(sr.p99) / std::chrono::duration<double>(sr.p50)) / 2.326);
-    }
-  if (!write_table.empty()) {
-    nlohmann::json j;
-    j["description"] = "p50 batch latency measured by bench_control_cpu's calibration";
-    j["device"] = "CPU backend, " + std::to_string(threads) + " thread(s), shared 2-core machine";
-    j["input_size"] = std::to_string(h) + "x" + std::to_string(w);
-    for (const auto& [n, ms] : curve.p50_ms) j["models"][network + "_cpu"]["p50_ms_by_batch"][std::to_string(n)] = ms;
-    std::ofstream(write_table) << j.dump(2) << "\n";
-  }
-  SimOptions sim;
-  sim.seed = seed;
-  sim.slo_ms = slo_multiple * curve.at(1);
-  sim.noise_sigma = std::clamp(median(spreads), 0.01, 0.5);  // the lane's own measured spread
-  const double cap = oracle_capacity(curve, sim, 4000, seed + 7);
+  const CalibratedLane cl = calibrate_lane(
+      lane, network, max_batch, slo_multiple, seed, args.device(), args.size(), write_table);
+  const LatencyCurve& curve = cl.curve;
+  const SimOptions& sim = cl.sim;
+  const double cap = cl.capacity;
   std::printf("### %s %ldx%ld on the CPU backend (%zu thread%s): batch-1 p50 %.1f ms, SLO %.0f ms (%gx), "
               "oracle capacity %.1f req/s (raw %.1f at batch %zu), noise sigma %.2f, %.0f requests per trace, %zu runs\n\n",
               network.c_str(), h, w, threads, threads == 1 ? "" : "s", curve.at(1), sim.slo_ms, slo_multiple, cap,
@@ -179,7 +67,7 @@ int main(int argc, char** argv) try {
       {"cpu hog 70%", 0.7, true, [](double r, double d, std::uint64_t s) { return poisson_trace("p", r, d, s); }},
   };
   const std::vector<std::string> policies = {"fixed tuned", "fixed hindsight", "clockwork edf", "slo controller"};
-  std::map<std::pair<std::string, std::string>, std::vector<SimResult>> results;
+  RunResults results;
   const unsigned hog_threads = std::max(1u, std::thread::hardware_concurrency());
 
   for (std::size_t run = 0; run < runs; ++run) {
@@ -206,13 +94,13 @@ int main(int argc, char** argv) try {
         } else if (policy == "clockwork edf") {
           ClockworkEdf::Options eo;
           eo.max_batch_size = curve.max_safe;
-          eo.profile = cal.latency_table();
+          eo.profile = cl.table;
           ClockworkEdf p(eo);
           r = simulate_lane(trace, p, sim, curve.max_safe, real);
         } else {
           control::SloController::Options so;
           so.max_batch_size = curve.max_safe;
-          so.calibration = cal.latency_table();
+          so.calibration = cl.table;
           control::SloController p(so);
           r = simulate_lane(trace, p, sim, curve.max_safe, real);
         }
@@ -224,25 +112,9 @@ int main(int argc, char** argv) try {
       }
     }
   }
-  std::printf("\n| trace | policy | attained: median (min-max) | goodput: median (min-max) | SLO >= tuned, runs |\n|---|---|---|---|---|\n");
-  for (const Spec& spec : specs)
-    for (const std::string& policy : policies) {
-      const auto& rs = results[{spec.name, policy}];
-      std::vector<double> att, good;
-      for (const auto& r : rs) att.push_back(100 * r.attainment()), good.push_back(r.goodput());
-      std::string wins = "";
-      if (policy == "slo controller") {
-        const auto& tuned = results[{spec.name, "fixed tuned"}];
-        std::size_t n = 0;
-        for (std::size_t i = 0; i < rs.size() && i < tuned.size(); ++i)
-          n += rs[i].attainment() >= tuned[i].attainment() && rs[i].goodput() >= tuned[i].goodput();
-        wins = std::to_string(n) + "/" + std::to_string(rs.size());
-      }
-      std::printf("| %s | %s | %.3f%% (%.3f-%.3f) | %.2f (%.2f-%.2f) | %s |\n", spec.name.c_str(), policy.c_str(),
-                  median(att), *std::min_element(att.begin(), att.end()), *std::max_element(att.begin(), att.end()),
-                  median(good), *std::min_element(good.begin(), good.end()), *std::max_element(good.begin(), good.end()),
-                  wins.c_str());
-    }
+  std::vector<std::string> names;
+  for (const Spec& spec : specs) names.push_back(spec.name);
+  print_run_table(results, names, policies);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_control_cpu: %s\n", e.what());

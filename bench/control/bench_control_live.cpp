@@ -1,0 +1,219 @@
+// bench_control_live: the tight-SLO controller comparison in real time. A generator thread submits
+// requests to a real sluice::Batcher at a trace's arrival times (sleep_until on the steady clock),
+// open loop: it never waits for answers. Each request's deadline is its scheduled arrival + the
+// SLO; the Batcher's lane runs a network on the CPU backend; completion handlers record the
+// end-to-end latency from the scheduled arrival (a generator running late cannot hide queueing).
+// Traces: Poisson at shares of the oracle capacity and a co-tenant step (CPU-hog threads started at
+// half time). Policies: SloController, FixedBatch tuned in simulation on a different trace of the
+// same kind, FixedBatch with hindsight (the grid's best on this trace, in simulation on the measured
+// table) and Aimd. Each policy runs `--runs` times, alternating; the table reports medians, ranges
+// and the run-to-run noise (the range of the tuned FixedBatch's attainment).
+// Usage: bench_control_live --network NAME --checkpoint FILE [--size HxW] [--seconds S] [--runs R]
+//                           [--loads 50,70,90] [--hog-load PCT (0: none)] [--slo K] [--threads N]
+//                           [--max-batch N] [--seed S] [--write-table PATH]
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <span>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cpu_lane.hpp"
+#include "slo_grid.hpp"
+#include "sluice/batching/batcher.hpp"
+#include "sluice/weights/safetensors.hpp"
+
+using namespace sluice;
+using namespace sluice::bench;
+
+namespace {
+
+/// The Batcher's model: a request is its index in the trace; a batch of n runs the network on n
+/// pre-generated inputs.
+struct LiveModel {
+  using request_type = std::uint32_t;
+  using response_type = std::uint32_t;
+  CpuLane& lane;
+  std::atomic<std::size_t> batches{0};
+  void run(std::span<const std::uint32_t> in, std::span<std::uint32_t> out) {
+    lane.timed(in.size());
+    std::copy(in.begin(), in.end(), out.begin());
+    ++batches;
+  }
+};
+
+struct LiveSpec {
+  std::string name;
+  double load = 0.0;
+  bool hog = false;
+};
+
+/// One real-time replay of `trace` through a Batcher driven by `controller`.
+template <class Controller>
+SimResult run_live(CpuLane& lane, std::size_t max_batch, const Trace& trace, Controller controller, double slo_ms,
+                   bool hog_at_half) {
+  using namespace std::chrono;
+  // Declared before the Batcher: its handlers write here until the Batcher is gone.
+  const std::size_t n = trace.arrivals_s.size();
+  const Duration slo = duration_cast<Duration>(duration<double, std::milli>(slo_ms));
+  std::vector<double> latency_ms(n, -1.0);  // -1: not served (dropped, shed or expired)
+  std::atomic<std::size_t> completed{0};
+  LiveModel model{lane};
+  BatcherConfig config;
+  config.max_batch_size = max_batch;
+  config.max_queue_size = std::size_t{1} << 20;
+  config.max_queue_delay = Duration::zero();  // FixedBatch brings its own; the others decide alone
+  config.model_name = "live";
+  Batcher<LiveModel, Controller> batcher(model, config, std::move(controller));
+
+  CpuHog hog;
+  const unsigned hog_threads = std::max(1u, std::thread::hardware_concurrency());
+  const TimePoint origin = Clock::now() + milliseconds(50);
+  auto at = [&](double s) { return origin + duration_cast<Duration>(duration<double>(s)); };
+  bool hog_started = !hog_at_half;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double s = trace.arrivals_s[i];
+    if (!hog_started && s >= trace.duration_s / 2) {
+      std::this_thread::sleep_until(at(trace.duration_s / 2));
+      hog.start(hog_threads);
+      hog_started = true;
+    }
+    const TimePoint arrival = at(s);
+    std::this_thread::sleep_until(arrival);
+    SubmitOptions so;
+    so.deadline = arrival + slo;
+    batcher.async_submit(static_cast<std::uint32_t>(i), so, [&, i, arrival](std::error_code ec, std::uint32_t) {
+      if (!ec) latency_ms[i] = duration<double, std::milli>(Clock::now() - arrival).count();
+      completed.fetch_add(1, std::memory_order_release);
+    });
+  }
+  // Every request completes (served, shed or expired at its deadline); should one not, the Batcher
+  // is stopped well after the last deadline and the rest complete as shutting_down (misses).
+  const TimePoint give_up = at(trace.duration_s) + 10 * slo + seconds(10);
+  while (completed.load(std::memory_order_acquire) < n) {
+    if (Clock::now() > give_up && !batcher.stopped()) batcher.stop(StopMode::cancel);
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  hog.stop();
+
+  SimResult r;
+  r.requests = n;
+  r.duration_s = trace.duration_s;
+  r.batches = model.batches.load();
+  std::vector<double> served;
+  for (double ms : latency_ms) {
+    if (ms < 0) ++r.dropped;
+    else if (ms <= slo_ms) ++r.on_time, served.push_back(ms);
+    else ++r.late, served.push_back(ms);
+  }
+  std::sort(served.begin(), served.end());
+  if (!served.empty()) {
+    r.p50_ms = served[served.size() / 2];
+    r.p99_ms = served[std::min(served.size() - 1, served.size() * 99 / 100)];
+  }
+  return r;
+}
+
+std::vector<int> parse_loads(const std::string& v) {
+  std::vector<int> out;
+  std::stringstream ss(v);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(std::stoi(item));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  LaneArgs args;
+  args.runs = 5;
+  double seconds = 4;
+  std::vector<int> loads = {50, 70, 90};
+  int hog_load = 70;
+  if (!args.parse(argc, argv, [&](const std::string& a, const std::string& v) {
+        if (a == "--seconds") seconds = std::stod(v);
+        else if (a == "--loads") loads = parse_loads(v);
+        else if (a == "--hog-load") hog_load = std::stoi(v);
+        else return false;
+        return true;
+      }) || !(seconds > 0)) {
+    std::fprintf(stderr, "usage: %s --network NAME --checkpoint FILE [--size HxW] [--seconds S] [--runs R] "
+                 "[--loads 50,70,90] [--hog-load PCT] [--slo K] ...\n", argv[0]);
+    return 2;
+  }
+  cpu::CpuBackend backend({.threads = args.threads});
+  const auto weights = weights::load_checkpoint(args.checkpoint);
+  CpuLane lane(backend, models::load_network(args.network, backend, weights), args.h, args.w, args.max_batch);
+  const CalibratedLane cl = calibrate_lane(lane, args.network, args.max_batch, args.slo_multiple, args.seed,
+                                           args.device(), args.size(), args.write_table);
+  const SimOptions& sim = cl.sim;
+  const std::size_t max_batch = cl.curve.max_safe;
+  std::printf("### %s %s on the CPU backend (%zu thread%s), real time through sluice::Batcher: batch-1 p50 %.1f ms, "
+              "SLO %.0f ms (%gx), oracle capacity %.1f req/s (raw %.1f at batch %zu), %.1f s per trace, %zu runs\n\n",
+              args.network.c_str(), args.size().c_str(), args.threads, args.threads == 1 ? "" : "s", cl.curve.at(1),
+              sim.slo_ms, args.slo_multiple, cl.capacity, cl.curve.capacity(), cl.curve.best_size(), seconds, args.runs);
+
+  std::vector<LiveSpec> specs;
+  for (int pct : loads) specs.push_back({"poisson " + std::to_string(pct) + "%", pct / 100.0, false});
+  if (hog_load > 0) specs.push_back({"cpu hog " + std::to_string(hog_load) + "%", hog_load / 100.0, true});
+  const std::vector<std::string> policies = {"fixed tuned", "fixed hindsight", "aimd", "slo controller"};
+  RunResults results;
+  std::map<std::string, std::string> configs;  // the fixed choices, per trace
+
+  for (std::size_t ti = 0; ti < specs.size(); ++ti) {
+    const LiveSpec& spec = specs[ti];
+    const double rate = spec.load * cl.capacity;
+    const Trace trace = poisson_trace(spec.name, rate, seconds, args.seed + 100 + ti);
+    const Trace other = poisson_trace(spec.name, rate, seconds, args.seed + 1000 + ti);
+    // Both fixed choices come from the simulator on the measured table: tuned on the other trace
+    // (an operator's offline tuning), hindsight on this very trace.
+    const FixedConfig tuned = best_fixed(cl.curve, other, sim).config;
+    const FixedConfig hind = best_fixed(cl.curve, trace, sim).config;
+    configs[spec.name] = "tuned " + tuned.name() + ", hindsight " + hind.name();
+    for (std::size_t run = 0; run < args.runs; ++run)
+      for (std::size_t k = 0; k < policies.size(); ++k) {
+        const std::string& policy = policies[(k + run) % policies.size()];  // alternate the order
+        SimResult r;
+        if (policy == "fixed tuned" || policy == "fixed hindsight") {
+          r = run_live(lane, max_batch, trace, make_fixed(policy == "fixed tuned" ? tuned : hind), sim.slo_ms, spec.hog);
+        } else if (policy == "aimd") {
+          control::Aimd::Options ao;
+          ao.latency_target = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(sim.slo_ms / 2));
+          r = run_live(lane, max_batch, trace, control::Aimd(ao), sim.slo_ms, spec.hog);
+        } else {
+          control::SloController::Options so;
+          so.max_batch_size = max_batch;
+          so.calibration = cl.table;
+          r = run_live(lane, max_batch, trace, control::SloController(so), sim.slo_ms, spec.hog);
+        }
+        results[{spec.name, policy}].push_back(r);
+        std::printf("run %zu | %-12s | %-15s | %7.2f%% | %7.2f req/s | late %4zu | dropped %4zu | mean batch %.2f | p99 %.0f ms\n",
+                    run + 1, spec.name.c_str(), policy.c_str(), 100 * r.attainment(), r.goodput(), r.late, r.dropped,
+                    r.mean_batch(), r.p99_ms);
+        std::fflush(stdout);
+      }
+  }
+
+  std::vector<std::string> names;
+  for (const LiveSpec& spec : specs) names.push_back(spec.name);
+  print_run_table(results, names, policies);
+  // The run-to-run noise: how far the same policy on the same trace moves between runs.
+  std::printf("\n| trace | fixed choices | noise: tuned FixedBatch attainment range | SLO median - hindsight median |\n"
+              "|---|---|---|---|\n");
+  for (const LiveSpec& spec : specs) {
+    std::vector<double> tuned, hind, slo;
+    for (const auto& r : results[{spec.name, "fixed tuned"}]) tuned.push_back(100 * r.attainment());
+    for (const auto& r : results[{spec.name, "fixed hindsight"}]) hind.push_back(100 * r.attainment());
+    for (const auto& r : results[{spec.name, "slo controller"}]) slo.push_back(100 * r.attainment());
+    const double noise = *std::max_element(tuned.begin(), tuned.end()) - *std::min_element(tuned.begin(), tuned.end());
+    std::printf("| %s | %s | %.2f points | %+.2f points |\n", spec.name.c_str(), configs[spec.name].c_str(), noise,
+                median(slo) - median(hind));
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_control_live: %s\n", e.what());
+  return 1;
+}
