@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <random>
 #include <vector>
@@ -175,6 +176,34 @@ inline Ref resize_bilinear(const Ref& x, std::int64_t oh, std::int64_t ow, bool 
   return y;
 }
 
+/// x * g, g broadcast along each of its dimensions that is 1.
+inline Ref mul_broadcast(const Ref& x, const Ref& g) {
+  Ref y(x.s);
+  for (std::int64_t n = 0; n < x.s.n; ++n)
+    for (std::int64_t c = 0; c < x.s.c; ++c)
+      for (std::int64_t h = 0; h < x.s.h; ++h)
+        for (std::int64_t w = 0; w < x.s.w; ++w)
+          y.at(n, c, h, w) = x.at(n, c, h, w) * g.at(n, g.s.c == 1 ? 0 : c, g.s.h == 1 ? 0 : h, g.s.w == 1 ? 0 : w);
+  return y;
+}
+
+/// The parts stacked along channels, in order.
+inline Ref concat(std::initializer_list<const Ref*> parts) {
+  Shape s = (*parts.begin())->s;
+  s.c = 0;
+  for (const Ref* p : parts) s.c += p->s.c;
+  Ref y(s);
+  std::int64_t offset = 0;
+  for (const Ref* p : parts) {
+    for (std::int64_t n = 0; n < s.n; ++n)
+      for (std::int64_t c = 0; c < p->s.c; ++c)
+        for (std::int64_t h = 0; h < s.h; ++h)
+          for (std::int64_t w = 0; w < s.w; ++w) y.at(n, offset + c, h, w) = p->at(n, c, h, w);
+    offset += p->s.c;
+  }
+  return y;
+}
+
 inline Ref max_pool2x2(const Ref& x) {
   Ref y({x.s.n, x.s.c, x.s.h / 2, x.s.w / 2});
   for (std::int64_t n = 0; n < x.s.n; ++n)
@@ -202,6 +231,19 @@ inline Ref reduce(const Ref& x, bool rc, bool rh, bool rw, bool max) {
     const double k = static_cast<double>((rc ? x.s.c : 1) * (rh ? x.s.h : 1) * (rw ? x.s.w : 1));
     for (auto& v : y.v) v /= k;
   }
+  return y;
+}
+
+/// [mean over C, max over C] as two channels.
+inline Ref channel_mean_max(const Ref& x) {
+  const Ref mean = reduce(x, true, false, false, false), most = reduce(x, true, false, false, true);
+  Ref y({x.s.n, 2, x.s.h, x.s.w});
+  for (std::int64_t n = 0; n < x.s.n; ++n)
+    for (std::int64_t h = 0; h < x.s.h; ++h)
+      for (std::int64_t w = 0; w < x.s.w; ++w) {
+        y.at(n, 0, h, w) = mean.at(n, 0, h, w);
+        y.at(n, 1, h, w) = most.at(n, 0, h, w);
+      }
   return y;
 }
 

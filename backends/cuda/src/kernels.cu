@@ -302,31 +302,46 @@ __device__ __forceinline__ float source_index(float scale, int dst, bool align_c
   return src < 0.0f ? 0.0f : src;
 }
 
+// The four source elements of output element `i` (NHWC, channel i % c): the first's offset, the
+// steps to its right and lower neighbours (0 at the border), and the weights.
+template <class I>
+struct BilinearTaps {
+  I base, dw, dh;
+  float h0, h1, w0, w1;
+};
+
+template <class I>
+__device__ __forceinline__ BilinearTaps<I> bilinear_taps(I i, I c, I h, I w, I ho, I wo, float scale_h, float scale_w,
+                                                         bool align_corners) {
+  const I ch = i % c;
+  I t = i / c;
+  const int ox = static_cast<int>(t % wo);
+  t /= wo;
+  const int oy = static_cast<int>(t % ho);
+  const I n = t / ho;
+  const float hr = source_index(scale_h, oy, align_corners);
+  const int h1 = static_cast<int>(hr);
+  const float wr = source_index(scale_w, ox, align_corners);
+  const int w1 = static_cast<int>(wr);
+  BilinearTaps<I> p;
+  p.h1 = hr - static_cast<float>(h1);
+  p.h0 = 1.0f - p.h1;
+  p.w1 = wr - static_cast<float>(w1);
+  p.w0 = 1.0f - p.w1;
+  p.base = ((n * h + static_cast<I>(h1)) * w + static_cast<I>(w1)) * c + ch;
+  p.dw = w1 < static_cast<int>(w) - 1 ? c : 0;
+  p.dh = h1 < static_cast<int>(h) - 1 ? w * c : 0;
+  return p;
+}
+
 template <class T, class I>
 __global__ void resize_bilinear_kernel(const T* __restrict__ x, T* __restrict__ y, I c, I h, I w, I ho, I wo,
                                        float scale_h, float scale_w, bool align_corners, I count) {
   SLUICE_GRID_STRIDE(I, i, count) {
-    const I ch = i % c;
-    I t = i / c;
-    const int ox = static_cast<int>(t % wo);
-    t /= wo;
-    const int oy = static_cast<int>(t % ho);
-    const I n = t / ho;
-    const float hr = source_index(scale_h, oy, align_corners);
-    const int h1 = static_cast<int>(hr);
-    const int h1p = h1 < static_cast<int>(h) - 1 ? 1 : 0;
-    const float h1l = hr - static_cast<float>(h1);
-    const float h0l = 1.0f - h1l;
-    const float wr = source_index(scale_w, ox, align_corners);
-    const int w1 = static_cast<int>(wr);
-    const int w1p = w1 < static_cast<int>(w) - 1 ? 1 : 0;
-    const float w1l = wr - static_cast<float>(w1);
-    const float w0l = 1.0f - w1l;
-    const T* base = x + ((n * h + static_cast<I>(h1)) * w + static_cast<I>(w1)) * c + ch;
-    const I dw = static_cast<I>(w1p) * c;
-    const I dh = static_cast<I>(h1p) * w * c;
-    const float v = h0l * (w0l * to_float(base[0]) + w1l * to_float(base[dw])) +
-                    h1l * (w0l * to_float(base[dh]) + w1l * to_float(base[dh + dw]));
+    const BilinearTaps<I> p = bilinear_taps(i, c, h, w, ho, wo, scale_h, scale_w, align_corners);
+    const T* base = x + p.base;
+    const float v = p.h0 * (p.w0 * to_float(base[0]) + p.w1 * to_float(base[p.dw])) +
+                    p.h1 * (p.w0 * to_float(base[p.dh]) + p.w1 * to_float(base[p.dh + p.dw]));
     y[i] = from_float<T>(v);
   }
 }
@@ -337,32 +352,16 @@ __global__ void resize_bilinear_vec_kernel(const T* __restrict__ x, T* __restric
   constexpr int V = pack_elems<T>;
   SLUICE_GRID_STRIDE(I, i, packs) {
     const I e = i * V;
-    const I ch = e % c;
-    I t = e / c;
-    const int ox = static_cast<int>(t % wo);
-    t /= wo;
-    const int oy = static_cast<int>(t % ho);
-    const I n = t / ho;
-    const float hr = source_index(scale_h, oy, align_corners);
-    const int h1 = static_cast<int>(hr);
-    const int h1p = h1 < static_cast<int>(h) - 1 ? 1 : 0;
-    const float h1l = hr - static_cast<float>(h1);
-    const float h0l = 1.0f - h1l;
-    const float wr = source_index(scale_w, ox, align_corners);
-    const int w1 = static_cast<int>(wr);
-    const int w1p = w1 < static_cast<int>(w) - 1 ? 1 : 0;
-    const float w1l = wr - static_cast<float>(w1);
-    const float w0l = 1.0f - w1l;
-    const T* base = x + ((n * h + static_cast<I>(h1)) * w + static_cast<I>(w1)) * c + ch;
-    const I dw = static_cast<I>(w1p) * c;
-    const I dh = static_cast<I>(h1p) * w * c;
+    const BilinearTaps<I> p = bilinear_taps(e, c, h, w, ho, wo, scale_h, scale_w, align_corners);
+    const T* base = x + p.base;
     float p00[V], p01[V], p10[V], p11[V];
     load_pack(base, p00);
-    load_pack(base + dw, p01);
-    load_pack(base + dh, p10);
-    load_pack(base + dh + dw, p11);
+    load_pack(base + p.dw, p01);
+    load_pack(base + p.dh, p10);
+    load_pack(base + p.dh + p.dw, p11);
 #pragma unroll
-    for (int k = 0; k < V; ++k) p00[k] = h0l * (w0l * p00[k] + w1l * p01[k]) + h1l * (w0l * p10[k] + w1l * p11[k]);
+    for (int k = 0; k < V; ++k)
+      p00[k] = p.h0 * (p.w0 * p00[k] + p.w1 * p01[k]) + p.h1 * (p.w0 * p10[k] + p.w1 * p11[k]);
     store_pack(y + e, p00);
   }
 }
