@@ -512,16 +512,16 @@ CudaBackend::CudaBackend(CudaOptions options) : impl_(std::make_unique<detail::B
   SLUICE_CUDA_CHECK(cudaEventCreateWithFlags(&m.staging_free, cudaEventDisableTiming));
   const int device = options.device;
   m.raw_alloc = [device](std::size_t bytes) -> void* {
-        int current = -1;
-        if (cudaGetDevice(&current) == cudaSuccess && current != device) SLUICE_CUDA_CHECK(cudaSetDevice(device));
-        void* p = nullptr;
-        const cudaError_t status = cudaMalloc(&p, bytes);
-        if (status == cudaErrorMemoryAllocation) {
-          (void)cudaGetLastError();
-          return nullptr;
-        }
-        if (status != cudaSuccess) detail::throw_cuda_error(status, "cudaMalloc", __FILE__, __LINE__);
-        return p;
+    int current = -1;
+    if (cudaGetDevice(&current) == cudaSuccess && current != device) SLUICE_CUDA_CHECK(cudaSetDevice(device));
+    void* p = nullptr;
+    const cudaError_t status = cudaMalloc(&p, bytes);
+    if (status == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    if (status != cudaSuccess) detail::throw_cuda_error(status, "cudaMalloc", __FILE__, __LINE__);
+    return p;
   };
   m.raw_free = [](void* p) { (void)cudaFree(p); };
   m.allocator = std::make_shared<CachingAllocator>(m.raw_alloc, m.raw_free, options.memory_limit_bytes);
