@@ -208,13 +208,7 @@ TEST_F(OpsTest, ActivationsAddAndMul) {
   for (Shape gs : {s, Shape{2, 3, 1, 1}, Shape{2, 1, 5, 7}, Shape{2, 1, 5, 1}, Shape{2, 1, 1, 7}}) {
     SCOPED_TRACE(gs.to_string());
     auto [g, gr] = input(gs);
-    ref::Ref want(s);
-    for (std::int64_t n = 0; n < s.n; ++n)
-      for (std::int64_t c = 0; c < s.c; ++c)
-        for (std::int64_t i = 0; i < s.h; ++i)
-          for (std::int64_t j = 0; j < s.w; ++j)
-            want.at(n, c, i, j) = xr.at(n, c, i, j) * gr.at(n, gs.c == 1 ? 0 : c, gs.h == 1 ? 0 : i, gs.w == 1 ? 0 : j);
-    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.mul(x, g)), want);
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.mul(x, g)), ref::mul_broadcast(xr, gr));
   }
 }
 
@@ -222,12 +216,7 @@ TEST_F(OpsTest, ConcatAlongChannels) {
   auto [a, ar] = input({2, 3, 4, 5});
   auto [b, br] = input({2, 1, 4, 5});
   auto [c, cr] = input({2, 2, 4, 5});
-  ref::Ref want({2, 6, 4, 5});
-  for (std::int64_t n = 0; n < 2; ++n)
-    for (std::int64_t ch = 0; ch < 6; ++ch)
-      for (std::int64_t i = 0; i < 4; ++i)
-        for (std::int64_t j = 0; j < 5; ++j)
-          want.at(n, ch, i, j) = ch < 3 ? ar.at(n, ch, i, j) : ch < 4 ? br.at(n, ch - 3, i, j) : cr.at(n, ch - 4, i, j);
+  const ref::Ref want = ref::concat({&ar, &br, &cr});
   CpuTensor y = cpu.concat({&a, &b, &c});
   ASSERT_EQ(y.shape(), want.s);
   SLUICE_EXPECT_CLOSE(cpu.to_vector(y), want);
@@ -293,16 +282,7 @@ TEST_F(OpsTest, Reductions) {
     SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.global_max_pool(x)), ref::reduce(xr, false, true, true, true));
     SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.mean_over_w(x)), ref::reduce(xr, false, false, true, false));
     SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.mean_over_h(x)), ref::reduce(xr, false, true, false, false));
-    // channel_mean_max: [mean over C, max over C] stacked as 2 channels.
-    ref::Ref mean = ref::reduce(xr, true, false, false, false), max = ref::reduce(xr, true, false, false, true);
-    ref::Ref want({s.n, 2, s.h, s.w});
-    for (std::int64_t n = 0; n < s.n; ++n)
-      for (std::int64_t i = 0; i < s.h; ++i)
-        for (std::int64_t j = 0; j < s.w; ++j) {
-          want.at(n, 0, i, j) = mean.at(n, 0, i, j);
-          want.at(n, 1, i, j) = max.at(n, 0, i, j);
-        }
-    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.channel_mean_max(x)), want);
+    SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.channel_mean_max(x)), ref::channel_mean_max(xr));
   }
 }
 
