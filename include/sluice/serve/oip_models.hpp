@@ -222,6 +222,15 @@ class ModelsInferenceService final : public oip::InferenceService {
                                                 std::string(oip::to_string(in.datatype)) + " needs " +
                                                 std::to_string(*count * oip::element_size(in.datatype)));
 
+    // A caller already past its deadline is refused before any row is read.
+    const Duration timeout = limits.request_timeout > Duration::zero() ? limits.request_timeout
+                                                                        : Duration(std::chrono::hours(24 * 365 * 100));
+    TimePoint deadline = Clock::now() + timeout;
+    if (request.deadline) {
+      if (*request.deadline <= Clock::now())
+        refuse(oip::Status::deadline_exceeded, "the request's deadline passed before it could be queued");
+      deadline = std::min(deadline, *request.deadline);
+    }
     std::vector<SegmentJob> jobs(rows);
     std::uint64_t output_bytes = 0;
     std::optional<std::pair<std::int64_t, std::int64_t>> map_size;  // rows' {width, height}, when all equal
@@ -306,14 +315,6 @@ class ModelsInferenceService final : public oip::InferenceService {
                                     : "the server's memory budget cannot hold this request's " + std::to_string(held) +
                                           " bytes now; retry later");
 
-    const Duration timeout = limits.request_timeout > Duration::zero() ? limits.request_timeout
-                                                                        : Duration(std::chrono::hours(24 * 365 * 100));
-    TimePoint deadline = Clock::now() + timeout;
-    if (request.deadline) {
-      if (*request.deadline <= Clock::now())
-        refuse(oip::Status::deadline_exceeded, "the request's deadline passed before it could be queued");
-      deadline = std::min(deadline, *request.deadline);
-    }
     const std::shared_ptr<const void> owner = in.owner;
     for (auto& job : jobs) {
       job.owner = owner;
