@@ -140,6 +140,47 @@ BENCHMARK(BM_Conv2d)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
+// A 3x3 conv as Winograd F(2x2, 3x3) against F(4x4, 3x3) (winograd.hpp), on the kernel itself:
+// which tile pays on which layer (SLUICE_CPU_WINOGRAD4_MAX_WEIGHTS). GFLOP/s count direct FLOPs.
+// Compare with --benchmark_enable_random_interleaving=true --benchmark_repetitions=5.
+const Layer winograd_layers[] = {
+    {48, 48, 3, 64, 1},    // 0: HRNet branch 0 at 256 input
+    {96, 96, 3, 32, 1},    // 1: HRNet branch 1
+    {192, 192, 3, 16, 1},  // 2: HRNet branch 2
+    {384, 384, 3, 8, 1},   // 3: HRNet branch 3
+    {48, 48, 3, 256, 1},   // 4: ResUNetSmall encoder 1
+    {384, 384, 3, 32, 1},  // 5: ResUNetSmall encoder 4
+    {512, 512, 3, 16, 1},  // 6: ResUNetSmall encoder 5
+    {1024, 1024, 3, 8, 1}, // 7: ResUNetSmall bottleneck
+};
+
+// args: layer, tile, batch, threads
+void BM_Winograd(benchmark::State& state) {
+  namespace k = sluice::cpu::kernels;
+  const Layer& l = winograd_layers[state.range(0)];
+  const std::int64_t tile = state.range(1), n = state.range(2);
+  sluice::cpu::ThreadPool pool(static_cast<std::size_t>(state.range(3)));
+  const std::vector<float> w = random_values(static_cast<std::size_t>(l.out * l.in * 9), 1);
+  const std::vector<float> u = k::winograd_weights(w.data(), l.out, l.in, tile);
+  const Shape s{n, l.in, l.hw, l.hw};
+  const std::vector<float> x = random_values(static_cast<std::size_t>(s.numel()), 3);
+  const k::WinogradGeometry g = k::winograd_geometry(s, l.out, tile);
+  std::vector<float> y(static_cast<std::size_t>(n * l.out * l.hw * l.hw));
+  std::vector<float> scratch(static_cast<std::size_t>(g.scratch_floats(pool.size())));
+  const double flops = 2.0 * double(n) * double(l.out) * double(l.hw * l.hw) * double(l.in * 9);
+  run_flops(state, flops, [&] {
+    k::conv2d_winograd(x.data(), k::ConvWeights{u.data(), nullptr}, nullptr, g, Activation::relu, y.data(),
+                       scratch.data(), pool);
+    benchmark::DoNotOptimize(y.data());
+  });
+}
+BENCHMARK(BM_Winograd)
+    ->ArgNames({"layer", "tile", "n", "threads"})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6, 7}, {2, 4}, {1}, {2}})
+    ->ArgsProduct({{0, 1, 2, 3, 7}, {2, 4}, {4}, {2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
 // ConvTranspose2d(2, 2) 512 -> 256 at 32x32 (a decoder up-step).
 void BM_ConvTranspose(benchmark::State& state) {
   CpuBackend cpu({.threads = static_cast<std::size_t>(state.range(0))});

@@ -240,10 +240,11 @@ TEST(CpuMemory, ConvPeakIsInputOutputAndIm2colScratch) {
   }
 }
 
-// A Winograd conv (3x3, stride 1, >= 16 channels both ways): its weights are the 16 transformed
-// [out x in] matrices, out padded to panels of 4; its scratch the input's planes padded to whole
-// tiles plus one ring, and per thread a block's 16 packed operands and 16 products and one
-// channel's transformed row.
+// A Winograd conv (3x3, stride 1, >= 16 channels both ways) on a small plane runs as F(2x2, 3x3):
+// its weights are the 16 transformed [out x in] matrices, out padded to panels of 4, and (narrow,
+// fp32: it may run as F(4x4) on larger planes) its raw 3x3 weights; its scratch the input's planes
+// padded to whole tiles plus one ring, and per thread a block's 16 packed operands and 16 products
+// and one channel's transformed row.
 TEST(CpuMemory, WinogradConvPeakIsInputOutputAndTransformScratch) {
   CpuBackend cpu({.threads = 2});
   std::mt19937 rng(7);
@@ -251,11 +252,11 @@ TEST(CpuMemory, WinogradConvPeakIsInputOutputAndTransformScratch) {
   const std::int64_t out = 18;
   auto conv = cpu.make_conv(ref::random_host({out, 16, 3, 3}, rng), nullptr, ConvSpec::same(3));
   ASSERT_TRUE(conv.get().winograd);
-  const std::size_t weights = static_cast<std::size_t>(16 * 20 * 16) * f4;
+  const std::size_t weights = static_cast<std::size_t>(16 * 20 * 16 + out * 16 * 9) * f4;
   EXPECT_EQ(cpu.memory().weight_bytes, weights);
   const auto in = static_cast<std::size_t>(xs.numel());
   CpuTensor x = cpu.upload(ref::random_values(in, rng), xs);
-  const auto g = sluice::cpu::kernels::winograd_geometry(xs, out);
+  const auto g = sluice::cpu::kernels::winograd_geometry(xs, out, 2);
   // 5 x 3 tiles of 2 x 2 per sample; padded planes (2 * 5 + 2) x (2 * 3 + 2).
   ASSERT_EQ(g.tiles, 15);
   const std::size_t padded = 2 * 16 * 12 * 8;
@@ -266,6 +267,32 @@ TEST(CpuMemory, WinogradConvPeakIsInputOutputAndTransformScratch) {
   const std::size_t peak = cpu.measure_peak([&] { CpuTensor r = cpu.conv2d(x, conv, Activation::none); });
   EXPECT_EQ(peak, weights + (in + y + padded + 2 * per_worker) * f4);
   EXPECT_EQ(cpu.memory().current_bytes, weights + in * f4);
+}
+
+// F(4x4, 3x3)'s 36 transformed matrices are made the first time a plane of >= 16 tiles of 4 x 4
+// comes, once, even when two backends sharing the conv reach it at the same moment, and are then
+// accounted as weights of the backend that made the conv; both get the same bits.
+TEST(CpuMemory, Winograd4WeightsAreMadeOnceOnFirstUse) {
+  CpuBackend cpu({.threads = 2}), other({.threads = 1});
+  std::mt19937 rng(8);
+  const std::int64_t out = 18;
+  auto conv = cpu.make_conv(ref::random_host({out, 16, 3, 3}, rng), nullptr, ConvSpec::same(3));
+  const std::size_t before = cpu.memory().weight_bytes;
+  const Shape small{1, 16, 9, 6}, large{1, 16, 16, 16};
+  const auto values = ref::random_values(static_cast<std::size_t>(large.numel()), rng);
+  (void)cpu.conv2d(cpu.upload(std::vector<float>(values.begin(), values.begin() + small.numel()), small), conv,
+                   Activation::none);
+  EXPECT_EQ(cpu.memory().weight_bytes, before) << "a small plane runs as F(2x2)";
+  std::vector<float> a, b;
+  std::thread t([&] { b = other.to_vector(other.conv2d(other.upload(values, large), conv, Activation::relu)); });
+  a = cpu.to_vector(cpu.conv2d(cpu.upload(values, large), conv, Activation::relu));
+  t.join();
+  EXPECT_EQ(a, b);
+  const std::size_t winograd4 = static_cast<std::size_t>(36 * 20 * 16) * f4;
+  EXPECT_EQ(cpu.memory().weight_bytes, before + winograd4);
+  EXPECT_EQ(other.memory().weight_bytes, 0u);
+  (void)cpu.conv2d(cpu.upload(values, large), conv, Activation::none);
+  EXPECT_EQ(cpu.memory().weight_bytes, before + winograd4);
 }
 
 TEST(CpuMemory, PeakOfAPassScalesWithTheBatch) {

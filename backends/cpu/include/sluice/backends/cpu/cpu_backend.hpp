@@ -237,9 +237,13 @@ class CpuBackend {
       p->weight = std::make_unique<PackedArray>(arena_, std::vector<float>(w.data.begin(), w.data.end()));
     } else if (kernels::winograd_suits(p->out, p->in, p->kh, p->kw, spec)) {
       if (precision_ == Precision::bf16)
-        p->weight_bf16 = std::make_unique<PackedWords>(arena_, kernels::winograd_weights_bf16(w.data.data(), p->out, p->in));
+        p->weight_bf16 = std::make_unique<PackedWords>(arena_, kernels::winograd_weights_bf16(w.data.data(), p->out, p->in, 2));
       else
-        p->weight = std::make_unique<PackedArray>(arena_, kernels::winograd_weights(w.data.data(), p->out, p->in));
+        p->weight = std::make_unique<PackedArray>(arena_, kernels::winograd_weights(w.data.data(), p->out, p->in, 2));
+      if (kernels::winograd4_suits(p->out, p->in, precision_)) {
+        p->weight_3x3 = std::make_unique<PackedArray>(arena_, std::vector<float>(w.data.begin(), w.data.end()));
+        p->weight_winograd4 = std::make_unique<LazyPacked>(arena_);
+      }
       p->winograd = true;
     } else if (precision_ == Precision::bf16) {
       const std::int64_t out_g = p->out / spec.groups, k = w.shape[1] * p->kh * p->kw;
@@ -318,11 +322,13 @@ class CpuBackend {
     PhaseTimes* const timing = profiler_.on() ? &phases : nullptr;
     const double flops = 2.0 * static_cast<double>(s.n * p.out * (s.c / p.spec.groups) * p.kh * p.kw);  // per pixel
     if (p.winograd) {
-      const kernels::WinogradGeometry g = kernels::winograd_geometry(s, p.out);
+      const std::int64_t tile = kernels::winograd_tile(s.h, s.w, p.weight_winograd4 != nullptr);
+      const kernels::WinogradGeometry g = kernels::winograd_geometry(s, p.out, tile);
+      const kernels::ConvWeights u = tile == 2 ? kernels::ConvWeights::of(p) : kernels::ConvWeights{winograd4_weights(p), nullptr};
       CpuTensor y = empty({s.n, p.out, s.h, s.w});
       Buffer scratch(arena_, static_cast<std::size_t>(g.scratch_floats(pool_->size())));
-      kernels::conv2d_winograd(x.data(), kernels::ConvWeights::of(p), p.bias ? p.bias->values.data() : nullptr, g, act,
-                               y.data(), scratch.data(), *pool_, timing);
+      kernels::conv2d_winograd(x.data(), u, p.bias ? p.bias->values.data() : nullptr, g, act, y.data(),
+                               scratch.data(), *pool_, timing);
       return profiler_.done(t0, "conv2d/winograd", std::move(y), s, s.numel(), flops * s.plane(), &phases,
                             {"pad + input transform", "GEMMs", "output transform"});
     }
@@ -577,6 +583,13 @@ class CpuBackend {
     if (bias->shape[0] != out)
       fail(std::string(op) + ": bias " + dims_to_string(bias->shape) + ", expected [" + std::to_string(out) + "]");
     return std::make_unique<PackedArray>(arena_, std::vector<float>(bias->data.begin(), bias->data.end()));
+  }
+
+  /// A Winograd conv's F(4x4, 3x3) weights, transformed from its 3x3 weights on the first call.
+  static const float* winograd4_weights(const ConvParams& p) {
+    return p.weight_winograd4
+        ->get([&] { return kernels::winograd_weights(p.weight_3x3->values.data(), p.out, p.in, 4); })
+        .data();
   }
 
   CpuTensor global_pool(const CpuTensor& x, bool max) {

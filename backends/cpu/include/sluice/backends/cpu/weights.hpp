@@ -4,8 +4,9 @@
 //
 // Packing: a conv weight (out, in/g, kh, kw) becomes g GEMM matrices [out/g x in/g*kh*kw], whose
 // column order (ci, ky, kx) is the row order of the im2col matrix, each packed into the micro-kernel's
-// panels (gemm.hpp: pack_a); a 3x3 stride-1 conv that suits Winograd's F(2x2, 3x3) holds its 16
-// transformed [out x in] matrices instead (winograd.hpp); a depthwise weight stays (c, 1, kh, kw);
+// panels (gemm.hpp: pack_a); a 3x3 stride-1 conv that suits Winograd holds the 16 transformed
+// [out x in] matrices of F(2x2, 3x3) instead, and where it may run as F(4x4, 3x3) its raw weights,
+// from which F(4x4)'s 36 are made when a plane first needs them (winograd.hpp); a depthwise weight stays (c, 1, kh, kw);
 // a ConvTranspose2d(2, 2) weight (in, out, 2, 2) becomes one row-major [out*4 x in] matrix
 // (row = co*4 + a*2 + b). With bf16 precision (precision.hpp) the GEMM and Winograd matrices are
 // packed for the bf16 kernel instead (gemm_bf16.hpp: pack_a_bf16), as 32-bit words of bf16 k-pairs.
@@ -13,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "sluice/backends/cpu/arena.hpp"
@@ -36,12 +38,33 @@ struct PackedWords {
   WeightLease lease;
 };
 
+/// Packed floats made on first use, once, by whichever thread needs them first, then accounted like
+/// the others: for weights that only some input sizes need.
+class LazyPacked {
+ public:
+  explicit LazyPacked(std::shared_ptr<Arena> arena) : arena_(std::move(arena)) {}
+
+  /// The values, made by make() (a std::vector<float>) on the first call.
+  template <class Make>
+  const std::vector<float>& get(Make&& make) const {
+    std::call_once(once_, [&] { packed_ = std::make_unique<PackedArray>(arena_, make()); });
+    return packed_->values;
+  }
+
+ private:
+  std::shared_ptr<Arena> arena_;
+  mutable std::once_flag once_;
+  mutable std::unique_ptr<PackedArray> packed_;
+};
+
 struct ConvParams {
   std::int64_t out = 0, in = 0, kh = 0, kw = 0;  // in = all input channels (not per group)
   ConvSpec spec;
   std::unique_ptr<PackedArray> weight, bias;    // bias null when absent; weight null when weight_bf16 is set
   std::unique_ptr<PackedWords> weight_bf16;      // bf16 precision: the GEMM (or Winograd) matrices as bf16
-  bool winograd = false;                         // weight (or weight_bf16) holds the transformed weights
+  bool winograd = false;                         // weight (or weight_bf16) holds F(2x2, 3x3)'s transformed weights
+  std::unique_ptr<PackedArray> weight_3x3;       // Winograd convs that may run as F(4x4, 3x3): the raw weights
+  std::unique_ptr<LazyPacked> weight_winograd4;  // and F(4x4, 3x3)'s, made on first use
   bool depthwise() const { return spec.groups == in && spec.groups == out; }
 };
 struct ConvTransposeParams {

@@ -1,12 +1,18 @@
 // sluice/backends/cpu/winograd.hpp: 3x3 stride-1 convolutions by Winograd's minimal filtering
-// F(2x2, 3x3) (Lavin & Gray, 2016): each 2x2 block of outputs ("tile") comes from a 4x4 input patch
-// d and each filter g as Y = A^T [(G g G^T) . (B^T d B)] A, 16 multiplies per input channel where
-// direct convolution needs 36. Summed over input channels, the 16 element-wise products become 16
-// GEMMs [out x in] x [in x tiles] on the own GEMM (gemm.hpp):
-//  - weights: U = G g G^T, computed in double at load time, packed as 16 A matrices;
-//  - input: zero-padded planes, then V = B^T d B per tile and channel, written into 16 packed B
+// F(m x m, 3x3) (Lavin & Gray, 2016), m = 2 or 4: each m x m block of outputs ("tile") comes from an
+// (m + 2) x (m + 2) input patch d and each filter g as Y = A^T [(G g G^T) . (B^T d B)] A, (m + 2)^2
+// multiplies per input channel where direct convolution needs 9 m^2 (F(2x2): 16 for 36; F(4x4): 36
+// for 144). Summed over input channels, the element-wise products become (m + 2)^2 GEMMs
+// [out x in] x [in x tiles] on the own GEMM (gemm.hpp):
+//  - weights: U = G g G^T, computed in double at load time, packed as (m + 2)^2 A matrices;
+//  - input: zero-padded planes, then V = B^T d B per tile and channel, written into the packed B
 //    operands for a block of tiles;
 //  - output: M = U V per transform point, then Y = A^T M A, bias and activation, per tile.
+// F(4x4) does 44% fewer multiplies than F(2x2) but holds 2.25x the transformed weights and has a
+// quarter of the tiles, which leaves the GEMMs too narrow on small planes: a layer runs as F(4x4)
+// on planes of enough tiles (winograd_tile), in fp32, where its width keeps the weights moderate
+// (winograd4_suits). Its transforms use power-of-two multipliers only, so that a contracted
+// multiply-add rounds like a multiply and an add. The tile depends on the plane, never on the batch.
 // Tiles of all samples are numbered in one sequence and cut into blocks of a fixed size; a block may
 // hold tiles of several samples (small planes get wide GEMMs in a batch). Every output is still a
 // function of its own tile alone, summed over channels in the GEMM's fixed order: a sample's result
@@ -22,6 +28,7 @@
 #include "sluice/backends/cpu/gemm.hpp"
 #include "sluice/backends/cpu/gemm_bf16.hpp"
 #include "sluice/backends/cpu/phase_times.hpp"
+#include "sluice/backends/cpu/precision.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/backends/cpu/weights.hpp"
 
@@ -31,58 +38,143 @@
 #ifndef SLUICE_CPU_WINOGRAD_BLOCK_FLOATS
 #define SLUICE_CPU_WINOGRAD_BLOCK_FLOATS (1 << 17)  // a worker's transformed block: about half of L2
 #endif
+#ifndef SLUICE_CPU_WINOGRAD4_MAX_WEIGHTS
+// in x out of the widest layer that may run as F(4x4, 3x3): its 36 matrices take 16 bytes per weight.
+#define SLUICE_CPU_WINOGRAD4_MAX_WEIGHTS (512 * 512)
+#endif
+#ifndef SLUICE_CPU_WINOGRAD4_MIN_TILES
+// 4x4 tiles per sample from which F(4x4) is at least as fast as F(2x2) (bench_cpu_ops BM_Winograd:
+// 16x16 planes break even, 8x8 planes take 2.5x as long).
+#define SLUICE_CPU_WINOGRAD4_MIN_TILES 16
+#endif
 
 namespace sluice::cpu::kernels {
 
-inline constexpr std::int64_t kWinogradPoints = 16;  // the 4 x 4 transform domain of F(2x2, 3x3)
-
-/// Whether a conv runs as Winograd F(2x2, 3x3): 3x3, stride 1, dilation 1, padding 1, one group,
-/// and enough channels both ways for 16 GEMMs to pay for the transforms.
+/// Whether a conv runs as Winograd: 3x3, stride 1, dilation 1, padding 1, one group, and enough
+/// channels both ways for the transform points' GEMMs to pay for the transforms.
 inline bool winograd_suits(std::int64_t out, std::int64_t in, std::int64_t kh, std::int64_t kw, const ConvSpec& s) {
   return kh == 3 && kw == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dilation_h == 1 && s.dilation_w == 1 &&
          s.pad_h == 1 && s.pad_w == 1 && s.groups == 1 && in >= SLUICE_CPU_WINOGRAD_MIN_CHANNELS &&
          out >= SLUICE_CPU_WINOGRAD_MIN_CHANNELS;
 }
 
-/// Floats of the transformed, packed weights of an [out x in x 3 x 3] conv.
-inline std::int64_t winograd_weight_floats(std::int64_t out, std::int64_t in) {
-  return kWinogradPoints * packed_a_floats(out, in);
+/// Whether a conv that suits Winograd may also run as F(4x4, 3x3): fp32 only (bf16's 8-bit
+/// significands cannot absorb its larger transform coefficients: about 5x F(2x2)'s error), and up to
+/// SLUICE_CPU_WINOGRAD4_MAX_WEIGHTS.
+inline bool winograd4_suits(std::int64_t out, std::int64_t in, Precision precision) {
+  return precision == Precision::fp32 && in * out <= SLUICE_CPU_WINOGRAD4_MAX_WEIGHTS;
 }
 
-/// U = G g G^T for every (co, ci) of w (out, in, 3, 3), [point][co][ci] row-major.
-inline std::vector<float> winograd_transform_weights(const float* w, std::int64_t out, std::int64_t in) {
+/// The output tile side m of the F(m x m, 3x3) a conv runs as on h x w planes: 4 when it may and
+/// the plane has SLUICE_CPU_WINOGRAD4_MIN_TILES tiles of 4 x 4, else 2.
+inline std::int64_t winograd_tile(std::int64_t h, std::int64_t w, bool winograd4) {
+  return winograd4 && ((h + 3) / 4) * ((w + 3) / 4) >= SLUICE_CPU_WINOGRAD4_MIN_TILES ? 4 : 2;
+}
+
+/// Transform points of F(m x m, 3x3): the (m + 2) x (m + 2) patch.
+inline constexpr std::int64_t winograd_points(std::int64_t tile) { return (tile + 2) * (tile + 2); }
+
+/// Floats of the transformed, packed weights of an [out x in x 3 x 3] conv.
+inline std::int64_t winograd_weight_floats(std::int64_t out, std::int64_t in, std::int64_t tile) {
+  return winograd_points(tile) * packed_a_floats(out, in);
+}
+
+namespace detail {
+
+/// The 1-D transforms of F(m, 3): input(x, y) sets y(j, (B^T x)_j) for j < m + 2 from x(k), k < m + 2;
+/// output(x, y) sets y(j, (A^T x)_j) for j < m; G is the filter transform.
+template <int M>
+struct WinogradTransform;
+
+template <>
+struct WinogradTransform<2> {
+  static constexpr int kPatch = 4;
   static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-  std::vector<float> u(static_cast<std::size_t>(kWinogradPoints * out * in));  // [point][co][ci]
+  template <class X, class Y>
+  static void input(X x, Y y) {
+    const float x0 = x(0), x1 = x(1), x2 = x(2), x3 = x(3);
+    y(0, x0 - x2), y(1, x1 + x2), y(2, x2 - x1), y(3, x1 - x3);
+  }
+  template <class X, class Y>
+  static void output(X x, Y y) {
+    const float x0 = x(0), x1 = x(1), x2 = x(2), x3 = x(3);
+    y(0, x0 + x1 + x2), y(1, x1 - x2 - x3);
+  }
+};
+
+template <>
+struct WinogradTransform<4> {
+  static constexpr int kPatch = 6;
+  static constexpr double G[6][3] = {{0.25, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  // B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+  // with 5 a = 4 a + a.
+  template <class X, class Y>
+  static void input(X x, Y y) {
+    const float x0 = x(0), x1 = x(1), x2 = x(2), x3 = x(3), x4 = x(4), x5 = x(5);
+    const float d42 = x4 - x2, d31 = x3 - x1;
+    y(0, 4.0f * (x0 - x2) + d42);
+    y(1, (x3 + x4) - 4.0f * (x1 + x2));
+    y(2, (x4 - x3) + 4.0f * (x1 - x2));
+    y(3, d42 + 2.0f * d31);
+    y(4, d42 - 2.0f * d31);
+    y(5, (x5 - x3) - 4.0f * d31);
+  }
+  // A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+  template <class X, class Y>
+  static void output(X x, Y y) {
+    const float x0 = x(0), x5 = x(5);
+    const float s12 = x(1) + x(2), d12 = x(1) - x(2), s34 = x(3) + x(4), d34 = x(3) - x(4);
+    y(0, x0 + s12 + s34);
+    y(1, d12 + 2.0f * d34);
+    y(2, s12 + 4.0f * s34);
+    y(3, d12 + 8.0f * d34 + x5);
+  }
+};
+
+/// U = G g G^T for every (co, ci) of w (out, in, 3, 3), [point][co][ci] row-major.
+template <int M>
+inline std::vector<float> winograd_transform_weights(const float* w, std::int64_t out, std::int64_t in) {
+  constexpr int P = WinogradTransform<M>::kPatch;
+  const auto& G = WinogradTransform<M>::G;
+  std::vector<float> u(static_cast<std::size_t>(P * P * out * in));
   for (std::int64_t co = 0; co < out; ++co) {
     for (std::int64_t ci = 0; ci < in; ++ci) {
       const float* g = w + (co * in + ci) * 9;
-      double gg[4][3];  // G g
-      for (int i = 0; i < 4; ++i)
+      double gg[P][3];  // G g
+      for (int i = 0; i < P; ++i)
         for (int j = 0; j < 3; ++j) gg[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
-      for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j)
-          u[static_cast<std::size_t>(((i * 4 + j) * out + co) * in + ci)] =
+      for (int i = 0; i < P; ++i)
+        for (int j = 0; j < P; ++j)
+          u[static_cast<std::size_t>(((i * P + j) * out + co) * in + ci)] =
               static_cast<float>(gg[i][0] * G[j][0] + gg[i][1] * G[j][1] + gg[i][2] * G[j][2]);
     }
   }
   return u;
 }
 
-/// The transformed weights as 16 packed A matrices [out x in], point-major.
-inline std::vector<float> winograd_weights(const float* w, std::int64_t out, std::int64_t in) {
-  const std::vector<float> u = winograd_transform_weights(w, out, in);
-  std::vector<float> packed(static_cast<std::size_t>(winograd_weight_floats(out, in)));
-  for (std::int64_t point = 0; point < kWinogradPoints; ++point)
+inline std::vector<float> transform_weights(const float* w, std::int64_t out, std::int64_t in, std::int64_t tile) {
+  return tile == 4 ? winograd_transform_weights<4>(w, out, in) : winograd_transform_weights<2>(w, out, in);
+}
+
+}  // namespace detail
+
+/// The transformed weights of F(tile x tile, 3x3) as packed A matrices [out x in], point-major.
+inline std::vector<float> winograd_weights(const float* w, std::int64_t out, std::int64_t in, std::int64_t tile) {
+  const std::vector<float> u = detail::transform_weights(w, out, in, tile);
+  std::vector<float> packed(static_cast<std::size_t>(winograd_weight_floats(out, in, tile)));
+  for (std::int64_t point = 0; point < winograd_points(tile); ++point)
     pack_a(u.data() + point * out * in, out, in, in, packed.data() + point * packed_a_floats(out, in));
   return packed;
 }
 
-/// The same for the bf16 kernel (gemm_bf16.hpp): 16 matrices packed by pack_a_bf16, point-major.
-inline std::vector<std::uint32_t> winograd_weights_bf16(const float* w, std::int64_t out, std::int64_t in) {
-  const std::vector<float> u = winograd_transform_weights(w, out, in);
+/// The same for the bf16 kernel (gemm_bf16.hpp): matrices packed by pack_a_bf16, point-major.
+inline std::vector<std::uint32_t> winograd_weights_bf16(const float* w, std::int64_t out, std::int64_t in,
+                                                        std::int64_t tile) {
+  const std::vector<float> u = detail::transform_weights(w, out, in, tile);
   const std::int64_t words = packed_a_bf16_words(out, in);
-  std::vector<std::uint32_t> packed(static_cast<std::size_t>(kWinogradPoints * words));
-  for (std::int64_t point = 0; point < kWinogradPoints; ++point)
+  std::vector<std::uint32_t> packed(static_cast<std::size_t>(winograd_points(tile) * words));
+  for (std::int64_t point = 0; point < winograd_points(tile); ++point)
     pack_a_bf16(u.data() + point * out * in, out, in, in, packed.data() + point * words);
   return packed;
 }
@@ -90,18 +182,17 @@ inline std::vector<std::uint32_t> winograd_weights_bf16(const float* w, std::int
 /// Sizes of one Winograd conv and its blocks; the output is h x w like the input.
 struct WinogradGeometry {
   std::int64_t n, cin, cout, h, w;
-  std::int64_t tiles_h, tiles_w, tiles;  // 2x2 output tiles per sample
+  std::int64_t tile, points;             // output tile side m; (m + 2)^2 transform points
+  std::int64_t tiles_h, tiles_w, tiles;  // m x m output tiles per sample
   std::int64_t hp, wp;                   // padded planes: one zero row / column before, enough after
   std::int64_t block, blocks;            // tiles per GEMM block; blocks over the whole batch
 
   std::int64_t block_tiles(std::int64_t b) const { return std::min(block, n * tiles - b * block); }
   std::int64_t padded_floats() const { return n * cin * hp * wp; }
-  /// A block's 16 packed B operands [cin x block] and 16 products [cout x block].
-  std::int64_t transformed_floats() const {
-    return kWinogradPoints * (PackedB::floats(cin, block) + cout * block);
-  }
+  /// A block's packed B operands [cin x block] and products [cout x block], one of each per point.
+  std::int64_t transformed_floats() const { return points * (PackedB::floats(cin, block) + cout * block); }
   /// One worker's floats: a block's operands and products, and one channel's transformed row.
-  std::int64_t worker_floats() const { return transformed_floats() + kWinogradPoints * block; }
+  std::int64_t worker_floats() const { return transformed_floats() + points * block; }
   std::int64_t scratch_floats(std::size_t threads) const {
     return padded_floats() + static_cast<std::int64_t>(threads) * worker_floats();
   }
@@ -109,14 +200,15 @@ struct WinogradGeometry {
   bool task_per_block(std::size_t threads) const { return blocks >= 2 * static_cast<std::int64_t>(threads); }
 };
 
-/// The geometry of a Winograd conv from `cin` to `cout` channels on input shape x; the block size
-/// depends on the channel counts only, never on the batch or the thread count.
-inline WinogradGeometry winograd_geometry(const Shape& x, std::int64_t cout) {
+/// The geometry of an F(tile x tile, 3x3) conv from `cin` to `cout` channels on input shape x; the
+/// block size depends on the channel counts only, never on the batch or the thread count.
+inline WinogradGeometry winograd_geometry(const Shape& x, std::int64_t cout, std::int64_t tile) {
   WinogradGeometry g{};
   g.n = x.n, g.cin = x.c, g.cout = cout, g.h = x.h, g.w = x.w;
-  g.tiles_h = (x.h + 1) / 2, g.tiles_w = (x.w + 1) / 2, g.tiles = g.tiles_h * g.tiles_w;
-  g.hp = 2 * g.tiles_h + 2, g.wp = 2 * g.tiles_w + 2;
-  const std::int64_t fit = SLUICE_CPU_WINOGRAD_BLOCK_FLOATS / (kWinogradPoints * (g.cin + g.cout));
+  g.tile = tile, g.points = winograd_points(tile);
+  g.tiles_h = (x.h + tile - 1) / tile, g.tiles_w = (x.w + tile - 1) / tile, g.tiles = g.tiles_h * g.tiles_w;
+  g.hp = tile * g.tiles_h + 2, g.wp = tile * g.tiles_w + 2;
+  const std::int64_t fit = SLUICE_CPU_WINOGRAD_BLOCK_FLOATS / (g.points * (g.cin + g.cout));
   g.block = std::clamp<std::int64_t>(fit / kGemmNr * kGemmNr, kGemmNr, 8 * kGemmNr);
   g.blocks = (g.n * g.tiles + g.block - 1) / g.block;
   return g;
@@ -127,8 +219,8 @@ namespace detail {
 /// The parts of one block in a worker's scratch.
 struct WinogradBlock {
   std::int64_t first, count;  // tiles [first, first + count) of the batch
-  float* operands;            // 16 packed B [cin x count], PackedB::floats(cin, block) apart
-  float* products;            // 16 [cout x count] row-major, cout * block apart
+  float* operands;            // packed B [cin x count] per point, PackedB::floats(cin, block) apart
+  float* products;            // [cout x count] row-major per point, cout * block apart
 };
 
 /// Calls fn(sample, tile_row, first_tile_column, tiles, j) for each run of the block's tiles that
@@ -143,47 +235,46 @@ inline void for_each_tile_run(const WinogradGeometry& g, const WinogradBlock& b,
   }
 }
 
+inline constexpr std::int64_t kTransformChunk = 64;  // tiles transformed together, contiguous in stack arrays
+
 /// V = B^T d B for channels [c0, c1) of every tile of the block, into the packed operands: per run
-/// of tiles along a row, first d B along each of the 4 input rows (stride-2 columns), then B^T (.)
-/// down the rows, contiguous over the run so that both vectorise.
+/// of tiles along a row, first d B along each input row of the patch (stride-m columns), then
+/// B^T (.) down the rows, contiguous over the run so that both vectorise.
+template <int M>
 inline void winograd_input(const float* padded, const WinogradGeometry& g, const WinogradBlock& b, std::int64_t c0,
                            std::int64_t c1, float* row) {
-  constexpr std::int64_t kChunk = 64;
+  using T = WinogradTransform<M>;
+  constexpr int P = T::kPatch;
+  constexpr std::int64_t kChunk = kTransformChunk;
   const std::int64_t nb = b.count, operand_floats = PackedB::floats(g.cin, g.block);
   for (std::int64_t ci = c0; ci < c1; ++ci) {
     for_each_tile_run(g, b, [&](std::int64_t s, std::int64_t ty, std::int64_t tx0, std::int64_t run, std::int64_t j0) {
-      const float* plane = padded + (s * g.cin + ci) * g.hp * g.wp + ty * 2 * g.wp;
+      const float* plane = padded + (s * g.cin + ci) * g.hp * g.wp + ty * M * g.wp;
       for (std::int64_t done = 0; done < run; done += kChunk) {
         const std::int64_t len = std::min(kChunk, run - done);
-        float h[4][4][kChunk];  // [input row][column of d B][tile]
-        for (int r = 0; r < 4; ++r) {
-          const float* x = plane + r * g.wp + 2 * (tx0 + done);
-          for (std::int64_t i = 0; i < len; ++i) {
-            const float x0 = x[2 * i], x1 = x[2 * i + 1], x2 = x[2 * i + 2], x3 = x[2 * i + 3];
-            h[r][0][i] = x0 - x2;
-            h[r][1][i] = x1 + x2;
-            h[r][2][i] = x2 - x1;
-            h[r][3][i] = x1 - x3;
-          }
+        float h[P][P][kChunk];  // [input row][column of d B][tile]
+        for (int r = 0; r < P; ++r) {
+          const float* x = plane + r * g.wp + M * (tx0 + done);
+          for (std::int64_t i = 0; i < len; ++i)
+            T::input([&](int k) { return x[M * i + k]; }, [&](int c, float v) { h[r][c][i] = v; });
         }
         float* out = row + j0 + done;
-        for (int c = 0; c < 4; ++c) {
-          float* v0 = out + c * nb;
-          float* v1 = out + (4 + c) * nb;
-          float* v2 = out + (8 + c) * nb;
-          float* v3 = out + (12 + c) * nb;
-          for (std::int64_t i = 0; i < len; ++i) {
-            v0[i] = h[0][c][i] - h[2][c][i];
-            v1[i] = h[1][c][i] + h[2][c][i];
-            v2[i] = h[2][c][i] - h[1][c][i];
-            v3[i] = h[1][c][i] - h[3][c][i];
-          }
-        }
+        for (int c = 0; c < P; ++c)
+          for (std::int64_t i = 0; i < len; ++i)
+            T::input([&](int k) { return h[k][c][i]; }, [&](int r, float v) { out[(r * P + c) * nb + i] = v; });
       }
     });
-    for (std::int64_t point = 0; point < kWinogradPoints; ++point)
+    for (std::int64_t point = 0; point < g.points; ++point)
       PackedB(b.operands + point * operand_floats, g.cin, nb).set_row(ci, row + point * nb);
   }
+}
+
+inline void winograd_input(const float* padded, const WinogradGeometry& g, const WinogradBlock& b, std::int64_t c0,
+                           std::int64_t c1, float* row) {
+  if (g.tile == 4)
+    winograd_input<4>(padded, g, b, c0, c1, row);
+  else
+    winograd_input<2>(padded, g, b, c0, c1, row);
 }
 
 /// M = U V for transform points [p0, p1).
@@ -217,10 +308,13 @@ inline void activate(float* v, std::int64_t n, Activation act) {
 }
 
 /// Y = A^T M A + bias, activated, for output channels [c0, c1) of every tile of the block: per run
-/// of tiles along a row, the two output rows are formed contiguously, then interleaved into place.
+/// of tiles along a row, the m output rows are formed contiguously, then interleaved into place.
+template <int M>
 inline void winograd_output(const WinogradGeometry& g, const WinogradBlock& b, const float* bias, Activation act,
                             std::int64_t c0, std::int64_t c1, float* y) {
-  constexpr std::int64_t kChunk = 64;
+  using T = WinogradTransform<M>;
+  constexpr int P = T::kPatch;
+  constexpr std::int64_t kChunk = kTransformChunk;
   const std::int64_t point_floats = g.cout * g.block;
   for (std::int64_t co = c0; co < c1; ++co) {
     const float beta = bias ? bias[co] : 0.0f;
@@ -229,30 +323,29 @@ inline void winograd_output(const WinogradGeometry& g, const WinogradBlock& b, c
       for (std::int64_t done = 0; done < run; done += kChunk) {
         const std::int64_t len = std::min(kChunk, run - done);
         const float* m = b.products + co * b.count + j0 + done;
-        float am[2][4][kChunk];  // A^T M: [output row][column][tile]
-        for (int c = 0; c < 4; ++c) {
-          const float* m0 = m + c * point_floats;
-          const float* m1 = m + (4 + c) * point_floats;
-          const float* m2 = m + (8 + c) * point_floats;
-          const float* m3 = m + (12 + c) * point_floats;
-          for (std::int64_t i = 0; i < len; ++i) {
-            am[0][c][i] = m0[i] + m1[i] + m2[i];
-            am[1][c][i] = m1[i] - m2[i] - m3[i];
-          }
-        }
-        const std::int64_t ox = 2 * (tx0 + done), width = std::min(2 * len, g.w - ox);
-        for (int r = 0; r < 2 && 2 * ty + r < g.h; ++r) {  // (A^T M) A, interleaved into the output row
-          float pairs[2 * kChunk];
-          for (std::int64_t i = 0; i < len; ++i) {
-            pairs[2 * i] = am[r][0][i] + am[r][1][i] + am[r][2][i] + beta;
-            pairs[2 * i + 1] = am[r][1][i] - am[r][2][i] - am[r][3][i] + beta;
-          }
-          activate(pairs, width, act);
-          copy_run(plane + (2 * ty + r) * g.w + ox, pairs, width);
+        float am[M][P][kChunk];  // A^T M: [output row][column][tile]
+        for (int c = 0; c < P; ++c)
+          for (std::int64_t i = 0; i < len; ++i)
+            T::output([&](int k) { return m[(k * P + c) * point_floats + i]; }, [&](int r, float v) { am[r][c][i] = v; });
+        const std::int64_t ox = M * (tx0 + done), width = std::min(M * len, g.w - ox);
+        for (int r = 0; r < M && M * ty + r < g.h; ++r) {  // (A^T M) A, interleaved into the output row
+          float line[M * kChunk];
+          for (std::int64_t i = 0; i < len; ++i)
+            T::output([&](int k) { return am[r][k][i]; }, [&](int j, float v) { line[M * i + j] = v + beta; });
+          activate(line, width, act);
+          copy_run(plane + (M * ty + r) * g.w + ox, line, width);
         }
       }
     });
   }
+}
+
+inline void winograd_output(const WinogradGeometry& g, const WinogradBlock& b, const float* bias, Activation act,
+                            std::int64_t c0, std::int64_t c1, float* y) {
+  if (g.tile == 4)
+    winograd_output<4>(g, b, bias, act, c0, c1, y);
+  else
+    winograd_output<2>(g, b, bias, act, c0, c1, y);
 }
 
 }  // namespace detail
@@ -269,7 +362,7 @@ inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* b
   float* work = padded + g.padded_floats();
   auto block_at = [&](std::int64_t index, float* own) {
     return detail::WinogradBlock{index * g.block, g.block_tiles(index), own,
-                                 own + kWinogradPoints * PackedB::floats(g.cin, g.block)};
+                                 own + g.points * PackedB::floats(g.cin, g.block)};
   };
   auto row_of = [&](std::size_t worker) {
     return work + static_cast<std::int64_t>(worker) * g.worker_floats() + g.transformed_floats();
@@ -279,7 +372,7 @@ inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* b
       float* own = work + static_cast<std::int64_t>(worker) * g.worker_floats();
       const detail::WinogradBlock b = block_at(static_cast<std::int64_t>(task), own);
       PhaseTimes::time(phases, 0, [&] { detail::winograd_input(padded, g, b, 0, g.cin, row_of(worker)); });
-      PhaseTimes::time(phases, 1, [&] { detail::winograd_multiply(u, g, b, 0, kWinogradPoints); });
+      PhaseTimes::time(phases, 1, [&] { detail::winograd_multiply(u, g, b, 0, g.points); });
       PhaseTimes::time(phases, 2, [&] { detail::winograd_output(g, b, bias, act, 0, g.cout, y); });
     });
     return;
@@ -298,7 +391,7 @@ inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* b
     split(g.cin, 0, [&](std::int64_t lo, std::int64_t hi, std::size_t worker) {
       detail::winograd_input(padded, g, b, lo, hi, row_of(worker));
     });
-    split(kWinogradPoints, 1, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
+    split(g.points, 1, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
       detail::winograd_multiply(u, g, b, lo, hi);
     });
     split(g.cout, 2, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
