@@ -48,6 +48,16 @@
 #define SLUICE_CPU_WINOGRAD4_MIN_TILES 16
 #endif
 
+// The transform loops write through row pointers that never overlap what they read; the compiler
+// cannot prove it and otherwise leaves the loops scalar.
+#if defined(__clang__)
+#define SLUICE_CPU_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define SLUICE_CPU_IVDEP _Pragma("GCC ivdep")
+#else
+#define SLUICE_CPU_IVDEP
+#endif
+
 namespace sluice::cpu::kernels {
 
 /// Whether a conv runs as Winograd: 3x3, stride 1, dilation 1, padding 1, one group, and enough
@@ -259,9 +269,14 @@ inline void winograd_input(const float* padded, const WinogradGeometry& g, const
             T::input([&](int k) { return x[M * i + k]; }, [&](int c, float v) { h[r][c][i] = v; });
         }
         float* out = row + j0 + done;
-        for (int c = 0; c < P; ++c)
+        for (int c = 0; c < P; ++c) {
+          const float* src[P];  // rows of d B, and of V (the points (r, c)): loop-invariant, so
+          float* dst[P];        // that the loop over the tiles vectorises
+          for (int r = 0; r < P; ++r) src[r] = h[r][c], dst[r] = out + (r * P + c) * nb;
+          SLUICE_CPU_IVDEP
           for (std::int64_t i = 0; i < len; ++i)
-            T::input([&](int k) { return h[k][c][i]; }, [&](int r, float v) { out[(r * P + c) * nb + i] = v; });
+            T::input([&](int k) { return src[k][i]; }, [&](int r, float v) { dst[r][i] = v; });
+        }
       }
     });
     for (std::int64_t point = 0; point < g.points; ++point)
@@ -324,14 +339,20 @@ inline void winograd_output(const WinogradGeometry& g, const WinogradBlock& b, c
         const std::int64_t len = std::min(kChunk, run - done);
         const float* m = b.products + co * b.count + j0 + done;
         float am[M][P][kChunk];  // A^T M: [output row][column][tile]
-        for (int c = 0; c < P; ++c)
+        for (int c = 0; c < P; ++c) {
+          const float* src[P];  // the products of the points (k, c)
+          for (int k = 0; k < P; ++k) src[k] = m + (k * P + c) * point_floats;
+          SLUICE_CPU_IVDEP
           for (std::int64_t i = 0; i < len; ++i)
-            T::output([&](int k) { return m[(k * P + c) * point_floats + i]; }, [&](int r, float v) { am[r][c][i] = v; });
+            T::output([&](int k) { return src[k][i]; }, [&](int r, float v) { am[r][c][i] = v; });
+        }
         const std::int64_t ox = M * (tx0 + done), width = std::min(M * len, g.w - ox);
         for (int r = 0; r < M && M * ty + r < g.h; ++r) {  // (A^T M) A, interleaved into the output row
-          float line[M * kChunk];
+          float columns[M][kChunk], line[M * kChunk];  // the m columns of each tile, then interleaved
           for (std::int64_t i = 0; i < len; ++i)
-            T::output([&](int k) { return am[r][k][i]; }, [&](int j, float v) { line[M * i + j] = v + beta; });
+            T::output([&](int k) { return am[r][k][i]; }, [&](int j, float v) { columns[j][i] = v + beta; });
+          for (std::int64_t i = 0; i < len; ++i)
+            for (int j = 0; j < M; ++j) line[M * i + j] = columns[j][i];
           activate(line, width, act);
           copy_run(plane + (M * ty + r) * g.w + ox, line, width);
         }
