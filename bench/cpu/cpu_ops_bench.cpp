@@ -154,14 +154,22 @@ const Layer winograd_layers[] = {
     {1024, 1024, 3, 8, 1}, // 7: ResUNetSmall bottleneck
 };
 
-// args: layer, tile, batch, threads
+// args: layer, tile, batch, threads, bf16 (F(2x2) on the bf16 kernel, where the CPU has it)
 void BM_Winograd(benchmark::State& state) {
   namespace k = sluice::cpu::kernels;
   const Layer& l = winograd_layers[state.range(0)];
   const std::int64_t tile = state.range(1), n = state.range(2);
+  const bool bf16 = state.range(4) != 0;
+  if (bf16 && !sluice::cpu::cpu_has_avx512_bf16()) {
+    state.SkipWithError("this CPU lacks AVX512_BF16");
+    return;
+  }
   sluice::cpu::ThreadPool pool(static_cast<std::size_t>(state.range(3)));
   const std::vector<float> w = random_values(static_cast<std::size_t>(l.out * l.in * 9), 1);
-  const std::vector<float> u = k::winograd_weights(w.data(), l.out, l.in, tile);
+  const std::vector<float> u = bf16 ? std::vector<float>{} : k::winograd_weights(w.data(), l.out, l.in, tile);
+  const std::vector<std::uint32_t> u16 =
+      bf16 ? k::winograd_weights_bf16(w.data(), l.out, l.in, tile) : std::vector<std::uint32_t>{};
+  const k::ConvWeights weights = bf16 ? k::ConvWeights{nullptr, u16.data()} : k::ConvWeights{u.data(), nullptr};
   const Shape s{n, l.in, l.hw, l.hw};
   const std::vector<float> x = random_values(static_cast<std::size_t>(s.numel()), 3);
   const k::WinogradGeometry g = k::winograd_geometry(s, l.out, tile);
@@ -169,15 +177,15 @@ void BM_Winograd(benchmark::State& state) {
   std::vector<float> scratch(static_cast<std::size_t>(g.scratch_floats(pool.size())));
   const double flops = 2.0 * double(n) * double(l.out) * double(l.hw * l.hw) * double(l.in * 9);
   run_flops(state, flops, [&] {
-    k::conv2d_winograd(x.data(), k::ConvWeights{u.data(), nullptr}, nullptr, g, Activation::relu, y.data(),
-                       scratch.data(), pool);
+    k::conv2d_winograd(x.data(), weights, nullptr, g, Activation::relu, y.data(), scratch.data(), pool);
     benchmark::DoNotOptimize(y.data());
   });
 }
 BENCHMARK(BM_Winograd)
-    ->ArgNames({"layer", "tile", "n", "threads"})
-    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6, 7}, {2, 4}, {1}, {2}})
-    ->ArgsProduct({{0, 1, 2, 3, 7}, {2, 4}, {4}, {2}})
+    ->ArgNames({"layer", "tile", "n", "threads", "bf16"})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6, 7}, {2, 4}, {1}, {2}, {0}})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6, 7}, {2}, {1}, {2}, {1}})
+    ->ArgsProduct({{0, 1, 2, 3, 7}, {2, 4}, {4}, {2}, {0}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
