@@ -54,12 +54,14 @@ TEST(ConvGemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
   const Product p(22, 530, 150, rng);
   const std::vector<float> full = p.run(0, p.m, 0, p.n);
   // Row blocks start on panel boundaries (multiples of 4); column windows start anywhere, so the
-  // same column lands in a different panel and position, as a sample does in a batch.
+  // same column lands in a different panel and position, as a sample does in a batch; their last
+  // panels hold 1-8, 9-16 and 17-24 columns (the micro-kernel's three widths).
   struct Window {
     std::int64_t m0, rows, c0, c1;
   };
   for (const Window& w : {Window{0, 8, 0, 150}, Window{8, 14, 0, 150}, Window{4, 4, 5, 29},
-                          Window{0, 22, 31, 150}, Window{20, 2, 149, 150}, Window{12, 10, 1, 2}}) {
+                          Window{0, 22, 31, 150}, Window{20, 2, 149, 150}, Window{12, 10, 1, 2},
+                          Window{0, 22, 3, 19}, Window{4, 8, 40, 53}, Window{16, 6, 100, 140}}) {
     SCOPED_TRACE("rows " + std::to_string(w.m0) + "+" + std::to_string(w.rows) + " columns [" +
                  std::to_string(w.c0) + ", " + std::to_string(w.c1) + ")");
     const std::vector<float> part = p.run(w.m0, w.rows, w.c0, w.c1);

@@ -129,13 +129,62 @@ struct IndirectPanel {
 };
 
 #ifdef SLUICE_CPU_GEMM_AVX2
-/// One row of the micro-kernel's tile: c0..c2 += a * (b0, b1, b2).
+/// One row of the micro-kernel's tile: c0..c(V-1) += a * (b0 .. b(V-1)).
+template <int V>
 __attribute__((always_inline)) inline void fma_row(float a, __m256 b0, __m256 b1, __m256 b2, __m256& c0, __m256& c1,
                                                    __m256& c2) {
   const __m256 av = _mm256_set1_ps(a);
   c0 = _mm256_fmadd_ps(av, b0, c0);
-  c1 = _mm256_fmadd_ps(av, b1, c1);
-  c2 = _mm256_fmadd_ps(av, b2, c2);
+  if constexpr (V >= 2) c1 = _mm256_fmadd_ps(av, b1, c1);
+  if constexpr (V >= 3) c2 = _mm256_fmadd_ps(av, b2, c2);
+}
+#endif
+
+#ifdef SLUICE_CPU_GEMM_AVX2
+/// The micro-kernel on the first V vectors (8 V columns) of the panel: a panel's last columns are
+/// often fewer than kGemmNr (16 Winograd tiles of a small plane, a GEMM's tail), and computing the
+/// padding would waste a third or more of the FMAs. Every element of C gets the same FMAs in the
+/// same order whatever V is: the result does not depend on the variant that computed it.
+template <int V, class Panel>
+inline void micro_kernel_vectors(std::int64_t kc, const float* __restrict a, Panel b, float* c, std::int64_t ldc,
+                                 bool accumulate, std::int64_t mr, std::int64_t nr) {
+  static_assert(kGemmMr == 4 && kGemmNr == 24 && V >= 1 && V <= 3, "written out for 4 x 24 tiles");
+  // Twelve named accumulators: as an array, GCC stores them to the stack on every step.
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+  __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+  for (std::int64_t kk = 0; kk < kc; ++kk, a += kGemmMr) {
+    const float* bk = b.row(kk);
+    __m256 b0 = _mm256_loadu_ps(bk), b1 = b0, b2 = b0;
+    // Keep the B vectors in registers: folded into the FMAs, each would be loaded four times.
+    if constexpr (V == 3) {
+      b1 = _mm256_loadu_ps(bk + 8), b2 = _mm256_loadu_ps(bk + 16);
+      asm("" : "+x"(b0), "+x"(b1), "+x"(b2));
+    } else if constexpr (V == 2) {
+      b1 = _mm256_loadu_ps(bk + 8);
+      asm("" : "+x"(b0), "+x"(b1));
+    } else {
+      asm("" : "+x"(b0));
+    }
+    fma_row<V>(a[0], b0, b1, b2, c00, c01, c02);
+    fma_row<V>(a[1], b0, b1, b2, c10, c11, c12);
+    fma_row<V>(a[2], b0, b1, b2, c20, c21, c22);
+    fma_row<V>(a[3], b0, b1, b2, c30, c31, c32);
+  }
+  const __m256 acc[kGemmMr][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
+  if (mr == kGemmMr && nr == 8 * V) {
+    for (int i = 0; i < kGemmMr; ++i)
+      for (int v = 0; v < V; ++v) {
+        float* ci = c + i * ldc + 8 * v;
+        _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(acc[i][v], _mm256_loadu_ps(ci)) : acc[i][v]);
+      }
+    return;
+  }
+  alignas(32) float tile[kGemmMr * kGemmNr];
+  for (int i = 0; i < kGemmMr; ++i)
+    for (int v = 0; v < V; ++v) _mm256_store_ps(tile + i * kGemmNr + 8 * v, acc[i][v]);
+  for (std::int64_t i = 0; i < mr; ++i)
+    for (std::int64_t j = 0; j < nr; ++j)
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
 }
 #endif
 
@@ -143,43 +192,22 @@ __attribute__((always_inline)) inline void fma_row(float a, __m256 b0, __m256 b1
 template <class Panel>
 inline void micro_kernel(std::int64_t kc, const float* __restrict a, Panel b, float* c, std::int64_t ldc,
                          bool accumulate, std::int64_t mr, std::int64_t nr) {
-  alignas(32) float tile[kGemmMr * kGemmNr];
 #ifdef SLUICE_CPU_GEMM_AVX2
-  constexpr int kVectors = static_cast<int>(kGemmNr / 8);
-  static_assert(kGemmMr == 4 && kGemmNr == 24, "the AVX2 kernel is written out for 4 x 24 tiles");
-  // Twelve named accumulators: as an array, GCC stores them to the stack on every step.
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
-  __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
-  for (std::int64_t kk = 0; kk < kc; ++kk, a += kGemmMr) {
-    const float* bk = b.row(kk);
-    __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8), b2 = _mm256_loadu_ps(bk + 16);
-    // Keep the B vectors in registers: folded into the FMAs, each would be loaded four times.
-    asm("" : "+x"(b0), "+x"(b1), "+x"(b2));
-    fma_row(a[0], b0, b1, b2, c00, c01, c02);
-    fma_row(a[1], b0, b1, b2, c10, c11, c12);
-    fma_row(a[2], b0, b1, b2, c20, c21, c22);
-    fma_row(a[3], b0, b1, b2, c30, c31, c32);
-  }
-  const __m256 acc[kGemmMr][kVectors] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
-  if (mr == kGemmMr && nr == kGemmNr) {
-    for (int i = 0; i < kGemmMr; ++i)
-      for (int v = 0; v < kVectors; ++v) {
-        float* ci = c + i * ldc + 8 * v;
-        _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(acc[i][v], _mm256_loadu_ps(ci)) : acc[i][v]);
-      }
-    return;
-  }
-  for (int i = 0; i < kGemmMr; ++i)
-    for (int v = 0; v < kVectors; ++v) _mm256_store_ps(tile + i * kGemmNr + 8 * v, acc[i][v]);
+  if (nr > 16)
+    micro_kernel_vectors<3>(kc, a, b, c, ldc, accumulate, mr, nr);
+  else if (nr > 8)
+    micro_kernel_vectors<2>(kc, a, b, c, ldc, accumulate, mr, nr);
+  else
+    micro_kernel_vectors<1>(kc, a, b, c, ldc, accumulate, mr, nr);
 #else
-  std::fill(tile, tile + kGemmMr * kGemmNr, 0.0f);
+  float tile[kGemmMr * kGemmNr] = {};
   for (std::int64_t kk = 0; kk < kc; ++kk, a += kGemmMr)
     for (std::int64_t i = 0; i < kGemmMr; ++i)
       for (std::int64_t j = 0; j < kGemmNr; ++j) tile[i * kGemmNr + j] += a[i] * b.row(kk)[j];
-#endif
   for (std::int64_t i = 0; i < mr; ++i)
     for (std::int64_t j = 0; j < nr; ++j)
       c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
+#endif
 }
 
 }  // namespace detail
