@@ -100,7 +100,9 @@ TEST(Bf16Gemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
   struct Window {
     std::int64_t m0, rows, c0, c1;
   };
-  for (const Window w : {Window{0, 40, 0, 1}, Window{8, 16, 5, 150}, Window{32, 8, 17, 41}, Window{16, 3, 149, 150}}) {
+  // Last panels of 1-8, 9-16 and 17-24 columns: the micro-kernel's three widths.
+  for (const Window w : {Window{0, 40, 0, 1}, Window{8, 16, 5, 150}, Window{32, 8, 17, 41}, Window{16, 3, 149, 150},
+                         Window{0, 40, 3, 19}, Window{8, 24, 40, 53}, Window{24, 16, 100, 140}}) {
     const std::vector<float> part = p.run(w.m0, w.rows, w.c0, w.c1);
     for (std::int64_t i = 0; i < w.rows; ++i)
       for (std::int64_t j = w.c0; j < w.c1; ++j)

@@ -101,13 +101,15 @@ SLUICE_CPU_BF16_TARGET inline void pack_b_panel_bf16(std::int64_t kc, Panel b, s
 #endif
 }
 
-/// c[mr x nr] (row stride ldc) = (accumulate ? c : 0) + a_panel * b_panel over `pairs` k-pairs.
-SLUICE_CPU_BF16_TARGET inline void micro_kernel_bf16(std::int64_t pairs, const std::uint32_t* __restrict a,
-                                                     const std::uint32_t* __restrict b, float* c, std::int64_t ldc,
-                                                     bool accumulate, std::int64_t mr, std::int64_t nr) {
-  alignas(32) float tile[kBf16Mr * kGemmNr];
 #ifdef SLUICE_CPU_BF16_KERNELS
-  static_assert(kBf16Mr == 8 && kGemmNr == 24, "the bf16 kernel is written out for 8 x 24 tiles");
+/// The bf16 micro-kernel on the first V vectors (8 V columns) of the panel (see gemm.hpp's
+/// micro_kernel_vectors: the same products in the same order whatever V is).
+template <int V>
+SLUICE_CPU_BF16_TARGET inline void micro_kernel_bf16_vectors(std::int64_t pairs, const std::uint32_t* __restrict a,
+                                                             const std::uint32_t* __restrict b, float* c,
+                                                             std::int64_t ldc, bool accumulate, std::int64_t mr,
+                                                             std::int64_t nr) {
+  static_assert(kBf16Mr == 8 && kGemmNr == 24 && V >= 1 && V <= 3, "written out for 8 x 24 tiles");
   // Twenty-four named accumulators (as an array, GCC keeps them on the stack).
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00, c20 = c00, c21 = c00,
          c22 = c00, c30 = c00, c31 = c00, c32 = c00, c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00,
@@ -117,13 +119,13 @@ SLUICE_CPU_BF16_TARGET inline void micro_kernel_bf16(std::int64_t pairs, const s
     const __m256i ai = _mm256_set1_epi32(static_cast<int>(a[i]));                         \
     const __m256bh av = reinterpret_cast<const __m256bh&>(ai);                            \
     c##i##0 = _mm256_dpbf16_ps(c##i##0, av, b0);                                          \
-    c##i##1 = _mm256_dpbf16_ps(c##i##1, av, b1);                                          \
-    c##i##2 = _mm256_dpbf16_ps(c##i##2, av, b2);                                          \
+    if constexpr (V >= 2) c##i##1 = _mm256_dpbf16_ps(c##i##1, av, b1);                   \
+    if constexpr (V >= 3) c##i##2 = _mm256_dpbf16_ps(c##i##2, av, b2);                   \
   }
   for (std::int64_t p = 0; p < pairs; ++p, a += kBf16Mr, b += kGemmNr) {
     const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 8));
-    const __m256i w2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16));
+    const __m256i w1 = V >= 2 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 8)) : w0;
+    const __m256i w2 = V >= 3 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16)) : w0;
     const __m256bh b0 = reinterpret_cast<const __m256bh&>(w0), b1 = reinterpret_cast<const __m256bh&>(w1),
                    b2 = reinterpret_cast<const __m256bh&>(w2);
     SLUICE_CPU_BF16_ROW(0)
@@ -138,28 +140,46 @@ SLUICE_CPU_BF16_TARGET inline void micro_kernel_bf16(std::int64_t pairs, const s
 #undef SLUICE_CPU_BF16_ROW
   const __m256 acc[kBf16Mr][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32},
                                   {c40, c41, c42}, {c50, c51, c52}, {c60, c61, c62}, {c70, c71, c72}};
-  if (mr == kBf16Mr && nr == kGemmNr) {
+  if (mr == kBf16Mr && nr == 8 * V) {
     for (int i = 0; i < kBf16Mr; ++i)
-      for (int v = 0; v < 3; ++v) {
+      for (int v = 0; v < V; ++v) {
         float* ci = c + i * ldc + 8 * v;
         _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(acc[i][v], _mm256_loadu_ps(ci)) : acc[i][v]);
       }
     return;
   }
+  alignas(32) float tile[kBf16Mr * kGemmNr];
   for (int i = 0; i < kBf16Mr; ++i)
-    for (int v = 0; v < 3; ++v) _mm256_store_ps(tile + i * kGemmNr + 8 * v, acc[i][v]);
+    for (int v = 0; v < V; ++v) _mm256_store_ps(tile + i * kGemmNr + 8 * v, acc[i][v]);
+  for (std::int64_t i = 0; i < mr; ++i)
+    for (std::int64_t j = 0; j < nr; ++j)
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
+}
+#endif
+
+/// c[mr x nr] (row stride ldc) = (accumulate ? c : 0) + a_panel * b_panel over `pairs` k-pairs.
+SLUICE_CPU_BF16_TARGET inline void micro_kernel_bf16(std::int64_t pairs, const std::uint32_t* __restrict a,
+                                                     const std::uint32_t* __restrict b, float* c, std::int64_t ldc,
+                                                     bool accumulate, std::int64_t mr, std::int64_t nr) {
+#ifdef SLUICE_CPU_BF16_KERNELS
+  if (nr > 16)
+    micro_kernel_bf16_vectors<3>(pairs, a, b, c, ldc, accumulate, mr, nr);
+  else if (nr > 8)
+    micro_kernel_bf16_vectors<2>(pairs, a, b, c, ldc, accumulate, mr, nr);
+  else
+    micro_kernel_bf16_vectors<1>(pairs, a, b, c, ldc, accumulate, mr, nr);
 #else
   // Builds without the kernels never pack bf16 weights; this keeps the code path compilable and exact.
-  std::fill(tile, tile + kBf16Mr * kGemmNr, 0.0f);
+  float tile[kBf16Mr * kGemmNr] = {};
   for (std::int64_t p = 0; p < pairs; ++p, a += kBf16Mr, b += kGemmNr)
     for (std::int64_t i = 0; i < kBf16Mr; ++i)
       for (std::int64_t j = 0; j < kGemmNr; ++j)
         tile[i * kGemmNr + j] += from_bf16(static_cast<std::uint16_t>(a[i])) * from_bf16(static_cast<std::uint16_t>(b[j])) +
                                  from_bf16(static_cast<std::uint16_t>(a[i] >> 16)) * from_bf16(static_cast<std::uint16_t>(b[j] >> 16));
-#endif
   for (std::int64_t i = 0; i < mr; ++i)
     for (std::int64_t j = 0; j < nr; ++j)
       c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
+#endif
 }
 
 /// The bf16 product over every k block and column panel; panel_at(k0, kc, j0) gives B's panel.
