@@ -27,6 +27,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -51,6 +52,9 @@ class SloController {
     /// The latency quantile at which a request is judged hopeless (shed, or rejected at admission).
     double hopeless_quantile = 0.05;
     bool per_key_models = true;             ///< one latency model per batch key (else one for all)
+    /// Drop head requests that miss even alone at the SLO quantile when that lets later ones meet
+    /// theirs (see plan_with_early_drop).
+    bool early_drop = true;
   };
 
   SloController() : SloController(Options{}) {}
@@ -131,11 +135,26 @@ class SloController {
       return d;
     }
 
-    // 2. Plan the visible queue; dispatch the plan's first batch.
-    const std::size_t first = plan_first_batch(deadlines, cap);
+    // 2. Plan the visible queue; dispatch the plan's first batch. Head requests that miss even
+    // alone at the SLO quantile are dropped now when serving them would make later ones miss.
+    std::size_t early = 0;
+    const std::size_t first = plan_with_early_drop(deadlines, cap, early);
+    if (early > 0) {
+      const TimePoint cut = now + to_duration(early_latest_) + Duration(1);
+      d.shed_deadline_before = std::max(d.shed_deadline_before, cut);
+      shed += early;
+      removed_ = shed;
+      deadlines.erase(deadlines.begin(), deadlines.begin() + static_cast<std::ptrdiff_t>(early));
+    }
+    if (shed > 0) {
+      // The Batcher sheds, then asks again; the dispatch is only its fallback. Not remembered as
+      // in flight: the batch asked for after the shed is.
+      d.dispatch = first;
+      return d;
+    }
 
     // 3. The plan takes everything there is in one batch: would waiting for more pay?
-    const bool whole_queue = first == deadlines.size() && q.queued - shed == deadlines.size();
+    const bool whole_queue = first == deadlines.size() && q.queued == deadlines.size();
     if (whole_queue && first < cap) {
       if (const auto until = worth_waiting(deadlines, first, cap, now)) {
         d.wait_until = *until;
@@ -162,16 +181,20 @@ class SloController {
     fill_estimates(cap, m);
     const double lanes = static_cast<double>(std::max<std::size_t>(1, q.idle_lanes + q.busy_lanes));
     const double lane_free = q.idle_lanes > 0 ? 0.0 : earliest_lane_free(now, /*optimistic=*/true);
-    double per_item = opt_[1];  // lane time per item at the best throughput, spread over the lanes
-    for (std::size_t k = 2; k <= cap; ++k) per_item = std::min(per_item, opt_[k] / static_cast<double>(k));
-    per_item /= lanes;
+    // Lane time per item at the best throughput, spread over the lanes: for this key, and for the
+    // other keys' queued requests, whose sizes are unknown here, the cheapest key's (optimism is
+    // the safe side of a rejection).
+    const double per_item = optimistic_per_item(cap) / lanes;
+    const double other_per_item = cheapest_per_item(q.key, cap, per_item * lanes) / lanes;
     double t = lane_free;
     std::size_t visible = 0;
     for (const TimePoint dl : q.deadlines) {  // this key's head, in dispatch order
       ++visible;
       if (lane_free + opt_[1] <= relative(dl, now)) t += per_item;  // else: it will be shed
     }
-    t += static_cast<double>(q.total_queued > visible ? q.total_queued - visible : 0) * per_item;
+    const std::size_t same_key = std::min(q.queued, q.total_queued);
+    t += static_cast<double>(same_key > visible ? same_key - visible : 0) * per_item;
+    t += static_cast<double>(q.total_queued - same_key) * other_per_item;
     const double done = std::max(lane_free + opt_[1], t + per_item);
     if (done > relative(deadline, now)) return false;
     note_arrival(now);  // exact arrival times where the Batcher asks us; decide() counts the rest
@@ -238,16 +261,73 @@ class SloController {
       opt_[k] = std::min(typ_[k], ns(m.estimate_q(k, options_.hopeless_quantile)));
     }
   }
+  // The least lane time per item over the batch sizes at the optimistic latencies (after fill_estimates).
+  double optimistic_per_item(std::size_t cap) const {
+    double best = opt_[1];
+    for (std::size_t k = 2; k <= cap; ++k) best = std::min(best, opt_[k] / static_cast<double>(k));
+    return best;
+  }
+
+  // optimistic_per_item over every key's model (`own`: that of `key`, already known). Cached per
+  // model until it sees another batch; at most kMaxKeys models.
+  double cheapest_per_item(std::uint64_t key, std::size_t cap, double own) {
+    double best = own;
+    if (models_.size() < 2) return best;
+    for (auto& [k, model] : models_) {
+      if (k == key || model.empty()) continue;
+      PerItem& c = per_item_[k];
+      if (c.observations != model.observations() || c.changes != model.changes_detected() || c.cap != cap || !c.valid) {
+        double v = kInf;
+        for (std::size_t n = 1; n <= cap; ++n) {
+          const double typ = ns(model.typical(n)), o = std::min(typ, ns(model.estimate_q(n, options_.hopeless_quantile)));
+          v = std::min(v, o / static_cast<double>(n));
+        }
+        c = {model.observations(), model.changes_detected(), cap, v, true};
+      }
+      best = std::min(best, c.value);
+    }
+    return best;
+  }
+
   static double ns(std::optional<Duration> d) {
     return d ? std::chrono::duration<double, std::nano>(*d).count() : kInf;
   }
 
-  // Dynamic programme over prefixes of the visible queue (dispatch order is fixed): the split into
-  // consecutive batches that meets the most deadlines, then ends soonest. Returns the first batch.
-  std::size_t plan_first_batch(const std::vector<double>& deadlines, std::size_t cap) {
+  // Early drop: the first `early` requests of the queue miss their deadline at the SLO quantile
+  // even served alone next. Serving one anyway takes lane time from those behind it; dropping it
+  // now (rather than late, once the ones behind have missed too) pays when the plan for the rest
+  // then meets more deadlines. Tried for every such prefix that can be shed by deadline alone (its
+  // latest deadline is before every later one); ties keep the requests (serving them costs
+  // nothing that counts). Returns the first batch of the chosen plan, and the prefix in `early`.
+  std::size_t plan_with_early_drop(const std::vector<double>& deadlines, std::size_t cap, std::size_t& early) {
+    early = 0;
+    std::size_t first = plan_first_batch(deadlines, 0, cap);
+    if (!options_.early_drop || !options_.shed) return first;
+    std::size_t best = on_time_[deadlines.size()];
+    double latest = -kInf;
+    early_latest_ = 0.0;
+    for (std::size_t j = 1; j < deadlines.size() && deadlines[j - 1] < est_[1]; ++j) {
+      latest = std::max(latest, deadlines[j - 1]);
+      if (!(latest < *std::min_element(deadlines.begin() + static_cast<std::ptrdiff_t>(j), deadlines.end()))) continue;
+      const std::size_t f = plan_first_batch(deadlines, j, cap);
+      if (on_time_[deadlines.size() - j] > best) {
+        best = on_time_[deadlines.size() - j];
+        early = j;
+        first = f;
+        early_latest_ = latest;
+      }
+    }
+    return first;
+  }
+
+  // Dynamic programme over prefixes of the visible queue from `from` on (dispatch order is fixed):
+  // the split into consecutive batches that meets the most deadlines, then ends soonest. Returns
+  // the first batch; on_time_[deadlines.size() - from] holds how many the plan meets.
+  std::size_t plan_first_batch(const std::vector<double>& all, std::size_t from, std::size_t cap) {
     // Deadlines are checked against the SLO-quantile finish times; among plans that meet as many,
     // the one with the least total median run time wins (the quantiles are noisier than medians
     // and would otherwise drown the few per cent that separate batch sizes).
+    const std::span<const double> deadlines(all.data() + from, all.size() - from);
     const std::size_t r = deadlines.size();
     on_time_.assign(r + 1, 0);
     finish_.assign(r + 1, kInf);
@@ -349,6 +429,13 @@ class SloController {
 
   Options options_;
   std::map<std::uint64_t, LatencyModel> models_;  // by batch key
+  struct PerItem {
+    std::uint64_t observations = 0;
+    std::size_t changes = 0, cap = 0;
+    double value = 0.0;
+    bool valid = false;
+  };
+  std::map<std::uint64_t, PerItem> per_item_;  // cheapest_per_item's cache, by batch key
   std::size_t memory_cap_ = std::numeric_limits<std::size_t>::max();
   std::vector<InFlight> in_flight_;
   std::vector<TimePoint> arrivals_;  // timestamps of the last rate_window arrivals
@@ -357,6 +444,7 @@ class SloController {
   std::size_t admitted_ = 0;         // arrivals admit() recorded since the previous decide
   std::size_t all_shed_in_a_row_ = 0;  // decisions on an idle lane that shed everything visible
   std::vector<double> est_, typ_, opt_, finish_, work_;
+  double early_latest_ = 0.0;  // the latest deadline of the prefix plan_with_early_drop drops
   std::vector<std::size_t> on_time_, choice_;
 };
 
