@@ -138,7 +138,7 @@ class SloController {
     // 2. Plan the visible queue; dispatch the plan's first batch. Head requests that miss even
     // alone at the SLO quantile are dropped now when serving them would make later ones miss.
     std::size_t early = 0;
-    const std::size_t first = plan_with_early_drop(deadlines, cap, early);
+    const std::size_t first = plan_with_early_drop(deadlines, cap, q.total_queued > q.queued, early);
     if (early > 0) {
       const TimePoint cut = now + to_duration(early_latest_) + Duration(1);
       d.shed_deadline_before = std::max(d.shed_deadline_before, cut);
@@ -188,9 +188,13 @@ class SloController {
     const double other_per_item = cheapest_per_item(q.key, cap, per_item * lanes) / lanes;
     double t = lane_free;
     std::size_t visible = 0;
+    // A request ahead that misses even alone right after the running batch, at the SLO quantile,
+    // does not count: it is hopeless and shed, or dropped early for the sake of the ones behind
+    // it (this one among them) when it would make them miss (plan_with_early_drop).
+    const double early_drop_alone = options_.early_drop ? est_[1] : opt_[1];
     for (const TimePoint dl : q.deadlines) {  // this key's head, in dispatch order
       ++visible;
-      if (lane_free + opt_[1] <= relative(dl, now)) t += per_item;  // else: it will be shed
+      if (lane_free + early_drop_alone <= relative(dl, now)) t += per_item;
     }
     const std::size_t same_key = std::min(q.queued, q.total_queued);
     t += static_cast<double>(same_key > visible ? same_key - visible : 0) * per_item;
@@ -293,25 +297,43 @@ class SloController {
     return d ? std::chrono::duration<double, std::nano>(*d).count() : kInf;
   }
 
-  // Early drop: the first `early` requests of the queue miss their deadline at the SLO quantile
-  // even served alone next. Serving one anyway takes lane time from those behind it; dropping it
-  // now (rather than late, once the ones behind have missed too) pays when the plan for the rest
-  // then meets more deadlines. Tried for every such prefix that can be shed by deadline alone (its
-  // latest deadline is before every later one); ties keep the requests (serving them costs
-  // nothing that counts). Returns the first batch of the chosen plan, and the prefix in `early`.
-  std::size_t plan_with_early_drop(const std::vector<double>& deadlines, std::size_t cap, std::size_t& early) {
+  // Early drop: a request at the head that the plan misses at the SLO quantile (it cannot make it
+  // even alone, or the plan gives it up for the ones behind it) still takes lane time from those
+  // behind it when served. Dropping it now rather than serving it late pays when the plan for the
+  // rest then meets more deadlines, at the SLO quantile or, as many there, at the median. Tried
+  // for every such prefix that can be shed by deadline alone (its latest deadline is before every
+  // later one); ties keep the requests (a request with a fair chance is served). Returns the first
+  // batch of the chosen plan, and the prefix in `early`.
+  // With requests of other batch keys waiting (`others_waiting`), whose deadlines the plan cannot
+  // see, the requests at the head that miss even alone are dropped outright: their lane time is
+  // the others' wait.
+  std::size_t plan_with_early_drop(const std::vector<double>& deadlines, std::size_t cap, bool others_waiting,
+                                   std::size_t& early) {
     early = 0;
+    early_latest_ = 0.0;
+    const std::size_t r = deadlines.size();
+    if (options_.early_drop && options_.shed && others_waiting) {
+      std::size_t j = 0;
+      double latest = -kInf;
+      while (j < r && deadlines[j] < est_[1]) latest = std::max(latest, deadlines[j++]);
+      if (j > 0 && (j == r || latest < *std::min_element(deadlines.begin() + static_cast<std::ptrdiff_t>(j), deadlines.end()))) {
+        early = j;
+        early_latest_ = latest;
+        return j == r ? 1 : plan_first_batch(deadlines, j, cap);
+      }
+    }
     std::size_t first = plan_first_batch(deadlines, 0, cap);
     if (!options_.early_drop || !options_.shed) return first;
-    std::size_t best = on_time_[deadlines.size()];
+    std::size_t best = on_time_[r], best_likely = likely_[r];
+    const double missed_before = std::max(est_[1], est_[first]);
     double latest = -kInf;
-    early_latest_ = 0.0;
-    for (std::size_t j = 1; j < deadlines.size() && deadlines[j - 1] < est_[1]; ++j) {
+    for (std::size_t j = 1; j < r && deadlines[j - 1] < missed_before; ++j) {
       latest = std::max(latest, deadlines[j - 1]);
       if (!(latest < *std::min_element(deadlines.begin() + static_cast<std::ptrdiff_t>(j), deadlines.end()))) continue;
       const std::size_t f = plan_first_batch(deadlines, j, cap);
-      if (on_time_[deadlines.size() - j] > best) {
-        best = on_time_[deadlines.size() - j];
+      if (on_time_[r - j] > best || (on_time_[r - j] == best && likely_[r - j] > best_likely)) {
+        best = on_time_[r - j];
+        best_likely = likely_[r - j];
         early = j;
         first = f;
         early_latest_ = latest;
@@ -325,11 +347,15 @@ class SloController {
   // the first batch; on_time_[deadlines.size() - from] holds how many the plan meets.
   std::size_t plan_first_batch(const std::vector<double>& all, std::size_t from, std::size_t cap) {
     // Deadlines are checked against the SLO-quantile finish times; among plans that meet as many,
-    // the one with the least total median run time wins (the quantiles are noisier than medians
-    // and would otherwise drown the few per cent that separate batch sizes).
+    // the one that meets the most at the median finish times (a plan that gives up the head to
+    // save the one behind it serves the head late for certain, where serving both one by one
+    // misses the second only in the tail), then the one with the least total median run time
+    // (the quantiles are noisier than medians and would otherwise drown the few per cent that
+    // separate batch sizes). Batches run back to back, so the median finish is the median work.
     const std::span<const double> deadlines(all.data() + from, all.size() - from);
     const std::size_t r = deadlines.size();
     on_time_.assign(r + 1, 0);
+    likely_.assign(r + 1, 0);
     finish_.assign(r + 1, kInf);
     work_.assign(r + 1, kInf);
     choice_.assign(r + 1, 0);
@@ -342,14 +368,22 @@ class SloController {
         head = std::min(head, deadlines[j]);
         const double end = finish_[j] + est_[k];
         const double work = work_[j] + typ_[k];
-        std::size_t met = k;
+        std::size_t met = k, met_median = k;
         if (head < end) {
           met = 0;
           for (std::size_t x = j; x < i; ++x) met += deadlines[x] >= end ? 1 : 0;
         }
-        const std::size_t total = on_time_[j] + met;
-        if (choice_[i] == 0 || total > on_time_[i] || (total == on_time_[i] && work < work_[i] * (1 - 1e-9))) {
+        if (head < work) {
+          met_median = 0;
+          for (std::size_t x = j; x < i; ++x) met_median += deadlines[x] >= work ? 1 : 0;
+        }
+        const std::size_t total = on_time_[j] + met, likely = likely_[j] + met_median;
+        const bool better = choice_[i] == 0 || total > on_time_[i] ||
+                            (total == on_time_[i] && (likely > likely_[i] ||
+                                                      (likely == likely_[i] && work < work_[i] * (1 - 1e-9))));
+        if (better) {
           on_time_[i] = total;
+          likely_[i] = likely;
           finish_[i] = end;
           work_[i] = work;
           choice_[i] = k;
@@ -445,7 +479,7 @@ class SloController {
   std::size_t all_shed_in_a_row_ = 0;  // decisions on an idle lane that shed everything visible
   std::vector<double> est_, typ_, opt_, finish_, work_;
   double early_latest_ = 0.0;  // the latest deadline of the prefix plan_with_early_drop drops
-  std::vector<std::size_t> on_time_, choice_;
+  std::vector<std::size_t> on_time_, likely_, choice_;
 };
 
 static_assert(AdmittingController<SloController>);
