@@ -133,6 +133,7 @@ inline std::vector<PolicyRow> run_policies(
   ClockworkEdf::Options co;
   co.max_batch_size = curve.max_safe;
   co.profile = table_of(curve, sim.noise_sigma);
+  co.model.pooled_tail = false;  // Clockwork's profile: the p99 of each size's own last runs
   ClockworkEdf edf(co);
   rows.push_back({"clockwork edf", simulate(curve, trace, edf, sim)});
 
