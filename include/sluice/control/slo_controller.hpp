@@ -138,7 +138,7 @@ class SloController {
     // 2. Plan the visible queue; dispatch the plan's first batch. Head requests that miss even
     // alone at the SLO quantile are dropped now when serving them would make later ones miss.
     std::size_t early = 0;
-    const std::size_t first = plan_with_early_drop(deadlines, cap, q.total_queued > q.queued, early);
+    const std::size_t first = plan_with_early_drop(deadlines, cap, q.total_queued > visible_n, early);
     if (early > 0) {
       const TimePoint cut = now + to_duration(early_latest_) + Duration(1);
       d.shed_deadline_before = std::max(d.shed_deadline_before, cut);
@@ -300,13 +300,14 @@ class SloController {
   // Early drop: a request at the head that the plan misses at the SLO quantile (it cannot make it
   // even alone, or the plan gives it up for the ones behind it) still takes lane time from those
   // behind it when served. Dropping it now rather than serving it late pays when the plan for the
-  // rest then meets more deadlines, at the SLO quantile or, as many there, at the median. Tried
-  // for every such prefix that can be shed by deadline alone (its latest deadline is before every
-  // later one); ties keep the requests (a request with a fair chance is served). Returns the first
-  // batch of the chosen plan, and the prefix in `early`.
-  // With requests of other batch keys waiting (`others_waiting`), whose deadlines the plan cannot
-  // see, the requests at the head that miss even alone are dropped outright: their lane time is
-  // the others' wait.
+  // rest then meets more deadlines at the median finish times (the likely count: a dropped request
+  // is a sure miss, a served one with a fair chance is not) or, as many there, at the SLO quantile.
+  // Tried for every such prefix that can be shed by deadline alone (its latest deadline is before
+  // every later one); ties keep the requests. Returns the first batch of the chosen plan, and the
+  // prefix in `early`.
+  // With requests waiting that the plan cannot see (`others_waiting`: other batch keys, or this
+  // key's beyond the visible head), the requests at the head that miss even alone at the SLO
+  // quantile are dropped outright: their lane time is the others' wait.
   std::size_t plan_with_early_drop(const std::vector<double>& deadlines, std::size_t cap, bool others_waiting,
                                    std::size_t& early) {
     early = 0;
@@ -324,16 +325,16 @@ class SloController {
     }
     std::size_t first = plan_first_batch(deadlines, 0, cap);
     if (!options_.early_drop || !options_.shed) return first;
-    std::size_t best = on_time_[r], best_likely = likely_[r];
+    std::size_t best_likely = likely_[r], best = on_time_[r];
     const double missed_before = std::max(est_[1], est_[first]);
     double latest = -kInf;
     for (std::size_t j = 1; j < r && deadlines[j - 1] < missed_before; ++j) {
       latest = std::max(latest, deadlines[j - 1]);
       if (!(latest < *std::min_element(deadlines.begin() + static_cast<std::ptrdiff_t>(j), deadlines.end()))) continue;
       const std::size_t f = plan_first_batch(deadlines, j, cap);
-      if (on_time_[r - j] > best || (on_time_[r - j] == best && likely_[r - j] > best_likely)) {
-        best = on_time_[r - j];
+      if (likely_[r - j] > best_likely || (likely_[r - j] == best_likely && on_time_[r - j] > best)) {
         best_likely = likely_[r - j];
+        best = on_time_[r - j];
         early = j;
         first = f;
         early_latest_ = latest;
