@@ -8,6 +8,8 @@
 // A change detector (control/change_detector.hpp) watches the residuals against the model's own
 // median of the same size: when the lane becomes slower or faster for good, every stored sample and the line are
 // rescaled by the detected shift at once, instead of waiting for the windows to refill.
+// A size with few samples takes its tail from the spread of every size around its own median
+// (pooled): the largest of three samples is no p99.
 // Pure value type: no clock, no threads.
 #pragma once
 

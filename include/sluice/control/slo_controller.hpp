@@ -2,8 +2,9 @@
 // model of the lane (control/latency_model.hpp), reads every queued request's deadline and decides
 // per dispatch how many to take and how long to wait:
 //   * the batches are planned over the visible queue so that as many requests as possible finish by
-//     their deadline at the model's quantile (p99 by default), then for the shortest total run time
-//     (the most efficient split, e.g. 2+2 rather than 4 where batch 4 has worse throughput);
+//     their deadline at the model's quantile (p99 by default), then as many at the median, then for
+//     the shortest total run time (the most efficient split, e.g. 2+2 rather than 4 where batch 4
+//     has worse throughput);
 //   * it waits only while the expected arrivals would raise the lane's throughput (items per second
 //     of wait + run) and the wait still leaves the head its run time -- so it dispatches at the last
 //     safe moment at the latest;
@@ -13,7 +14,9 @@
 //     (Decision::shed_deadline_before) and rejects at admission those that cannot finish in time behind
 //     the queue even at the best throughput (admit()). "Cannot" is judged at an optimistic quantile of
 //     the latency (p5 by default): a request with a fair chance is served, one without is dropped
-//     as early as possible, at admission, before it takes lane time from others;
+//     as early as possible, at admission, before it takes lane time from others; a head request
+//     that misses at the p99 is also dropped early when serving it would make the ones behind it
+//     miss (plan_with_early_drop);
 //   * it keeps one latency model per batch key (QueueState::key, BatchRecord::key), so a mix of input
 //     sizes does not blur the sizes' latencies into one; a new key starts from the calibration.
 // The model rescales itself when the lane's speed changes for good (control/change_detector.hpp).
