@@ -163,6 +163,22 @@ TEST(SloControllerEarlyDrop, OtherKeysWaitingDoNotPayForAHeadThatMissesAlone) {
   }
 }
 
+// A key whose model is too slow must still run now and then, or it never learns: after eight
+// decisions in a row that dropped everything visible, the last request is served.
+TEST(SloControllerEarlyDrop, AKeyIsNotStarvedByItsOwnPessimisticModel) {
+  auto c = spread_lane(true);
+  const TimePoint now = at_ms(20000);
+  Queue q;
+  q.max_batch_size = 2;
+  q.deadlines = {now + ms(9.5)};  // misses alone at the p99; other keys wait behind it
+  QueueState s = q.state();
+  s.total_queued = 3;
+  for (int i = 0; i < 8; ++i) EXPECT_GT(c.decide(s, now).shed_deadline_before, now + ms(9.5)) << i;
+  const auto d = c.decide(s, now);
+  EXPECT_EQ(d.shed_deadline_before, TimePoint::min());
+  EXPECT_EQ(d.dispatch, 1u);
+}
+
 // ---- admission ----
 
 TEST(SloControllerAdmission, ARequestThatWillBeDroppedEarlyDoesNotCountAhead) {

@@ -130,7 +130,7 @@ class SloController {
       for (const double dl : deadlines) d.shed_deadline_before = std::min(d.shed_deadline_before, now + to_duration(dl));
     }
     removed_ = shed;
-    if (q.idle_lanes > 0) all_shed_in_a_row_ = deadlines.empty() ? all_shed_in_a_row_ + 1 : 0;
+    if (q.idle_lanes > 0 && deadlines.empty()) ++all_shed_in_a_row_;
     if (q.idle_lanes == 0) return d;
     if (deadlines.empty()) {
       // Everything visible goes; ask again at once if more is queued behind it.
@@ -142,6 +142,7 @@ class SloController {
     // alone at the SLO quantile are dropped now when serving them would make later ones miss.
     std::size_t early = 0;
     const std::size_t first = plan_with_early_drop(deadlines, cap, q.total_queued > visible_n, early);
+    all_shed_in_a_row_ = early == deadlines.size() ? all_shed_in_a_row_ + 1 : 0;
     if (early > 0) {
       const TimePoint cut = now + to_duration(early_latest_) + Duration(1);
       d.shed_deadline_before = std::max(d.shed_deadline_before, cut);
@@ -310,7 +311,8 @@ class SloController {
   // prefix in `early`.
   // With requests waiting that the plan cannot see (`others_waiting`: other batch keys, or this
   // key's beyond the visible head), the requests at the head that miss even alone at the SLO
-  // quantile are dropped outright: their lane time is the others' wait.
+  // quantile are dropped outright: their lane time is the others' wait (but after kStarvedAfter
+  // decisions in a row that dropped everything visible, the last one is served).
   std::size_t plan_with_early_drop(const std::vector<double>& deadlines, std::size_t cap, bool others_waiting,
                                    std::size_t& early) {
     early = 0;
@@ -320,6 +322,12 @@ class SloController {
       std::size_t j = 0;
       double latest = -kInf;
       while (j < r && deadlines[j] < est_[1]) latest = std::max(latest, deadlines[j++]);
+      // A key whose model is too slow would otherwise never run again and never learn it.
+      if (j == r && all_shed_in_a_row_ >= kStarvedAfter) {
+        --j;
+        latest = -kInf;
+        for (std::size_t x = 0; x < j; ++x) latest = std::max(latest, deadlines[x]);
+      }
       if (j > 0 && (j == r || latest < *std::min_element(deadlines.begin() + static_cast<std::ptrdiff_t>(j), deadlines.end()))) {
         early = j;
         early_latest_ = latest;
