@@ -3,6 +3,9 @@
 // oracle capacity, replays the traces of slo_grid.hpp at shares of it against every competitor and
 // checks the goals (see docs/performance.md, "Batch-size control").
 // Usage: bench_control_sim [--fixture PATH]... [--requests N] [--seed S] [--slo K[,K...]] [--model NAME]
+//                          [--traces PREFIX[,PREFIX...]] [--why]
+// --traces runs only the traces whose names start with a prefix (e.g. "latency step,size mix");
+// --why adds, for the latency step and the size mix, where each policy missed (miss_breakdown.hpp).
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -11,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "miss_breakdown.hpp"
 #include "slo_grid.hpp"
 
 using namespace sluice;
@@ -55,21 +59,47 @@ int main(int argc, char** argv) try {
   std::uint64_t seed = 1;
   std::vector<double> multiples = {2, 3, 5, 10};
   std::string only;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  std::vector<std::string> trace_prefixes;
+  bool why = false;
+  auto split = [](const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    for (std::string k; std::getline(ss, k, ',');) out.push_back(k);
+    return out;
+  };
+  for (int i = 1; i < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--why")) {
+      why = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "%s: %s needs a value\n", argv[0], argv[i]);
+      return 2;
+    }
     if (!std::strcmp(argv[i], "--fixture")) fixtures.push_back(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--traces")) trace_prefixes = split(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--requests")) requests = std::stod(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--seed")) seed = std::stoull(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--model")) only = argv[i + 1];
     else if (!std::strcmp(argv[i], "--slo")) {
       multiples.clear();
-      std::stringstream ss(argv[i + 1]);
-      for (std::string k; std::getline(ss, k, ',');) multiples.push_back(std::stod(k));
+      for (const std::string& k : split(argv[i + 1])) multiples.push_back(std::stod(k));
     } else {
-      std::fprintf(stderr, "usage: %s [--fixture PATH]... [--requests N] [--seed S] [--slo K[,K...]] [--model NAME]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--fixture PATH]... [--requests N] [--seed S] [--slo K[,K...]] [--model NAME] "
+                   "[--traces PREFIX[,PREFIX...]] [--why]\n",
+                   argv[0]);
       return 2;
     }
   }
   if (fixtures.empty()) fixtures = {SLUICE_BENCH_DATA_DIR "/rtx-a5000-1024.json", SLUICE_BENCH_DATA_DIR "/cpu-resunet-small.json"};
+  std::vector<TraceSpec> specs;
+  for (TraceSpec& s : trace_specs()) {
+    bool keep = trace_prefixes.empty();
+    for (const std::string& p : trace_prefixes) keep = keep || s.name.starts_with(p);
+    if (keep) specs.push_back(std::move(s));
+  }
   std::vector<std::string> summary;
   bool all_goals = true;
 
@@ -83,7 +113,7 @@ int main(int argc, char** argv) try {
       if (!only.empty() && only != curve.name) continue;
       for (double k : multiples) {
         double cap = 0;
-        const auto grid = run_slo_grid(curve, k, requests, seed, cap);
+        const auto grid = run_slo_grid(curve, k, requests, seed, cap, specs);
         const double slo_ms = k * curve.at(1);
         std::printf("\n### %s, SLO %.0f ms (%gx batch-1 latency): oracle capacity %.2f req/s (%.0f%% of the raw "
                     "%.2f), %.0f requests per trace\n\n",
@@ -111,6 +141,9 @@ int main(int argc, char** argv) try {
             if (!beats) misses += " beat-all@" + t.spec.name + ";";
           }
         }
+        if (why)
+          for (const TraceRows& t : grid)
+            if (t.spec.name.starts_with("latency step") || t.spec.name.starts_with("size mix")) print_miss_breakdown(t);
         const bool ok = misses.empty();
         all_goals = all_goals && ok;
         char line[512];

@@ -108,6 +108,9 @@ inline Trace latency_step_trace(double rate, double factor, double duration_s, s
   return t;
 }
 
+/// What became of one request (SimResult::outcome, indexed like the trace's arrivals).
+enum class Outcome : std::uint8_t { on_time, late, rejected, shed, expired };
+
 struct SimResult {
   std::size_t requests = 0;
   std::size_t on_time = 0;
@@ -117,6 +120,7 @@ struct SimResult {
   std::size_t batches = 0;
   double duration_s = 0.0;
   double p50_ms = 0.0, p99_ms = 0.0;  ///< latency of the served requests
+  std::vector<Outcome> outcome;       ///< per request, for the miss analysis (bench_control_sim --why)
   double attainment() const { return requests ? static_cast<double>(on_time) / static_cast<double>(requests) : 1.0; }
   double goodput() const { return duration_s > 0 ? static_cast<double>(on_time) / duration_s : 0.0; }
   double mean_batch() const {
@@ -157,7 +161,8 @@ SimResult simulate_lane(const Trace& trace, Controller& controller, const SimOpt
   res.duration_s = trace.duration_s;
   std::vector<double> latencies;
   latencies.reserve(res.requests);
-  std::vector<Item> dropped;
+  std::vector<Item> dropped, expired;
+  res.outcome.assign(res.requests, Outcome::expired);
   Batch running;
   bool busy = false;
   TimePoint lane_done = kNever, lane_start{};
@@ -167,6 +172,7 @@ SimResult simulate_lane(const Trace& trace, Controller& controller, const SimOpt
     for (const auto& item : running.items) {
       latencies.push_back(duration<double, std::milli>(now - item.arrival).count());
       (now <= item.deadline ? res.on_time : res.late)++;
+      res.outcome[item.payload] = now <= item.deadline ? Outcome::on_time : Outcome::late;
     }
     BatchRecord r;
     r.batch_size = running.items.size();
@@ -188,10 +194,13 @@ SimResult simulate_lane(const Trace& trace, Controller& controller, const SimOpt
     if (busy && lane_done <= now) finish_batch(now);
     while (next < trace.arrivals_s.size() && at(trace.arrivals_s[next]) <= now) {
       std::uint32_t id = static_cast<std::uint32_t>(next);
-      if (!former.push(id, trace.key_of(next), 0, at(trace.arrivals_s[next]) + slo, now)) ++res.dropped, ++res.rejected;
+      if (!former.push(id, trace.key_of(next), 0, at(trace.arrivals_s[next]) + slo, now)) {
+        ++res.dropped, ++res.rejected;
+        res.outcome[next] = Outcome::rejected;
+      }
       ++next;
     }
-    former.expire(now, dropped);
+    former.expire(now, expired);
     if (!busy) {
       if (former.next_batch(now, running, dropped)) {
         const std::size_t n = running.items.size();
@@ -202,8 +211,11 @@ SimResult simulate_lane(const Trace& trace, Controller& controller, const SimOpt
         ++res.batches;
       }
     }
-    res.dropped += dropped.size();
+    for (const auto& item : dropped) res.outcome[item.payload] = Outcome::shed;
+    for (const auto& item : expired) res.outcome[item.payload] = Outcome::expired;
+    res.dropped += dropped.size() + expired.size();
     dropped.clear();
+    expired.clear();
   }
   if (!latencies.empty()) {
     std::sort(latencies.begin(), latencies.end());

@@ -44,6 +44,7 @@ struct TraceSpec {
   bool poisson = false;  ///< a plain Poisson load (the attainment goal applies up to 90%)
   double load = 0.0;     ///< share of the oracle capacity (the peak for the diurnal ramp)
   std::function<Trace(double rate, double duration_s, std::uint64_t seed)> make;
+  std::size_t index = 0;  ///< position in trace_specs(): seeds the trace, so a subset replays the same traces
 };
 
 inline std::vector<TraceSpec> trace_specs(std::vector<int> poisson_loads = {30, 50, 70, 80, 90, 95},
@@ -62,6 +63,7 @@ inline std::vector<TraceSpec> trace_specs(std::vector<int> poisson_loads = {30, 
                    [](double r, double duration_s, std::uint64_t s) { return latency_step_trace(r, 1.3, duration_s, s); }});
   specs.push_back({"size mix" + at, false, other_load,
                    [](double r, double duration_s, std::uint64_t s) { return size_mix_trace(r, duration_s, s); }});
+  for (std::size_t i = 0; i < specs.size(); ++i) specs[i].index = i;
   return specs;
 }
 
@@ -74,6 +76,7 @@ struct PolicyRow {
 struct TraceRows {
   TraceSpec spec;
   std::vector<PolicyRow> rows;  ///< in the order of the header comment; the SloController last
+  Trace trace{};                ///< the trace they ran on (for the miss analysis)
   const SimResult& slo() const { return rows.back().r; }
   const SimResult& hindsight() const { return rows[1].r; }
   /// The SloController's attainment is above every competitor's but the hindsight one's (a tie at
@@ -130,6 +133,7 @@ inline std::vector<PolicyRow> run_policies(
   ClockworkEdf::Options co;
   co.max_batch_size = curve.max_safe;
   co.profile = table_of(curve, sim.noise_sigma);
+  co.model.pooled_tail = false;  // Clockwork's profile: the p99 of each size's own last runs
   ClockworkEdf edf(co);
   rows.push_back({"clockwork edf", simulate(curve, trace, edf, sim)});
 
@@ -153,9 +157,10 @@ inline std::vector<TraceRows> run_slo_grid(const LatencyCurve& curve, double slo
   std::vector<TraceRows> out;
   for (std::size_t i = 0; i < specs.size(); ++i) {
     const double rate = specs[i].load * capacity;
-    const Trace trace = specs[i].make(rate, requests / rate, seed + 100 + i);
-    const Trace other = specs[i].make(rate, requests / rate, seed + 1000 + i);
-    out.push_back({specs[i], run_policies(curve, trace, other, sim)});
+    const std::size_t n = specs[i].index;
+    const Trace trace = specs[i].make(rate, requests / rate, seed + 100 + n);
+    const Trace other = specs[i].make(rate, requests / rate, seed + 1000 + n);
+    out.push_back({specs[i], run_policies(curve, trace, other, sim), trace});
   }
   return out;
 }

@@ -169,11 +169,18 @@ TEST(SloController, ShedsOnlyHopelessRequests) {
   EXPECT_EQ(c.decide(fine.state(), t0()).shed_deadline_before, TimePoint::min());
 }
 
-TEST(SloController, RandomStatesKeepTheInvariants) {
+class SloControllerRandom : public ::testing::TestWithParam<bool> {};
+
+TEST_P(SloControllerRandom, RandomStatesKeepTheInvariants) {
+  const bool early_drop = GetParam();
   std::mt19937 rng(42);
   std::uniform_int_distribution<std::size_t> count(0, 40), cap(1, 16), lanes(0, 1);
   std::uniform_real_distribution<double> slack(-20.0, 200.0);
-  auto c = with_table(linear_ms, 16, /*mem_cap=*/12);
+  SloController::Options o;
+  o.calibration = table_of(linear_ms, 16);
+  o.max_batch_size = 12;
+  o.early_drop = early_drop;
+  SloController c(o);
   for (int i = 0; i < 2000; ++i) {
     Queue q;
     q.max_batch_size = cap(rng);
@@ -190,11 +197,21 @@ TEST(SloController, RandomStatesKeepTheInvariants) {
     if (!q.deadlines.empty() && decision.dispatch == 0) {
       EXPECT_GE(decision.wait_until, now);
     }
-    // Shedding never touches a request that a batch of one would still serve in time.
-    EXPECT_LE(decision.shed_deadline_before, now + ms(linear_ms(1)) + ms(1e-3));
+    const TimePoint alone = now + ms(linear_ms(1)) + ms(1e-3);
+    if (!early_drop || q.deadlines.size() <= 1 || q.idle_lanes == 0) {
+      // Shedding never touches a request that a batch of one would still serve in time.
+      EXPECT_LE(decision.shed_deadline_before, alone);
+    } else {
+      // An early drop gives up requests at the head for those behind it, never the last one when
+      // it could still be served in time alone.
+      const auto visible = q.state().deadlines;  // what the controller saw
+      EXPECT_LE(decision.shed_deadline_before, std::max(alone, visible.back()));
+    }
     if (decision.dispatch > 0) c.observe(record(decision.dispatch, now, ms(linear_ms(decision.dispatch))));
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(EarlyDrop, SloControllerRandom, ::testing::Bool());
 
 TEST(SloController, AdmissionRejectsWhatCannotBeServedBehindTheQueue) {
   auto c = with_table(linear_ms, 16, 16);  // best throughput: batches of 16 in 90 ms

@@ -72,7 +72,7 @@ TEST(SloGrid, PerKeyModelsPayOnTheSizeMix) {
   const auto c = hrnet();
   SimOptions sim;
   sim.seed = 1;
-  sim.slo_ms = 5 * c.at(1);
+  sim.slo_ms = 3 * c.at(1);  // at 5x the slack hides the blur (4000 requests: a tie)
   const double cap = oracle_capacity(c, sim, kRequests, 8);
   auto run = [&](const Trace& t, bool per_key) {
     auto so = slo_controller_options(c, sim);

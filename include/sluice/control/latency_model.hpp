@@ -8,6 +8,8 @@
 // A change detector (control/change_detector.hpp) watches the residuals against the model's own
 // median of the same size: when the lane becomes slower or faster for good, every stored sample and the line are
 // rescaled by the detected shift at once, instead of waiting for the windows to refill.
+// A size with few samples takes its tail from the spread of every size around its own median
+// (pooled): the largest of three samples is no p99.
 // Pure value type: no clock, no threads.
 #pragma once
 
@@ -49,6 +51,9 @@ class LatencyModel {
     std::size_t residual_window = 64;  ///< residual ratios kept to scale the line to the quantile
     std::size_t max_batch_size = 4096;  ///< sizes above this are rejected as bad input
     bool detect_changes = true;       ///< rescale at once when the residuals shift for good
+    /// A size with fewer than `window` samples takes its tail from the spread of every size around
+    /// its own median (pooled), not from its few samples alone: the largest of three samples is no p99.
+    bool pooled_tail = true;
     ChangeDetector::Options change{};
   };
 
@@ -104,12 +109,14 @@ class LatencyModel {
     const double t = to_ns(run_time);
     // Only a size that answers from its own fresh samples is a fair reference: a residual against
     // the line's extrapolation measures the line's misfit, not a change of the lane.
-    if (options_.detect_changes && n < sizes_.size() &&
-        sizes_[n].fresh_count(seq_ + 1, options_.stale_after) >= options_.min_samples) {
+    if (n < sizes_.size() && sizes_[n].fresh_count(seq_ + 1, options_.stale_after) >= options_.min_samples) {
       if (const auto predicted = estimate_q(n, 0.5)) {
         const double p = to_ns(*predicted);
-        if (p > 0.0)
-          if (const auto change = detector_.add(std::log(t / p))) rescale(std::exp(change->shift), change->run);
+        if (p > 0.0) {
+          push_spread(t / p);
+          if (options_.detect_changes)
+            if (const auto change = detector_.add(std::log(t / p))) rescale(std::exp(change->shift), change->run);
+        }
       }
     }
     ++seq_;
@@ -133,8 +140,9 @@ class LatencyModel {
     const auto mean = line_mean(n);
     if (n < sizes_.size()) {
       const auto& w = sizes_[n];
-      if (w.fresh_count(seq_, options_.stale_after) >= options_.min_samples)
-        return from_ns(w.quantile(seq_, options_.stale_after, q));
+      const std::size_t fresh = w.fresh_count(seq_, options_.stale_after);
+      if (fresh >= options_.min_samples)
+        return from_ns(with_pooled_tail(w, seq_, options_.stale_after, fresh, q, 1.0));
       // Old samples of this size still know its shape better than a line does (the cost of a
       // batch is rarely linear); the line only says how much the device drifted since then.
       // The drift is read where the line is best known: at the centre of its recent data.
@@ -142,7 +150,8 @@ class LatencyModel {
         const double x = sx_ / w_;
         const double then = w.line_ref.a + w.line_ref.b * x, now = line()->a + line()->b * x;
         const double drift = then > 0.0 && now > 0.0 ? std::clamp(now / then, 0.5, 2.0) : 1.0;
-        return from_ns(w.quantile(seq_, std::numeric_limits<std::size_t>::max(), q) * drift);
+        return from_ns(
+            with_pooled_tail(w, seq_, std::numeric_limits<std::size_t>::max(), w.samples.size(), q, drift));
       }
     }
     if (!mean) return std::nullopt;
@@ -230,6 +239,9 @@ class LatencyModel {
     sy_ *= factor;
     sxy_ *= factor;
     residuals_.resize(residuals_.size() - std::min(residuals_.size(), run - 1));
+    // The run measured the new level against the old medians: not noise.
+    spread_.resize(spread_.size() - std::min(spread_.size(), run));
+    spread_cache_.clear();
     residual_cache_.clear();
     ++changes_;
   }
@@ -248,6 +260,32 @@ class LatencyModel {
     if (!l) return std::nullopt;
     const double v = l->at(n);
     return v > 0.0 ? std::optional<double>(v) : std::nullopt;
+  }
+
+  // The q-quantile of a size's samples (times `drift`); with fewer than a full window, the tail is
+  // at least the median times the pooled spread's quantile (and the low side at most that).
+  double with_pooled_tail(const Window& w, std::uint64_t now, std::size_t stale_after, std::size_t count, double q,
+                          double drift) const {
+    const double own = w.quantile(now, stale_after, q) * drift;
+    if (!options_.pooled_tail || count >= options_.window || spread_.size() < kMinSpread || q == 0.5) return own;
+    const double pooled = w.quantile(now, stale_after, 0.5) * drift * spread_quantile(q);
+    return q > 0.5 ? std::max(own, pooled) : std::min(own, pooled);
+  }
+
+  void push_spread(double ratio) {
+    if (!std::isfinite(ratio) || ratio <= 0.0) return;
+    if (spread_.size() == options_.residual_window) spread_.erase(spread_.begin());
+    spread_.push_back(ratio);
+    spread_cache_.clear();
+  }
+
+  double spread_quantile(double q) const {
+    for (const auto& [cq, v] : spread_cache_)
+      if (cq == q) return v;
+    std::vector<double> r = spread_;
+    const double v = quantile_of(r, q);
+    spread_cache_.emplace_back(q, v);
+    return v;
   }
 
   void push_residual(double ratio) {
@@ -272,6 +310,11 @@ class LatencyModel {
   std::vector<Window> sizes_;    // indexed by batch size
   std::vector<double> residuals_;  // observed / line mean, oldest first
   mutable std::vector<std::pair<double, double>> residual_cache_;  // (quantile, value)
+  // Observed / that size's own median, for sizes answered from their own fresh samples: the noise
+  // around each size's level, pooled over the sizes (no line misfit in it).
+  static constexpr std::size_t kMinSpread = 8;
+  std::vector<double> spread_;
+  mutable std::vector<std::pair<double, double>> spread_cache_;
   std::uint64_t seq_ = 0;
   double w_ = 0, sx_ = 0, sy_ = 0, sxx_ = 0, sxy_ = 0;  // forgetting least-squares sums
   ChangeDetector detector_;

@@ -2,8 +2,9 @@
 // model of the lane (control/latency_model.hpp), reads every queued request's deadline and decides
 // per dispatch how many to take and how long to wait:
 //   * the batches are planned over the visible queue so that as many requests as possible finish by
-//     their deadline at the model's quantile (p99 by default), then for the shortest total run time
-//     (the most efficient split, e.g. 2+2 rather than 4 where batch 4 has worse throughput);
+//     their deadline at the model's quantile (p99 by default), then as many at the median, then for
+//     the shortest total run time (the most efficient split, e.g. 2+2 rather than 4 where batch 4
+//     has worse throughput);
 //   * it waits only while the expected arrivals would raise the lane's throughput (items per second
 //     of wait + run) and the wait still leaves the head its run time -- so it dispatches at the last
 //     safe moment at the latest;
@@ -13,7 +14,9 @@
 //     (Decision::shed_deadline_before) and rejects at admission those that cannot finish in time behind
 //     the queue even at the best throughput (admit()). "Cannot" is judged at an optimistic quantile of
 //     the latency (p5 by default): a request with a fair chance is served, one without is dropped
-//     as early as possible, at admission, before it takes lane time from others;
+//     as early as possible, at admission, before it takes lane time from others; a head request
+//     that misses at the p99 is also dropped early when serving it would make the ones behind it
+//     miss (plan_with_early_drop);
 //   * it keeps one latency model per batch key (QueueState::key, BatchRecord::key), so a mix of input
 //     sizes does not blur the sizes' latencies into one; a new key starts from the calibration.
 // The model rescales itself when the lane's speed changes for good (control/change_detector.hpp).
@@ -27,6 +30,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -51,6 +55,9 @@ class SloController {
     /// The latency quantile at which a request is judged hopeless (shed, or rejected at admission).
     double hopeless_quantile = 0.05;
     bool per_key_models = true;             ///< one latency model per batch key (else one for all)
+    /// Drop head requests that miss even alone at the SLO quantile when that lets later ones meet
+    /// theirs (see plan_with_early_drop).
+    bool early_drop = true;
   };
 
   SloController() : SloController(Options{}) {}
@@ -123,7 +130,7 @@ class SloController {
       for (const double dl : deadlines) d.shed_deadline_before = std::min(d.shed_deadline_before, now + to_duration(dl));
     }
     removed_ = shed;
-    if (q.idle_lanes > 0) all_shed_in_a_row_ = deadlines.empty() ? all_shed_in_a_row_ + 1 : 0;
+    if (q.idle_lanes > 0 && deadlines.empty()) ++all_shed_in_a_row_;
     if (q.idle_lanes == 0) return d;
     if (deadlines.empty()) {
       // Everything visible goes; ask again at once if more is queued behind it.
@@ -131,11 +138,27 @@ class SloController {
       return d;
     }
 
-    // 2. Plan the visible queue; dispatch the plan's first batch.
-    const std::size_t first = plan_first_batch(deadlines, cap);
+    // 2. Plan the visible queue; dispatch the plan's first batch. Head requests that miss even
+    // alone at the SLO quantile are dropped now when serving them would make later ones miss.
+    std::size_t early = 0;
+    const std::size_t first = plan_with_early_drop(deadlines, cap, q.total_queued > visible_n, early);
+    all_shed_in_a_row_ = early == deadlines.size() ? all_shed_in_a_row_ + 1 : 0;
+    if (early > 0) {
+      const TimePoint cut = now + to_duration(early_latest_) + Duration(1);
+      d.shed_deadline_before = std::max(d.shed_deadline_before, cut);
+      shed += early;
+      removed_ = shed;
+      deadlines.erase(deadlines.begin(), deadlines.begin() + static_cast<std::ptrdiff_t>(early));
+    }
+    if (shed > 0) {
+      // The Batcher sheds, then asks again; the dispatch is only its fallback. Not remembered as
+      // in flight: the batch asked for after the shed is.
+      d.dispatch = first;
+      return d;
+    }
 
     // 3. The plan takes everything there is in one batch: would waiting for more pay?
-    const bool whole_queue = first == deadlines.size() && q.queued - shed == deadlines.size();
+    const bool whole_queue = first == deadlines.size() && q.queued == deadlines.size();
     if (whole_queue && first < cap) {
       if (const auto until = worth_waiting(deadlines, first, cap, now)) {
         d.wait_until = *until;
@@ -162,16 +185,24 @@ class SloController {
     fill_estimates(cap, m);
     const double lanes = static_cast<double>(std::max<std::size_t>(1, q.idle_lanes + q.busy_lanes));
     const double lane_free = q.idle_lanes > 0 ? 0.0 : earliest_lane_free(now, /*optimistic=*/true);
-    double per_item = opt_[1];  // lane time per item at the best throughput, spread over the lanes
-    for (std::size_t k = 2; k <= cap; ++k) per_item = std::min(per_item, opt_[k] / static_cast<double>(k));
-    per_item /= lanes;
+    // Lane time per item at the best throughput, spread over the lanes: for this key, and for the
+    // other keys' queued requests, whose sizes are unknown here, the cheapest key's (optimism is
+    // the safe side of a rejection).
+    const double per_item = optimistic_per_item(cap) / lanes;
+    const double other_per_item = cheapest_per_item(q.key, cap, per_item * lanes) / lanes;
     double t = lane_free;
     std::size_t visible = 0;
+    // A request ahead that misses even alone right after the running batch, at the SLO quantile,
+    // does not count: it is hopeless and shed, or dropped early for the sake of the ones behind
+    // it (this one among them) when it would make them miss (plan_with_early_drop).
+    const double early_drop_alone = options_.early_drop ? est_[1] : opt_[1];
     for (const TimePoint dl : q.deadlines) {  // this key's head, in dispatch order
       ++visible;
-      if (lane_free + opt_[1] <= relative(dl, now)) t += per_item;  // else: it will be shed
+      if (lane_free + early_drop_alone <= relative(dl, now)) t += per_item;
     }
-    t += static_cast<double>(q.total_queued > visible ? q.total_queued - visible : 0) * per_item;
+    const std::size_t same_key = std::min(q.queued, q.total_queued);
+    t += static_cast<double>(same_key > visible ? same_key - visible : 0) * per_item;
+    t += static_cast<double>(q.total_queued - same_key) * other_per_item;
     const double done = std::max(lane_free + opt_[1], t + per_item);
     if (done > relative(deadline, now)) return false;
     note_arrival(now);  // exact arrival times where the Batcher asks us; decide() counts the rest
@@ -238,18 +269,105 @@ class SloController {
       opt_[k] = std::min(typ_[k], ns(m.estimate_q(k, options_.hopeless_quantile)));
     }
   }
+  // The least lane time per item over the batch sizes at the optimistic latencies (after fill_estimates).
+  double optimistic_per_item(std::size_t cap) const {
+    double best = opt_[1];
+    for (std::size_t k = 2; k <= cap; ++k) best = std::min(best, opt_[k] / static_cast<double>(k));
+    return best;
+  }
+
+  // optimistic_per_item over every key's model (`own`: that of `key`, already known). Cached per
+  // model until it sees another batch; at most kMaxKeys models.
+  double cheapest_per_item(std::uint64_t key, std::size_t cap, double own) {
+    double best = own;
+    if (models_.size() < 2) return best;
+    for (auto& [k, model] : models_) {
+      if (k == key || model.empty()) continue;
+      PerItem& c = per_item_[k];
+      if (c.observations != model.observations() || c.changes != model.changes_detected() || c.cap != cap || !c.valid) {
+        double v = kInf;
+        for (std::size_t n = 1; n <= cap; ++n) {
+          const double typ = ns(model.typical(n)), o = std::min(typ, ns(model.estimate_q(n, options_.hopeless_quantile)));
+          v = std::min(v, o / static_cast<double>(n));
+        }
+        c = {model.observations(), model.changes_detected(), cap, v, true};
+      }
+      best = std::min(best, c.value);
+    }
+    return best;
+  }
+
   static double ns(std::optional<Duration> d) {
     return d ? std::chrono::duration<double, std::nano>(*d).count() : kInf;
   }
 
-  // Dynamic programme over prefixes of the visible queue (dispatch order is fixed): the split into
-  // consecutive batches that meets the most deadlines, then ends soonest. Returns the first batch.
-  std::size_t plan_first_batch(const std::vector<double>& deadlines, std::size_t cap) {
+  // Early drop: a request at the head that the plan misses at the SLO quantile (it cannot make it
+  // even alone, or the plan gives it up for the ones behind it) still takes lane time from those
+  // behind it when served. Dropping it now rather than serving it late pays when the plan for the
+  // rest then meets more deadlines at the median finish times (the likely count: a dropped request
+  // is a sure miss, a served one with a fair chance is not) or, as many there, at the SLO quantile.
+  // Tried for every such prefix that can be shed by deadline alone (its latest deadline is before
+  // every later one); ties keep the requests. Returns the first batch of the chosen plan, and the
+  // prefix in `early`.
+  // With requests waiting that the plan cannot see (`others_waiting`: other batch keys, or this
+  // key's beyond the visible head), the requests at the head that miss even alone at the SLO
+  // quantile are dropped outright: their lane time is the others' wait (but after kStarvedAfter
+  // decisions in a row that dropped everything visible, the last one is served).
+  std::size_t plan_with_early_drop(const std::vector<double>& deadlines, std::size_t cap, bool others_waiting,
+                                   std::size_t& early) {
+    early = 0;
+    early_latest_ = 0.0;
+    const std::size_t r = deadlines.size();
+    if (options_.early_drop && options_.shed && others_waiting) {
+      std::size_t j = 0;
+      double latest = -kInf;
+      while (j < r && deadlines[j] < est_[1]) latest = std::max(latest, deadlines[j++]);
+      // A key whose model is too slow would otherwise never run again and never learn it.
+      if (j == r && all_shed_in_a_row_ >= kStarvedAfter) {
+        --j;
+        latest = -kInf;
+        for (std::size_t x = 0; x < j; ++x) latest = std::max(latest, deadlines[x]);
+      }
+      if (j > 0 && (j == r || latest < *std::min_element(deadlines.begin() + static_cast<std::ptrdiff_t>(j), deadlines.end()))) {
+        early = j;
+        early_latest_ = latest;
+        return j == r ? 1 : plan_first_batch(deadlines, j, cap);
+      }
+    }
+    std::size_t first = plan_first_batch(deadlines, 0, cap);
+    if (!options_.early_drop || !options_.shed) return first;
+    std::size_t best_likely = likely_[r], best = on_time_[r];
+    const double missed_before = std::max(est_[1], est_[first]);
+    double latest = -kInf;
+    for (std::size_t j = 1; j < r && deadlines[j - 1] < missed_before; ++j) {
+      latest = std::max(latest, deadlines[j - 1]);
+      if (!(latest < *std::min_element(deadlines.begin() + static_cast<std::ptrdiff_t>(j), deadlines.end()))) continue;
+      const std::size_t f = plan_first_batch(deadlines, j, cap);
+      if (likely_[r - j] > best_likely || (likely_[r - j] == best_likely && on_time_[r - j] > best)) {
+        best_likely = likely_[r - j];
+        best = on_time_[r - j];
+        early = j;
+        first = f;
+        early_latest_ = latest;
+      }
+    }
+    return first;
+  }
+
+  // Dynamic programme over prefixes of the visible queue from `from` on (dispatch order is fixed):
+  // the split into consecutive batches that meets the most deadlines, then ends soonest. Returns
+  // the first batch; on_time_[deadlines.size() - from] holds how many the plan meets.
+  std::size_t plan_first_batch(const std::vector<double>& all, std::size_t from, std::size_t cap) {
     // Deadlines are checked against the SLO-quantile finish times; among plans that meet as many,
-    // the one with the least total median run time wins (the quantiles are noisier than medians
-    // and would otherwise drown the few per cent that separate batch sizes).
+    // the one that meets the most at the median finish times (a plan that gives up the head to
+    // save the one behind it serves the head late for certain, where serving both one by one
+    // misses the second only in the tail), then the one with the least total median run time
+    // (the quantiles are noisier than medians and would otherwise drown the few per cent that
+    // separate batch sizes). Batches run back to back, so the median finish is the median work.
+    const std::span<const double> deadlines(all.data() + from, all.size() - from);
     const std::size_t r = deadlines.size();
     on_time_.assign(r + 1, 0);
+    likely_.assign(r + 1, 0);
     finish_.assign(r + 1, kInf);
     work_.assign(r + 1, kInf);
     choice_.assign(r + 1, 0);
@@ -262,14 +380,22 @@ class SloController {
         head = std::min(head, deadlines[j]);
         const double end = finish_[j] + est_[k];
         const double work = work_[j] + typ_[k];
-        std::size_t met = k;
+        std::size_t met = k, met_median = k;
         if (head < end) {
           met = 0;
           for (std::size_t x = j; x < i; ++x) met += deadlines[x] >= end ? 1 : 0;
         }
-        const std::size_t total = on_time_[j] + met;
-        if (choice_[i] == 0 || total > on_time_[i] || (total == on_time_[i] && work < work_[i] * (1 - 1e-9))) {
+        if (head < work) {
+          met_median = 0;
+          for (std::size_t x = j; x < i; ++x) met_median += deadlines[x] >= work ? 1 : 0;
+        }
+        const std::size_t total = on_time_[j] + met, likely = likely_[j] + met_median;
+        const bool better = choice_[i] == 0 || total > on_time_[i] ||
+                            (total == on_time_[i] && (likely > likely_[i] ||
+                                                      (likely == likely_[i] && work < work_[i] * (1 - 1e-9))));
+        if (better) {
           on_time_[i] = total;
+          likely_[i] = likely;
           finish_[i] = end;
           work_[i] = work;
           choice_[i] = k;
@@ -349,6 +475,13 @@ class SloController {
 
   Options options_;
   std::map<std::uint64_t, LatencyModel> models_;  // by batch key
+  struct PerItem {
+    std::uint64_t observations = 0;
+    std::size_t changes = 0, cap = 0;
+    double value = 0.0;
+    bool valid = false;
+  };
+  std::map<std::uint64_t, PerItem> per_item_;  // cheapest_per_item's cache, by batch key
   std::size_t memory_cap_ = std::numeric_limits<std::size_t>::max();
   std::vector<InFlight> in_flight_;
   std::vector<TimePoint> arrivals_;  // timestamps of the last rate_window arrivals
@@ -357,7 +490,8 @@ class SloController {
   std::size_t admitted_ = 0;         // arrivals admit() recorded since the previous decide
   std::size_t all_shed_in_a_row_ = 0;  // decisions on an idle lane that shed everything visible
   std::vector<double> est_, typ_, opt_, finish_, work_;
-  std::vector<std::size_t> on_time_, choice_;
+  double early_latest_ = 0.0;  // the latest deadline of the prefix plan_with_early_drop drops
+  std::vector<std::size_t> on_time_, likely_, choice_;
 };
 
 static_assert(AdmittingController<SloController>);
