@@ -237,7 +237,8 @@ class CpuBackend {
       p->weight = std::make_unique<PackedArray>(arena_, std::vector<float>(w.data.begin(), w.data.end()));
     } else if (kernels::winograd_suits(p->out, p->in, p->kh, p->kw, spec)) {
       if (precision_ == Precision::bf16)
-        p->weight_bf16 = std::make_unique<PackedWords>(arena_, kernels::winograd_weights_bf16(w.data.data(), p->out, p->in, 2));
+        p->weight_bf16 =
+            std::make_unique<PackedWords>(arena_, kernels::winograd_weights_bf16(w.data.data(), p->out, p->in, 2));
       else
         p->weight = std::make_unique<PackedArray>(arena_, kernels::winograd_weights(w.data.data(), p->out, p->in, 2));
       if (kernels::winograd4_suits(p->out, p->in, precision_)) {
@@ -324,7 +325,8 @@ class CpuBackend {
     if (p.winograd) {
       const std::int64_t tile = kernels::winograd_tile(s.h, s.w, p.weight_winograd4 != nullptr);
       const kernels::WinogradGeometry g = kernels::winograd_geometry(s, p.out, tile);
-      const kernels::ConvWeights u = tile == 2 ? kernels::ConvWeights::of(p) : kernels::ConvWeights{winograd4_weights(p), nullptr};
+      const kernels::ConvWeights u =
+          tile == 2 ? kernels::ConvWeights::of(p) : kernels::ConvWeights{kernels::winograd4_weights(p), nullptr};
       CpuTensor y = empty({s.n, p.out, s.h, s.w});
       Buffer scratch(arena_, static_cast<std::size_t>(g.scratch_floats(pool_->size())));
       kernels::conv2d_winograd(x.data(), u, p.bias ? p.bias->values.data() : nullptr, g, act, y.data(),
@@ -583,13 +585,6 @@ class CpuBackend {
     if (bias->shape[0] != out)
       fail(std::string(op) + ": bias " + dims_to_string(bias->shape) + ", expected [" + std::to_string(out) + "]");
     return std::make_unique<PackedArray>(arena_, std::vector<float>(bias->data.begin(), bias->data.end()));
-  }
-
-  /// A Winograd conv's F(4x4, 3x3) weights, transformed from its 3x3 weights on the first call.
-  static const float* winograd4_weights(const ConvParams& p) {
-    return p.weight_winograd4
-        ->get([&] { return kernels::winograd_weights(p.weight_3x3->values.data(), p.out, p.in, 4); })
-        .data();
   }
 
   CpuTensor global_pool(const CpuTensor& x, bool max) {

@@ -6,9 +6,9 @@
 // column order (ci, ky, kx) is the row order of the im2col matrix, each packed into the micro-kernel's
 // panels (gemm.hpp: pack_a); a 3x3 stride-1 conv that suits Winograd holds the 16 transformed
 // [out x in] matrices of F(2x2, 3x3) instead, and where it may run as F(4x4, 3x3) its raw weights,
-// from which F(4x4)'s 36 are made when a plane first needs them (winograd.hpp); a depthwise weight stays (c, 1, kh, kw);
-// a ConvTranspose2d(2, 2) weight (in, out, 2, 2) becomes one row-major [out*4 x in] matrix
-// (row = co*4 + a*2 + b). With bf16 precision (precision.hpp) the GEMM and Winograd matrices are
+// from which F(4x4)'s 36 are made when a plane first needs them (winograd.hpp); a depthwise weight
+// stays (c, 1, kh, kw); a ConvTranspose2d(2, 2) weight (in, out, 2, 2) becomes one row-major
+// [out*4 x in] matrix (row = co*4 + a*2 + b). With bf16 precision (precision.hpp) the GEMM and Winograd matrices are
 // packed for the bf16 kernel instead (gemm_bf16.hpp: pack_a_bf16), as 32-bit words of bf16 k-pairs.
 #pragma once
 
@@ -62,9 +62,9 @@ struct ConvParams {
   ConvSpec spec;
   std::unique_ptr<PackedArray> weight, bias;    // bias null when absent; weight null when weight_bf16 is set
   std::unique_ptr<PackedWords> weight_bf16;      // bf16 precision: the GEMM (or Winograd) matrices as bf16
-  bool winograd = false;                         // weight (or weight_bf16) holds F(2x2, 3x3)'s transformed weights
-  std::unique_ptr<PackedArray> weight_3x3;       // Winograd convs that may run as F(4x4, 3x3): the raw weights
-  std::unique_ptr<LazyPacked> weight_winograd4;  // and F(4x4, 3x3)'s, made on first use
+  bool winograd = false;                         // weight (or weight_bf16) holds F(2x2, 3x3)'s matrices
+  std::unique_ptr<PackedArray> weight_3x3;       // convs that may run as F(4x4, 3x3): the raw weights,
+  std::unique_ptr<LazyPacked> weight_winograd4;  // and F(4x4, 3x3)'s matrices, made on first use
   bool depthwise() const { return spec.groups == in && spec.groups == out; }
 };
 struct ConvTransposeParams {

@@ -115,8 +115,12 @@ struct WinogradTransform<2> {
 template <>
 struct WinogradTransform<4> {
   static constexpr int kPatch = 6;
-  static constexpr double G[6][3] = {{0.25, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                     {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  static constexpr double G[6][3] = {{0.25, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                     {0, 0, 1}};
   // B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
   // with 5 a = 4 a + a.
   template <class X, class Y>
@@ -187,6 +191,12 @@ inline std::vector<std::uint32_t> winograd_weights_bf16(const float* w, std::int
   for (std::int64_t point = 0; point < winograd_points(tile); ++point)
     pack_a_bf16(u.data() + point * out * in, out, in, in, packed.data() + point * words);
   return packed;
+}
+
+/// A conv's F(4x4, 3x3) weights (its weight_winograd4), transformed from its 3x3 weights on the first
+/// call.
+inline const float* winograd4_weights(const ConvParams& p) {
+  return p.weight_winograd4->get([&] { return winograd_weights(p.weight_3x3->values.data(), p.out, p.in, 4); }).data();
 }
 
 /// Sizes of one Winograd conv and its blocks; the output is h x w like the input.
