@@ -2,6 +2,9 @@
 // (peaks, buffer reuse, weights, the limit), bad input, and the thread pool.
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -242,9 +245,8 @@ TEST(CpuMemory, ConvPeakIsInputOutputAndIm2colScratch) {
 
 // A Winograd conv (3x3, stride 1, >= 16 channels both ways) on a small plane runs as F(2x2, 3x3):
 // its weights are the 16 transformed [out x in] matrices, out padded to panels of 4, and (narrow,
-// fp32: it may run as F(4x4) on larger planes) its raw 3x3 weights; its scratch the input's planes
-// padded to whole tiles plus one ring, and per thread a block's 16 packed operands and 16 products
-// and one channel's transformed row.
+// fp32: it may run as F(4x4) on larger planes) its raw 3x3 weights; its scratch per thread a block's
+// 16 packed operands and 16 products and one channel's transformed row (the input is read in place).
 TEST(CpuMemory, WinogradConvPeakIsInputOutputAndTransformScratch) {
   CpuBackend cpu({.threads = 2});
   std::mt19937 rng(7);
@@ -257,15 +259,14 @@ TEST(CpuMemory, WinogradConvPeakIsInputOutputAndTransformScratch) {
   const auto in = static_cast<std::size_t>(xs.numel());
   CpuTensor x = cpu.upload(ref::random_values(in, rng), xs);
   const auto g = sluice::cpu::kernels::winograd_geometry(xs, out, 2);
-  // 5 x 3 tiles of 2 x 2 per sample; padded planes (2 * 5 + 2) x (2 * 3 + 2).
+  // 5 x 3 tiles of 2 x 2 per sample.
   ASSERT_EQ(g.tiles, 15);
-  const std::size_t padded = 2 * 16 * 12 * 8;
   const auto block = static_cast<std::size_t>(g.block);
   ASSERT_EQ(block % 24, 0u);
   const std::size_t per_worker = 16 * (16 * block + out * block) + 16 * block;
   const std::size_t y = static_cast<std::size_t>(xs.n * out * xs.h * xs.w);
   const std::size_t peak = cpu.measure_peak([&] { CpuTensor r = cpu.conv2d(x, conv, Activation::none); });
-  EXPECT_EQ(peak, weights + (in + y + padded + 2 * per_worker) * f4);
+  EXPECT_EQ(peak, weights + (in + y + 2 * per_worker) * f4);
   EXPECT_EQ(cpu.memory().current_bytes, weights + in * f4);
 }
 
@@ -476,6 +477,72 @@ TEST(ThreadPool, ShortJobsAndPausesRunCorrectlyWithAnySpin) {
       if (job % 97 == 0) std::this_thread::sleep_for(microseconds{200});
     }
   }
+}
+
+// A worker that gets no core (here: parked in a signal handler, as a descheduled thread would be)
+// must not hold a job at the barrier: the caller takes every task and the job ends without it.
+// Before, the caller waited for every worker to check in, so this job hung until the worker ran.
+namespace parked_worker {
+std::atomic<bool> parked{false}, release{false};
+extern "C" void park(int) {
+  parked.store(true);
+  while (!release.load()) {
+  }
+}
+}  // namespace parked_worker
+
+TEST(ThreadPool, AJobDoesNotWaitForAWorkerThatHasNoCore) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer defers signal handlers to the thread's next intercepted call";
+#endif
+  using namespace parked_worker;
+  sluice::cpu::ThreadPool pool(2, std::chrono::microseconds{0});
+  // Find the worker's thread: a job whose task runs on worker 1 records it.
+  std::atomic<pthread_t> worker_thread{};
+  std::atomic<bool> found{false};
+  for (int attempt = 0; attempt < 10000 && !found.load(); ++attempt)
+    pool.parallel_for(2, [&](std::size_t, std::size_t w) {
+      if (w == 1) worker_thread = pthread_self(), found = true;
+      std::this_thread::sleep_for(std::chrono::microseconds{50});
+    });
+  ASSERT_TRUE(found.load()) << "worker 1 never took a task";
+  std::this_thread::sleep_for(std::chrono::milliseconds{5});  // let it go back to sleep
+
+  struct sigaction action {}, previous{};
+  action.sa_handler = park;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &previous), 0);
+  parked = false, release = false;
+  ASSERT_EQ(pthread_kill(worker_thread.load(), SIGUSR1), 0);
+  while (!parked.load()) std::this_thread::yield();
+
+  std::atomic<int> sum{0};
+  std::atomic<bool> done{false};
+  std::thread caller([&] {
+    for (int job = 0; job < 50; ++job)
+      pool.parallel_for(8, [&](std::size_t t, std::size_t w) {
+        EXPECT_EQ(w, 0u) << "the parked worker ran a task";
+        sum += static_cast<int>(t);
+      });
+    done = true;
+  });
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{20};
+  while (!done.load() && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  const bool finished_while_parked = done.load();
+  release = true;  // unpark: a hung caller finishes now, so the thread can be joined either way
+  caller.join();
+  sigaction(SIGUSR1, &previous, nullptr);
+  EXPECT_TRUE(finished_while_parked) << "the jobs waited for the parked worker";
+  EXPECT_EQ(sum.load(), 50 * 28);
+  // The worker is back: jobs use both threads again.
+  std::atomic<bool> worker_ran{false};
+  for (int attempt = 0; attempt < 10000 && !worker_ran.load(); ++attempt)
+    pool.parallel_for(2, [&](std::size_t, std::size_t w) {
+      if (w == 1) worker_ran = true;
+      std::this_thread::sleep_for(std::chrono::microseconds{50});
+    });
+  EXPECT_TRUE(worker_ran.load());
 }
 
 TEST(ThreadPool, SpinComesFromTheEnvironmentWhenValid) {

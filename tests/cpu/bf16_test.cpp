@@ -246,4 +246,33 @@ TEST(Bf16Conv, ASampleIsTheSameBitsAloneInABatchAndOnOneThread) {
   }
 }
 
+// ConvTranspose2d(2, 2) runs its GEMM in bf16 too: near the double reference within the bf16 bound,
+// visibly coarser than fp32, and a sample's result is the same bits alone and in a batch.
+TEST(Bf16ConvTranspose, IsNearTheDoubleReferenceAndTheSameBitsInABatch) {
+  SLUICE_REQUIRE_BF16();
+  CpuBackend bf16({.threads = 2, .precision = Precision::bf16});
+  CpuBackend fp32({.threads = 2});
+  std::mt19937 rng(88);
+  const Shape batch{3, 40, 37, 29}, single{1, 40, 37, 29};  // 29 columns: tiles of 36 rows, a short last one
+  const auto w = ref::random_host({40, 24, 2, 2}, rng, 0.2f), b = ref::random_host({24}, rng);
+  const sluice::WeightView bv = b;
+  const auto x = ref::random_values(static_cast<std::size_t>(batch.numel()), rng);
+  auto run = [&](CpuBackend& cpu, const std::vector<float>& in, const Shape& s) {
+    return cpu.to_vector(cpu.conv_transpose2x2(cpu.upload(in, s), cpu.make_conv_transpose2x2(w, &bv)));
+  };
+  const auto got = run(bf16, x, batch), base = run(fp32, x, batch);
+  const ref::Ref want = ref::conv_transpose2x2(ref::to_ref(x, batch), w, &bv);
+  const ref::Diff d = ref::diff(got, want);
+  // Each output sums 40 products of bf16-rounded operands (u = 2^-8) plus the bias.
+  EXPECT_LE(d.max_abs, 8 * std::ldexp(1.0, -8) * std::max(1.0, d.scale)) << "scale " << d.scale;
+  EXPECT_GT(d.max_abs, 1e-4 * d.scale);
+  EXPECT_LE(ref::diff(base, want).max_abs, 1e-5 * std::max(1.0, d.scale));
+  const std::size_t in_plane = static_cast<std::size_t>(single.numel());
+  const std::vector<float> second(x.begin() + static_cast<std::ptrdiff_t>(in_plane),
+                                  x.begin() + static_cast<std::ptrdiff_t>(2 * in_plane));
+  const auto alone = run(bf16, second, single);
+  ASSERT_EQ(got.size(), 3 * alone.size());
+  EXPECT_TRUE(std::equal(alone.begin(), alone.end(), got.begin() + static_cast<std::ptrdiff_t>(alone.size())));
+}
+
 }  // namespace

@@ -7,7 +7,8 @@
 //    channels into blocks, which the workers share when a batch has too few tiles to give each
 //    worker its own;
 //  - depthwise conv: a direct loop per plane;
-//  - ConvTranspose2d(2, 2): one GEMM [out*4 x in] x [in x pixels] per tile, scattered with the bias.
+//  - ConvTranspose2d(2, 2): one GEMM [out*4 x in] x [in x pixels] per tile (fp32 or bf16, as the
+//    other GEMMs), scattered with the bias.
 // The GEMM sums every output over k in one fixed order, and the tiles depend only on the layer's
 // geometry, never on the batch size or thread count: a sample's result is bitwise the same alone or
 // in a batch.
@@ -228,7 +229,8 @@ struct ConvWeights {
   const float* fp32 = nullptr;
   const std::uint32_t* bf16 = nullptr;
 
-  static ConvWeights of(const ConvParams& p) {
+  template <class Params>  // ConvParams or ConvTransposeParams
+  static ConvWeights of(const Params& p) {
     return p.weight_bf16 ? ConvWeights{nullptr, p.weight_bf16->values.data()} : ConvWeights{p.weight->values.data(), nullptr};
   }
 };
@@ -395,24 +397,37 @@ inline std::int64_t conv_transpose_rows_per_tile(std::int64_t h, std::int64_t w)
   return std::clamp<std::int64_t>((1024 + w - 1) / w, 1, h);
 }
 
-/// ConvTranspose2d(kernel 2, stride 2) + bias. `scratch` holds pool.size() * out*4*tile pixels floats.
+/// One worker's scratch floats for conv_transpose2x2 on input xs: a tile's packed input and its
+/// [out*4 x pixels] product.
+inline std::int64_t conv_transpose_worker_floats(const ConvTransposeParams& p, const Shape& xs) {
+  const std::int64_t pixels = conv_transpose_rows_per_tile(xs.h, xs.w) * xs.w;
+  return PackedB::floats(p.in, pixels) + 4 * p.out * pixels;
+}
+
+/// ConvTranspose2d(kernel 2, stride 2) + bias: per tile of input rows, the GEMM [out*4 x in] x
+/// [in x pixels] on the own kernels (fp32 or bf16, as the weights were packed), then each of the
+/// four kernel positions' rows scattered to its output pixels. `scratch` holds pool.size() *
+/// conv_transpose_worker_floats floats.
 inline void conv_transpose2x2(const float* x, const ConvTransposeParams& p, const Shape& xs, float* y,
                               float* scratch, ThreadPool& pool) {
   const std::int64_t rows = conv_transpose_rows_per_tile(xs.h, xs.w);
   const std::int64_t tiles = (xs.h + rows - 1) / rows;
-  const std::int64_t in_plane = xs.h * xs.w, ow = 2 * xs.w, out_plane = 4 * in_plane;
-  const std::int64_t scratch_per_worker = 4 * p.out * rows * xs.w;
-  const float* weight = p.weight->values.data();
+  const std::int64_t in_plane = xs.h * xs.w, ow = 2 * xs.w, out_plane = 4 * in_plane, m = 4 * p.out;
+  const std::int64_t per_worker = conv_transpose_worker_floats(p, xs);
+  const ConvWeights weight = ConvWeights::of(p);
   const float* bias = p.bias ? p.bias->values.data() : nullptr;
   pool.parallel_for(static_cast<std::size_t>(xs.n * tiles), [&](std::size_t task, std::size_t worker) {
     const std::int64_t n = static_cast<std::int64_t>(task) / tiles;
     const std::int64_t r0 = static_cast<std::int64_t>(task) % tiles * rows, r1 = std::min(xs.h, r0 + rows);
     const std::int64_t pixels = (r1 - r0) * xs.w;
-    float* z = scratch + static_cast<std::int64_t>(worker) * scratch_per_worker;
-    ConstMatrixMap a(weight, 4 * p.out, p.in, Eigen::OuterStride<>(p.in));
-    ConstMatrixMap b(x + n * p.in * in_plane + r0 * xs.w, p.in, pixels, Eigen::OuterStride<>(in_plane));
-    MatrixMap c(z, 4 * p.out, pixels, Eigen::OuterStride<>(pixels));
-    c.noalias() = a * b;
+    float* own = scratch + static_cast<std::int64_t>(worker) * per_worker;
+    const PackedB b(own, p.in, pixels);
+    for (std::int64_t ci = 0; ci < p.in; ++ci) b.set_row(ci, x + (n * p.in + ci) * in_plane + r0 * xs.w);
+    float* z = own + PackedB::floats(p.in, pixels);
+    if (weight.bf16)
+      gemm_packed_bf16(weight.bf16, m, 0, m, b, z, pixels);
+    else
+      gemm_packed(weight.fp32, m, 0, m, b, z, pixels);
     float* yn = y + n * p.out * out_plane;
     for (std::int64_t co = 0; co < p.out; ++co) {
       const float bv = bias ? bias[co] : 0.0f;

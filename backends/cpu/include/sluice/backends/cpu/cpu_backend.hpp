@@ -273,12 +273,21 @@ class CpuBackend {
     auto p = std::make_shared<ConvTransposeParams>();
     p->in = w.shape[0];
     p->out = w.shape[1];
-    std::vector<float> packed(w.data.size());
+    std::vector<float> matrix(w.data.size());
     // (in, out, a, b) -> row co*4 + a*2 + b, column ci.
     for (std::int64_t ci = 0; ci < p->in; ++ci)
       for (std::int64_t r = 0; r < p->out * 4; ++r)
-        packed[static_cast<std::size_t>(r * p->in + ci)] = w.data[static_cast<std::size_t>(ci * p->out * 4 + r)];
-    p->weight = std::make_unique<PackedArray>(arena_, std::move(packed));
+        matrix[static_cast<std::size_t>(r * p->in + ci)] = w.data[static_cast<std::size_t>(ci * p->out * 4 + r)];
+    const std::int64_t m = 4 * p->out;
+    if (precision_ == Precision::bf16) {
+      std::vector<std::uint32_t> packed(static_cast<std::size_t>(kernels::packed_a_bf16_words(m, p->in)));
+      kernels::pack_a_bf16(matrix.data(), m, p->in, p->in, packed.data());
+      p->weight_bf16 = std::make_unique<PackedWords>(arena_, std::move(packed));
+    } else {
+      std::vector<float> packed(static_cast<std::size_t>(kernels::packed_a_floats(m, p->in)));
+      kernels::pack_a(matrix.data(), m, p->in, p->in, packed.data());
+      p->weight = std::make_unique<PackedArray>(arena_, std::move(packed));
+    }
     p->bias = pack_bias(bias, p->out, "make_conv_transpose2x2");
     return CpuConvTranspose(std::move(p));
   }
@@ -332,7 +341,7 @@ class CpuBackend {
       kernels::conv2d_winograd(x.data(), u, p.bias ? p.bias->values.data() : nullptr, g, act, y.data(),
                                scratch.data(), *pool_, timing);
       return profiler_.done(t0, "conv2d/winograd", std::move(y), s, s.numel(), flops * s.plane(), &phases,
-                            {"pad + input transform", "GEMMs", "output transform"});
+                            {"input transform", "GEMMs", "output transform"});
     }
     const kernels::ConvGeometry g = kernels::conv_geometry(s, p);
     CpuTensor y = empty({s.n, g.cout, g.oh, g.ow});
@@ -358,8 +367,7 @@ class CpuBackend {
       fail("conv_transpose2x2: input has " + std::to_string(s.c) + " channels, expected " + std::to_string(p.in));
     const auto t0 = profiler_.start();
     CpuTensor y = empty({s.n, p.out, 2 * s.h, 2 * s.w});
-    const std::int64_t rows = kernels::conv_transpose_rows_per_tile(s.h, s.w);
-    Buffer scratch(arena_, static_cast<std::size_t>(4 * p.out * rows * s.w) * pool_->size());
+    Buffer scratch(arena_, static_cast<std::size_t>(kernels::conv_transpose_worker_floats(p, s)) * pool_->size());
     kernels::conv_transpose2x2(x.data(), p, s, y.data(), scratch.data(), *pool_);
     return profiler_.done(t0, "conv_transpose2x2", std::move(y), s, s.numel(), 8.0 * p.out * s.numel());
   }

@@ -27,7 +27,7 @@ namespace sluice::cpu {
 
 /// A phase of an operation: its share of the operation's wall time, by the workers' time in it.
 struct OpPart {
-  std::string name;  ///< "im2col", "GEMM + bias", "pad + input transform", ...
+  std::string name;  ///< "im2col", "GEMM + bias", "input transform", ...
   double ms = 0;
 };
 

@@ -9,6 +9,11 @@
 // within one forward pass nobody sleeps; between passes the workers sleep and burn nothing. Where
 // the pool's threads share their cores with other busy threads, a shorter spin (or none) may serve
 // better: SLUICE_CPU_SPIN_US sets the default, as OMP_WAIT_POLICY does for OpenMP.
+//
+// A job waits only for the workers that joined it. Workers join while the caller still works on
+// the job's tasks; once every task is taken the caller closes the job, and a worker that had no
+// core in time (another busy thread on it: an image decoder, a co-tenant) stays out instead of
+// holding everyone at the barrier: the caller has done its share, and the forward pass goes on.
 #pragma once
 
 #include <algorithm>
@@ -16,6 +21,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -91,22 +97,43 @@ class ThreadPool {
     job_count_ = count;
     error_ = nullptr;
     next_.store(0, std::memory_order_relaxed);
-    active_.store(workers_.size(), std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
-    // A sleeping worker tested the generation under the mutex: taking it here orders this
-    // notify after that test, so no wake-up is lost.
+    left_.store(0, std::memory_order_relaxed);
+    ++generation_;
+    seats_.store(generation_ << kGenerationShift | kOpen, std::memory_order_release);
+    // A sleeping worker tested the seats under the mutex: taking it here orders this notify after
+    // that test, so no wake-up is lost.
     { std::lock_guard lock(mutex_); }
     wake_.notify_all();
     run_tasks(0);
-    if (!spin_until([this] { return active_.load(std::memory_order_acquire) == 0; })) {
+    // Every task is taken: close the job and wait for the workers inside it only.
+    const std::uint64_t joined = seats_.fetch_and(~kOpen, std::memory_order_acq_rel) & kJoinedMask;
+    const auto finished = [this, joined] { return left_.load(std::memory_order_acquire) == joined; };
+    if (!spin_until(finished)) {
       std::unique_lock lock(mutex_);
-      done_.wait(lock, [this] { return active_.load(std::memory_order_acquire) == 0; });
+      done_.wait(lock, finished);
     }
     job_fn_ = nullptr;
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
  private:
+  // seats_: the job's generation above kGenerationShift, kOpen while workers may join, and below
+  // it the number of workers that joined. One word, so a worker joins exactly the job it saw open.
+  static constexpr unsigned kGenerationShift = 32;
+  static constexpr std::uint64_t kOpen = std::uint64_t{1} << 31;
+  static constexpr std::uint64_t kJoinedMask = kOpen - 1;
+
+  static std::uint64_t generation_of(std::uint64_t seats) { return seats >> kGenerationShift; }
+
+  /// Joins the open job; false when it is closed.
+  bool join() {
+    std::uint64_t seats = seats_.load(std::memory_order_acquire);
+    while (seats & kOpen)
+      if (seats_.compare_exchange_weak(seats, seats + 1, std::memory_order_acquire, std::memory_order_acquire))
+        return true;
+    return false;
+  }
+
   void run_tasks(std::size_t worker) {
     const ThreadPool* outer = std::exchange(running_pool_, this);
     std::size_t outer_worker = std::exchange(current_worker_, worker);
@@ -145,9 +172,10 @@ class ThreadPool {
   }
 
   void worker_loop(std::size_t worker) {
-    std::size_t seen = 0;
+    std::uint64_t seen = 0;  // the generation of the last job this worker saw
     const auto posted = [&] {
-      return stopping_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_acquire) != seen;
+      return stopping_.load(std::memory_order_relaxed) ||
+             generation_of(seats_.load(std::memory_order_acquire)) != seen;
     };
     for (;;) {
       if (!spin_until(posted)) {
@@ -155,12 +183,13 @@ class ThreadPool {
         wake_.wait(lock, posted);
       }
       if (stopping_.load(std::memory_order_relaxed)) return;
-      seen = generation_.load(std::memory_order_acquire);
+      seen = generation_of(seats_.load(std::memory_order_acquire));
+      if (!join()) continue;  // closed: the caller took every task
+      seen = generation_of(seats_.load(std::memory_order_relaxed));  // the job joined (it cannot move on)
       run_tasks(worker);
-      if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        { std::lock_guard lock(mutex_); }  // as in parallel_for: order the notify after a waiter's test
-        done_.notify_one();
-      }
+      left_.fetch_add(1, std::memory_order_acq_rel);
+      { std::lock_guard lock(mutex_); }  // as in parallel_for: order the notify after a waiter's test
+      done_.notify_one();
     }
   }
 
@@ -171,12 +200,13 @@ class ThreadPool {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::atomic<bool> stopping_{false};
-  std::atomic<std::size_t> generation_{0};
+  std::uint64_t generation_ = 0;  // the caller's count of jobs (under call_mutex_)
+  std::atomic<std::uint64_t> seats_{0};
   void* job_fn_ = nullptr;
   void (*job_call_)(void*, std::size_t, std::size_t) = nullptr;
   std::size_t job_count_ = 0;
   std::atomic<std::size_t> next_{0};
-  std::atomic<std::size_t> active_{0};
+  std::atomic<std::uint64_t> left_{0};  // workers of the current job that finished it
   std::exception_ptr error_;
   static inline thread_local const ThreadPool* running_pool_ = nullptr;
   static inline thread_local std::size_t current_worker_ = 0;

@@ -7,9 +7,10 @@
 // panels (gemm.hpp: pack_a); a 3x3 stride-1 conv that suits Winograd holds the 16 transformed
 // [out x in] matrices of F(2x2, 3x3) instead, and where it may run as F(4x4, 3x3) its raw weights,
 // from which F(4x4)'s 36 are made when a plane first needs them (winograd.hpp); a depthwise weight
-// stays (c, 1, kh, kw); a ConvTranspose2d(2, 2) weight (in, out, 2, 2) becomes one row-major
-// [out*4 x in] matrix (row = co*4 + a*2 + b). With bf16 precision (precision.hpp) the GEMM and Winograd matrices are
-// packed for the bf16 kernel instead (gemm_bf16.hpp: pack_a_bf16), as 32-bit words of bf16 k-pairs.
+// stays (c, 1, kh, kw); a ConvTranspose2d(2, 2) weight (in, out, 2, 2) becomes one GEMM matrix
+// [out*4 x in] (row = co*4 + a*2 + b), packed the same way. With bf16 precision (precision.hpp) the
+// GEMM and Winograd matrices are packed for the bf16 kernel instead (gemm_bf16.hpp: pack_a_bf16), as
+// 32-bit words of bf16 k-pairs.
 #pragma once
 
 #include <cstdint>
@@ -69,7 +70,8 @@ struct ConvParams {
 };
 struct ConvTransposeParams {
   std::int64_t in = 0, out = 0;
-  std::unique_ptr<PackedArray> weight, bias;  // weight [out*4 x in], bias may be null
+  std::unique_ptr<PackedArray> weight, bias;  // weight: the GEMM matrix [out*4 x in]; bias may be null
+  std::unique_ptr<PackedWords> weight_bf16;   // bf16 precision: that matrix as bf16 (weight null)
 };
 struct NormParams {
   std::int64_t channels = 0;

@@ -5,8 +5,8 @@
 // for 144). Summed over input channels, the element-wise products become (m + 2)^2 GEMMs
 // [out x in] x [in x tiles] on the own GEMM (gemm.hpp):
 //  - weights: U = G g G^T, computed in double at load time, packed as (m + 2)^2 A matrices;
-//  - input: zero-padded planes, then V = B^T d B per tile and channel, written into the packed B
-//    operands for a block of tiles;
+//  - input: V = B^T d B per tile and channel, read from the planes in place (zeros past their
+//    edges), written into the packed B operands for a block of tiles;
 //  - output: M = U V per transform point, then Y = A^T M A, bias and activation, per tile.
 // F(4x4) does 44% fewer multiplies than F(2x2) but holds 2.25x the transformed weights and has a
 // quarter of the tiles, which leaves the GEMMs too narrow on small planes: a layer runs as F(4x4)
@@ -204,18 +204,14 @@ struct WinogradGeometry {
   std::int64_t n, cin, cout, h, w;
   std::int64_t tile, points;             // output tile side m; (m + 2)^2 transform points
   std::int64_t tiles_h, tiles_w, tiles;  // m x m output tiles per sample
-  std::int64_t hp, wp;                   // padded planes: one zero row / column before, enough after
   std::int64_t block, blocks;            // tiles per GEMM block; blocks over the whole batch
 
   std::int64_t block_tiles(std::int64_t b) const { return std::min(block, n * tiles - b * block); }
-  std::int64_t padded_floats() const { return n * cin * hp * wp; }
   /// A block's packed B operands [cin x block] and products [cout x block], one of each per point.
   std::int64_t transformed_floats() const { return points * (PackedB::floats(cin, block) + cout * block); }
   /// One worker's floats: a block's operands and products, and one channel's transformed row.
   std::int64_t worker_floats() const { return transformed_floats() + points * block; }
-  std::int64_t scratch_floats(std::size_t threads) const {
-    return padded_floats() + static_cast<std::int64_t>(threads) * worker_floats();
-  }
+  std::int64_t scratch_floats(std::size_t threads) const { return static_cast<std::int64_t>(threads) * worker_floats(); }
   /// Whether workers take whole blocks, or share each block (too few blocks for the threads).
   bool task_per_block(std::size_t threads) const { return blocks >= 2 * static_cast<std::int64_t>(threads); }
 };
@@ -227,7 +223,6 @@ inline WinogradGeometry winograd_geometry(const Shape& x, std::int64_t cout, std
   g.n = x.n, g.cin = x.c, g.cout = cout, g.h = x.h, g.w = x.w;
   g.tile = tile, g.points = winograd_points(tile);
   g.tiles_h = (x.h + tile - 1) / tile, g.tiles_w = (x.w + tile - 1) / tile, g.tiles = g.tiles_h * g.tiles_w;
-  g.hp = tile * g.tiles_h + 2, g.wp = tile * g.tiles_w + 2;
   const std::int64_t fit = SLUICE_CPU_WINOGRAD_BLOCK_FLOATS / (g.points * (g.cin + g.cout));
   g.block = std::clamp<std::int64_t>(fit / kGemmNr * kGemmNr, kGemmNr, 8 * kGemmNr);
   g.blocks = (g.n * g.tiles + g.block - 1) / g.block;
@@ -257,11 +252,42 @@ inline void for_each_tile_run(const WinogradGeometry& g, const WinogradBlock& b,
 
 inline constexpr std::int64_t kTransformChunk = 64;  // tiles transformed together, contiguous in stack arrays
 
+/// d B along one input row of the patch, for the tiles [0, len) of a chunk whose first patch column
+/// is x0 (-1 at the plane's left edge): h[c][i] for each column c of d B. `row` is the input row
+/// (w floats), or null above or below the plane. Tiles inside the row read it in place; the few
+/// that reach past an edge read zeros there (the conv's padding and the last tiles' overhang).
+template <int M>
+inline void winograd_input_row(const float* row, std::int64_t w, std::int64_t x0, std::int64_t len,
+                               float (*h)[kTransformChunk]) {
+  using T = WinogradTransform<M>;
+  constexpr int P = T::kPatch;
+  if (row == nullptr) {
+    for (int c = 0; c < P; ++c) std::fill(h[c], h[c] + len, 0.0f);
+    return;
+  }
+  const std::int64_t first = x0 < 0 ? 1 : 0, past = w - P - x0 >= 0 ? (w - P - x0) / M + 1 : 0;
+  const std::int64_t lo = std::min(first, len), hi = std::clamp(past, lo, len);  // [lo, hi): inside
+  auto at_edge = [&](std::int64_t i) {
+    float patch[P];
+    for (int k = 0; k < P; ++k) {
+      const std::int64_t col = x0 + M * i + k;
+      patch[k] = col >= 0 && col < w ? row[col] : 0.0f;
+    }
+    T::input([&](int k) { return patch[k]; }, [&](int c, float v) { h[c][i] = v; });
+  };
+  for (std::int64_t i = 0; i < lo; ++i) at_edge(i);
+  const float* in = row + x0;
+  for (std::int64_t i = lo; i < hi; ++i)
+    T::input([&](int k) { return in[M * i + k]; }, [&](int c, float v) { h[c][i] = v; });
+  for (std::int64_t i = hi; i < len; ++i) at_edge(i);
+}
+
 /// V = B^T d B for channels [c0, c1) of every tile of the block, into the packed operands: per run
 /// of tiles along a row, first d B along each input row of the patch (stride-m columns), then
-/// B^T (.) down the rows, contiguous over the run so that both vectorise.
+/// B^T (.) down the rows, contiguous over the run so that both vectorise. The input planes are
+/// read in place (winograd_input_row).
 template <int M>
-inline void winograd_input(const float* padded, const WinogradGeometry& g, const WinogradBlock& b, std::int64_t c0,
+inline void winograd_input(const float* x, const WinogradGeometry& g, const WinogradBlock& b, std::int64_t c0,
                            std::int64_t c1, float* row) {
   using T = WinogradTransform<M>;
   constexpr int P = T::kPatch;
@@ -269,14 +295,13 @@ inline void winograd_input(const float* padded, const WinogradGeometry& g, const
   const std::int64_t nb = b.count, operand_floats = PackedB::floats(g.cin, g.block);
   for (std::int64_t ci = c0; ci < c1; ++ci) {
     for_each_tile_run(g, b, [&](std::int64_t s, std::int64_t ty, std::int64_t tx0, std::int64_t run, std::int64_t j0) {
-      const float* plane = padded + (s * g.cin + ci) * g.hp * g.wp + ty * M * g.wp;
+      const float* plane = x + (s * g.cin + ci) * g.h * g.w;
       for (std::int64_t done = 0; done < run; done += kChunk) {
         const std::int64_t len = std::min(kChunk, run - done);
         float h[P][P][kChunk];  // [input row][column of d B][tile]
         for (int r = 0; r < P; ++r) {
-          const float* x = plane + r * g.wp + M * (tx0 + done);
-          for (std::int64_t i = 0; i < len; ++i)
-            T::input([&](int k) { return x[M * i + k]; }, [&](int c, float v) { h[r][c][i] = v; });
+          const std::int64_t iy = M * ty + r - 1;
+          winograd_input_row<M>(iy >= 0 && iy < g.h ? plane + iy * g.w : nullptr, g.w, M * (tx0 + done) - 1, len, h[r]);
         }
         float* out = row + j0 + done;
         for (int c = 0; c < P; ++c) {
@@ -294,12 +319,12 @@ inline void winograd_input(const float* padded, const WinogradGeometry& g, const
   }
 }
 
-inline void winograd_input(const float* padded, const WinogradGeometry& g, const WinogradBlock& b, std::int64_t c0,
+inline void winograd_input(const float* x, const WinogradGeometry& g, const WinogradBlock& b, std::int64_t c0,
                            std::int64_t c1, float* row) {
   if (g.tile == 4)
-    winograd_input<4>(padded, g, b, c0, c1, row);
+    winograd_input<4>(x, g, b, c0, c1, row);
   else
-    winograd_input<2>(padded, g, b, c0, c1, row);
+    winograd_input<2>(x, g, b, c0, c1, row);
 }
 
 /// M = U V for transform points [p0, p1).
@@ -383,14 +408,11 @@ inline void winograd_output(const WinogradGeometry& g, const WinogradBlock& b, c
 
 /// The conv of all samples of x by transformed weights `u` (winograd_weights or winograd_weights_bf16).
 /// `scratch` holds g.scratch_floats(pool.size()) floats. `phases`, when not null, gets the workers'
-/// time in the padding and input transforms (0), the GEMMs (1) and the output transforms (2).
+/// time in the input transforms (0), the GEMMs (1) and the output transforms (2).
 inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* bias, const WinogradGeometry& g,
                             Activation act, float* y, float* scratch, ThreadPool& pool,
                             PhaseTimes* phases = nullptr) {
-  float* padded = scratch;
-  PhaseTimes::time(
-      phases, 0, [&] { pad_planes(x, g.n * g.cin, g.h, g.w, 1, 1, g.hp, g.wp, padded, pool); }, pool.size());
-  float* work = padded + g.padded_floats();
+  float* work = scratch;
   auto block_at = [&](std::int64_t index, float* own) {
     return detail::WinogradBlock{index * g.block, g.block_tiles(index), own,
                                  own + g.points * PackedB::floats(g.cin, g.block)};
@@ -402,7 +424,7 @@ inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* b
     pool.parallel_for(static_cast<std::size_t>(g.blocks), [&](std::size_t task, std::size_t worker) {
       float* own = work + static_cast<std::int64_t>(worker) * g.worker_floats();
       const detail::WinogradBlock b = block_at(static_cast<std::int64_t>(task), own);
-      PhaseTimes::time(phases, 0, [&] { detail::winograd_input(padded, g, b, 0, g.cin, row_of(worker)); });
+      PhaseTimes::time(phases, 0, [&] { detail::winograd_input(x, g, b, 0, g.cin, row_of(worker)); });
       PhaseTimes::time(phases, 1, [&] { detail::winograd_multiply(u, g, b, 0, g.points); });
       PhaseTimes::time(phases, 2, [&] { detail::winograd_output(g, b, bias, act, 0, g.cout, y); });
     });
@@ -420,7 +442,7 @@ inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* b
   for (std::int64_t index = 0; index < g.blocks; ++index) {
     const detail::WinogradBlock b = block_at(index, work);
     split(g.cin, 0, [&](std::int64_t lo, std::int64_t hi, std::size_t worker) {
-      detail::winograd_input(padded, g, b, lo, hi, row_of(worker));
+      detail::winograd_input(x, g, b, lo, hi, row_of(worker));
     });
     split(g.points, 1, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
       detail::winograd_multiply(u, g, b, lo, hi);
