@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "sluice/backends/cpu/activation.hpp"
+#include "sluice/backends/cpu/reduce.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/backends/cpu/weights.hpp"
 
@@ -18,23 +19,9 @@ struct PlaneStats {
   double mean, var;  // biased variance
 };
 
-/// Sums in double over 8 interleaved lanes (element i goes to lane i % 8), combined in a fixed
-/// order: the compiler vectorises the lanes, and the result depends only on the values, never on
-/// the plane's address (a sample's statistics are the same alone or in a batch). `f` maps an element.
-template <class F>
-inline double lane_sum(const float* p, std::int64_t n, F f) {
-  constexpr std::int64_t kLanes = 8;
-  double acc[kLanes] = {};
-  std::int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (std::int64_t l = 0; l < kLanes; ++l) acc[l] += f(static_cast<double>(p[i + l]));
-  for (std::int64_t l = 0; i < n; ++i, ++l) acc[l] += f(static_cast<double>(p[i]));
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
 /// Mean and biased variance in double, two passes (no cancellation).
 inline PlaneStats plane_stats(const float* p, std::int64_t n) {
-  const double mean = lane_sum(p, n, [](double v) { return v; }) / static_cast<double>(n);
+  const double mean = lane_sum(p, n, plain_value) / static_cast<double>(n);
   const double sq = lane_sum(p, n, [mean](double v) { return (v - mean) * (v - mean); });
   return {mean, sq / static_cast<double>(n)};
 }

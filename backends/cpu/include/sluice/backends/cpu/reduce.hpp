@@ -12,31 +12,34 @@
 
 namespace sluice::cpu::kernels {
 
-namespace detail {
-
-inline constexpr std::int64_t kReduceLanes = 8;
-
-/// The sum of x[0, n) in double: eight lanes of every eighth element, then the lanes in order, so
-/// that the loop vectorises instead of waiting on one add chain; the order depends on n only.
-inline double sum_of(const float* x, std::int64_t n) {
-  double lane[kReduceLanes] = {};
+/// Sums in double over 8 interleaved lanes (element i goes to lane i % 8), combined in a fixed
+/// order: the compiler vectorises the lanes, and the result depends only on the values, never on
+/// the plane's address (a sample's statistics are the same alone or in a batch). `f` maps an element.
+template <class F>
+inline double lane_sum(const float* p, std::int64_t n, F f) {
+  constexpr std::int64_t kLanes = 8;
+  double acc[kLanes] = {};
   std::int64_t i = 0;
-  for (; i + kReduceLanes <= n; i += kReduceLanes)
-    for (std::int64_t j = 0; j < kReduceLanes; ++j) lane[j] += static_cast<double>(x[i + j]);
-  double sum = 0.0;
-  for (std::int64_t j = 0; j < kReduceLanes; ++j) sum += lane[j];
-  for (; i < n; ++i) sum += static_cast<double>(x[i]);
-  return sum;
+  for (; i + kLanes <= n; i += kLanes)
+    for (std::int64_t l = 0; l < kLanes; ++l) acc[l] += f(static_cast<double>(p[i + l]));
+  for (std::int64_t l = 0; i < n; ++i, ++l) acc[l] += f(static_cast<double>(p[i]));
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-/// The largest of x[0, n), n > 0, the same way.
+/// lane_sum's element map for a plain sum.
+inline constexpr auto plain_value = [](double v) { return v; };
+
+namespace detail {
+
+/// The largest of x[0, n) (-inf for none), over eight lanes as lane_sum: the loop vectorises.
 inline float max_of(const float* x, std::int64_t n) {
-  float lane[kReduceLanes];
-  std::fill(lane, lane + kReduceLanes, -std::numeric_limits<float>::infinity());
+  constexpr std::int64_t kLanes = 8;
+  float lane[kLanes];
+  std::fill(lane, lane + kLanes, -std::numeric_limits<float>::infinity());
   std::int64_t i = 0;
-  for (; i + kReduceLanes <= n; i += kReduceLanes)
-    for (std::int64_t j = 0; j < kReduceLanes; ++j) lane[j] = std::max(lane[j], x[i + j]);
-  float best = *std::max_element(lane, lane + kReduceLanes);
+  for (; i + kLanes <= n; i += kLanes)
+    for (std::int64_t j = 0; j < kLanes; ++j) lane[j] = std::max(lane[j], x[i + j]);
+  float best = *std::max_element(lane, lane + kLanes);
   for (; i < n; ++i) best = std::max(best, x[i]);
   return best;
 }
@@ -49,7 +52,7 @@ inline void global_pool(const float* x, std::int64_t planes, std::int64_t plane,
   pool.parallel_for(static_cast<std::size_t>(planes), [&](std::size_t task, std::size_t) {
     const float* src = x + static_cast<std::int64_t>(task) * plane;
     y[task] = max ? detail::max_of(src, plane)
-                  : static_cast<float>(detail::sum_of(src, plane) / static_cast<double>(plane));
+                  : static_cast<float>(lane_sum(src, plane, plain_value) / static_cast<double>(plane));
   });
 }
 
@@ -83,7 +86,7 @@ inline void mean_over_axis(const float* x, const Shape& s, bool over_w, float* y
     if (over_w) {
       float* dst = y + static_cast<std::int64_t>(task) * s.h;
       for (std::int64_t i = 0; i < s.h; ++i)
-        dst[i] = static_cast<float>(detail::sum_of(src + i * s.w, s.w) / static_cast<double>(s.w));
+        dst[i] = static_cast<float>(lane_sum(src + i * s.w, s.w, plain_value) / static_cast<double>(s.w));
     } else {
       float* dst = y + static_cast<std::int64_t>(task) * s.w;
       std::vector<double> sum(static_cast<std::size_t>(s.w), 0.0);
