@@ -167,7 +167,9 @@ struct ConvKinds {
   std::mt19937 rng{84};
   std::vector<std::pair<sluice::weights::HostTensor, ConvSpec>> layers;
   ConvKinds() {
-    layers.emplace_back(ref::random_host({24, 16, 3, 3}, rng, 0.1f), ConvSpec::same(3));       // Winograd
+    // Winograd F(2x2) on the bf16 kernel: wider than SLUICE_CPU_WINOGRAD4_BF16_MAX_WEIGHTS, so
+    // that planes of many tiles do not move it to fp32 F(4x4).
+    layers.emplace_back(ref::random_host({1040, 16, 3, 3}, rng, 0.1f), ConvSpec::same(3));
     layers.emplace_back(ref::random_host({12, 16, 3, 3}, rng, 0.2f), ConvSpec::same(3));       // in place
     layers.emplace_back(ref::random_host({96, 16, 1, 1}, rng, 0.2f), ConvSpec::same(1));       // 1x1, blocks
     layers.emplace_back(ref::random_host({80, 16, 3, 3}, rng, 0.1f), ConvSpec{1, 1, 2, 2, 2, 2, 1});  // im2col
@@ -244,6 +246,32 @@ TEST(Bf16Conv, ASampleIsTheSameBitsAloneInABatchAndOnOneThread) {
       EXPECT_EQ(alone[i], serial[i]);
     }
   }
+}
+
+// A narrow Winograd layer runs F(4x4) in fp32 on planes of >= 16 tiles of 4 x 4 even with bf16
+// precision (faster there than F(2x2) on the bf16 kernel, and exact to fp32): the same bits as the
+// fp32 backend; on a smaller plane it runs F(2x2) in bf16, near fp32 but not the same.
+TEST(Bf16Conv, ANarrowWinogradLayerOnALargePlaneRunsFp32FourByFour) {
+  SLUICE_REQUIRE_BF16();
+  CpuBackend bf16({.threads = 2, .precision = Precision::bf16});
+  CpuBackend fp32({.threads = 2});
+  std::mt19937 rng(89);
+  const auto w = ref::random_host({24, 16, 3, 3}, rng, 0.1f);
+  ASSERT_TRUE(kernels::winograd4_suits(24, 16, Precision::bf16));
+  ASSERT_FALSE(kernels::winograd4_suits(1040, 16, Precision::bf16));
+  auto run = [&](CpuBackend& cpu, const std::vector<float>& x, const Shape& s) {
+    return cpu.to_vector(cpu.conv2d(cpu.upload(x, s), cpu.make_conv(w, nullptr, ConvSpec::same(3)), Activation::relu));
+  };
+  const Shape large{2, 16, 19, 23}, small{2, 16, 9, 11};  // 5 x 6 and 3 x 3 tiles of 4 x 4
+  ASSERT_EQ(kernels::winograd_tile(large.h, large.w, true), 4);
+  ASSERT_EQ(kernels::winograd_tile(small.h, small.w, true), 2);
+  const auto xl = ref::random_values(static_cast<std::size_t>(large.numel()), rng);
+  EXPECT_EQ(run(bf16, xl, large), run(fp32, xl, large));
+  const auto xs = ref::random_values(static_cast<std::size_t>(small.numel()), rng);
+  const auto got = run(bf16, xs, small), base = run(fp32, xs, small);
+  const ref::Diff d = ref::diff(got, ref::to_ref(base, {small.n, 24, small.h, small.w}));
+  EXPECT_GT(d.max_abs, 1e-4 * d.scale);
+  EXPECT_LE(d.max_abs, 8 * std::ldexp(1.0, -8) * std::max(1.0, d.scale));
 }
 
 // ConvTranspose2d(2, 2) runs its GEMM in bf16 too: near the double reference within the bf16 bound,

@@ -10,8 +10,8 @@
 //  - output: M = U V per transform point, then Y = A^T M A, bias and activation, per tile.
 // F(4x4) does 44% fewer multiplies than F(2x2) but holds 2.25x the transformed weights and has a
 // quarter of the tiles, which leaves the GEMMs too narrow on small planes: a layer runs as F(4x4)
-// on planes of enough tiles (winograd_tile), in fp32, where its width keeps the weights moderate
-// (winograd4_suits). Its transforms use power-of-two multipliers only, so that a contracted
+// on planes of enough tiles (winograd_tile), where its width keeps the weights moderate
+// (winograd4_suits), always in fp32 (with bf16 precision only on narrow layers). Its transforms use power-of-two multipliers only, so that a contracted
 // multiply-add rounds like a multiply and an add. The tile depends on the plane, never on the batch.
 // Tiles of all samples are numbered in one sequence and cut into blocks of a fixed size; a block may
 // hold tiles of several samples (small planes get wide GEMMs in a batch). Every output is still a
@@ -42,6 +42,12 @@
 // in x out of the widest layer that may run as F(4x4, 3x3): its 36 matrices take 16 bytes per weight.
 #define SLUICE_CPU_WINOGRAD4_MAX_WEIGHTS (512 * 512)
 #endif
+#ifndef SLUICE_CPU_WINOGRAD4_BF16_MAX_WEIGHTS
+// With bf16 precision: in x out of the widest layer that runs F(4x4) in fp32 rather than F(2x2) on
+// the bf16 kernel (bench_cpu_ops BM_Winograd: 48x48 at 64x64 and 96x96 at 32x32 take 11% and 33%
+// less time as fp32 F(4x4), 192x192 at 16x16 and wider 15-40% more).
+#define SLUICE_CPU_WINOGRAD4_BF16_MAX_WEIGHTS (128 * 128)
+#endif
 #ifndef SLUICE_CPU_WINOGRAD4_MIN_TILES
 // 4x4 tiles per sample from which F(4x4) is at least as fast as F(2x2) (bench_cpu_ops BM_Winograd:
 // 16x16 planes break even, 8x8 planes take 2.5x as long).
@@ -68,11 +74,14 @@ inline bool winograd_suits(std::int64_t out, std::int64_t in, std::int64_t kh, s
          out >= SLUICE_CPU_WINOGRAD_MIN_CHANNELS;
 }
 
-/// Whether a conv that suits Winograd may also run as F(4x4, 3x3): fp32 only (bf16's 8-bit
-/// significands cannot absorb its larger transform coefficients: about 5x F(2x2)'s error), and up to
-/// SLUICE_CPU_WINOGRAD4_MAX_WEIGHTS.
+/// Whether a conv that suits Winograd may also run as F(4x4, 3x3), always in fp32 (bf16's 8-bit
+/// significands cannot absorb its larger transform coefficients: about 5x F(2x2)'s error): up to
+/// SLUICE_CPU_WINOGRAD4_MAX_WEIGHTS in fp32; with bf16 precision only the narrow layers, up to
+/// SLUICE_CPU_WINOGRAD4_BF16_MAX_WEIGHTS, where fp32 F(4x4) is faster than bf16 F(2x2) (its
+/// transforms touch 2.25 instead of 4 values per output, and there the transforms dominate).
 inline bool winograd4_suits(std::int64_t out, std::int64_t in, Precision precision) {
-  return precision == Precision::fp32 && in * out <= SLUICE_CPU_WINOGRAD4_MAX_WEIGHTS;
+  return in * out <= (precision == Precision::fp32 ? SLUICE_CPU_WINOGRAD4_MAX_WEIGHTS
+                                                   : SLUICE_CPU_WINOGRAD4_BF16_MAX_WEIGHTS);
 }
 
 /// The output tile side m of the F(m x m, 3x3) a conv runs as on h x w planes: 4 when it may and
@@ -276,9 +285,11 @@ inline void winograd_input_row(const float* row, std::int64_t w, std::int64_t x0
     T::input([&](int k) { return patch[k]; }, [&](int c, float v) { h[c][i] = v; });
   };
   for (std::int64_t i = 0; i < lo; ++i) at_edge(i);
-  const float* in = row + x0;
-  for (std::int64_t i = lo; i < hi; ++i)
-    T::input([&](int k) { return in[M * i + k]; }, [&](int c, float v) { h[c][i] = v; });
+  if (lo < hi) {
+    const float* in = row + (x0 + M * lo);  // tile lo's patch: the first inside the row
+    for (std::int64_t i = lo; i < hi; ++i)
+      T::input([&](int k) { return in[M * (i - lo) + k]; }, [&](int c, float v) { h[c][i] = v; });
+  }
   for (std::int64_t i = hi; i < len; ++i) at_edge(i);
 }
 
