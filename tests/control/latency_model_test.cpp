@@ -5,8 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <utility>
+#include <fstream>
 #include <random>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "support/control_test_util.hpp"
 
@@ -100,35 +104,43 @@ TEST(LatencyModel, OldSamplesKeepTheCurveShapeAndFollowTheDrift) {
   EXPECT_NEAR(to_ms(*m.typical(4)), 469.0, 469.0 * 0.05);
 }
 
-// A co-tenant's preemptions come in spells: runs alternate between ~3.5 ms (the lane has a core)
-// and ~8 ms (it shares one) for 20-60 runs at a time. A window of 16 runs mostly sees one spell, so
-// its p99 is exceeded (and its p5 undercut) far more often than 1% (5%) of the next runs; with the
-// tail at least as wide as the spread over the last 64 runs, about half as often.
+// A co-tenant's preemptions come in spells: on the real CPU lane under a CPU hog (the measured runs
+// of tests/control/data/cpu_hog_batch_runs.txt) batches of one take ~3.4 ms while the lane has a
+// core and 7-15 ms while it shares one, switching every few tens of runs. A window of 16 runs mostly
+// sees one spell, so its p99 is exceeded (and its p5 undercut) far more often than by 1% (5%) of the
+// next runs; with the tail at least the spread over the last 64 runs, about half as often.
 TEST(LatencyModel, ATailWiderThanTheWindowCoversACoTenantsSpells) {
-  auto miss_rates = [](bool always) {
+  std::ifstream in(SLUICE_CONTROL_TEST_DIR "/data/cpu_hog_batch_runs.txt");
+  ASSERT_TRUE(in);
+  std::vector<std::pair<std::size_t, double>> runs;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream ss(line);
+    std::size_t n = 0;
+    double run = 0;
+    ASSERT_TRUE(ss >> n >> run) << line;
+    runs.emplace_back(n, run);
+  }
+  ASSERT_GT(runs.size(), 600u);
+  auto miss_rates = [&](bool always) {
     LatencyModel::Options o;
     o.pooled_tail_always = always;
     LatencyModel m(o);
-    std::mt19937_64 rng(1);
-    std::normal_distribution<double> jitter(0.0, 0.1);
-    std::uniform_int_distribution<int> spell(20, 60);
-    int over = 0, under = 0, n = 0, left = spell(rng);
-    bool shared = false;
-    for (int i = 0; i < 4000; ++i) {
-      if (--left == 0) shared = !shared, left = spell(rng);
-      const double run = (shared ? 8.0 : 3.5) * std::exp(jitter(rng));
-      if (i >= 500) {  // the next run against the model's answer before it
-        ++n;
+    int over = 0, under = 0, scored = 0;
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      const auto [n, run] = runs[i];
+      if (n == 1 && i > runs.size() / 2) {  // with the hog: the next run against the model's answer before it
+        ++scored;
         over += run > to_ms(*m.estimate(1));
         under += run < to_ms(*m.estimate_q(1, 0.05));
       }
-      m.observe(1, ms(run));
+      m.observe(n, ms(run));
     }
-    return std::pair{static_cast<double>(over) / n, static_cast<double>(under) / n};
+    return std::pair{static_cast<double>(over) / scored, static_cast<double>(under) / scored};
   };
   const auto [over_wide, under_wide] = miss_rates(true);
   const auto [over_window, under_window] = miss_rates(false);
-  EXPECT_LT(over_wide, 0.06);
+  EXPECT_LT(over_wide, 0.05);
   EXPECT_GT(over_window, 0.07);  // the window alone: the failure the option is for
   EXPECT_LT(under_wide, under_window - 0.02);
 }

@@ -55,9 +55,10 @@ class LatencyModel {
     /// A size with fewer than `window` samples takes its tail from the spread of every size around
     /// its own median (pooled), not from its few samples alone: the largest of three samples is no p99.
     bool pooled_tail = true;
-    /// A size with a full window too: its tail is at least as wide as the pooled spread's (which
-    /// spans `residual_window` runs). A co-tenant's preemptions come in spells; a window of 16 runs
-    /// sees one spell, and its p99 (p5) is then exceeded (undercut) far more often than 1% (5%).
+    /// A size with a full window too, when the pooled spread (over `residual_window` runs) puts its
+    /// tail more than 10% further out than the window's own. A co-tenant's preemptions come in
+    /// spells; a window of 16 runs sees one spell, and its p99 (p5) is then exceeded (undercut) far
+    /// more often than 1% (5%).
     bool pooled_tail_always = true;
     ChangeDetector::Options change{};
   };
@@ -277,6 +278,10 @@ class LatencyModel {
         spread_.size() < kMinSpread || q == 0.5)
       return own;
     const double pooled = w.quantile(now, stale_after, 0.5) * drift * spread_quantile(q);
+    // A full window yields only to a tail clearly wider than its own (a spell it did not see), not
+    // to the few per cent by which two estimates of the same steady noise differ.
+    if (count >= options_.window && (q > 0.5 ? pooled <= own * (1.0 + kWiderBy) : pooled >= own * (1.0 - kWiderBy)))
+      return own;
     return q > 0.5 ? std::max(own, pooled) : std::min(own, pooled);
   }
 
@@ -321,6 +326,7 @@ class LatencyModel {
   // Observed / that size's own median, for sizes answered from their own fresh samples: the noise
   // around each size's level, pooled over the sizes (no line misfit in it).
   static constexpr std::size_t kMinSpread = 8;
+  static constexpr double kWiderBy = 0.10;  // how much wider a pooled tail must be to override a full window
   std::vector<double> spread_;
   mutable std::vector<std::pair<double, double>> spread_cache_;
   std::uint64_t seq_ = 0;
