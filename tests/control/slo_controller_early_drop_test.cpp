@@ -185,14 +185,23 @@ TEST(SloControllerEarlyDrop, WhenNothingVisibleMakesItAtTheP99TheMedianDecidesWh
   q.max_batch_size = 2;
   q.deadlines = {now + ms(10.6), now + ms(11.0)};  // between the median and the p99 (~11.9)
   QueueState s = q.state();
-  s.total_queued = 6;  // more of the same key wait beyond the visible two
+  s.queued = s.total_queued = 6;  // more of the same key wait beyond the visible two
   const auto d = c.decide(s, now);
   EXPECT_EQ(d.shed_deadline_before, TimePoint::min());
   EXPECT_EQ(d.dispatch, 1u);
+  // Other keys waiting instead may be cheaper and make it: the p99 rule stays, both go.
+  s.queued = 2;
+  const auto o = c.decide(s, now);
+  EXPECT_GT(o.shed_deadline_before, now + ms(11.0));
+  // Back to this key alone: served again.
+  s.queued = 6;
+  const auto d2 = c.decide(s, now);
+  EXPECT_EQ(d2.shed_deadline_before, TimePoint::min());
+  EXPECT_EQ(d2.dispatch, 1u);
   // A head below the median still goes: only it, the one with a fair chance stays.
   q.deadlines = {now + ms(9.0), now + ms(11.0)};
   s = q.state();
-  s.total_queued = 6;
+  s.queued = s.total_queued = 6;
   const auto e = c.decide(s, now);
   EXPECT_GT(e.shed_deadline_before, now + ms(9.0));
   EXPECT_LE(e.shed_deadline_before, now + ms(11.0));
