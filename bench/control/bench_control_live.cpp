@@ -10,7 +10,10 @@
 // and the run-to-run noise (the range of the tuned FixedBatch's attainment).
 // Usage: bench_control_live --network NAME --checkpoint FILE [--size HxW] [--seconds S] [--runs R]
 //                           [--loads 50,70,90] [--hog-load PCT (0: none)] [--slo K] [--threads N]
-//                           [--max-batch N] [--seed S] [--write-table PATH]
+//                           [--max-batch N] [--seed S] [--write-table PATH] [--log-batches CSV]
+// --log-batches writes every batch each policy ran (start time in the trace, size, run time): the
+// lane's real latency under the co-tenant, for replay in the simulator. The SloController's rows
+// end with how many lane-speed changes its model detected.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -20,6 +23,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "cpu_lane.hpp"
@@ -37,14 +41,25 @@ namespace {
 struct LiveModel {
   using request_type = std::uint32_t;
   using response_type = std::uint32_t;
+  explicit LiveModel(CpuLane& l) : lane(l) {}
   CpuLane& lane;
+  TimePoint origin{};
   std::atomic<std::size_t> batches{0};
+  struct Ran {
+    double start_s, run_ms;
+    std::size_t size;
+  };
+  std::vector<Ran> log;  // written by the one lane thread only; read once every request completed
   void run(std::span<const std::uint32_t> in, std::span<std::uint32_t> out) {
-    lane.timed(in.size());
+    const double start_s = std::chrono::duration<double>(Clock::now() - origin).count();
+    log.push_back({start_s, lane.timed(in.size()), in.size()});
     std::copy(in.begin(), in.end(), out.begin());
     ++batches;
   }
 };
+
+/// Where --log-batches writes every batch (trace, policy, run, start s, size, run ms).
+std::FILE* batch_log = nullptr;
 
 struct LiveSpec {
   std::string name;
@@ -55,7 +70,7 @@ struct LiveSpec {
 /// One real-time replay of `trace` through a Batcher driven by `controller`.
 template <class Controller>
 SimResult run_live(CpuLane& lane, std::size_t max_batch, const Trace& trace, Controller controller, double slo_ms,
-                   bool hog_at_half) {
+                   bool hog_at_half, const std::string& label, std::size_t* changes = nullptr) {
   using namespace std::chrono;
   // Declared before the Batcher: its handlers write here until the Batcher is gone.
   const std::size_t n = trace.arrivals_s.size();
@@ -73,6 +88,7 @@ SimResult run_live(CpuLane& lane, std::size_t max_batch, const Trace& trace, Con
   CpuHog hog;
   const unsigned hog_threads = std::max(1u, std::thread::hardware_concurrency());
   const TimePoint origin = Clock::now() + milliseconds(50);
+  model.origin = origin;
   auto at = [&](double s) { return origin + duration_cast<Duration>(duration<double>(s)); };
   bool hog_started = !hog_at_half;
   for (std::size_t i = 0; i < n; ++i) {
@@ -99,6 +115,11 @@ SimResult run_live(CpuLane& lane, std::size_t max_batch, const Trace& trace, Con
     std::this_thread::sleep_for(milliseconds(2));
   }
   hog.stop();
+  if constexpr (std::is_same_v<Controller, control::SloController>)
+    if (changes) *changes = batcher.with_controller([](control::SloController& c) { return c.model().changes_detected(); });
+  if (batch_log)
+    for (const auto& b : model.log)
+      std::fprintf(batch_log, "%s,%.4f,%zu,%.3f\n", label.c_str(), b.start_s, b.size, b.run_ms);
 
   SimResult r;
   r.requests = n;
@@ -133,16 +154,23 @@ int main(int argc, char** argv) try {
   double seconds = 4;
   std::vector<int> loads = {50, 70, 90};
   int hog_load = 70;
+  std::string log_batches;
   if (!args.parse(argc, argv, [&](const std::string& a, const std::string& v) {
         if (a == "--seconds") seconds = std::stod(v);
         else if (a == "--loads") loads = parse_loads(v);
         else if (a == "--hog-load") hog_load = std::stoi(v);
+        else if (a == "--log-batches") log_batches = v;
         else return false;
         return true;
       }) || !(seconds > 0)) {
     std::fprintf(stderr, "usage: %s --network NAME --checkpoint FILE [--size HxW] [--seconds S] [--runs R] "
                  "[--loads 50,70,90] [--hog-load PCT] [--slo K] ...\n", argv[0]);
     return 2;
+  }
+  if (!log_batches.empty()) {
+    batch_log = std::fopen(log_batches.c_str(), "w");
+    if (!batch_log) throw std::runtime_error("cannot write " + log_batches);
+    std::fprintf(batch_log, "trace,policy,run,start_s,size,run_ms\n");
   }
   cpu::CpuBackend backend({.threads = args.threads});
   const auto weights = weights::load_checkpoint(args.checkpoint);
@@ -177,22 +205,27 @@ int main(int argc, char** argv) try {
       for (std::size_t k = 0; k < policies.size(); ++k) {
         const std::string& policy = policies[(k + run) % policies.size()];  // alternate the order
         SimResult r;
+        std::size_t changes = 0;
+        const std::string label = spec.name + "," + policy + "," + std::to_string(run + 1);
         if (policy == "fixed tuned" || policy == "fixed hindsight") {
-          r = run_live(lane, max_batch, trace, make_fixed(policy == "fixed tuned" ? tuned : hind), sim.slo_ms, spec.hog);
+          r = run_live(lane, max_batch, trace, make_fixed(policy == "fixed tuned" ? tuned : hind), sim.slo_ms, spec.hog,
+                       label);
         } else if (policy == "aimd") {
           control::Aimd::Options ao;
           ao.latency_target = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(sim.slo_ms / 2));
-          r = run_live(lane, max_batch, trace, control::Aimd(ao), sim.slo_ms, spec.hog);
+          r = run_live(lane, max_batch, trace, control::Aimd(ao), sim.slo_ms, spec.hog, label);
         } else {
           control::SloController::Options so;
           so.max_batch_size = max_batch;
           so.calibration = cl.table;
-          r = run_live(lane, max_batch, trace, control::SloController(so), sim.slo_ms, spec.hog);
+          r = run_live(lane, max_batch, trace, control::SloController(so), sim.slo_ms, spec.hog, label,
+                       &changes);
         }
         results[{spec.name, policy}].push_back(r);
-        std::printf("run %zu | %-12s | %-15s | %7.2f%% | %7.2f req/s | late %4zu | dropped %4zu | mean batch %.2f | p99 %.0f ms\n",
+        std::printf("run %zu | %-12s | %-15s | %7.2f%% | %7.2f req/s | late %4zu | dropped %4zu | mean batch %.2f | p99 %.0f ms%s\n",
                     run + 1, spec.name.c_str(), policy.c_str(), 100 * r.attainment(), r.goodput(), r.late, r.dropped,
-                    r.mean_batch(), r.p99_ms);
+                    r.mean_batch(), r.p99_ms,
+                    policy == "slo controller" ? (" | changes " + std::to_string(changes)).c_str() : "");
         std::fflush(stdout);
       }
   }
@@ -212,6 +245,7 @@ int main(int argc, char** argv) try {
     std::printf("| %s | %s | %.2f points | %+.2f points |\n", spec.name.c_str(), configs[spec.name].c_str(), noise,
                 median(slo) - median(hind));
   }
+  if (batch_log) std::fclose(batch_log);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_control_live: %s\n", e.what());

@@ -6,9 +6,15 @@
 //                          [--traces PREFIX[,PREFIX...]] [--why]
 // --traces runs only the traces whose names start with a prefix (e.g. "latency step,size mix");
 // --why adds, for the latency step and the size mix, where each policy missed (miss_breakdown.hpp).
+// --cotenant CSV (a bench_control_live --log-batches file) adds a trace "co-tenant 70%": Poisson 70%
+// whose second half runs each batch slowed by a ratio drawn from the lane's measured batches under
+// the CPU hog (run time / the fixture's p50 of that size), its variance included. Meant for the
+// fixture that run wrote with --write-table. --cotenant-scale F multiplies those ratios (F = 2: a
+// co-tenant twice as heavy, the lane slower than the offered load).
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -45,6 +51,36 @@ std::vector<LatencyCurve> load_curves(const std::string& path) {
   return out;
 }
 
+/// Run time / the curve's p50 of every batch in `csv` that ran on a "cpu hog" trace after its half
+/// time (the co-tenant's share of the trace).
+std::vector<double> cotenant_ratios(const std::string& csv, const LatencyCurve& curve) {
+  std::ifstream in(csv);
+  if (!in) throw std::runtime_error("cannot open " + csv);
+  struct Row {
+    double start_s, run_ms;
+    std::size_t size;
+  };
+  std::map<std::string, std::vector<Row>> runs;  // by trace,policy,run
+  std::string line;
+  std::getline(in, line);  // header: trace,policy,run,start_s,size,run_ms
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    if (f.size() != 6 || f[0].find("hog") == std::string::npos) continue;
+    runs[f[0] + "," + f[1] + "," + f[2]].push_back({std::stod(f[3]), std::stod(f[5]), std::stoul(f[4])});
+  }
+  std::vector<double> out;
+  for (const auto& [name, rows] : runs) {
+    double last = 0.0;
+    for (const Row& r : rows) last = std::max(last, r.start_s);
+    for (const Row& r : rows)
+      if (r.start_s >= last / 2 && r.size <= curve.max_safe) out.push_back(r.run_ms / curve.at(r.size));
+  }
+  if (out.empty()) throw std::runtime_error(csv + ": no batches of a cpu hog trace");
+  return out;
+}
+
 void print_row(const std::string& trace, const PolicyRow& row) {
   std::printf("| %-17s | %-28s | %8.3f%% | %7.2f | %7.0f | %7.0f | %5.2f | %6zu | %6zu | %6zu |\n", trace.c_str(),
               row.policy.c_str(), 100.0 * row.r.attainment(), row.r.goodput(), row.r.p50_ms, row.r.p99_ms,
@@ -61,6 +97,8 @@ int main(int argc, char** argv) try {
   std::string only;
   std::vector<std::string> trace_prefixes;
   bool why = false;
+  std::string cotenant_csv;
+  double cotenant_scale = 1.0;
   auto split = [](const std::string& s) {
     std::vector<std::string> out;
     std::stringstream ss(s);
@@ -79,6 +117,8 @@ int main(int argc, char** argv) try {
     }
     if (!std::strcmp(argv[i], "--fixture")) fixtures.push_back(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--traces")) trace_prefixes = split(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--cotenant")) cotenant_csv = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--cotenant-scale")) cotenant_scale = std::stod(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--requests")) requests = std::stod(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--seed")) seed = std::stoull(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--model")) only = argv[i + 1];
@@ -88,7 +128,7 @@ int main(int argc, char** argv) try {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--fixture PATH]... [--requests N] [--seed S] [--slo K[,K...]] [--model NAME] "
-                   "[--traces PREFIX[,PREFIX...]] [--why]\n",
+                   "[--traces PREFIX[,PREFIX...]] [--why] [--cotenant CSV [--cotenant-scale F]]\n",
                    argv[0]);
       return 2;
     }
@@ -111,9 +151,25 @@ int main(int argc, char** argv) try {
     }
     for (const LatencyCurve& curve : load_curves(path)) {
       if (!only.empty() && only != curve.name) continue;
+      std::vector<TraceSpec> curve_specs = specs;
+      bool want_cotenant = trace_prefixes.empty();
+      for (const std::string& p : trace_prefixes) want_cotenant = want_cotenant || std::string("co-tenant").starts_with(p);
+      if (!cotenant_csv.empty() && want_cotenant) {
+        std::vector<double> ratios = cotenant_ratios(cotenant_csv, curve);
+        for (double& r : ratios) r *= cotenant_scale;
+        std::vector<double> sorted = ratios;
+        std::printf("\n(co-tenant: %zu batches, run time / p50: median %.2f, p90 %.2f, p99 %.2f)\n", ratios.size(),
+                    control::quantile_of(sorted, 0.5), control::quantile_of(sorted, 0.9), control::quantile_of(sorted, 0.99));
+        curve_specs.push_back({"co-tenant 70%", false, 0.7, [ratios](double r, double duration_s, std::uint64_t s) {
+                                 Trace t = poisson_trace("co-tenant 70%", r, duration_s, s);
+                                 t.cotenant_ratios = ratios;
+                                 t.cotenant_from_s = duration_s / 2;
+                                 return t;
+                               }, trace_specs().size()});
+      }
       for (double k : multiples) {
         double cap = 0;
-        const auto grid = run_slo_grid(curve, k, requests, seed, cap, specs);
+        const auto grid = run_slo_grid(curve, k, requests, seed, cap, curve_specs);
         const double slo_ms = k * curve.at(1);
         std::printf("\n### %s, SLO %.0f ms (%gx batch-1 latency): oracle capacity %.2f req/s (%.0f%% of the raw "
                     "%.2f), %.0f requests per trace\n\n",

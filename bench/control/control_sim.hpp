@@ -63,6 +63,10 @@ struct Trace {
   std::function<double(double)> slowdown = [](double) { return 1.0; };
   std::vector<std::uint32_t> keys{};  ///< per arrival; empty: every arrival has key 0
   std::vector<double> key_cost{};   ///< latency factor per key; empty: 1 for every key
+  /// A co-tenant: from `cotenant_from_s` on, each batch's run time is multiplied by one of these
+  /// ratios drawn at random (a real lane's measured slowdown, its larger variance included).
+  std::vector<double> cotenant_ratios{};
+  double cotenant_from_s = 0.0;
   std::uint32_t key_of(std::size_t i) const { return keys.empty() ? 0 : keys[i]; }
   double cost_of(std::uint64_t key) const { return key < key_cost.size() ? key_cost[key] : 1.0; }
 };
@@ -231,8 +235,13 @@ template <class Controller>
 SimResult simulate(const LatencyCurve& curve, const Trace& trace, Controller& controller, const SimOptions& opt) {
   std::mt19937_64 rng(opt.seed ^ 0x9e3779b97f4a7c15ULL);
   std::normal_distribution<double> noise(0.0, opt.noise_sigma);
+  // Its own stream, so that traces without a co-tenant replay exactly as before.
+  std::mt19937_64 cotenant_rng(opt.seed ^ 0xc07e4a47ULL);
+  std::uniform_int_distribution<std::size_t> pick(0, std::max<std::size_t>(1, trace.cotenant_ratios.size()) - 1);
   return simulate_lane(trace, controller, opt, curve.max_safe, [&](std::size_t n, double t, std::uint64_t key) {
-    return curve.at(n) * trace.cost_of(key) * trace.slowdown(t) * std::exp(noise(rng));
+    const double cotenant =
+        !trace.cotenant_ratios.empty() && t >= trace.cotenant_from_s ? trace.cotenant_ratios[pick(cotenant_rng)] : 1.0;
+    return curve.at(n) * trace.cost_of(key) * trace.slowdown(t) * cotenant * std::exp(noise(rng));
   });
 }
 

@@ -60,6 +60,31 @@ TEST(ChangeDetector, OneOutlierIsNotAChange) {
   for (int i = 0; i < 100; ++i) EXPECT_FALSE(d.add(noise(rng))) << i;
 }
 
+// A co-tenant makes the lane slower *and* noisier. The step is found once; afterwards the detector
+// keeps the noise spread it had learnt (the run that crossed the threshold moved to the new level),
+// so its allowance does not fall back to the minimum, where the next few residuals of a noisy lane
+// would call change after change and make the model flap between levels.
+TEST(ChangeDetector, KeepsItsNoiseSpreadAfterAChangeAndDoesNotFlap) {
+  std::mt19937_64 rng(6);
+  std::normal_distribution<double> noise(0.0, 0.25);
+  ChangeDetector d;
+  for (int i = 0; i < 300; ++i) d.add(noise(rng));
+  const double before = d.allowance();
+  ASSERT_GT(before, 0.2);
+  std::optional<ChangeDetector::Change> step;
+  int after = 0;
+  while (!step && after < 100) step = d.add(std::log(2.0) + noise(rng)), ++after;
+  ASSERT_TRUE(step);
+  EXPECT_GT(step->shift, 0.4);
+  // Right after the change: still the noise it knew, not the minimal allowance.
+  EXPECT_GT(d.allowance(), 0.5 * before);
+  // The new level, as noisy: at most a stray alarm or two in 1000 runs, each a small shift.
+  int alarms = 0;
+  for (int i = 0; i < 1000; ++i)
+    if (const auto c = d.add(std::log(2.0) - step->shift + noise(rng))) ++alarms;
+  EXPECT_LE(alarms, 2);
+}
+
 TEST(ChangeDetector, IgnoresNonFiniteInputAndRejectsBadOptions) {
   ChangeDetector d;
   EXPECT_FALSE(d.add(std::nan("")));

@@ -44,14 +44,26 @@ TEST(LatencyModelPooledTail, ASparseSizeTakesItsTailFromTheSpreadOfEverySize) {
   EXPECT_GT(p5, 0.75);
 }
 
-TEST(LatencyModelPooledTail, AFullWindowAnswersFromItsOwnSamples) {
-  LatencyModel m;  // pooled_tail by default
-  std::mt19937_64 rng(3);
-  std::normal_distribution<double> noise(0.0, 0.2);
-  for (int i = 0; i < 40; ++i) m.observe(1, ms(10.0 * std::exp(noise(rng))));  // a wide spread
-  for (int i = 0; i < 16; ++i) m.observe(2, ms(20.0));                         // a full, exact window
-  EXPECT_NEAR(to_ms(*m.estimate(2)), 20.0, 1e-6);
-  EXPECT_NEAR(to_ms(*m.estimate_q(2, 0.05)), 20.0, 1e-6);
+// With pooled_tail_always off a full window answers from its own samples; on (the default), its
+// tail is at least the pooled spread's: the 40 wide runs of size 1 are in the pool of 64.
+TEST(LatencyModelPooledTail, AFullWindowAnswersFromItsOwnSamplesOnlyWhenNotAlwaysPooled) {
+  for (bool always : {false, true}) {
+    LatencyModel::Options o;  // pooled_tail by default
+    o.pooled_tail_always = always;
+    LatencyModel m(o);
+    std::mt19937_64 rng(3);
+    std::normal_distribution<double> noise(0.0, 0.2);
+    for (int i = 0; i < 40; ++i) m.observe(1, ms(10.0 * std::exp(noise(rng))));  // a wide spread
+    for (int i = 0; i < 16; ++i) m.observe(2, ms(20.0));                         // a full, exact window
+    EXPECT_NEAR(to_ms(*m.typical(2)), 20.0, 1e-6);
+    if (!always) {
+      EXPECT_NEAR(to_ms(*m.estimate(2)), 20.0, 1e-6);
+      EXPECT_NEAR(to_ms(*m.estimate_q(2, 0.05)), 20.0, 1e-6);
+    } else {
+      EXPECT_GT(to_ms(*m.estimate(2)), 20.0 * 1.2);  // sigma 0.2 spread over ~56 ratios
+      EXPECT_LT(to_ms(*m.estimate_q(2, 0.05)), 20.0 * 0.9);
+    }
+  }
 }
 
 // ---- the plan's median tie-break ----
@@ -161,6 +173,38 @@ TEST(SloControllerEarlyDrop, OtherKeysWaitingDoNotPayForAHeadThatMissesAlone) {
       EXPECT_EQ(d.dispatch, 1u);
     }
   }
+}
+
+// A lane slowed down until its p99 nears the SLO: every visible request misses alone at the p99,
+// yet both make it at the median (~10 ms). Dropping all of them for the sake of the ones behind
+// would serve nobody; only heads that miss alone at the median go.
+TEST(SloControllerEarlyDrop, WhenNothingVisibleMakesItAtTheP99TheMedianDecidesWhatGoes) {
+  auto c = spread_lane(true);
+  const TimePoint now = at_ms(20000);
+  Queue q;
+  q.max_batch_size = 2;
+  q.deadlines = {now + ms(10.6), now + ms(11.0)};  // between the median and the p99 (~11.9)
+  QueueState s = q.state();
+  s.queued = s.total_queued = 6;  // more of the same key wait beyond the visible two
+  const auto d = c.decide(s, now);
+  EXPECT_EQ(d.shed_deadline_before, TimePoint::min());
+  EXPECT_EQ(d.dispatch, 1u);
+  // Other keys waiting instead may be cheaper and make it: the p99 rule stays, both go.
+  s.queued = 2;
+  const auto o = c.decide(s, now);
+  EXPECT_GT(o.shed_deadline_before, now + ms(11.0));
+  // Back to this key alone: served again.
+  s.queued = 6;
+  const auto d2 = c.decide(s, now);
+  EXPECT_EQ(d2.shed_deadline_before, TimePoint::min());
+  EXPECT_EQ(d2.dispatch, 1u);
+  // A head below the median still goes: only it, the one with a fair chance stays.
+  q.deadlines = {now + ms(9.0), now + ms(11.0)};
+  s = q.state();
+  s.queued = s.total_queued = 6;
+  const auto e = c.decide(s, now);
+  EXPECT_GT(e.shed_deadline_before, now + ms(9.0));
+  EXPECT_LE(e.shed_deadline_before, now + ms(11.0));
 }
 
 // A key whose model is too slow must still run now and then, or it never learns: after eight

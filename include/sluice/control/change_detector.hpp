@@ -57,7 +57,7 @@ class ChangeDetector {
     std::optional<Change> change;
     if (up_ > h && up_n_ >= options_.min_run) change = Change{up_sum_ / static_cast<double>(up_n_), up_n_};
     else if (down_ > h && down_n_ >= options_.min_run) change = Change{down_sum_ / static_cast<double>(down_n_), down_n_};
-    if (change) reset();
+    if (change) restart(*change);
     return change;
   }
 
@@ -73,13 +73,29 @@ class ChangeDetector {
     return std::max(options_.min_allowance, sd);
   }
 
+  /// Forgets everything, the noise spread included.
   void reset() {
-    up_ = down_ = up_sum_ = down_sum_ = 0.0;
-    up_n_ = down_n_ = 0;
-    recent_.clear();  // the spread before the change says nothing about the spread after it
+    clear_sums();
+    recent_.clear();
   }
 
  private:
+  void clear_sums() {
+    up_ = down_ = up_sum_ = down_sum_ = 0.0;
+    up_n_ = down_n_ = 0;
+  }
+
+  // After a detected change the sums start over, but the noise spread is kept: with no spread the
+  // allowance would fall to its minimum, and on a noisy lane (a co-tenant's preemptions) the next
+  // few residuals would call a change again at once, and again -- the model would flap between
+  // levels. The run that crossed the threshold measured the new level against the old one: moved
+  // to the new level, it is noise like the rest.
+  void restart(const Change& c) {
+    clear_sums();
+    const std::size_t n = std::min(c.run, recent_.size());
+    for (std::size_t i = recent_.size() - n; i < recent_.size(); ++i) recent_[i] -= c.shift;
+  }
+
   void remember(double r) {
     if (recent_.size() == options_.spread_window) recent_.erase(recent_.begin());
     recent_.push_back(r);

@@ -8,8 +8,9 @@
 // A change detector (control/change_detector.hpp) watches the residuals against the model's own
 // median of the same size: when the lane becomes slower or faster for good, every stored sample and the line are
 // rescaled by the detected shift at once, instead of waiting for the windows to refill.
-// A size with few samples takes its tail from the spread of every size around its own median
-// (pooled): the largest of three samples is no p99.
+// A size's tail is at least as wide as the spread of every size around its own median over the
+// last residual_window runs (pooled): the largest of three samples is no p99, and neither is the
+// largest of a window of 16 runs that all fell between two spells of a co-tenant.
 // Pure value type: no clock, no threads.
 #pragma once
 
@@ -54,6 +55,11 @@ class LatencyModel {
     /// A size with fewer than `window` samples takes its tail from the spread of every size around
     /// its own median (pooled), not from its few samples alone: the largest of three samples is no p99.
     bool pooled_tail = true;
+    /// A size with a full window too, when the pooled spread (over `residual_window` runs) puts its
+    /// tail more than 10% further out than the window's own. A co-tenant's preemptions come in
+    /// spells; a window of 16 runs sees one spell, and its p99 (p5) is then exceeded (undercut) far
+    /// more often than 1% (5%).
+    bool pooled_tail_always = true;
     ChangeDetector::Options change{};
   };
 
@@ -262,13 +268,20 @@ class LatencyModel {
     return v > 0.0 ? std::optional<double>(v) : std::nullopt;
   }
 
-  // The q-quantile of a size's samples (times `drift`); with fewer than a full window, the tail is
-  // at least the median times the pooled spread's quantile (and the low side at most that).
+  // The q-quantile of a size's samples (times `drift`); the tail is at least the median times the
+  // pooled spread's quantile (and the low side at most that) -- with a full window only when
+  // pooled_tail_always.
   double with_pooled_tail(const Window& w, std::uint64_t now, std::size_t stale_after, std::size_t count, double q,
                           double drift) const {
     const double own = w.quantile(now, stale_after, q) * drift;
-    if (!options_.pooled_tail || count >= options_.window || spread_.size() < kMinSpread || q == 0.5) return own;
+    if (!options_.pooled_tail || (count >= options_.window && !options_.pooled_tail_always) ||
+        spread_.size() < kMinSpread || q == 0.5)
+      return own;
     const double pooled = w.quantile(now, stale_after, 0.5) * drift * spread_quantile(q);
+    // A full window yields only to a tail clearly wider than its own (a spell it did not see), not
+    // to the few per cent by which two estimates of the same steady noise differ.
+    if (count >= options_.window && (q > 0.5 ? pooled <= own * (1.0 + kWiderBy) : pooled >= own * (1.0 - kWiderBy)))
+      return own;
     return q > 0.5 ? std::max(own, pooled) : std::min(own, pooled);
   }
 
@@ -313,6 +326,7 @@ class LatencyModel {
   // Observed / that size's own median, for sizes answered from their own fresh samples: the noise
   // around each size's level, pooled over the sizes (no line misfit in it).
   static constexpr std::size_t kMinSpread = 8;
+  static constexpr double kWiderBy = 0.10;  // how much wider a pooled tail must be to override a full window
   std::vector<double> spread_;
   mutable std::vector<std::pair<double, double>> spread_cache_;
   std::uint64_t seq_ = 0;

@@ -141,7 +141,8 @@ class SloController {
     // 2. Plan the visible queue; dispatch the plan's first batch. Head requests that miss even
     // alone at the SLO quantile are dropped now when serving them would make later ones miss.
     std::size_t early = 0;
-    const std::size_t first = plan_with_early_drop(deadlines, cap, q.total_queued > visible_n, early);
+    const std::size_t first = plan_with_early_drop(deadlines, cap, q.total_queued > visible_n,
+                                                   q.total_queued > std::max(q.queued, visible_n), early);
     all_shed_in_a_row_ = early == deadlines.size() ? all_shed_in_a_row_ + 1 : 0;
     if (early > 0) {
       const TimePoint cut = now + to_duration(early_latest_) + Duration(1);
@@ -311,17 +312,28 @@ class SloController {
   // prefix in `early`.
   // With requests waiting that the plan cannot see (`others_waiting`: other batch keys, or this
   // key's beyond the visible head), the requests at the head that miss even alone at the SLO
-  // quantile are dropped outright: their lane time is the others' wait (but after kStarvedAfter
-  // decisions in a row that dropped everything visible, the last one is served).
+  // quantile (at the median, when that is every visible one and no other key waits) are dropped
+  // outright: their lane time is the others' wait (but after kStarvedAfter decisions in a row that
+  // dropped everything visible, the last one is served).
   std::size_t plan_with_early_drop(const std::vector<double>& deadlines, std::size_t cap, bool others_waiting,
-                                   std::size_t& early) {
+                                   bool other_keys_waiting, std::size_t& early) {
     early = 0;
     early_latest_ = 0.0;
     const std::size_t r = deadlines.size();
     if (options_.early_drop && options_.shed && others_waiting) {
-      std::size_t j = 0;
+      // When nothing visible makes it even alone at the SLO quantile (a lane slowed down so far that
+      // its p99 nears the SLO) and only this key waits behind, that quantile would drop every
+      // request: then only those that miss alone at the median go, and the plan serves the ones
+      // with a fair chance. (Other keys waiting may be cheaper and make it: the p99 rule stays.)
+      const auto misses_alone_before = [&](double t) {
+        std::size_t n = 0;
+        while (n < r && deadlines[n] < t) ++n;
+        return n;
+      };
+      std::size_t j = misses_alone_before(est_[1]);
+      if (j == r && !other_keys_waiting) j = misses_alone_before(typ_[1]);
       double latest = -kInf;
-      while (j < r && deadlines[j] < est_[1]) latest = std::max(latest, deadlines[j++]);
+      for (std::size_t x = 0; x < j; ++x) latest = std::max(latest, deadlines[x]);
       // A key whose model is too slow would otherwise never run again and never learn it.
       if (j == r && all_shed_in_a_row_ >= kStarvedAfter) {
         --j;
