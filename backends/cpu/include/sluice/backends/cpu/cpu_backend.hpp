@@ -246,21 +246,9 @@ class CpuBackend {
         p->weight_winograd4 = std::make_unique<LazyPacked>(arena_);
       }
       p->winograd = true;
-    } else if (precision_ == Precision::bf16) {
-      const std::int64_t out_g = p->out / spec.groups, k = w.shape[1] * p->kh * p->kw;
-      const std::int64_t group_words = kernels::packed_a_bf16_words(out_g, k);
-      std::vector<std::uint32_t> packed(static_cast<std::size_t>(spec.groups * group_words));
-      for (std::int64_t grp = 0; grp < spec.groups; ++grp)
-        kernels::pack_a_bf16(w.data.data() + grp * out_g * k, out_g, k, k, packed.data() + grp * group_words);
-      p->weight_bf16 = std::make_unique<PackedWords>(arena_, std::move(packed));
     } else {
-      // (out, in/g, kh, kw) row-major is g stacked [out/g x in/g*kh*kw] GEMM matrices: pack each.
-      const std::int64_t out_g = p->out / spec.groups, k = w.shape[1] * p->kh * p->kw;
-      const std::int64_t group_floats = kernels::packed_a_floats(out_g, k);
-      std::vector<float> packed(static_cast<std::size_t>(spec.groups * group_floats));
-      for (std::int64_t grp = 0; grp < spec.groups; ++grp)
-        kernels::pack_a(w.data.data() + grp * out_g * k, out_g, k, k, packed.data() + grp * group_floats);
-      p->weight = std::make_unique<PackedArray>(arena_, std::move(packed));
+      // (out, in/g, kh, kw) row-major is g stacked [out/g x in/g*kh*kw] GEMM matrices.
+      pack_gemm_weights(*p, w.data.data(), spec.groups, p->out / spec.groups, w.shape[1] * p->kh * p->kw);
     }
     p->bias = pack_bias(bias, p->out, "make_conv");
     return CpuConv(std::move(p));
@@ -278,16 +266,7 @@ class CpuBackend {
     for (std::int64_t ci = 0; ci < p->in; ++ci)
       for (std::int64_t r = 0; r < p->out * 4; ++r)
         matrix[static_cast<std::size_t>(r * p->in + ci)] = w.data[static_cast<std::size_t>(ci * p->out * 4 + r)];
-    const std::int64_t m = 4 * p->out;
-    if (precision_ == Precision::bf16) {
-      std::vector<std::uint32_t> packed(static_cast<std::size_t>(kernels::packed_a_bf16_words(m, p->in)));
-      kernels::pack_a_bf16(matrix.data(), m, p->in, p->in, packed.data());
-      p->weight_bf16 = std::make_unique<PackedWords>(arena_, std::move(packed));
-    } else {
-      std::vector<float> packed(static_cast<std::size_t>(kernels::packed_a_floats(m, p->in)));
-      kernels::pack_a(matrix.data(), m, p->in, p->in, packed.data());
-      p->weight = std::make_unique<PackedArray>(arena_, std::move(packed));
-    }
+    pack_gemm_weights(*p, matrix.data(), 1, 4 * p->out, p->in);
     p->bias = pack_bias(bias, p->out, "make_conv_transpose2x2");
     return CpuConvTranspose(std::move(p));
   }
@@ -602,6 +581,25 @@ class CpuBackend {
     CpuTensor y = empty({s.n, s.c, 1, 1});
     kernels::global_pool(x.data(), s.n * s.c, s.plane(), max, y.data(), *pool_);
     return profiler_.done(t0, max ? "global_max_pool" : "global_avg_pool", std::move(y), s, s.numel());
+  }
+
+  /// `groups` stacked row-major GEMM matrices [m x k] at `a`, packed for this backend's precision
+  /// into p.weight (fp32) or p.weight_bf16, one group after another.
+  template <class Params>
+  void pack_gemm_weights(Params& p, const float* a, std::int64_t groups, std::int64_t m, std::int64_t k) {
+    if (precision_ == Precision::bf16) {
+      const std::int64_t group_words = kernels::packed_a_bf16_words(m, k);
+      std::vector<std::uint32_t> packed(static_cast<std::size_t>(groups * group_words));
+      for (std::int64_t grp = 0; grp < groups; ++grp)
+        kernels::pack_a_bf16(a + grp * m * k, m, k, k, packed.data() + grp * group_words);
+      p.weight_bf16 = std::make_unique<PackedWords>(arena_, std::move(packed));
+    } else {
+      const std::int64_t group_floats = kernels::packed_a_floats(m, k);
+      std::vector<float> packed(static_cast<std::size_t>(groups * group_floats));
+      for (std::int64_t grp = 0; grp < groups; ++grp)
+        kernels::pack_a(a + grp * m * k, m, k, k, packed.data() + grp * group_floats);
+      p.weight = std::make_unique<PackedArray>(arena_, std::move(packed));
+    }
   }
 
   std::shared_ptr<Arena> arena_;

@@ -125,13 +125,16 @@ class ThreadPool {
 
   static std::uint64_t generation_of(std::uint64_t seats) { return seats >> kGenerationShift; }
 
-  /// Joins the open job; false when it is closed.
-  bool join() {
+  /// Joins the open job; false when it is closed. `seen` becomes the generation of the job joined
+  /// (or found closed).
+  bool join(std::uint64_t& seen) {
     std::uint64_t seats = seats_.load(std::memory_order_acquire);
-    while (seats & kOpen)
+    for (;;) {
+      seen = generation_of(seats);
+      if (!(seats & kOpen)) return false;
       if (seats_.compare_exchange_weak(seats, seats + 1, std::memory_order_acquire, std::memory_order_acquire))
         return true;
-    return false;
+    }
   }
 
   void run_tasks(std::size_t worker) {
@@ -183,9 +186,7 @@ class ThreadPool {
         wake_.wait(lock, posted);
       }
       if (stopping_.load(std::memory_order_relaxed)) return;
-      seen = generation_of(seats_.load(std::memory_order_acquire));
-      if (!join()) continue;  // closed: the caller took every task
-      seen = generation_of(seats_.load(std::memory_order_relaxed));  // the job joined (it cannot move on)
+      if (!join(seen)) continue;  // closed: the caller took every task
       run_tasks(worker);
       left_.fetch_add(1, std::memory_order_acq_rel);
       { std::lock_guard lock(mutex_); }  // as in parallel_for: order the notify after a waiter's test
