@@ -263,7 +263,7 @@ TEST(CpuMemory, WinogradConvPeakIsInputOutputAndTransformScratch) {
   ASSERT_EQ(g.tiles, 15);
   const auto block = static_cast<std::size_t>(g.block);
   ASSERT_EQ(block % 24, 0u);
-  const std::size_t per_worker = 16 * (16 * block + out * block) + 16 * block;
+  const std::size_t per_worker = 16 * (16 * block + out * block);  // per point: packed operands and products
   const std::size_t y = static_cast<std::size_t>(xs.n * out * xs.h * xs.w);
   const std::size_t peak = cpu.measure_peak([&] { CpuTensor r = cpu.conv2d(x, conv, Activation::none); });
   EXPECT_EQ(peak, weights + (in + y + 2 * per_worker) * f4);

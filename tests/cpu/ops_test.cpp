@@ -133,6 +133,7 @@ TEST_F(ConvTest, WinogradMatchesNaiveReference) {
       {{2, 24, 17, 15}, 20, 3, 3, ConvSpec::same(3), true, sig},    // F(4x4): odd sizes, partial tiles
       {{1, 300, 16, 18}, 16, 3, 3, ConvSpec::same(3), false, none}, // F(4x4): k = 300
       {{3, 32, 16, 16}, 48, 3, 3, ConvSpec::same(3), true, relu},   // F(4x4): blocks across samples
+      {{1, 16, 5, 290}, 24, 3, 3, ConvSpec::same(3), true, none},   // F(4x4): 73 tiles a row, more than a transform chunk
   };
   std::set<std::int64_t> tiles;
   for (const ConvCase& c : cases) {

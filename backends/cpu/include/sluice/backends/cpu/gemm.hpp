@@ -87,11 +87,19 @@ class PackedB {
 
   /// Row r = values[0, n); the padding columns of the last panel become zero.
   void set_row(std::int64_t r, const float* values) const {
-    float* dst = row_base(r);
-    const std::int64_t stride = block_depth(r) * kGemmNr;
-    for (std::int64_t c = 0; c < n_; c += kGemmNr, dst += stride)
-      copy_run(dst, values + c, std::min(kGemmNr, n_ - c));
+    for (std::int64_t p = 0; p < panels_; ++p)
+      copy_run(row_panel(r, p), values + p * kGemmNr, std::min(kGemmNr, n_ - p * kGemmNr));
     zero_padding(r);
+  }
+
+  /// Where row r's kGemmNr columns of panel p lie (columns from p kGemmNr), contiguous.
+  float* row_panel(std::int64_t r, std::int64_t p) const { return row_base(r) + p * block_depth(r) * kGemmNr; }
+
+  /// Zeroes row r's padding columns in the last panel (set_row does it; a row written column by
+  /// column through row_panel needs it once).
+  void zero_padding(std::int64_t r) const {
+    if (n_ % kGemmNr == 0) return;
+    zero_run(row_panel(r, panels_ - 1) + n_ % kGemmNr, kGemmNr - n_ % kGemmNr);
   }
 
   const float* data() const { return data_; }
@@ -100,11 +108,6 @@ class PackedB {
   std::int64_t panels() const { return panels_; }
 
  private:
-  void zero_padding(std::int64_t r) const {
-    if (n_ % kGemmNr == 0) return;
-    float* last = row_base(r) + (panels_ - 1) * block_depth(r) * kGemmNr;
-    zero_run(last + n_ % kGemmNr, kGemmNr - n_ % kGemmNr);
-  }
   std::int64_t block_depth(std::int64_t r) const { return std::min(kGemmKc, k_ - r / kGemmKc * kGemmKc); }
   float* row_base(std::int64_t r) const {
     return data_ + r / kGemmKc * kGemmKc * panels_ * kGemmNr + r % kGemmKc * kGemmNr;

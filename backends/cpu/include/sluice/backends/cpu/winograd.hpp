@@ -216,10 +216,9 @@ struct WinogradGeometry {
   std::int64_t block, blocks;            // tiles per GEMM block; blocks over the whole batch
 
   std::int64_t block_tiles(std::int64_t b) const { return std::min(block, n * tiles - b * block); }
-  /// A block's packed B operands [cin x block] and products [cout x block], one of each per point.
-  std::int64_t transformed_floats() const { return points * (PackedB::floats(cin, block) + cout * block); }
-  /// One worker's floats: a block's operands and products, and one channel's transformed row.
-  std::int64_t worker_floats() const { return transformed_floats() + points * block; }
+  /// One worker's floats: a block's packed B operands [cin x block] and products [cout x block], one
+  /// of each per point.
+  std::int64_t worker_floats() const { return points * (PackedB::floats(cin, block) + cout * block); }
   std::int64_t scratch_floats(std::size_t threads) const { return static_cast<std::int64_t>(threads) * worker_floats(); }
   /// Whether workers take whole blocks, or share each block (too few blocks for the threads).
   bool task_per_block(std::size_t threads) const { return blocks >= 2 * static_cast<std::int64_t>(threads); }
@@ -261,81 +260,87 @@ inline void for_each_tile_run(const WinogradGeometry& g, const WinogradBlock& b,
 
 inline constexpr std::int64_t kTransformChunk = 64;  // tiles transformed together, contiguous in stack arrays
 
-/// d B along one input row of the patch, for the tiles [0, len) of a chunk whose first patch column
-/// is x0 (-1 at the plane's left edge): h[c][i] for each column c of d B. `row` is the input row
-/// (w floats), or null above or below the plane. Tiles inside the row read it in place; the few
-/// that reach past an edge read zeros there (the conv's padding and the last tiles' overhang).
-template <int M>
-inline void winograd_input_row(const float* row, std::int64_t w, std::int64_t x0, std::int64_t len,
-                               float (*h)[kTransformChunk]) {
+/// V = B^T d B for the tiles [0, len) of a chunk of one tile row (tile row ty, first tile column
+/// tx0) of one channel's plane, into the packed operands: the chunk's tile i is the block's tile
+/// j + i, and its point (r, c) goes to operand(r P + c, j + i), which is contiguous up to the next
+/// multiple of kGemmNr (the packed B panels).
+///  1. B^T (.) down the P input rows of the patches, along the chunk's whole column span at once:
+///     contiguous rows in, contiguous rows out. Rows above or below the plane read as zero, and the
+///     columns past its left and right edges are zeroed after (the conv's padding and the last
+///     tiles' overhang), so that nothing else looks at an edge.
+///  2. (.) B along each of those P rows: column k of tile i is t[M i + k]. Each row is split into
+///     its M phases first, so that the transform reads whole vectors (phase[k % M][i + k / M])
+///     rather than stride-M lanes.
+template <int M, class Operand>
+inline void winograd_input_chunk(const float* plane, std::int64_t h, std::int64_t w, std::int64_t ty,
+                                 std::int64_t tx0, std::int64_t len, std::int64_t j, const Operand& operand) {
   using T = WinogradTransform<M>;
   constexpr int P = T::kPatch;
-  if (row == nullptr) {
-    for (int c = 0; c < P; ++c) std::fill(h[c], h[c] + len, 0.0f);
-    return;
-  }
-  const std::int64_t first = x0 < 0 ? 1 : 0, past = w - P - x0 >= 0 ? (w - P - x0) / M + 1 : 0;
-  const std::int64_t lo = std::min(first, len), hi = std::clamp(past, lo, len);  // [lo, hi): inside
-  auto at_edge = [&](std::int64_t i) {
-    float patch[P];
+  constexpr std::int64_t kSpan = M * kTransformChunk + (P - M);
+  static_assert(P - M <= M, "a patch spans the columns of at most two tiles");
+  static constexpr float kZeros[kSpan] = {};
+  const std::int64_t x0 = M * tx0 - 1, span = M * len + (P - M);  // patch columns [x0, x0 + span)
+  const std::int64_t lo = std::max<std::int64_t>(0, -x0), hi = std::min(span, w - x0);  // inside: [lo, hi)
+  float t[P][kSpan];  // B^T d: [row of the transform][column - x0]
+  {
+    const float* in[P];
     for (int k = 0; k < P; ++k) {
-      const std::int64_t col = x0 + M * i + k;
-      patch[k] = col >= 0 && col < w ? row[col] : 0.0f;
+      const std::int64_t y = M * ty - 1 + k;
+      in[k] = y >= 0 && y < h ? plane + y * w + x0 + lo : kZeros;
     }
-    T::input([&](int k) { return patch[k]; }, [&](int c, float v) { h[c][i] = v; });
-  };
-  for (std::int64_t i = 0; i < lo; ++i) at_edge(i);
-  if (lo < hi) {
-    const float* in = row + (x0 + M * lo);  // tile lo's patch: the first inside the row
-    for (std::int64_t i = lo; i < hi; ++i)
-      T::input([&](int k) { return in[M * (i - lo) + k]; }, [&](int c, float v) { h[c][i] = v; });
+    float* out[P];
+    for (int r = 0; r < P; ++r) out[r] = t[r] + lo;
+    SLUICE_CPU_IVDEP
+    for (std::int64_t x = 0; x < hi - lo; ++x)
+      T::input([&](int k) { return in[k][x]; }, [&](int r, float value) { out[r][x] = value; });
+    for (int r = 0; r < P; ++r) {
+      std::fill(t[r], t[r] + lo, 0.0f);
+      std::fill(t[r] + hi, t[r] + span, 0.0f);
+    }
   }
-  for (std::int64_t i = hi; i < len; ++i) at_edge(i);
+  for (int r = 0; r < P; ++r) {
+    float phase[M][kTransformChunk + 1];
+    for (std::int64_t i = 0; i < len; ++i)
+      for (int q = 0; q < M; ++q) phase[q][i] = t[r][M * i + q];
+    for (int q = 0; q < P - M; ++q) phase[q][len] = t[r][M * len + q];  // the last tile's overlap
+    for (std::int64_t i0 = 0, i1; i0 < len; i0 = i1) {  // i0 .. i1: the tiles in one panel
+      i1 = std::min(len, i0 + kGemmNr - (j + i0) % kGemmNr);
+      float* out[P];
+      for (int c = 0; c < P; ++c) out[c] = operand(r * P + c, j + i0) - i0;
+      SLUICE_CPU_IVDEP
+      for (std::int64_t i = i0; i < i1; ++i)
+        T::input([&](int k) { return phase[k % M][i + k / M]; }, [&](int c, float value) { out[c][i] = value; });
+    }
+  }
 }
 
-/// V = B^T d B for channels [c0, c1) of every tile of the block, into the packed operands: per run
-/// of tiles along a row, first d B along each input row of the patch (stride-m columns), then
-/// B^T (.) down the rows, contiguous over the run so that both vectorise. The input planes are
-/// read in place (winograd_input_row).
+/// V = B^T d B for channels [c0, c1) of every tile of the block, into the packed operands, chunk by
+/// chunk of each run of tiles along a row (winograd_input_chunk, reading the plane in place).
 template <int M>
 inline void winograd_input(const float* x, const WinogradGeometry& g, const WinogradBlock& b, std::int64_t c0,
-                           std::int64_t c1, float* row) {
-  using T = WinogradTransform<M>;
-  constexpr int P = T::kPatch;
-  constexpr std::int64_t kChunk = kTransformChunk;
+                           std::int64_t c1) {
   const std::int64_t nb = b.count, operand_floats = PackedB::floats(g.cin, g.block);
   for (std::int64_t ci = c0; ci < c1; ++ci) {
+    auto operand = [&](std::int64_t point, std::int64_t tile) {
+      return PackedB(b.operands + point * operand_floats, g.cin, nb).row_panel(ci, tile / kGemmNr) + tile % kGemmNr;
+    };
     for_each_tile_run(g, b, [&](std::int64_t s, std::int64_t ty, std::int64_t tx0, std::int64_t run, std::int64_t j0) {
       const float* plane = x + (s * g.cin + ci) * g.h * g.w;
-      for (std::int64_t done = 0; done < run; done += kChunk) {
-        const std::int64_t len = std::min(kChunk, run - done);
-        float h[P][P][kChunk];  // [input row][column of d B][tile]
-        for (int r = 0; r < P; ++r) {
-          const std::int64_t iy = M * ty + r - 1;
-          winograd_input_row<M>(iy >= 0 && iy < g.h ? plane + iy * g.w : nullptr, g.w, M * (tx0 + done) - 1, len, h[r]);
-        }
-        float* out = row + j0 + done;
-        for (int c = 0; c < P; ++c) {
-          const float* src[P];  // rows of d B, and of V (the points (r, c)): loop-invariant, so
-          float* dst[P];        // that the loop over the tiles vectorises
-          for (int r = 0; r < P; ++r) src[r] = h[r][c], dst[r] = out + (r * P + c) * nb;
-          SLUICE_CPU_IVDEP
-          for (std::int64_t i = 0; i < len; ++i)
-            T::input([&](int k) { return src[k][i]; }, [&](int r, float v) { dst[r][i] = v; });
-        }
-      }
+      for (std::int64_t done = 0; done < run; done += kTransformChunk)
+        winograd_input_chunk<M>(plane, g.h, g.w, ty, tx0 + done, std::min(kTransformChunk, run - done), j0 + done,
+                                operand);
     });
     for (std::int64_t point = 0; point < g.points; ++point)
-      PackedB(b.operands + point * operand_floats, g.cin, nb).set_row(ci, row + point * nb);
+      PackedB(b.operands + point * operand_floats, g.cin, nb).zero_padding(ci);
   }
 }
 
 inline void winograd_input(const float* x, const WinogradGeometry& g, const WinogradBlock& b, std::int64_t c0,
-                           std::int64_t c1, float* row) {
+                           std::int64_t c1) {
   if (g.tile == 4)
-    winograd_input<4>(x, g, b, c0, c1, row);
+    winograd_input<4>(x, g, b, c0, c1);
   else
-    winograd_input<2>(x, g, b, c0, c1, row);
+    winograd_input<2>(x, g, b, c0, c1);
 }
 
 /// M = U V for transform points [p0, p1).
@@ -428,14 +433,11 @@ inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* b
     return detail::WinogradBlock{index * g.block, g.block_tiles(index), own,
                                  own + g.points * PackedB::floats(g.cin, g.block)};
   };
-  auto row_of = [&](std::size_t worker) {
-    return work + static_cast<std::int64_t>(worker) * g.worker_floats() + g.transformed_floats();
-  };
   if (g.task_per_block(pool.size())) {
     pool.parallel_for(static_cast<std::size_t>(g.blocks), [&](std::size_t task, std::size_t worker) {
       float* own = work + static_cast<std::int64_t>(worker) * g.worker_floats();
       const detail::WinogradBlock b = block_at(static_cast<std::int64_t>(task), own);
-      PhaseTimes::time(phases, 0, [&] { detail::winograd_input(x, g, b, 0, g.cin, row_of(worker)); });
+      PhaseTimes::time(phases, 0, [&] { detail::winograd_input(x, g, b, 0, g.cin); });
       PhaseTimes::time(phases, 1, [&] { detail::winograd_multiply(u, g, b, 0, g.points); });
       PhaseTimes::time(phases, 2, [&] { detail::winograd_output(g, b, bias, act, 0, g.cout, y); });
     });
@@ -452,8 +454,8 @@ inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* b
   };
   for (std::int64_t index = 0; index < g.blocks; ++index) {
     const detail::WinogradBlock b = block_at(index, work);
-    split(g.cin, 0, [&](std::int64_t lo, std::int64_t hi, std::size_t worker) {
-      detail::winograd_input(x, g, b, lo, hi, row_of(worker));
+    split(g.cin, 0, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
+      detail::winograd_input(x, g, b, lo, hi);
     });
     split(g.points, 1, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
       detail::winograd_multiply(u, g, b, lo, hi);
