@@ -245,8 +245,9 @@ TEST(CpuMemory, ConvPeakIsInputOutputAndIm2colScratch) {
 
 // A Winograd conv (3x3, stride 1, >= 16 channels both ways) on a small plane runs as F(2x2, 3x3):
 // its weights are the 16 transformed [out x in] matrices, out padded to panels of 4, and (narrow,
-// fp32: it may run as F(4x4) on larger planes) its raw 3x3 weights; its scratch per thread a block's
-// 16 packed operands and 16 products and one channel's transformed row (the input is read in place).
+// fp32: it may run as F(4x4) on larger planes) its raw 3x3 weights; its scratch a block's 16 packed
+// operands and 16 products, per thread or per block when the threads share too few blocks (the
+// input is read in place and transformed straight into the operands).
 TEST(CpuMemory, WinogradConvPeakIsInputOutputAndTransformScratch) {
   CpuBackend cpu({.threads = 2});
   std::mt19937 rng(7);
@@ -263,10 +264,13 @@ TEST(CpuMemory, WinogradConvPeakIsInputOutputAndTransformScratch) {
   ASSERT_EQ(g.tiles, 15);
   const auto block = static_cast<std::size_t>(g.block);
   ASSERT_EQ(block % 24, 0u);
-  const std::size_t per_worker = 16 * (16 * block + out * block);  // per point: packed operands and products
+  // 30 tiles make one block, which the two workers share: one block's packed operands and products
+  // per point.
+  ASSERT_EQ(g.blocks, 1);
+  const std::size_t one_block = 16 * (16 * block + out * block);
   const std::size_t y = static_cast<std::size_t>(xs.n * out * xs.h * xs.w);
   const std::size_t peak = cpu.measure_peak([&] { CpuTensor r = cpu.conv2d(x, conv, Activation::none); });
-  EXPECT_EQ(peak, weights + (in + y + 2 * per_worker) * f4);
+  EXPECT_EQ(peak, weights + (in + y + one_block) * f4);
   EXPECT_EQ(cpu.memory().current_bytes, weights + in * f4);
 }
 

@@ -129,6 +129,7 @@ TEST_F(ConvTest, WinogradMatchesNaiveReference) {
       {{2, 300, 5, 7}, 16, 3, 3, ConvSpec::same(3), false, none},   // k = 300: two GEMM depth blocks
       {{1, 16, 9, 9}, 17, 3, 3, ConvSpec::same(3), true, sig},      // sigmoid; outputs not a panel multiple
       {{1, 288, 13, 11}, 272, 3, 3, ConvSpec::same(3), false, sig}, // wide, odd sizes, partial tiles
+      {{2, 40, 12, 12}, 200, 3, 3, ConvSpec::same(3), true, relu},  // 3 blocks shared by the workers
       {{1, 16, 70, 45}, 16, 3, 3, ConvSpec::same(3), true, relu},   // F(4x4): many blocks, a block per task
       {{2, 24, 17, 15}, 20, 3, 3, ConvSpec::same(3), true, sig},    // F(4x4): odd sizes, partial tiles
       {{1, 300, 16, 18}, 16, 3, 3, ConvSpec::same(3), false, none}, // F(4x4): k = 300

@@ -1,8 +1,8 @@
 // sluice/serve/server.hpp: the HTTP/1.1 connection layer on Boost.Beast -- async accept, keep-alive
 // sessions on their own strands of the caller's executor (the Batcher's io_context), header and body
 // read timeouts, a body-size limit (413), 100-continue, 400 for a malformed request, and a graceful
-// shutdown that stops accepting, closes idle connections and stalled uploads at once and lets
-// requests already running finish. Against connection floods: a cap on open connections and one per
+// shutdown that stops accepting, closes idle keep-alive connections at once, gives requests still
+// arriving (and a new connection's first one) a short grace, and lets requests already running finish. Against connection floods: a cap on open connections and one per
 // peer address; at a cap a new connection takes the place of the one (of all, or of its peer's) that
 // has waited longest for its header (idle keep-alive, slowloris), and header deadlines shorten while
 // the table is nearly full. Bodies are admitted against the Api's memory budget before they are
@@ -121,9 +121,11 @@ class Server : public std::enable_shared_from_this<Server> {
       start();
     }
 
-    /// At shutdown: an idle connection closes now; a request still arriving (header bytes already
-    /// here, or a body) gets shutdown_grace to arrive, so a stalled upload is cut then, not after
-    /// the body timeout; a running request closes after its response.
+    /// At shutdown: an idle keep-alive connection closes now; a request still arriving (header
+    /// bytes already here, or a body) gets shutdown_grace to arrive, so a stalled upload is cut
+    /// then, not after the body timeout, and so does the first request of a connection that has
+    /// sent nothing yet (its client connected to send one: on a busy host its bytes may be a few
+    /// milliseconds behind the signal); a running request closes after its response.
     void stop() {
       asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
         if (self->closing_) return;  // taken in at shutdown, or answering a rejection
@@ -196,10 +198,11 @@ class Server : public std::enable_shared_from_this<Server> {
 
     void on_header(beast::error_code ec) {
       if (regraced(ec)) {
-        // Stopped while waiting for a header: idle, it closes now; its request begun, it may finish.
+        // Stopped while waiting for a header: idle after an answer, it closes now; its request
+        // begun, or its first one still to come, it may arrive under the grace deadline.
         beast::error_code ignored;
-        const bool arriving =
-            parser_->got_some() || buffer_.size() > 0 || stream_.socket().available(ignored) > 0;
+        const bool arriving = !answered_any_ || parser_->got_some() || buffer_.size() > 0 ||
+                              stream_.socket().available(ignored) > 0;
           return arriving ? continue_header() : abort("shutdown");
       }
       regrace_ = false;  // a stop() that came as this header completed: its cancel found no read

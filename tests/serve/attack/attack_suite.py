@@ -34,7 +34,8 @@ Attack classes (--only takes these names):
                again spooled to disk against --max-spool-mib 128
   connections  500 slowloris + 2000 idle sockets from 127.0.1.1-50 (one selector loop in a child
                process); a normal client from 127.0.0.1 still served; 200 idle from 127.0.0.9
-  shutdown     SIGTERM with a stalled upload exits within 10 s; an in-flight request is answered
+  shutdown     SIGTERM with a stalled upload exits within 10 s; an in-flight request is answered, and so
+               is one arriving just after the signal on a connection opened before it
   startup      zero limits and a FIFO as weights -> exit status 2 before listening
 
 Network: only loopback. Attack sockets bind to other loopback source addresses (127.0.1.x,
@@ -1449,6 +1450,70 @@ def attack_shutdown(cfg):
                 "%d of %d answered; got %s" % (answered, tries, seen))
         R.check(len(exits) == tries and all(c == 0 for c in exits), "shutdown: then exit 0 within 10 s (%s)" % how,
                 "exit statuses %s" % exits)
+
+    # 2b. A connection opened before SIGTERM whose request arrives after it (on a busy host a
+    # client's bytes can trail the signal): its first request gets the grace and is answered. A
+    # keep-alive connection that was answered and is idle closes at once. The grace is 20 s here,
+    # so that "at once" and "after the grace" cannot be confused on a slow machine.
+    late, late_seen, idle_closed, late_exits = 0, [], [], []
+    for _ in range(tries):
+        a = Attack(cfg, "shutdown-late", ["--shutdown-grace-ms", "20000"])
+        if not a.server:
+            break
+        request(a.port, "GET", "/api/v1/health", timeout=5)
+        fresh = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        idle = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        fresh.settimeout(30)
+        idle.settimeout(10)
+        out = b""
+        try:
+            idle.connect((HOST, a.port))
+            idle.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += idle.recv(4096)
+            header, _, rest = got.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", header).group(1))
+            while len(rest) < length:
+                rest += idle.recv(4096)
+            fresh.connect((HOST, a.port))
+            time.sleep(0.3)  # both accepted, both waiting for a header
+            t0 = time.monotonic()
+            a.server.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.1)
+            fresh.sendall(head + body)
+            try:
+                closed = idle.recv(4096) == b""
+            except OSError:  # a reset is a close too
+                closed = True
+            idle_closed.append("%s after %.1f s" % ("closed" if closed else "answered", time.monotonic() - t0))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                chunk = fresh.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except (OSError, AttributeError, ValueError) as e:
+            out += ("<%r>" % e).encode()
+        finally:
+            fresh.close()
+            idle.close()
+        status, headers, rbody = parse_response(out)
+        j = Reply(status, headers, rbody).json() or {}
+        late += 1 if status == 200 and j.get("success") is True else 0
+        late_seen.append(status if status else out[:40])
+        try:
+            late_exits.append(a.server.proc.wait(10))
+        except subprocess.TimeoutExpired:
+            late_exits.append(None)
+        a.server.kill()
+    R.check(late == tries, "shutdown: a request arriving 100 ms after SIGTERM on a connection opened before it is answered 200",
+            "%d of %d answered; got %s" % (late, tries, late_seen))
+    R.check(len(idle_closed) == tries and all(c.startswith("closed") and float(c.split()[2]) < 10 for c in idle_closed),
+            "shutdown: an answered, idle keep-alive connection closes at SIGTERM, not after the 20 s grace",
+            "%s" % idle_closed)
+    R.check(len(late_exits) == tries and all(c == 0 for c in late_exits),
+            "shutdown: then exit 0 within 10 s (late request)", "exit statuses %s" % late_exits)
 
     # 3. Extra: SIGTERM as soon as "listening on" is printed (a supervisor's readiness signal) is
     # still the graceful stop, exit 0, not death by the signal.

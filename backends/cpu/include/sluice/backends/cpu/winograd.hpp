@@ -219,9 +219,12 @@ struct WinogradGeometry {
   /// One worker's floats: a block's packed B operands [cin x block] and products [cout x block], one
   /// of each per point.
   std::int64_t worker_floats() const { return points * (PackedB::floats(cin, block) + cout * block); }
-  std::int64_t scratch_floats(std::size_t threads) const { return static_cast<std::int64_t>(threads) * worker_floats(); }
-  /// Whether workers take whole blocks, or share each block (too few blocks for the threads).
+  /// Whether workers take whole blocks, or share the phases of all blocks (too few for the threads).
   bool task_per_block(std::size_t threads) const { return blocks >= 2 * static_cast<std::int64_t>(threads); }
+  /// Scratch floats: one block per worker, or all the blocks when they share them.
+  std::int64_t scratch_floats(std::size_t threads) const {
+    return (task_per_block(threads) ? static_cast<std::int64_t>(threads) : blocks) * worker_floats();
+  }
 };
 
 /// The geometry of an F(tile x tile, 3x3) conv from `cin` to `cout` channels on input shape x; the
@@ -443,27 +446,38 @@ inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* b
     });
     return;
   }
-  // Few blocks: the workers share each one, phase by phase (channels, transform points, channels).
+  // Few blocks: all of them at once, phase by phase, the workers sharing each phase: the input and
+  // output transforms by ranges of (block, channel), the GEMMs by transform point, each point's
+  // weights then read once for every block (on small planes the weights are most of the traffic).
   const auto chunks = static_cast<std::int64_t>(pool.size()) * 4;
   auto split = [&](std::int64_t total, std::size_t phase, auto&& fn) {
     const std::int64_t per = (total + chunks - 1) / chunks;
-    pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t chunk, std::size_t worker) {
+    pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t chunk, std::size_t) {
       const std::int64_t lo = static_cast<std::int64_t>(chunk) * per, hi = std::min(total, lo + per);
-      if (lo < hi) PhaseTimes::time(phases, phase, [&] { fn(lo, hi, worker); });
+      if (lo < hi) PhaseTimes::time(phases, phase, [&] { fn(lo, hi); });
     });
   };
-  for (std::int64_t index = 0; index < g.blocks; ++index) {
-    const detail::WinogradBlock b = block_at(index, work);
-    split(g.cin, 0, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
-      detail::winograd_input(x, g, b, lo, hi);
+  auto block = [&](std::int64_t index) { return block_at(index, work + index * g.worker_floats()); };
+  // fn(block, c0, c1) over the channels [c0, c1) of each block that [lo, hi) of blocks x channels holds.
+  auto per_block = [&](std::int64_t channels, std::int64_t lo, std::int64_t hi, auto&& fn) {
+    for (std::int64_t index = lo / channels; index * channels < hi; ++index)
+      fn(block(index), std::max(lo, index * channels) - index * channels,
+         std::min(hi, (index + 1) * channels) - index * channels);
+  };
+  split(g.blocks * g.cin, 0, [&](std::int64_t lo, std::int64_t hi) {
+    per_block(g.cin, lo, hi, [&](const detail::WinogradBlock& b, std::int64_t c0, std::int64_t c1) {
+      detail::winograd_input(x, g, b, c0, c1);
     });
-    split(g.points, 1, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
-      detail::winograd_multiply(u, g, b, lo, hi);
+  });
+  split(g.points, 1, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t point = lo; point < hi; ++point)
+      for (std::int64_t index = 0; index < g.blocks; ++index) detail::winograd_multiply(u, g, block(index), point, point + 1);
+  });
+  split(g.blocks * g.cout, 2, [&](std::int64_t lo, std::int64_t hi) {
+    per_block(g.cout, lo, hi, [&](const detail::WinogradBlock& b, std::int64_t c0, std::int64_t c1) {
+      detail::winograd_output(g, b, bias, act, c0, c1, y);
     });
-    split(g.cout, 2, [&](std::int64_t lo, std::int64_t hi, std::size_t) {
-      detail::winograd_output(g, b, bias, act, lo, hi, y);
-    });
-  }
+  });
 }
 
 }  // namespace sluice::cpu::kernels
