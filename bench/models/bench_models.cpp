@@ -128,7 +128,11 @@ int main(int argc, char** argv) try {
     const auto& all = inputs.at("input_" + std::to_string(size));
     const auto& expected = inputs.at("output_" + std::to_string(size));
     for (const std::int64_t batch : batches) {
-      if (batch > all.shape[0]) continue;
+      if (batch > all.shape[0]) {
+        std::fprintf(stderr, "bench_models: batch %lld at %lld skipped: INPUTS holds %lld image(s) of that size\n",
+                     static_cast<long long>(batch), static_cast<long long>(size), static_cast<long long>(all.shape[0]));
+        continue;
+      }
       const sluice::Shape shape{batch, 3, size, size};
       const std::vector<float> pixels(all.data.begin(), all.data.begin() + shape.numel());
       double error = -1;
