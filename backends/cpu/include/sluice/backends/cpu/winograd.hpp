@@ -309,10 +309,10 @@ inline void winograd_input_chunk(const float* plane, std::int64_t h, std::int64_
     for (std::int64_t i0 = 0, i1; i0 < len; i0 = i1) {  // i0 .. i1: the tiles in one panel
       i1 = std::min(len, i0 + kGemmNr - (j + i0) % kGemmNr);
       float* out[P];
-      for (int c = 0; c < P; ++c) out[c] = operand(r * P + c, j + i0) - i0;
+      for (int c = 0; c < P; ++c) out[c] = operand(r * P + c, j + i0);
       SLUICE_CPU_IVDEP
       for (std::int64_t i = i0; i < i1; ++i)
-        T::input([&](int k) { return phase[k % M][i + k / M]; }, [&](int c, float value) { out[c][i] = value; });
+        T::input([&](int k) { return phase[k % M][i + k / M]; }, [&](int c, float value) { out[c][i - i0] = value; });
     }
   }
 }
