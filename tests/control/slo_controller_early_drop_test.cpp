@@ -312,5 +312,47 @@ TEST(SloControllerStep, ReconvergesToTheNewBestBatchSizeWithinAFewBatches) {
   EXPECT_LE(converged_at, 6u);  // the change detector's few samples, not a window's refill
 }
 
+// ---- a lone request on an idle lane ----
+
+// A real CPU lane in a slow spell: the model's window of batch-1 runs holds 15 at 5 ms and one at
+// 3 ms (the lane's fast level, measured: bench/results/2026-12-04-control-quiet.md). Its p5 is
+// ~4.5 ms. A request alone on the idle lane with 4 ms left still has a fair chance (the spell may be
+// over) and its run takes lane time from nobody: it is served. With another request queued behind
+// it, the hopeless rule stays (its run would be the other's wait), and one that misses even at the
+// fastest recent run is shed alone too.
+TEST(SloControllerLoneRequest, AloneOnAnIdleLaneItIsShedOnlyWhenEvenTheFastestRecentRunMisses) {
+  for (bool serve_lone : {true, false}) {
+    SloController::Options o;
+    o.serve_lone_request = serve_lone;
+    o.model.detect_changes = false;  // the window as it stands: no rescale of it
+    SloController c(o);
+    TimePoint t = t0();
+    for (int i = 0; i < 15; ++i) c.observe(record(1, t, ms(5.0))), t += ms(5.0);
+    c.observe(record(1, t, ms(3.0)));
+    const TimePoint now = at_ms(1000);
+    const double p5 = to_ms(*c.model().estimate_q(1, 0.05)), fastest = to_ms(*c.model().estimate_q(1, 0.0));
+    ASSERT_GT(p5, 4.2);
+    ASSERT_LT(fastest, 3.5);
+
+    Queue alone;
+    alone.deadlines = {now + ms(4.0)};
+    const Decision d = c.decide(alone.state(), now);
+    if (serve_lone) {
+      EXPECT_EQ(d.dispatch, 1u);
+      EXPECT_LE(d.shed_deadline_before, now);
+    } else {
+      EXPECT_GT(d.shed_deadline_before, now + ms(4.0));  // the old rule: hopeless at the p5
+    }
+
+    Queue two;
+    two.deadlines = {now + ms(4.0), now + ms(12.0)};
+    EXPECT_GT(c.decide(two.state(), now).shed_deadline_before, now + ms(4.0));
+
+    Queue hopeless;
+    hopeless.deadlines = {now + ms(2.5)};
+    EXPECT_GT(c.decide(hopeless.state(), now).shed_deadline_before, now + ms(2.5));
+  }
+}
+
 }  // namespace
 }  // namespace sluice::control
