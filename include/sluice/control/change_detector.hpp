@@ -136,7 +136,7 @@ class ChangeDetector {
     recent_.push_back(r);
   }
 
-  // The last max(sustain, min_run) residuals as they came (never moved to a new level): the
+  // The last max(max_sustain, min_run) residuals as they came (never moved to a new level): the
   // median of the last `sustain` of them beyond `k` (on k's side) says the shift is sustained.
   void remember_last(double r) {
     if (last_.size() >= std::max<std::size_t>(options_.max_sustain, options_.min_run)) last_.erase(last_.begin());
