@@ -11,8 +11,12 @@
 // Usage: bench_control_live --network NAME --checkpoint FILE [--size HxW] [--seconds S] [--runs R]
 //                           [--loads 50,70,90] [--hog-load PCT (0: none)] [--slo K] [--threads N]
 //                           [--max-batch N] [--seed S] [--write-table PATH] [--log-batches CSV]
+//                           [--log-requests CSV] [--log-drops CSV]
 // --log-batches writes every batch each policy ran (start time in the trace, size, run time): the
-// lane's real latency under the co-tenant, for replay in the simulator. The SloController's rows
+// lane's real latency under the co-tenant, for replay in the simulator. --log-requests writes every
+// request's fate (arrival, end, outcome: on time, late, rejected at admission, shed before its
+// deadline, expired at it): where a policy misses, request by request; --log-drops every
+// SloController decision that shed or rejected, with what it saw. The SloController's rows
 // end with how many lane-speed changes its model detected.
 #include <algorithm>
 #include <atomic>
@@ -60,6 +64,42 @@ struct LiveModel {
 
 /// Where --log-batches writes every batch (trace, policy, run, start s, size, run ms).
 std::FILE* batch_log = nullptr;
+/// Where --log-requests writes every request (trace, policy, run, request, arrival s, end s, outcome).
+std::FILE* request_log = nullptr;
+/// Where --log-drops writes every SloController decision that shed or rejected (why it dropped).
+std::FILE* drop_log = nullptr;
+
+/// The SloController, writing each decision that drops (a shed, a rejection at admission) with what
+/// it saw: the queue's deadlines, the lane, its model's batch-1 p5 / median / p99.
+struct LoggedSloController {
+  control::SloController inner;
+  std::string label;
+  TimePoint origin{};
+  Decision decide(const QueueState& q, TimePoint now) {
+    const Decision d = inner.decide(q, now);
+    if (d.shed_deadline_before > TimePoint::min()) write("shed", q, now, d.shed_deadline_before);
+    return d;
+  }
+  bool admit(const QueueState& q, TimePoint deadline, TimePoint now) {
+    const bool ok = inner.admit(q, deadline, now);
+    if (!ok) write("reject", q, now, deadline);
+    return ok;
+  }
+  void observe(const BatchRecord& r) { inner.observe(r); }
+  void write(const char* what, const QueueState& q, TimePoint now, TimePoint cut) const {
+    if (!drop_log) return;
+    const auto rel = [&](TimePoint t) { return std::chrono::duration<double, std::milli>(t - now).count(); };
+    const auto m = [&](double quantile) {
+      const auto e = inner.model(q.key) ? inner.model(q.key)->estimate_q(1, quantile) : std::nullopt;
+      return e ? std::chrono::duration<double, std::milli>(*e).count() : -1.0;
+    };
+    std::fprintf(drop_log, "%s,%.4f,%s,%.2f,%zu,%zu,%zu,%.2f,%.2f,%.2f,", label.c_str(),
+                 std::chrono::duration<double>(now - origin).count(), what, rel(cut), q.queued, q.total_queued,
+                 q.busy_lanes, m(0.05), m(0.5), m(0.99));
+    for (const TimePoint dl : q.deadlines) std::fprintf(drop_log, " %.2f", rel(dl));
+    std::fprintf(drop_log, "\n");
+  }
+};
 
 struct LiveSpec {
   std::string name;
@@ -76,6 +116,8 @@ SimResult run_live(CpuLane& lane, std::size_t max_batch, const Trace& trace, Con
   const std::size_t n = trace.arrivals_s.size();
   const Duration slo = duration_cast<Duration>(duration<double, std::milli>(slo_ms));
   std::vector<double> latency_ms(n, -1.0);  // -1: not served (dropped, shed or expired)
+  std::vector<double> end_s(n, 0.0);
+  std::vector<int> error(n, 0);
   std::atomic<std::size_t> completed{0};
   LiveModel model{lane};
   BatcherConfig config;
@@ -84,11 +126,15 @@ SimResult run_live(CpuLane& lane, std::size_t max_batch, const Trace& trace, Con
   config.max_queue_delay = Duration::zero();  // FixedBatch brings its own; the others decide alone
   config.model_name = "live";
   Batcher<LiveModel, Controller> batcher(model, config, std::move(controller));
+  if constexpr (std::is_same_v<Controller, LoggedSloController>)
+    batcher.with_controller([&](LoggedSloController& c) { c.label = label; });
 
   CpuHog hog;
   const unsigned hog_threads = std::max(1u, std::thread::hardware_concurrency());
   const TimePoint origin = Clock::now() + milliseconds(50);
   model.origin = origin;
+  if constexpr (std::is_same_v<Controller, LoggedSloController>)
+    batcher.with_controller([&](LoggedSloController& c) { c.origin = origin; });
   auto at = [&](double s) { return origin + duration_cast<Duration>(duration<double>(s)); };
   bool hog_started = !hog_at_half;
   for (std::size_t i = 0; i < n; ++i) {
@@ -103,7 +149,10 @@ SimResult run_live(CpuLane& lane, std::size_t max_batch, const Trace& trace, Con
     SubmitOptions so;
     so.deadline = arrival + slo;
     batcher.async_submit(static_cast<std::uint32_t>(i), so, [&, i, arrival](std::error_code ec, std::uint32_t) {
-      if (!ec) latency_ms[i] = duration<double, std::milli>(Clock::now() - arrival).count();
+      const TimePoint end = Clock::now();
+      if (!ec) latency_ms[i] = duration<double, std::milli>(end - arrival).count();
+      end_s[i] = duration<double>(end - origin).count();
+      error[i] = ec.value();
       completed.fetch_add(1, std::memory_order_release);
     });
   }
@@ -115,11 +164,22 @@ SimResult run_live(CpuLane& lane, std::size_t max_batch, const Trace& trace, Con
     std::this_thread::sleep_for(milliseconds(2));
   }
   hog.stop();
-  if constexpr (std::is_same_v<Controller, control::SloController>)
-    if (changes) *changes = batcher.with_controller([](control::SloController& c) { return c.model().changes_detected(); });
+  if constexpr (std::is_same_v<Controller, LoggedSloController>)
+    if (changes)
+      *changes = batcher.with_controller([](LoggedSloController& c) { return c.inner.model().changes_detected(); });
   if (batch_log)
     for (const auto& b : model.log)
       std::fprintf(batch_log, "%s,%.4f,%zu,%.3f\n", label.c_str(), b.start_s, b.size, b.run_ms);
+
+  if (request_log)
+    for (std::size_t i = 0; i < n; ++i) {
+      const double deadline_s = trace.arrivals_s[i] + slo_ms / 1e3;
+      const char* outcome = latency_ms[i] >= 0 ? (latency_ms[i] <= slo_ms ? "on_time" : "late")
+                            : error[i] == static_cast<int>(errc::queue_full) ? "rejected"
+                            : end_s[i] < deadline_s - 1e-4                   ? "shed"
+                                                                              : "expired";
+      std::fprintf(request_log, "%s,%zu,%.5f,%.5f,%s\n", label.c_str(), i, trace.arrivals_s[i], end_s[i], outcome);
+    }
 
   SimResult r;
   r.requests = n;
@@ -154,12 +214,14 @@ int main(int argc, char** argv) try {
   double seconds = 4;
   std::vector<int> loads = {50, 70, 90};
   int hog_load = 70;
-  std::string log_batches;
+  std::string log_batches, log_requests, log_drops;
   if (!args.parse(argc, argv, [&](const std::string& a, const std::string& v) {
         if (a == "--seconds") seconds = std::stod(v);
         else if (a == "--loads") loads = parse_loads(v);
         else if (a == "--hog-load") hog_load = std::stoi(v);
         else if (a == "--log-batches") log_batches = v;
+        else if (a == "--log-requests") log_requests = v;
+        else if (a == "--log-drops") log_drops = v;
         else return false;
         return true;
       }) || !(seconds > 0)) {
@@ -171,6 +233,17 @@ int main(int argc, char** argv) try {
     batch_log = std::fopen(log_batches.c_str(), "w");
     if (!batch_log) throw std::runtime_error("cannot write " + log_batches);
     std::fprintf(batch_log, "trace,policy,run,start_s,size,run_ms\n");
+  }
+  if (!log_requests.empty()) {
+    request_log = std::fopen(log_requests.c_str(), "w");
+    if (!request_log) throw std::runtime_error("cannot write " + log_requests);
+    std::fprintf(request_log, "trace,policy,run,request,arrival_s,end_s,outcome\n");
+  }
+  if (!log_drops.empty()) {
+    drop_log = std::fopen(log_drops.c_str(), "w");
+    if (!drop_log) throw std::runtime_error("cannot write " + log_drops);
+    std::fprintf(drop_log, "trace,policy,run,at_s,what,cut_ms,queued,total_queued,busy_lanes,p5_ms,p50_ms,p99_ms,"
+                           "deadlines_ms\n");
   }
   cpu::CpuBackend backend({.threads = args.threads});
   const auto weights = weights::load_checkpoint(args.checkpoint);
@@ -218,8 +291,8 @@ int main(int argc, char** argv) try {
           control::SloController::Options so;
           so.max_batch_size = max_batch;
           so.calibration = cl.table;
-          r = run_live(lane, max_batch, trace, control::SloController(so), sim.slo_ms, spec.hog, label,
-                       &changes);
+          r = run_live(lane, max_batch, trace, LoggedSloController{control::SloController(so), {}, {}}, sim.slo_ms,
+                       spec.hog, label, &changes);
         }
         results[{spec.name, policy}].push_back(r);
         std::printf("run %zu | %-12s | %-15s | %7.2f%% | %7.2f req/s | late %4zu | dropped %4zu | mean batch %.2f | p99 %.0f ms%s\n",
@@ -246,6 +319,8 @@ int main(int argc, char** argv) try {
                 median(slo) - median(hind));
   }
   if (batch_log) std::fclose(batch_log);
+  if (request_log) std::fclose(request_log);
+  if (drop_log) std::fclose(drop_log);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_control_live: %s\n", e.what());

@@ -155,6 +155,26 @@ TEST(SloControllerEarlyDrop, KeepsAHeadWithAFairChance) {
   EXPECT_EQ(a.dispatch, 1u);
 }
 
+// The head (10.8 ms) makes it at the median alone (~10) but not at the p99 (~11.9); served first,
+// it makes the second (19.5 ms) miss at the median (~20). Dropping it meets as many at the median
+// (one) and one more at the p99 -- a tie that used to drop the head. But the head is a likely
+// success and the second's miss behind it only likely: on a real CPU lane, whose p99 is wide, the
+// trade lost more requests than it saved. A head that misses at the median is still dropped.
+TEST(SloControllerEarlyDrop, DoesNotGiveUpALikelySuccessForTheTailOfAnother) {
+  auto c = spread_lane(true);
+  Queue q;
+  q.max_batch_size = 2;
+  const TimePoint now = at_ms(20000);
+  ASSERT_LT(to_ms(*c.model().typical(1)), 10.8);
+  ASSERT_GT(to_ms(*c.model().estimate(1)), 10.8);
+  q.deadlines = {now + ms(10.8), now + ms(19.5)};
+  const auto d = c.decide(q.state(), now);
+  EXPECT_EQ(d.shed_deadline_before, TimePoint::min());
+  EXPECT_EQ(d.dispatch, 1u);
+  q.deadlines = {now + ms(9.5), now + ms(19.5)};  // control: the head misses at the median
+  EXPECT_GT(c.decide(q.state(), now).shed_deadline_before, now + ms(9.5));
+}
+
 TEST(SloControllerEarlyDrop, OtherKeysWaitingDoNotPayForAHeadThatMissesAlone) {
   for (bool others : {true, false}) {
     auto c = spread_lane(true);
@@ -310,6 +330,48 @@ TEST(SloControllerStep, ReconvergesToTheNewBestBatchSizeWithinAFewBatches) {
   }
   ASSERT_GT(converged_at, 0u);
   EXPECT_LE(converged_at, 6u);  // the change detector's few samples, not a window's refill
+}
+
+// ---- a lone request on an idle lane ----
+
+// A real CPU lane in a slow spell: the model's window of batch-1 runs holds 15 at 5 ms and one at
+// 3 ms (the lane's fast level, measured: bench/results/2026-12-04-control-quiet.md). Its p5 is
+// ~4.5 ms. A request alone on the idle lane with 4 ms left still has a fair chance (the spell may be
+// over) and its run takes lane time from nobody: it is served. With another request queued behind
+// it, the hopeless rule stays (its run would be the other's wait), and one that misses even at the
+// fastest recent run is shed alone too.
+TEST(SloControllerLoneRequest, AloneOnAnIdleLaneItIsShedOnlyWhenEvenTheFastestRecentRunMisses) {
+  for (bool serve_lone : {true, false}) {
+    SloController::Options o;
+    o.serve_lone_request = serve_lone;
+    o.model.detect_changes = false;  // the window as it stands: no rescale of it
+    SloController c(o);
+    TimePoint t = t0();
+    for (int i = 0; i < 15; ++i) c.observe(record(1, t, ms(5.0))), t += ms(5.0);
+    c.observe(record(1, t, ms(3.0)));
+    const TimePoint now = at_ms(1000);
+    const double p5 = to_ms(*c.model().estimate_q(1, 0.05)), fastest = to_ms(*c.model().estimate_q(1, 0.0));
+    ASSERT_GT(p5, 4.2);
+    ASSERT_LT(fastest, 3.5);
+
+    Queue alone;
+    alone.deadlines = {now + ms(4.0)};
+    const Decision d = c.decide(alone.state(), now);
+    if (serve_lone) {
+      EXPECT_EQ(d.dispatch, 1u);
+      EXPECT_LE(d.shed_deadline_before, now);
+    } else {
+      EXPECT_GT(d.shed_deadline_before, now + ms(4.0));  // the old rule: hopeless at the p5
+    }
+
+    Queue two;
+    two.deadlines = {now + ms(4.0), now + ms(12.0)};
+    EXPECT_GT(c.decide(two.state(), now).shed_deadline_before, now + ms(4.0));
+
+    Queue hopeless;
+    hopeless.deadlines = {now + ms(2.5)};
+    EXPECT_GT(c.decide(hopeless.state(), now).shed_deadline_before, now + ms(2.5));
+  }
 }
 
 }  // namespace

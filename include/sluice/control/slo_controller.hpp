@@ -13,10 +13,10 @@
 //   * under overload it sheds queued requests that cannot finish in time even if served alone next
 //     (Decision::shed_deadline_before) and rejects at admission those that cannot finish in time behind
 //     the queue even at the best throughput (admit()). "Cannot" is judged at an optimistic quantile of
-//     the latency (p5 by default): a request with a fair chance is served, one without is dropped
-//     as early as possible, at admission, before it takes lane time from others; a head request
-//     that misses at the p99 is also dropped early when serving it would make the ones behind it
-//     miss (plan_with_early_drop);
+//     the latency (p5 by default; for a request alone on an idle lane, the fastest recent run): a
+//     request with a fair chance is served, one without is dropped as early as possible, at
+//     admission, before it takes lane time from others; a head request that misses at the p99 is
+//     also dropped early when serving it would make the ones behind it miss (plan_with_early_drop);
 //   * it keeps one latency model per batch key (QueueState::key, BatchRecord::key), so a mix of input
 //     sizes does not blur the sizes' latencies into one; a new key starts from the calibration.
 // The model rescales itself when the lane's speed changes for good (control/change_detector.hpp).
@@ -58,6 +58,11 @@ class SloController {
     /// Drop head requests that miss even alone at the SLO quantile when that lets later ones meet
     /// theirs (see plan_with_early_drop).
     bool early_drop = true;
+    /// A request alone in the queue of an idle lane is shed only when it misses even at the lane's
+    /// fastest recent run (quantile 0), not at the hopeless quantile, when that run is more than
+    /// 10% faster than the p5: serving it takes lane time from nobody waiting, and a real CPU
+    /// lane's p5 is too high while a slow spell fills the window.
+    bool serve_lone_request = true;
   };
 
   SloController() : SloController(Options{}) {}
@@ -107,7 +112,13 @@ class SloController {
 
     // 1. Hopeless: cannot finish by the deadline even alone in the next batch, at the optimistic
     // quantile (serving it would only take lane time from requests that can still make it).
-    const double hopeless_before = lane_free + opt_[1];
+    double hopeless_before = lane_free + opt_[1];
+    if (options_.serve_lone_request && q.idle_lanes > 0 && q.total_queued == 1 && visible_n == 1) {
+      // Only where the window holds two levels (its fastest run clearly below its p5: a spell
+      // and the lane's own speed), not the few per cent of one level's steady noise.
+      const double fastest = ns(m.estimate_q(1, 0.0));
+      if (fastest < opt_[1] * (1.0 - kTwoLevels)) hopeless_before = fastest;
+    }
     std::vector<double> deadlines;
     deadlines.reserve(visible_n);
     std::size_t shed = 0;
@@ -355,7 +366,14 @@ class SloController {
       latest = std::max(latest, deadlines[j - 1]);
       if (!(latest < *std::min_element(deadlines.begin() + static_cast<std::ptrdiff_t>(j), deadlines.end()))) continue;
       const std::size_t f = plan_first_batch(deadlines, j, cap);
-      if (likely_[r - j] > best_likely || (likely_[r - j] == best_likely && on_time_[r - j] > best)) {
+      // On a tie at the median, more met at the p99 decides -- unless the tail is wide (the p99
+      // more than 10% above the median: a real CPU lane's, 1.3-1.5x) and a dropped request would
+      // make it at the median served alone now: a likely success is not given up for the wide
+      // tail of another (measured, the trade lost more requests than it saved). On narrow noise
+      // the median and the p99 agree, and the p99 is a fair tie-break.
+      const bool tie_may_drop = latest < typ_[1] || est_[1] <= typ_[1] * (1.0 + kWideTail);
+      if (likely_[r - j] > best_likely ||
+          (likely_[r - j] == best_likely && on_time_[r - j] > best && tie_may_drop)) {
         best_likely = likely_[r - j];
         best = on_time_[r - j];
         early = j;
@@ -484,6 +502,8 @@ class SloController {
 
   static constexpr std::size_t kMaxKeys = 64;
   static constexpr std::size_t kStarvedAfter = 8;
+  static constexpr double kWideTail = 0.10;  // p99 this far above the median: a wide tail (early drop's tie)
+  static constexpr double kTwoLevels = 0.10;  // fastest run this far below the p5: two levels (serve_lone_request)
 
   Options options_;
   std::map<std::uint64_t, LatencyModel> models_;  // by batch key
