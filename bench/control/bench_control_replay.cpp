@@ -44,6 +44,16 @@ std::vector<std::string> split(const std::string& line) {
   return out;
 }
 
+/// Calls fn(fields) for each row of the CSV file at `path` after its header line.
+template <class F>
+void for_each_row(const std::string& path, F&& fn) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) fn(split(line));
+}
+
 double quantile(std::vector<double> v, double q) { return control::quantile_of(v, q); }
 
 Duration ms(double v) { return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(v)); }
@@ -69,30 +79,17 @@ int main(int argc, char** argv) try {
   }
   if (batches_path.empty()) throw std::runtime_error("usage: bench_control_replay --batches CSV [--requests CSV] ...");
   std::map<RunKey, std::vector<Batch>> runs;
-  {
-    std::ifstream in(batches_path);
-    if (!in) throw std::runtime_error("cannot read " + batches_path);
-    std::string line;
-    std::getline(in, line);
-    while (std::getline(in, line)) {
-      const auto f = split(line);
-      if (f.size() < 6) continue;
-      if (f[1] != policy || (!only_trace.empty() && f[0] != only_trace)) continue;
-      runs[{f[0], f[1], std::stoi(f[2])}].push_back({std::stod(f[3]), std::stod(f[5]), std::stoul(f[4])});
-    }
-  }
+  for_each_row(batches_path, [&](const std::vector<std::string>& f) {
+    if (f.size() < 6 || f[1] != policy || (!only_trace.empty() && f[0] != only_trace)) return;
+    runs[{f[0], f[1], std::stoi(f[2])}].push_back({std::stod(f[3]), std::stod(f[5]), std::stoul(f[4])});
+  });
   std::map<RunKey, std::vector<Request>> dropped;
   if (!requests_path.empty()) {
-    std::ifstream in(requests_path);
-    if (!in) throw std::runtime_error("cannot read " + requests_path);
-    std::string line;
-    std::getline(in, line);
-    while (std::getline(in, line)) {
-      const auto f = split(line);
-      if (f.size() < 7 || f[1] != policy || (!only_trace.empty() && f[0] != only_trace)) continue;
+    for_each_row(requests_path, [&](const std::vector<std::string>& f) {
+      if (f.size() < 7 || f[1] != policy || (!only_trace.empty() && f[0] != only_trace)) return;
       if (f[6] == "shed" || f[6] == "rejected" || f[6] == "expired")
         dropped[{f[0], f[1], std::stoi(f[2])}].push_back({std::stoul(f[3]), std::stod(f[4]), std::stod(f[5]), f[6]});
-    }
+    });
   }
 
   struct PerTrace {

@@ -1371,6 +1371,22 @@ def attack_connections(cfg):
         a.finish()
 
 
+def read_until_close(s, limit_s=30.0):
+    """What socket s receives until the server closes it (or limit_s passes); an error (a reset)
+    ends it too, noted after what came before it."""
+    out = b""
+    deadline = time.monotonic() + limit_s
+    try:
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except OSError as e:
+        out += ("<%r>" % e).encode()
+    return out
+
+
 def attack_shutdown(cfg):
     """SIGTERM with a stalled upload: exit 0 within 10 s. An in-flight request still gets its answer."""
     # 1. A stalled upload (Content-Length 1000000, 10 bytes sent), body timeout 60 s.
@@ -1425,12 +1441,7 @@ def attack_shutdown(cfg):
                     time.sleep(0.05)
                     s.sendall(body)
                 a.server.proc.send_signal(signal.SIGTERM)
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    out += chunk
+                out += read_until_close(s)
             except OSError as e:
                 out += ("<%r>" % e).encode()
             finally:
@@ -1487,12 +1498,7 @@ def attack_shutdown(cfg):
             except OSError:  # a reset is a close too
                 closed = True
             idle_closed.append("%s after %.1f s" % ("closed" if closed else "answered", time.monotonic() - t0))
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                chunk = fresh.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
+            out += read_until_close(fresh)
         except (OSError, AttributeError, ValueError) as e:
             out += ("<%r>" % e).encode()
         finally:
