@@ -69,6 +69,15 @@ std::FILE* request_log = nullptr;
 /// Where --log-drops writes every SloController decision that shed or rejected (why it dropped).
 std::FILE* drop_log = nullptr;
 
+/// A CSV log at `path` with its header line written; null when no path was given.
+std::FILE* open_log(const std::string& path, const char* header) {
+  if (path.empty()) return nullptr;
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) throw std::runtime_error("cannot write " + path);
+  std::fprintf(f, "%s\n", header);
+  return f;
+}
+
 /// The SloController, writing each decision that drops (a shed, a rejection at admission) with what
 /// it saw: the queue's deadlines, the lane, its model's batch-1 p5 / median / p99.
 struct LoggedSloController {
@@ -126,15 +135,13 @@ SimResult run_live(CpuLane& lane, std::size_t max_batch, const Trace& trace, Con
   config.max_queue_delay = Duration::zero();  // FixedBatch brings its own; the others decide alone
   config.model_name = "live";
   Batcher<LiveModel, Controller> batcher(model, config, std::move(controller));
-  if constexpr (std::is_same_v<Controller, LoggedSloController>)
-    batcher.with_controller([&](LoggedSloController& c) { c.label = label; });
 
   CpuHog hog;
   const unsigned hog_threads = std::max(1u, std::thread::hardware_concurrency());
   const TimePoint origin = Clock::now() + milliseconds(50);
   model.origin = origin;
   if constexpr (std::is_same_v<Controller, LoggedSloController>)
-    batcher.with_controller([&](LoggedSloController& c) { c.origin = origin; });
+    batcher.with_controller([&](LoggedSloController& c) { c.label = label, c.origin = origin; });
   auto at = [&](double s) { return origin + duration_cast<Duration>(duration<double>(s)); };
   bool hog_started = !hog_at_half;
   for (std::size_t i = 0; i < n; ++i) {
@@ -229,22 +236,10 @@ int main(int argc, char** argv) try {
                  "[--loads 50,70,90] [--hog-load PCT] [--slo K] ...\n", argv[0]);
     return 2;
   }
-  if (!log_batches.empty()) {
-    batch_log = std::fopen(log_batches.c_str(), "w");
-    if (!batch_log) throw std::runtime_error("cannot write " + log_batches);
-    std::fprintf(batch_log, "trace,policy,run,start_s,size,run_ms\n");
-  }
-  if (!log_requests.empty()) {
-    request_log = std::fopen(log_requests.c_str(), "w");
-    if (!request_log) throw std::runtime_error("cannot write " + log_requests);
-    std::fprintf(request_log, "trace,policy,run,request,arrival_s,end_s,outcome\n");
-  }
-  if (!log_drops.empty()) {
-    drop_log = std::fopen(log_drops.c_str(), "w");
-    if (!drop_log) throw std::runtime_error("cannot write " + log_drops);
-    std::fprintf(drop_log, "trace,policy,run,at_s,what,cut_ms,queued,total_queued,busy_lanes,p5_ms,p50_ms,p99_ms,"
-                           "deadlines_ms\n");
-  }
+  batch_log = open_log(log_batches, "trace,policy,run,start_s,size,run_ms");
+  request_log = open_log(log_requests, "trace,policy,run,request,arrival_s,end_s,outcome");
+  drop_log = open_log(log_drops, "trace,policy,run,at_s,what,cut_ms,queued,total_queued,busy_lanes,p5_ms,p50_ms,"
+                                 "p99_ms,deadlines_ms");
   cpu::CpuBackend backend({.threads = args.threads});
   const auto weights = weights::load_checkpoint(args.checkpoint);
   CpuLane lane(backend, models::load_network(args.network, backend, weights), args.h, args.w, args.max_batch);

@@ -2,10 +2,11 @@
 // sessions on their own strands of the caller's executor (the Batcher's io_context), header and body
 // read timeouts, a body-size limit (413), 100-continue, 400 for a malformed request, and a graceful
 // shutdown that stops accepting, closes idle keep-alive connections at once, gives requests still
-// arriving (and a new connection's first one) a short grace, and lets requests already running finish. Against connection floods: a cap on open connections and one per
-// peer address; at a cap a new connection takes the place of the one (of all, or of its peer's) that
-// has waited longest for its header (idle keep-alive, slowloris), and header deadlines shorten while
-// the table is nearly full. Bodies are admitted against the Api's memory budget before they are
+// arriving (and a new connection's first one) a short grace, and lets requests already running
+// finish. Against connection floods: a cap on open connections and one per peer address; at a cap
+// a new connection takes the place of the one (of all, or of its peer's) that has waited longest
+// for its header (idle keep-alive, slowloris), and header deadlines shorten while the table is
+// nearly full. Bodies are admitted against the Api's memory budget before they are
 // read (503 when full); a body above the spool threshold (or chunked) is instead written to an
 // unlinked temporary file, mapped and admitted against the spool budget (spooled_body.hpp). What a
 // request means is the Api's business (api.hpp).
@@ -203,7 +204,7 @@ class Server : public std::enable_shared_from_this<Server> {
         beast::error_code ignored;
         const bool arriving = !answered_any_ || parser_->got_some() || buffer_.size() > 0 ||
                               stream_.socket().available(ignored) > 0;
-          return arriving ? continue_header() : abort("shutdown");
+        return arriving ? continue_header() : abort("shutdown");
       }
       regrace_ = false;  // a stop() that came as this header completed: its cancel found no read
       // Timeout, eviction, client gone: no request was read, nothing to answer. A parse error

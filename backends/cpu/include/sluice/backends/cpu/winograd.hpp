@@ -11,12 +11,13 @@
 // F(4x4) does 44% fewer multiplies than F(2x2) but holds 2.25x the transformed weights and has a
 // quarter of the tiles, which leaves the GEMMs too narrow on small planes: a layer runs as F(4x4)
 // on planes of enough tiles (winograd_tile), where its width keeps the weights moderate
-// (winograd4_suits), always in fp32 (with bf16 precision only on narrow layers). Its transforms use power-of-two multipliers only, so that a contracted
-// multiply-add rounds like a multiply and an add. The tile depends on the plane, never on the batch.
-// Tiles of all samples are numbered in one sequence and cut into blocks of a fixed size; a block may
-// hold tiles of several samples (small planes get wide GEMMs in a batch). Every output is still a
-// function of its own tile alone, summed over channels in the GEMM's fixed order: a sample's result
-// is bitwise the same alone or in a batch, on any thread count.
+// (winograd4_suits), always in fp32 (with bf16 precision only on narrow layers). Its transforms use
+// power-of-two multipliers only, so that a contracted multiply-add rounds like a multiply and an add.
+// The tile depends on the plane, never on the batch. Tiles of all samples are numbered in one
+// sequence and cut into blocks of a fixed size; a block may hold tiles of several samples (small
+// planes get wide GEMMs in a batch). Every output is still a function of its own tile alone, summed
+// over channels in the GEMM's fixed order: a sample's result is bitwise the same alone or in a
+// batch, on any thread count.
 #pragma once
 
 #include <algorithm>
@@ -44,8 +45,8 @@
 #endif
 #ifndef SLUICE_CPU_WINOGRAD4_BF16_MAX_WEIGHTS
 // With bf16 precision: in x out of the widest layer that runs F(4x4) in fp32 rather than F(2x2) on
-// the bf16 kernel (bench_cpu_ops BM_Winograd: 48x48 at 64x64 and 96x96 at 32x32 take 11% and 33%
-// less time as fp32 F(4x4), 192x192 at 16x16 and wider 15-40% more).
+// the bf16 kernel (bench_cpu_ops BM_Winograd: 48x48 at 64x64 and 96x96 at 32x32 take 7-8% less
+// time as fp32 F(4x4), 192x192 at 16x16 and wider 15-40% more; and fp32 is the more accurate).
 #define SLUICE_CPU_WINOGRAD4_BF16_MAX_WEIGHTS (128 * 128)
 #endif
 #ifndef SLUICE_CPU_WINOGRAD4_MIN_TILES
@@ -471,7 +472,8 @@ inline void conv2d_winograd(const float* x, const ConvWeights& u, const float* b
   });
   split(g.points, 1, [&](std::int64_t lo, std::int64_t hi) {
     for (std::int64_t point = lo; point < hi; ++point)
-      for (std::int64_t index = 0; index < g.blocks; ++index) detail::winograd_multiply(u, g, block(index), point, point + 1);
+      for (std::int64_t index = 0; index < g.blocks; ++index)
+        detail::winograd_multiply(u, g, block(index), point, point + 1);
   });
   split(g.blocks * g.cout, 2, [&](std::int64_t lo, std::int64_t hi) {
     per_block(g.cout, lo, hi, [&](const detail::WinogradBlock& b, std::int64_t c0, std::int64_t c1) {
