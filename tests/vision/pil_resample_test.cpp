@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -96,6 +97,32 @@ TEST(PilResample, ResizeToInputShrinksLikePillowAndEnlargesLikeBefore) {
   wide.pixels = source(200, 40, 1);
   cv::resize(wide.pixels, bilinear, cv::Size(90, 68), 0, 0, cv::INTER_LINEAR);
   EXPECT_EQ(max_diff(resize_to_input(wide, o).pixels, bilinear), 0.0);
+}
+
+TEST(PilResample, TapsCachedAcrossSizesGiveTheSameImage) {
+  // More size pairs than the per-thread taps cache holds, twice: the second round runs on taps
+  // evicted and recomputed or found in the cache, and must give the first round's pixels.
+  const cv::Mat src = source(300, 260, 1);
+  std::vector<cv::Mat> first;
+  for (int round = 0; round < 2; ++round)
+    for (int i = 0; i < 20; ++i) {
+      const cv::Mat got = pil_resize(src, cv::Size(40 + 7 * i, 30 + 5 * i), PilFilter::lanczos);
+      if (round == 0) {
+        first.push_back(got);
+      } else {
+        SCOPED_TRACE(i);
+        EXPECT_EQ(max_diff(got, first[static_cast<std::size_t>(i)]), 0.0);
+      }
+    }
+  // And a four-channel image (the horizontal pass runs on its transpose) matches its planes resized
+  // one by one.
+  std::vector<cv::Mat> planes;
+  cv::split(source(150, 110, 4), planes);
+  cv::Mat together = pil_resize(source(150, 110, 4), cv::Size(47, 33), PilFilter::lanczos), part;
+  for (int c = 0; c < 4; ++c) {
+    cv::extractChannel(together, part, c);
+    EXPECT_EQ(max_diff(part, pil_resize(planes[static_cast<std::size_t>(c)], cv::Size(47, 33), PilFilter::lanczos)), 0.0);
+  }
 }
 
 TEST(PilResample, RefusesWhatItCannotResize) {
