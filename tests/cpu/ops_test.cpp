@@ -211,6 +211,29 @@ TEST_F(OpsTest, InstanceNormWithResidualAndActivation) {
   }
 }
 
+TEST(PlaneStats, MatchDoublePrecisionAcrossBlocksAndLargeOffsets) {
+  // Planes over several of the statistics' float blocks, with a ragged tail, whose mean is up to
+  // 1e5 times their spread: a plain float sum of x^2 (or of x without the correction) would lose
+  // the variance. Against sums of the same floats in double.
+  std::mt19937 rng(99);
+  for (const std::int64_t n : {std::int64_t{7}, std::int64_t{2048}, std::int64_t{5003}, std::int64_t{70001}}) {
+    for (const double offset : {0.0, 100.0, 1e4}) {
+      SCOPED_TRACE(std::to_string(n) + " values around " + std::to_string(offset));
+      std::normal_distribution<double> spread(offset, 0.1);
+      std::vector<float> x(static_cast<std::size_t>(n));
+      for (float& v : x) v = static_cast<float>(spread(rng));
+      double mean = 0.0, var = 0.0;
+      for (float v : x) mean += v;
+      mean /= static_cast<double>(n);
+      for (float v : x) var += (v - mean) * (v - mean);
+      var /= static_cast<double>(n);
+      const auto got = sluice::cpu::kernels::plane_stats(x.data(), n);
+      EXPECT_NEAR(got.mean, mean, 1e-6 * std::sqrt(var) + 1e-12);
+      EXPECT_NEAR(got.var, var, 1e-5 * var + 1e-12);
+    }
+  }
+}
+
 TEST_F(OpsTest, ActivationsAddAndMul) {
   const Shape s{2, 3, 5, 7};
   auto [x, xr] = input(s, -6.0f, 6.0f);
