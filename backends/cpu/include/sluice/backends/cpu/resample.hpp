@@ -66,25 +66,45 @@ inline LinearTaps linear_taps(std::int64_t in, std::int64_t out, bool align_corn
   return t;
 }
 
-/// Bilinear resize of every plane from h x w to oh x ow.
+/// Bilinear resize of every plane from h x w to oh x ow. Each source row a plane needs is resampled
+/// along its width once (gathers), into one of two row slots, and each output row blends its two
+/// slots (contiguous: it vectorises) -- the same arithmetic, h0 * (w0 a + w1 b) + h1 * (w0 c + w1 d),
+/// as blending the four taps per pixel, with an upsampling's gathers done once per source row rather
+/// than twice per output row.
 inline void resize_bilinear(const float* x, std::int64_t planes, std::int64_t h, std::int64_t w, std::int64_t oh,
                             std::int64_t ow, bool align_corners, float* y, ThreadPool& pool) {
   const LinearTaps th = linear_taps(h, oh, align_corners), tw = linear_taps(w, ow, align_corners);
-  pool.parallel_for(static_cast<std::size_t>(planes), [&](std::size_t task, std::size_t) {
+  std::vector<float> scratch(pool.size() * 2 * static_cast<std::size_t>(ow));
+  pool.parallel_for(static_cast<std::size_t>(planes), [&](std::size_t task, std::size_t worker) {
     const float* src = x + static_cast<std::int64_t>(task) * h * w;
     float* dst = y + static_cast<std::int64_t>(task) * oh * ow;
-    for (std::int64_t i = 0; i < oh; ++i) {
-      const auto ki = static_cast<std::size_t>(i);
-      const float* r0 = src + th.i0[ki] * w;
-      const float* r1 = src + th.i1[ki] * w;
-      const float h0 = th.w0[ki], h1 = th.w1[ki];
-      float* out = dst + i * ow;
+    float* slot[2] = {scratch.data() + worker * 2 * static_cast<std::size_t>(ow),
+                      scratch.data() + (worker * 2 + 1) * static_cast<std::size_t>(ow)};
+    std::int64_t held[2] = {-1, -1};  // the source row each slot holds
+    // The slot holding source row r resampled along the width; a miss fills the slot other than
+    // `keep` (-1: the one holding the lower row, as the rows needed only grow).
+    const auto row = [&](std::int64_t r, int keep) -> int {
+      for (int k = 0; k < 2; ++k)
+        if (held[k] == r) return k;
+      const int k = keep >= 0 ? 1 - keep : (held[0] <= held[1] ? 0 : 1);
+      const float* in = src + r * w;
+      float* out = slot[k];
       for (std::int64_t j = 0; j < ow; ++j) {
         const auto kj = static_cast<std::size_t>(j);
-        const std::int64_t j0 = tw.i0[kj], j1 = tw.i1[kj];
-        const float w0 = tw.w0[kj], w1 = tw.w1[kj];
-        out[j] = h0 * (w0 * r0[j0] + w1 * r0[j1]) + h1 * (w0 * r1[j0] + w1 * r1[j1]);
+        out[j] = tw.w0[kj] * in[tw.i0[kj]] + tw.w1[kj] * in[tw.i1[kj]];
       }
+      held[k] = r;
+      return k;
+    };
+    for (std::int64_t i = 0; i < oh; ++i) {
+      const auto ki = static_cast<std::size_t>(i);
+      const int k0 = row(th.i0[ki], -1);
+      const int k1 = row(th.i1[ki], k0);
+      const float* r0 = slot[k0];
+      const float* r1 = slot[k1];
+      const float h0 = th.w0[ki], h1 = th.w1[ki];
+      float* out = dst + i * ow;
+      for (std::int64_t j = 0; j < ow; ++j) out[j] = h0 * r0[j] + h1 * r1[j];
     }
   });
 }
