@@ -207,6 +207,12 @@ TEST_F(OpsTest, InstanceNormWithResidualAndActivation) {
                           ref::instance_norm(xr, gamma, beta, nullptr, a));
       SLUICE_EXPECT_CLOSE(cpu.to_vector(cpu.instance_norm(x, norm, {&r, a})),
                           ref::instance_norm(xr, gamma, beta, &rr, a));
+      // In place: a tensor handed over (a convolution's output) is normalised in its own buffer.
+      CpuTensor own = cpu.upload(cpu.to_vector(x), s);
+      const float* buffer = own.data();
+      CpuTensor y = cpu.instance_norm(std::move(own), norm, {&r, a});
+      EXPECT_EQ(y.data(), buffer);
+      SLUICE_EXPECT_CLOSE(cpu.to_vector(y), ref::instance_norm(xr, gamma, beta, &rr, a));
     }
   }
 }

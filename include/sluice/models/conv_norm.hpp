@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "sluice/core/backend.hpp"
 #include "sluice/models/param_binder.hpp"
@@ -24,7 +25,7 @@ class ConvNorm {
   /// act(IN(conv(x)) + residual); `residual` may be null.
   Tensor operator()(B& b, const Tensor& x, Activation act = Activation::none, const Tensor* residual = nullptr) const {
     Tensor y = b.conv2d(x, conv_, Activation::none);
-    return b.instance_norm(y, norm_, NormEpilogue{residual, act});
+    return b.instance_norm(std::move(y), norm_, NormEpilogue{residual, act});
   }
 
  private:

@@ -352,23 +352,15 @@ class CpuBackend {
   }
 
   CpuTensor instance_norm(const CpuTensor& x, const CpuNorm& norm, NormEpilogue epi) {
-    check_tensor(x, "instance_norm");
-    if (!norm) fail("instance_norm: unbound weights");
-    const NormParams& p = norm.get();
-    const Shape& s = x.shape();
-    if (s.c != p.channels)
-      fail("instance_norm: input has " + std::to_string(s.c) + " channels, the norm " + std::to_string(p.channels));
-    const float* residual = nullptr;
-    if (epi.residual != nullptr) {
-      const auto* r = static_cast<const CpuTensor*>(epi.residual);
-      check_tensor(*r, "instance_norm residual");
-      same_shape(s, r->shape(), "instance_norm residual");
-      residual = r->data();
-    }
-    const auto t0 = profiler_.start();
-    CpuTensor y = empty(s);
-    kernels::instance_norm(x.data(), p, s.n * s.c, s.plane(), residual, epi.activation, y.data(), *pool_);
-    return profiler_.done(t0, "instance_norm", std::move(y), s, (residual ? 2.0 : 1.0) * s.numel());
+    return instance_norm_into(x, norm, epi, nullptr);
+  }
+
+  /// As above, normalising x's own buffer: a convolution's output that nothing else reads is
+  /// normalised where it lies, so the norm's writes hit the lines its statistics just read instead of
+  /// a second buffer (less memory traffic, one buffer less in the cache).
+  CpuTensor instance_norm(CpuTensor&& x, const CpuNorm& norm, NormEpilogue epi) {
+    CpuTensor owned = std::move(x);
+    return instance_norm_into(owned, norm, epi, &owned);
   }
 
   CpuTensor activation(const CpuTensor& x, Activation act) {
@@ -546,6 +538,28 @@ class CpuBackend {
   }
 
  private:
+  /// instance_norm's work; `in_place` (x itself, or null for a new tensor) is where y goes.
+  CpuTensor instance_norm_into(const CpuTensor& x, const CpuNorm& norm, NormEpilogue epi, CpuTensor* in_place) {
+    check_tensor(x, "instance_norm");
+    if (!norm) fail("instance_norm: unbound weights");
+    const NormParams& p = norm.get();
+    const Shape s = x.shape();  // a copy: x may be moved into y below
+    const float* src = x.data();
+    if (s.c != p.channels)
+      fail("instance_norm: input has " + std::to_string(s.c) + " channels, the norm " + std::to_string(p.channels));
+    const float* residual = nullptr;
+    if (epi.residual != nullptr) {
+      const auto* r = static_cast<const CpuTensor*>(epi.residual);
+      check_tensor(*r, "instance_norm residual");
+      same_shape(s, r->shape(), "instance_norm residual");
+      residual = r->data();
+    }
+    const auto t0 = profiler_.start();
+    CpuTensor y = in_place ? std::move(*in_place) : empty(s);
+    kernels::instance_norm(src, p, s.n * s.c, s.plane(), residual, epi.activation, y.data(), *pool_);
+    return profiler_.done(t0, "instance_norm", std::move(y), s, (residual ? 2.0 : 1.0) * s.numel());
+  }
+
   [[noreturn]] static void fail(const std::string& what) { throw Error(errc::invalid_argument, what); }
 
   static void check_shape(const Shape& s, const char* op) {
