@@ -109,13 +109,16 @@ const Layer layers[] = {
     {3, 64, 7, 256, 1},    // 3: 7x7 3->64 at 256x256 (init_conv)
     {48, 48, 3, 128, 1},   // 4: 3x3 48->48 at 128x128 (HRNet W48 branch 0 at 512 input)
     {3, 64, 3, 512, 2},    // 5: 3x3 s2 3->64 at 512x512 (HRNet stem)
+    {64, 256, 1, 128, 1},  // 6: 1x1 64->256 at 128x128 (HRNet layer1 expansion at 512 input)
+    {256, 64, 1, 128, 1},  // 7: 1x1 256->64 at 128x128 (HRNet layer1 reduction)
 };
 
 // args: layer, batch, threads
-void BM_Conv2d(benchmark::State& state) {
+void conv2d_case(benchmark::State& state, bool bf16) {
   const Layer& l = layers[state.range(0)];
   const std::int64_t n = state.range(1);
-  CpuBackend cpu({.threads = static_cast<std::size_t>(state.range(2))});
+  CpuBackend cpu({.threads = static_cast<std::size_t>(state.range(2)),
+                  .precision = bf16 ? sluice::cpu::Precision::bf16 : sluice::cpu::Precision::fp32});
   sluice::weights::HostTensor w;
   w.shape = {l.out, l.in, l.k, l.k};
   w.data = random_values(static_cast<std::size_t>(w.numel()), 1);
@@ -133,10 +136,18 @@ void BM_Conv2d(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   });
 }
+void BM_Conv2d(benchmark::State& state) { conv2d_case(state, false); }
 BENCHMARK(BM_Conv2d)
     ->ArgNames({"layer", "n", "threads"})
     ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {1}, {1, 2}})
     ->Args({1, 4, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+// args: layer, batch, threads, bf16 (where the CPU has AVX512_BF16)
+void BM_Conv2d1x1(benchmark::State& state) { conv2d_case(state, state.range(3) != 0); }
+BENCHMARK(BM_Conv2d1x1)
+    ->ArgNames({"layer", "n", "threads", "bf16"})
+    ->ArgsProduct({{2, 6, 7}, {1}, {1, 2}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
