@@ -441,6 +441,31 @@ TEST(ThreadPool, RunsEveryTaskOnceOnAValidWorker) {
   }
 }
 
+TEST(ThreadPool, PlanesGroupedIntoTasksEachRunOnce) {
+  namespace k = sluice::cpu::kernels;
+  // Small planes share a task (64-value planes: 64 a task, capped to leave four tasks a thread);
+  // large ones get a task each; never zero planes a task.
+  EXPECT_EQ(k::planes_per_task(384, 64, 2), 48);
+  EXPECT_EQ(k::planes_per_task(4096, 64, 2), 64);
+  EXPECT_EQ(k::planes_per_task(48, 16384, 2), 1);
+  EXPECT_EQ(k::planes_per_task(3, 1, 2), 1);
+  for (std::size_t threads : {1u, 2u, 3u}) {
+    sluice::cpu::ThreadPool pool(threads);
+    for (std::int64_t planes : {0, 1, 7, 385, 5000}) {
+      for (std::int64_t plane : {1, 64, 5000}) {
+        std::vector<std::atomic<int>> hits(static_cast<std::size_t>(planes));
+        std::atomic<bool> bad_worker{false};
+        k::for_each_plane(pool, planes, plane, [&](std::int64_t p, std::size_t w) {
+          hits[static_cast<std::size_t>(p)].fetch_add(1);
+          if (w >= threads) bad_worker = true;
+        });
+        for (auto& h : hits) EXPECT_EQ(h.load(), 1);
+        EXPECT_FALSE(bad_worker.load());
+      }
+    }
+  }
+}
+
 TEST(ThreadPool, RethrowsATaskExceptionAndStaysUsable) {
   sluice::cpu::ThreadPool pool(3);
   EXPECT_THROW(pool.parallel_for(100, [](std::size_t t, std::size_t) {

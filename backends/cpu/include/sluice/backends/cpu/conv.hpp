@@ -23,6 +23,7 @@
 #include "sluice/backends/cpu/gemm.hpp"
 #include "sluice/backends/cpu/phase_times.hpp"
 #include "sluice/backends/cpu/gemm_bf16.hpp"
+#include "sluice/backends/cpu/plane_tasks.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/backends/cpu/weights.hpp"
 #include "sluice/core/shape.hpp"
@@ -141,9 +142,9 @@ inline ConvGeometry conv_geometry(const Shape& x, const ConvParams& p) {
 /// its values starting at row `top`, column `left` (hp >= top + h, wp >= left + w).
 inline void pad_planes(const float* x, std::int64_t planes, std::int64_t h, std::int64_t w, std::int64_t top,
                        std::int64_t left, std::int64_t hp, std::int64_t wp, float* padded, ThreadPool& pool) {
-  pool.parallel_for(static_cast<std::size_t>(planes), [&](std::size_t task, std::size_t) {
-    const float* src = x + static_cast<std::int64_t>(task) * h * w;
-    float* dst = padded + static_cast<std::int64_t>(task) * hp * wp;
+  for_each_plane(pool, planes, hp * wp, [&](std::int64_t task, std::size_t) {
+    const float* src = x + task * h * w;
+    float* dst = padded + task * hp * wp;
     zero_run(dst, top * wp);
     for (std::int64_t y = 0; y < h; ++y) {
       float* row = dst + (top + y) * wp;

@@ -368,8 +368,8 @@ class CpuBackend {
     const auto t0 = profiler_.start();
     CpuTensor y = empty(x.shape());
     const std::int64_t plane = x.shape().plane();
-    pool_->parallel_for(static_cast<std::size_t>(x.shape().n * x.shape().c), [&](std::size_t t, std::size_t) {
-      const std::int64_t off = static_cast<std::int64_t>(t) * plane;
+    kernels::for_each_plane(*pool_, x.shape().n * x.shape().c, plane, [&](std::int64_t t, std::size_t) {
+      const std::int64_t off = t * plane;
       kernels::activation_copy(x.data() + off, y.data() + off, plane, act);
     });
     return profiler_.done(t0, "activation", std::move(y), x.shape(), x.shape().numel());

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "sluice/backends/cpu/activation.hpp"
+#include "sluice/backends/cpu/plane_tasks.hpp"
 #include "sluice/backends/cpu/reduce.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/backends/cpu/weights.hpp"
@@ -83,8 +84,8 @@ inline void instance_norm(const float* x, const NormParams& p, std::int64_t plan
   constexpr double eps = 1e-5;
   const float* gamma = p.gamma->values.data();
   const float* beta = p.beta->values.data();
-  pool.parallel_for(static_cast<std::size_t>(planes), [&](std::size_t task, std::size_t) {
-    const std::int64_t t = static_cast<std::int64_t>(task), c = t % p.channels;
+  for_each_plane(pool, planes, plane, [&](std::int64_t t, std::size_t) {
+    const std::int64_t c = t % p.channels;
     const float* src = x + t * plane;
     const PlaneStats s = plane_stats(src, plane);
     const double scale = gamma[c] / std::sqrt(s.var + eps);
@@ -112,8 +113,7 @@ inline void instance_norm(const float* x, const NormParams& p, std::int64_t plan
 
 /// SimAM as deployed: y = x * sigmoid(-(x - mean) / sqrt(var + eps)) per (n, c) plane.
 inline void simam(const float* x, std::int64_t planes, std::int64_t plane, float eps, float* y, ThreadPool& pool) {
-  pool.parallel_for(static_cast<std::size_t>(planes), [&](std::size_t task, std::size_t) {
-    const std::int64_t t = static_cast<std::int64_t>(task);
+  for_each_plane(pool, planes, plane, [&](std::int64_t t, std::size_t) {
     const float* src = x + t * plane;
     const PlaneStats s = plane_stats(src, plane);
     // sigmoid(-(x - mean) * r) = 1 / (1 + exp((x - mean) * r))

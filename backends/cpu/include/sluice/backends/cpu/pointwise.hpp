@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "sluice/backends/cpu/activation.hpp"
+#include "sluice/backends/cpu/plane_tasks.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/core/shape.hpp"
 
@@ -18,8 +19,8 @@ using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
 /// y = act(a + b) for every plane.
 inline void add(const float* a, const float* b, std::int64_t planes, std::int64_t plane, Activation act, float* y,
                 ThreadPool& pool) {
-  pool.parallel_for(static_cast<std::size_t>(planes), [&](std::size_t task, std::size_t) {
-    const std::int64_t off = static_cast<std::int64_t>(task) * plane;
+  for_each_plane(pool, planes, plane, [&](std::int64_t task, std::size_t) {
+    const std::int64_t off = task * plane;
     ArrayMap(y + off, plane) = ConstArrayMap(a + off, plane) + ConstArrayMap(b + off, plane);
     activation(y + off, plane, act);
   });
@@ -30,8 +31,8 @@ enum class Broadcast { full, per_channel, per_pixel, per_row, per_column };
 /// y = x * g, g broadcast as `mode` says (g's shape was checked by the caller).
 inline void mul(const float* x, const Shape& s, const float* g, Broadcast mode, float* y, ThreadPool& pool) {
   const std::int64_t plane = s.plane();
-  pool.parallel_for(static_cast<std::size_t>(s.n * s.c), [&](std::size_t task, std::size_t) {
-    const std::int64_t t = static_cast<std::int64_t>(task), n = t / s.c;
+  for_each_plane(pool, s.n * s.c, plane, [&](std::int64_t t, std::size_t) {
+    const std::int64_t n = t / s.c;
     ConstArrayMap in(x + t * plane, plane);
     ArrayMap out(y + t * plane, plane);
     switch (mode) {

@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "sluice/backends/cpu/plane_tasks.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/core/shape.hpp"
 
@@ -49,8 +50,8 @@ inline float max_of(const float* x, std::int64_t n) {
 /// y[plane] = mean or max of the plane.
 inline void global_pool(const float* x, std::int64_t planes, std::int64_t plane, bool max, float* y,
                         ThreadPool& pool) {
-  pool.parallel_for(static_cast<std::size_t>(planes), [&](std::size_t task, std::size_t) {
-    const float* src = x + static_cast<std::int64_t>(task) * plane;
+  for_each_plane(pool, planes, plane, [&](std::int64_t task, std::size_t) {
+    const float* src = x + task * plane;
     y[task] = max ? detail::max_of(src, plane)
                   : static_cast<float>(lane_sum(src, plane, plain_value) / static_cast<double>(plane));
   });

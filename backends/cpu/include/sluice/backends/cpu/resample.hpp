@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "sluice/backends/cpu/plane_tasks.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 
 namespace sluice::cpu::kernels {
@@ -15,9 +16,9 @@ namespace sluice::cpu::kernels {
 inline void max_pool2x2(const float* x, std::int64_t planes, std::int64_t h, std::int64_t w, float* y,
                         ThreadPool& pool) {
   const std::int64_t oh = h / 2, ow = w / 2;
-  pool.parallel_for(static_cast<std::size_t>(planes), [&](std::size_t task, std::size_t) {
-    const float* src = x + static_cast<std::int64_t>(task) * h * w;
-    float* dst = y + static_cast<std::int64_t>(task) * oh * ow;
+  for_each_plane(pool, planes, h * w, [&](std::int64_t task, std::size_t) {
+    const float* src = x + task * h * w;
+    float* dst = y + task * oh * ow;
     for (std::int64_t i = 0; i < oh; ++i) {
       const float* r0 = src + 2 * i * w;
       const float* r1 = r0 + w;
@@ -75,9 +76,9 @@ inline void resize_bilinear(const float* x, std::int64_t planes, std::int64_t h,
                             std::int64_t ow, bool align_corners, float* y, ThreadPool& pool) {
   const LinearTaps th = linear_taps(h, oh, align_corners), tw = linear_taps(w, ow, align_corners);
   std::vector<float> scratch(pool.size() * 2 * static_cast<std::size_t>(ow));
-  pool.parallel_for(static_cast<std::size_t>(planes), [&](std::size_t task, std::size_t worker) {
-    const float* src = x + static_cast<std::int64_t>(task) * h * w;
-    float* dst = y + static_cast<std::int64_t>(task) * oh * ow;
+  for_each_plane(pool, planes, oh * ow, [&](std::int64_t task, std::size_t worker) {
+    const float* src = x + task * h * w;
+    float* dst = y + task * oh * ow;
     float* slot[2] = {scratch.data() + worker * 2 * static_cast<std::size_t>(ow),
                       scratch.data() + (worker * 2 + 1) * static_cast<std::size_t>(ow)};
     std::int64_t held[2] = {-1, -1};  // the source row each slot holds
