@@ -23,6 +23,10 @@ enum class PilFilter { bilinear, bicubic, lanczos };
 
 namespace detail {
 
+/// Pillow's fixed point for 8-bit resampling: weights scaled by 2^22, so a sum of 8-bit pixels
+/// times weights that add up to 1 fits in 32 bits with two bits to spare.
+inline constexpr int kPilPrecisionBits = 32 - 8 - 2;
+
 inline double pil_filter(PilFilter f, double x) {
   switch (f) {
     case PilFilter::bilinear:
@@ -57,7 +61,6 @@ struct PilTaps {
 };
 
 inline PilTaps pil_taps(int in_size, int out_size, PilFilter f) {
-  constexpr int precision_bits = 32 - 8 - 2;
   const double scale = static_cast<double>(in_size) / out_size;
   const double filterscale = std::max(scale, 1.0);
   const double support = pil_support(f) * filterscale;
@@ -80,7 +83,7 @@ inline PilTaps pil_taps(int in_size, int out_size, PilFilter f) {
     }
     for (int x = 0; x < xmax; ++x) {
       const double w = ww != 0.0 ? k[x] / ww : k[x];
-      const double fixed = w * (1 << precision_bits);
+      const double fixed = w * (1 << kPilPrecisionBits);
       t.weights[static_cast<std::size_t>(xx) * t.ksize + x] =
           static_cast<std::int32_t>(w < 0 ? -0.5 + fixed : 0.5 + fixed);
     }
@@ -113,9 +116,8 @@ inline const PilTaps& cached_pil_taps(int in_size, int out_size, PilFilter f) {
 /// to 8 bits: one pass of the separable filter down the rows, a whole row at a time (contiguous bytes,
 /// so the sums vectorise). `out` has one row per tap set and `in`'s width and type.
 inline void pil_pass_down(const cv::Mat& in, const PilTaps& t, cv::Mat& out) {
-  constexpr int precision_bits = 32 - 8 - 2;
   // 32-bit sums as Pillow's: the weights sum to 1 << 22, so 8-bit pixels cannot overflow them.
-  constexpr std::int32_t half = std::int32_t{1} << (precision_bits - 1);
+  constexpr std::int32_t half = std::int32_t{1} << (kPilPrecisionBits - 1);
   const int rows = static_cast<int>(t.first.size());
   out.create(rows, in.cols, in.type());
   const std::size_t row = static_cast<std::size_t>(in.cols) * in.channels();
@@ -131,7 +133,7 @@ inline void pil_pass_down(const cv::Mat& in, const PilTaps& t, cv::Mat& out) {
     std::uint8_t* dst = out.ptr<std::uint8_t>(i);
     // Arithmetic shift: floor, as Pillow's clip lookup.
     for (std::size_t x = 0; x < row; ++x)
-      dst[x] = static_cast<std::uint8_t>(std::clamp<std::int32_t>(acc[x] >> precision_bits, 0, 255));
+      dst[x] = static_cast<std::uint8_t>(std::clamp<std::int32_t>(acc[x] >> kPilPrecisionBits, 0, 255));
   }
 }
 

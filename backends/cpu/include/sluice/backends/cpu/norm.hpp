@@ -11,7 +11,6 @@
 
 #include "sluice/backends/cpu/activation.hpp"
 #include "sluice/backends/cpu/plane_tasks.hpp"
-#include "sluice/backends/cpu/reduce.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/backends/cpu/weights.hpp"
 
