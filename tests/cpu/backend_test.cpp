@@ -466,6 +466,33 @@ TEST(ThreadPool, PlanesGroupedIntoTasksEachRunOnce) {
   }
 }
 
+// Thread w of n takes the tasks [w * count / n, (w + 1) * count / n) of a job first, so that
+// successive jobs split the same way give each core the data it wrote before. Here every task waits
+// until all threads have started one: nobody can take from another's share before its owner has
+// begun it, so each thread's first task is the first of its own share.
+TEST(ThreadPool, EachThreadStartsOnItsOwnShare) {
+  for (std::size_t threads : {2u, 3u}) {
+    sluice::cpu::ThreadPool pool(threads, std::chrono::microseconds{0});
+    for (std::size_t count : {threads, 3 * threads + 1, std::size_t{40}}) {
+      std::vector<std::atomic<std::size_t>> first_task(threads);
+      std::vector<std::atomic<bool>> started(threads);
+      std::atomic<bool> timed_out{false};
+      pool.parallel_for(count, [&](std::size_t t, std::size_t w) {
+        if (!started[w].exchange(true)) first_task[w] = t;
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{20};
+        while (!std::all_of(started.begin(), started.end(), [](const auto& s) { return s.load(); }))
+          if (std::chrono::steady_clock::now() > give_up) {
+            timed_out = true;
+            break;
+          }
+      });
+      ASSERT_FALSE(timed_out.load()) << "a worker never joined";
+      for (std::size_t w = 0; w < threads; ++w)
+        EXPECT_EQ(first_task[w].load(), w * count / threads) << "thread " << w << ", " << count << " tasks";
+    }
+  }
+}
+
 TEST(ThreadPool, RethrowsATaskExceptionAndStaysUsable) {
   sluice::cpu::ThreadPool pool(3);
   EXPECT_THROW(pool.parallel_for(100, [](std::size_t t, std::size_t) {

@@ -10,6 +10,14 @@
 // the pool's threads share their cores with other busy threads, a shorter spin (or none) may serve
 // better: SLUICE_CPU_SPIN_US sets the default, as OMP_WAIT_POLICY does for OpenMP.
 //
+// Tasks are handed out by affinity: thread w of n first takes, in order, the tasks
+// [w * count / n, (w + 1) * count / n) of each job, then takes from the back of the others' shares.
+// Successive jobs over the same data (a network's layers, split the same way) therefore give each
+// thread the same part of it while nobody is held up: data a core wrote stays in its cache, where
+// handing out tasks first come, first served moved most of each layer's output from one core's
+// cache to the other's. A thread that is late (no core, or still in a previous job) loses its share
+// to the others, as before.
+//
 // A job waits only for the workers that joined it. Workers join while the caller still works on
 // the job's tasks; once every task is taken the caller closes the job, and a worker that had no
 // core in time (another busy thread on it: an image decoder, a co-tenant) stays out instead of
@@ -24,6 +32,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -58,6 +67,7 @@ class ThreadPool {
       : spin_(std::clamp(spin, std::chrono::microseconds{0}, max_spin)) {
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     size_ = threads;
+    shares_ = std::make_unique<Share[]>(threads);
     workers_.reserve(threads - 1);
     for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
   }
@@ -94,9 +104,31 @@ class ThreadPool {
     // No worker is inside a job here, so the job's fields are ours until the release below.
     job_fn_ = const_cast<void*>(static_cast<const void*>(&fn));
     job_call_ = [](void* f, std::size_t t, std::size_t w) { (*static_cast<Fn*>(f))(t, w); };
-    job_count_ = count;
     error_ = nullptr;
-    next_.store(0, std::memory_order_relaxed);
+    // A share's bounds are 32 bits: more tasks than that run as several jobs, one after another.
+    for (std::size_t first = 0; first < count && !error_; first += kMaxJobTasks)
+      run_job(first, std::min(kMaxJobTasks, count - first));
+    job_fn_ = nullptr;
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
+ private:
+  // seats_: the job's generation above kGenerationShift, kOpen while workers may join, and below
+  // it the number of workers that joined. One word, so a worker joins exactly the job it saw open.
+  static constexpr unsigned kGenerationShift = 32;
+  static constexpr std::uint64_t kOpen = std::uint64_t{1} << 31;
+  static constexpr std::uint64_t kJoinedMask = kOpen - 1;
+
+  static std::uint64_t generation_of(std::uint64_t seats) { return seats >> kGenerationShift; }
+
+  static constexpr std::size_t kMaxJobTasks = 0xFFFF'FFFF;
+
+  /// Posts the tasks [first, first + count) of the job set up by parallel_for, takes part, and
+  /// returns when every worker that joined has finished.
+  void run_job(std::size_t first, std::size_t count) {
+    job_first_ = first;
+    for (std::size_t w = 0; w < size_; ++w)
+      shares_[w].set(static_cast<std::uint32_t>(w * count / size_), static_cast<std::uint32_t>((w + 1) * count / size_));
     left_.store(0, std::memory_order_relaxed);
     ++generation_;
     seats_.store(generation_ << kGenerationShift | kOpen, std::memory_order_release);
@@ -112,18 +144,51 @@ class ThreadPool {
       std::unique_lock lock(mutex_);
       done_.wait(lock, finished);
     }
-    job_fn_ = nullptr;
-    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
- private:
-  // seats_: the job's generation above kGenerationShift, kOpen while workers may join, and below
-  // it the number of workers that joined. One word, so a worker joins exactly the job it saw open.
-  static constexpr unsigned kGenerationShift = 32;
-  static constexpr std::uint64_t kOpen = std::uint64_t{1} << 31;
-  static constexpr std::uint64_t kJoinedMask = kOpen - 1;
+  /// One thread's share of a job: the tasks [first, end) not yet taken, in one word so that its
+  /// owner (from the front) and the others (from the back) never take the same task. A cache line
+  /// each: the owner claims from its share at every task.
+  struct alignas(64) Share {
+    std::atomic<std::uint64_t> bounds{0};  // first in the low 32 bits, end in the high
 
-  static std::uint64_t generation_of(std::uint64_t seats) { return seats >> kGenerationShift; }
+    void set(std::uint32_t first, std::uint32_t end) {
+      bounds.store(std::uint64_t{end} << 32 | first, std::memory_order_relaxed);
+    }
+    /// The next task from the front, or false when none is left.
+    bool take_front(std::size_t& task) {
+      std::uint64_t b = bounds.load(std::memory_order_relaxed);
+      for (;;) {
+        const std::uint64_t first = b & 0xFFFF'FFFF, end = b >> 32;
+        if (first >= end) return false;
+        if (bounds.compare_exchange_weak(b, b + 1, std::memory_order_relaxed)) {
+          task = static_cast<std::size_t>(first);
+          return true;
+        }
+      }
+    }
+    /// The last task, or false when none is left.
+    bool take_back(std::size_t& task) {
+      std::uint64_t b = bounds.load(std::memory_order_relaxed);
+      for (;;) {
+        const std::uint64_t first = b & 0xFFFF'FFFF, end = b >> 32;
+        if (first >= end) return false;
+        if (bounds.compare_exchange_weak(b, b - (std::uint64_t{1} << 32), std::memory_order_relaxed)) {
+          task = static_cast<std::size_t>(end - 1);
+          return true;
+        }
+      }
+    }
+    void clear() { bounds.store(0, std::memory_order_relaxed); }
+  };
+
+  /// The next task for `worker`: its own share first, then the others' from their backs.
+  bool take(std::size_t worker, std::size_t& task) {
+    if (shares_[worker].take_front(task)) return true;
+    for (std::size_t i = 1; i < size_; ++i)
+      if (shares_[(worker + i) % size_].take_back(task)) return true;
+    return false;
+  }
 
   /// Joins the open job; false when it is closed. `seen` becomes the generation of the job joined
   /// (or found closed).
@@ -140,15 +205,14 @@ class ThreadPool {
   void run_tasks(std::size_t worker) {
     const ThreadPool* outer = std::exchange(running_pool_, this);
     std::size_t outer_worker = std::exchange(current_worker_, worker);
-    for (;;) {
-      std::size_t t = next_.fetch_add(1, std::memory_order_relaxed);
-      if (t >= job_count_) break;
+    std::size_t t = 0;
+    while (take(worker, t)) {
       try {
-        job_call_(job_fn_, t, worker);
+        job_call_(job_fn_, job_first_ + t, worker);
       } catch (...) {
         std::lock_guard lock(mutex_);
         if (!error_) error_ = std::current_exception();
-        next_.store(job_count_, std::memory_order_relaxed);  // skip the remaining tasks
+        for (std::size_t w = 0; w < size_; ++w) shares_[w].clear();  // skip the remaining tasks
       }
     }
     running_pool_ = outer;
@@ -205,8 +269,8 @@ class ThreadPool {
   std::atomic<std::uint64_t> seats_{0};
   void* job_fn_ = nullptr;
   void (*job_call_)(void*, std::size_t, std::size_t) = nullptr;
-  std::size_t job_count_ = 0;
-  std::atomic<std::size_t> next_{0};
+  std::size_t job_first_ = 0;  // the task the current job's task 0 stands for
+  std::unique_ptr<Share[]> shares_;  // one per thread, set by the caller for each job
   std::atomic<std::uint64_t> left_{0};  // workers of the current job that finished it
   std::exception_ptr error_;
   static inline thread_local const ThreadPool* running_pool_ = nullptr;
