@@ -195,6 +195,7 @@ void BM_Winograd(benchmark::State& state) {
 BENCHMARK(BM_Winograd)
     ->ArgNames({"layer", "tile", "n", "threads", "bf16"})
     ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6, 7}, {2, 4}, {1}, {2}, {0}})
+    ->ArgsProduct({{0, 1, 2, 3}, {2, 4}, {1}, {1}, {0}})  // one thread: the pool's scaling on small planes
     ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6, 7}, {2}, {1}, {2}, {1}})
     ->ArgsProduct({{0, 1, 2, 3, 7}, {2, 4}, {4}, {2}, {0}})
     ->UseRealTime()
