@@ -155,26 +155,15 @@ class ThreadPool {
     void set(std::uint32_t first, std::uint32_t end) {
       bounds.store(std::uint64_t{end} << 32 | first, std::memory_order_relaxed);
     }
-    /// The next task from the front, or false when none is left.
-    bool take_front(std::size_t& task) {
+    /// The first task (`front`) or the last one, or false when none is left.
+    bool take(bool front, std::size_t& task) {
       std::uint64_t b = bounds.load(std::memory_order_relaxed);
       for (;;) {
         const std::uint64_t first = b & 0xFFFF'FFFF, end = b >> 32;
         if (first >= end) return false;
-        if (bounds.compare_exchange_weak(b, b + 1, std::memory_order_relaxed)) {
-          task = static_cast<std::size_t>(first);
-          return true;
-        }
-      }
-    }
-    /// The last task, or false when none is left.
-    bool take_back(std::size_t& task) {
-      std::uint64_t b = bounds.load(std::memory_order_relaxed);
-      for (;;) {
-        const std::uint64_t first = b & 0xFFFF'FFFF, end = b >> 32;
-        if (first >= end) return false;
-        if (bounds.compare_exchange_weak(b, b - (std::uint64_t{1} << 32), std::memory_order_relaxed)) {
-          task = static_cast<std::size_t>(end - 1);
+        const std::uint64_t rest = front ? b + 1 : b - (std::uint64_t{1} << 32);
+        if (bounds.compare_exchange_weak(b, rest, std::memory_order_relaxed)) {
+          task = static_cast<std::size_t>(front ? first : end - 1);
           return true;
         }
       }
@@ -184,9 +173,9 @@ class ThreadPool {
 
   /// The next task for `worker`: its own share first, then the others' from their backs.
   bool take(std::size_t worker, std::size_t& task) {
-    if (shares_[worker].take_front(task)) return true;
+    if (shares_[worker].take(true, task)) return true;
     for (std::size_t i = 1; i < size_; ++i)
-      if (shares_[(worker + i) % size_].take_back(task)) return true;
+      if (shares_[(worker + i) % size_].take(false, task)) return true;
     return false;
   }
 
