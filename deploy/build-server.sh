@@ -33,7 +33,7 @@ done
 . /etc/os-release
 boost=libboost1.81-dev
 [[ ${ID:-} == ubuntu ]] && boost=libboost1.83-dev
-packages=(build-essential cmake ninja-build pkg-config ccache "$boost" libeigen3-dev nlohmann-json3-dev libopencv-dev)
+packages=(build-essential cmake ninja-build pkg-config ccache "$boost" libeigen3-dev nlohmann-json3-dev libopencv-dev libdeflate-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libboost1.81-dev libeigen3-dev nlohmann-json3-dev libopencv-dev
+  libboost1.81-dev libeigen3-dev nlohmann-json3-dev libopencv-dev libdeflate-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the gRPC transport
   python3-grpcio python3-protobuf  # its integration test's client (tests/grpc/serve_grpc_test.py)

@@ -18,6 +18,7 @@
 #include "sluice/core/error.hpp"
 #include "sluice/weights/safetensors_mapped_file.hpp"
 #include "sluice/vision/image_header.hpp"
+#include "sluice/vision/png_fast_decode.hpp"
 
 namespace sluice::vision {
 
@@ -40,6 +41,10 @@ struct DecodeOptions {
   /// in both directions is decoded reduced, by the largest of 2, 4, 8 that keeps it at least this
   /// size. {0, 0}: always at full size.
   cv::Size min_output{0, 0};
+  /// Decode 8-bit grey, RGB and RGBA PNGs (not interlaced, no tRNS) with libdeflate and sluice's
+  /// own row filters (png_fast_decode.hpp): the same pixels, in about half the time. Every other
+  /// PNG, and any that path finds damaged, goes to OpenCV as with false.
+  bool fast_png = true;
 };
 
 /// Decoded pixels in their native channel order, ready for the preprocessor:
@@ -134,7 +139,9 @@ inline DecodedImage decode_image(std::span<const std::uint8_t> bytes, const Deco
   const ImageHeader header = inspect_image(bytes, options);
 
   cv::Mat raw;
-  try {
+  if (options.fast_png && header.format == ImageFormat::png)
+    raw = decode_png_fast(bytes, static_cast<std::size_t>(options.max_decode_bytes));
+  if (raw.empty()) try {
     // imdecode takes a non-const Mat header but only reads it. IMREAD_UNCHANGED keeps the depth
     // and channels and ignores the JPEG's EXIF orientation, applied below; OpenCV's TIFF reader
     // applies the TIFF Orientation tag itself. A reduced decode is colour or grey (as the JPEG is),
