@@ -236,6 +236,26 @@ TEST(ImageHeader, UnreadableHeadersAreRefused) {
   EXPECT_TRUE(has(inspect_error(png), "colour type")) << inspect_error(png);
 }
 
+TEST(ImageHeader, APngChunkThatRunsPastTheEndIsRefusedBeforeLibpngSeesIt) {
+  // Found by fuzz_image: 100 bytes whose second chunk (tEXt) declares 1951526483 bytes; libpng
+  // reserved that much before it found the data missing.
+  const std::vector<std::uint8_t> hostile = {
+      0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00,
+      0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x0a, 0x08, 0x06, 0x00, 0x00, 0x00, 0x66, 0x05, 0x74, 0xbe, 0x74,
+      0x52, 0x4e, 0x53, 0x74, 0x45, 0x58, 0x74, 0x6b, 0x00, 0x00, 0x00, 0xee, 0x00, 0x00, 0x00, 0x00, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x6c, 0x93, 0x34, 0x0f, 0xff, 0xe1, 0xe1, 0x00, 0x22, 0x45, 0x78, 0x69,
+      0x66, 0x35, 0x66, 0x5e, 0xbc, 0x00, 0x00, 0x49, 0x49, 0x2a, 0x00};
+  EXPECT_TRUE(has(inspect_error(hostile), "past the end")) << inspect_error(hostile);
+  // The same for a chunk after the image data, and for image data cut short; a whole file passes.
+  const auto whole = encode(pattern(16, 16, CV_8UC3), ".png");
+  EXPECT_TRUE(inspect_error(whole).empty()) << inspect_error(whole);
+  auto late = whole;
+  late.insert(late.end() - 12, {0x10, 0x00, 0x00, 0x00, 't', 'E', 'X', 't', 'k', 0});
+  EXPECT_TRUE(has(inspect_error(late), "past the end")) << inspect_error(late);
+  const std::vector<std::uint8_t> cut(whole.begin(), whole.end() - 20);
+  EXPECT_TRUE(has(inspect_error(cut), "past the end")) << inspect_error(cut);
+}
+
 TEST(ImageHeader, BombsAreRefusedFromTheHeaderByTheDefaultLimits) {
   const sv::DecodeOptions defaults;
   // PNG whose IHDR claims 20000 x 20000: the pixel limit.

@@ -14,6 +14,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "sluice/core/error.hpp"
+#include "sluice/vision/sigmoid.hpp"
 
 namespace sluice::vision {
 
@@ -94,7 +95,7 @@ inline cv::Mat probability_map(std::span<const float> logits, cv::Size map_size,
                                             std::to_string(map_size.area()));
   cv::Mat prob(map_size, CV_32FC1);
   float* p = prob.ptr<float>();
-  for (std::size_t i = 0; i < logits.size(); ++i) p[i] = 1.0f / (1.0f + std::exp(-logits[i]));
+  sigmoid(logits.data(), p, logits.size());
   if (map_size == original) return prob;
   cv::Mat full;
   cv::resize(prob, full, original, 0.0, 0.0, cv::INTER_LINEAR);
