@@ -120,6 +120,7 @@ inline ImageHeader inspect_image(std::span<const std::uint8_t> bytes, const Deco
   if (bytes.empty()) throw Error(errc::invalid_argument, "empty file");
   ImageHeader h = read_image_header(bytes);
   detail::check_extent(h.upright_width(), h.upright_height(), options);
+  if (h.format == ImageFormat::png) detail::check_png_chunks_fit(bytes);
   h.reduction = decode_reduction(h, options);
   h.decode_bytes = decode_cost(h, h.reduction);
   if (h.decode_bytes > options.max_decode_bytes)

@@ -175,23 +175,33 @@ inline ImageHeader png_header(std::span<const std::uint8_t> b) {
                         : (colour == 2 || colour == 4 || colour == 6) && (d == 8 || d == 16);
   if (!depth_ok)
     bad_header("PNG: colour type " + std::to_string(colour) + " with bit depth " + std::to_string(d) + " is invalid");
-  // A tRNS chunk before IDAT turns RGB and palette images into BGRA. Every chunk up to IEND must fit
-  // in the file: libpng may reserve a chunk's declared size before it finds the data missing (a
-  // 100-byte file declaring a 1.9 GB text chunk made it allocate that much).
-  bool transparency = false, data = false;
+  // A tRNS chunk before IDAT turns RGB and palette images into BGRA.
+  bool transparency = false;
   for (std::size_t at = 8; r.has(at, 8);) {
     const std::uint32_t length = r.u(at, 4, "PNG"), type = r.u(at + 4, 4, "PNG");
-    if (!r.has(at + 8, static_cast<std::size_t>(length) + 4))
-      bad_header("PNG: a chunk declares " + std::to_string(length) + " bytes at offset " + std::to_string(at) +
-                 ", past the end of the file (" + std::to_string(r.size()) + " bytes)");
-    if (type == 0x49454E44u) break;                           // IEND
-    if (type == 0x49444154u) data = true;                     // IDAT
-    if (type == 0x74524E53u && !data) transparency = true;    // tRNS
+    if (type == 0x49444154u) break;  // IDAT
+    if (type == 0x74524E53u) transparency = true;  // tRNS
     at += 12 + static_cast<std::size_t>(length);
   }
   h.channels = colour == 0 ? 1 : (colour == 4 || colour == 6 || transparency) ? 4 : 3;
   h.decoded_depth = d == 16 ? 16 : 8;
   return h;
+}
+
+/// Throws unless every chunk of a PNG up to IEND fits in the file: libpng may reserve a chunk's
+/// declared size before it finds the data missing (a 100-byte file declaring a 1.9 GB text chunk
+/// made it allocate that much). Checked before decoding, not by png_header: a header alone (the
+/// first bytes of an upload) still tells the size.
+inline void check_png_chunks_fit(std::span<const std::uint8_t> b) {
+  const ByteReader r(b, false);
+  for (std::size_t at = 8; r.has(at, 8);) {
+    const std::uint32_t length = r.u(at, 4, "PNG"), type = r.u(at + 4, 4, "PNG");
+    if (!r.has(at + 8, static_cast<std::size_t>(length) + 4))
+      bad_header("PNG: a chunk declares " + std::to_string(length) + " bytes at offset " + std::to_string(at) +
+                 ", past the end of the file (" + std::to_string(r.size()) + " bytes)");
+    if (type == 0x49454E44u) return;  // IEND
+    at += 12 + static_cast<std::size_t>(length);
+  }
 }
 
 inline ImageHeader jpeg_header(std::span<const std::uint8_t> b) {

@@ -5,7 +5,8 @@
 // channel, colour in BGR / BGRA order). Anything else -- another colour type or depth, interlacing,
 // transparency, and every file it finds damaged (a bad CRC, a zlib stream that does not hold exactly
 // the image, a bad filter byte, no IEND) -- gives an empty Mat, and the caller decodes with OpenCV,
-// which decides the pixels or the error as before: this path never accepts what libpng refuses.
+// which decides the pixels or the error as before. It accepts only what libpng accepts, with the same
+// pixels: tests/vision/png_fast_decode_test.cpp and the fuzz_image target compare the two.
 #pragma once
 
 #include <algorithm>
@@ -184,9 +185,11 @@ inline cv::Mat decode_png_fast(std::span<const std::uint8_t> bytes,
     for (const auto& part : idat) joined.insert(joined.end(), part.begin(), part.end());
     stream = joined;
   }
+  libdeflate_decompressor* const inflater = detail::png::decompressor();
+  if (inflater == nullptr) return {};  // out of memory for its tables: OpenCV's way costs less
   const auto filtered = std::make_unique_for_overwrite<std::uint8_t[]>(static_cast<std::size_t>(filtered_bytes));
   // Exactly the image's bytes, or libpng must judge (too little data, too much, a bad stream).
-  if (libdeflate_zlib_decompress(detail::png::decompressor(), stream.data(), stream.size(), filtered.get(),
+  if (libdeflate_zlib_decompress(inflater, stream.data(), stream.size(), filtered.get(),
                                  static_cast<std::size_t>(filtered_bytes), nullptr) != LIBDEFLATE_SUCCESS)
     return {};
 
