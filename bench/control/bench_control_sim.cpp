@@ -8,8 +8,10 @@
 // --why adds, for the latency step and the size mix, where each policy missed (miss_breakdown.hpp).
 // --cotenant CSV (a bench_control_live --log-batches file) adds a trace "co-tenant 70%": Poisson 70%
 // whose second half runs each batch slowed by a ratio drawn from the lane's measured batches under
-// the CPU hog (run time / the fixture's p50 of that size), its variance included. Meant for the
-// fixture that run wrote with --write-table. --cotenant-scale F multiplies those ratios (F = 2: a
+// the CPU hog (run time / the fixture's p50 of that size), its variance included, and a trace
+// "co-tenant spells 70%": the same ratios replayed in the order and at the times they were measured
+// (the runs' co-tenant halves end to end, cycled), so the co-tenant's spells of slow runs are kept.
+// Meant for the fixture that run wrote with --write-table. --cotenant-scale F multiplies those ratios (F = 2: a
 // co-tenant twice as heavy, the lane slower than the offered load).
 #include <cstdio>
 #include <cstring>
@@ -51,9 +53,13 @@ std::vector<LatencyCurve> load_curves(const std::string& path) {
   return out;
 }
 
-/// Run time / the curve's p50 of every batch in `csv` that ran on a "cpu hog" trace after its half
-/// time (the co-tenant's share of the trace).
-std::vector<double> cotenant_ratios(const std::string& csv, const LatencyCurve& curve) {
+/// The co-tenant's share of every "cpu hog" run in `csv` (the batches after its half time), run by
+/// run: each batch's start (s) and run time / the curve's p50 at its size.
+struct CotenantLog {
+  std::vector<std::vector<std::pair<double, double>>> runs;  // (start s, ratio), in run order
+};
+
+CotenantLog read_cotenant_log(const std::string& csv, const LatencyCurve& curve) {
   std::ifstream in(csv);
   if (!in) throw std::runtime_error("cannot open " + csv);
   struct Row {
@@ -70,14 +76,40 @@ std::vector<double> cotenant_ratios(const std::string& csv, const LatencyCurve& 
     if (f.size() != 6 || f[0].find("hog") == std::string::npos) continue;
     runs[f[0] + "," + f[1] + "," + f[2]].push_back({std::stod(f[3]), std::stod(f[5]), std::stoul(f[4])});
   }
-  std::vector<double> out;
+  CotenantLog log;
   for (const auto& [name, rows] : runs) {
     double last = 0.0;
     for (const Row& r : rows) last = std::max(last, r.start_s);
+    std::vector<std::pair<double, double>> half;
     for (const Row& r : rows)
-      if (r.start_s >= last / 2 && r.size <= curve.max_safe) out.push_back(r.run_ms / curve.at(r.size));
+      if (r.start_s >= last / 2 && r.size <= curve.max_safe) half.emplace_back(r.start_s, r.run_ms / curve.at(r.size));
+    if (!half.empty()) log.runs.push_back(std::move(half));
   }
-  if (out.empty()) throw std::runtime_error(csv + ": no batches of a cpu hog trace");
+  if (log.runs.empty()) throw std::runtime_error(csv + ": no batches of a cpu hog trace");
+  return log;
+}
+
+/// Every ratio of the log, for independent draws.
+std::vector<double> cotenant_ratios(const CotenantLog& log) {
+  std::vector<double> out;
+  for (const auto& run : log.runs)
+    for (const auto& [start, ratio] : run) out.push_back(ratio);
+  return out;
+}
+
+/// The runs' co-tenant halves end to end as one timeline of (offset s, ratio) steps: each batch's
+/// ratio holds from its start until the next batch's (through the lane's idle gaps). Returns the
+/// period (the total length) in `period_s`.
+std::vector<std::pair<double, double>> cotenant_timeline(const CotenantLog& log, double& period_s) {
+  std::vector<std::pair<double, double>> out;
+  double offset = 0.0;
+  for (const auto& run : log.runs) {
+    const double first = run.front().first;
+    for (const auto& [start, ratio] : run) out.emplace_back(offset + (start - first), ratio);
+    const auto& [last_start, last_ratio] = run.back();
+    offset += (last_start - first) + 1e-3 * last_ratio;  // at least the last batch's own length, roughly
+  }
+  period_s = offset;
   return out;
 }
 
@@ -155,8 +187,12 @@ int main(int argc, char** argv) try {
       bool want_cotenant = trace_prefixes.empty();
       for (const std::string& p : trace_prefixes) want_cotenant = want_cotenant || std::string("co-tenant").starts_with(p);
       if (!cotenant_csv.empty() && want_cotenant) {
-        std::vector<double> ratios = cotenant_ratios(cotenant_csv, curve);
+        const CotenantLog log = read_cotenant_log(cotenant_csv, curve);
+        std::vector<double> ratios = cotenant_ratios(log);
         for (double& r : ratios) r *= cotenant_scale;
+        double period_s = 0.0;
+        std::vector<std::pair<double, double>> timeline = cotenant_timeline(log, period_s);
+        for (auto& step : timeline) step.second *= cotenant_scale;
         std::vector<double> sorted = ratios;
         std::printf("\n(co-tenant: %zu batches, run time / p50: median %.2f, p90 %.2f, p99 %.2f)\n", ratios.size(),
                     control::quantile_of(sorted, 0.5), control::quantile_of(sorted, 0.9), control::quantile_of(sorted, 0.99));
@@ -166,6 +202,14 @@ int main(int argc, char** argv) try {
                                  t.cotenant_from_s = duration_s / 2;
                                  return t;
                                }, trace_specs().size()});
+        curve_specs.push_back({"co-tenant spells 70%", false, 0.7,
+                               [timeline, period_s](double r, double duration_s, std::uint64_t s) {
+                                 Trace t = poisson_trace("co-tenant spells 70%", r, duration_s, s);
+                                 t.cotenant_timeline = timeline;
+                                 t.cotenant_period_s = period_s;
+                                 t.cotenant_from_s = duration_s / 2;
+                                 return t;
+                               }, trace_specs().size() + 1});
       }
       for (double k : multiples) {
         double cap = 0;

@@ -10,9 +10,11 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sluice/batching/batch_former.hpp"
@@ -67,6 +69,23 @@ struct Trace {
   /// ratios drawn at random (a real lane's measured slowdown, its larger variance included).
   std::vector<double> cotenant_ratios{};
   double cotenant_from_s = 0.0;
+  /// Or the co-tenant replayed in time order (its spells kept): (offset s, ratio) steps, sorted by
+  /// offset, over a period of `cotenant_period_s`, cycled from `cotenant_from_s` on. A real co-tenant's
+  /// slow runs come in spells of tens of runs; drawn independently they never do.
+  std::vector<std::pair<double, double>> cotenant_timeline{};
+  double cotenant_period_s = 0.0;
+  /// The co-tenant's factor at time t (1 before it starts or without one); `draw` picks a ratio.
+  template <class Draw>
+  double cotenant_at(double t, Draw&& draw) const {
+    if (t < cotenant_from_s) return 1.0;
+    if (!cotenant_timeline.empty() && cotenant_period_s > 0.0) {
+      const double u = std::fmod(t - cotenant_from_s, cotenant_period_s);
+      auto it = std::upper_bound(cotenant_timeline.begin(), cotenant_timeline.end(), u,
+                                 [](double v, const std::pair<double, double>& step) { return v < step.first; });
+      return it == cotenant_timeline.begin() ? cotenant_timeline.front().second : std::prev(it)->second;
+    }
+    return cotenant_ratios.empty() ? 1.0 : cotenant_ratios[draw(cotenant_ratios.size())];
+  }
   std::uint32_t key_of(std::size_t i) const { return keys.empty() ? 0 : keys[i]; }
   double cost_of(std::uint64_t key) const { return key < key_cost.size() ? key_cost[key] : 1.0; }
 };
@@ -237,10 +256,9 @@ SimResult simulate(const LatencyCurve& curve, const Trace& trace, Controller& co
   std::normal_distribution<double> noise(0.0, opt.noise_sigma);
   // Its own stream, so that traces without a co-tenant replay exactly as before.
   std::mt19937_64 cotenant_rng(opt.seed ^ 0xc07e4a47ULL);
-  std::uniform_int_distribution<std::size_t> pick(0, std::max<std::size_t>(1, trace.cotenant_ratios.size()) - 1);
+  const auto draw = [&](std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(cotenant_rng); };
   return simulate_lane(trace, controller, opt, curve.max_safe, [&](std::size_t n, double t, std::uint64_t key) {
-    const double cotenant =
-        !trace.cotenant_ratios.empty() && t >= trace.cotenant_from_s ? trace.cotenant_ratios[pick(cotenant_rng)] : 1.0;
+    const double cotenant = trace.cotenant_at(t, draw);
     return curve.at(n) * trace.cost_of(key) * trace.slowdown(t) * cotenant * std::exp(noise(rng));
   });
 }
