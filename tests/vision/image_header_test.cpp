@@ -161,7 +161,7 @@ TEST(ImageHeader, ReadsFormatSizeChannelsAndDepthOfEveryAcceptedKind) {
 TEST(ImageHeader, OtherFormatsAreRefusedUndecoded) {
   // Signatures (and enough of a header) of what OpenCV would otherwise decode.
   const std::vector<std::pair<std::string, std::vector<std::uint8_t>>> others = {
-      {"webp", bytes_of(std::string("RIFF\x1e\0\0\0WEBPVP8L\x11\0\0\0\x2f\xff\xff\xff\x0f\0\0\0\0\0\0\0\0\0\0", 38))},
+      {"webp", bytes_of(std::string("RIFF\x1e\0\0\0WEBPVP8L\x11\0\0\0\x2f\xff\xff\xff\x0f\0\0\0\0\0\0\0\0\0\0\0\0\0", 38))},
       {"gif", bytes_of("GIF89a\x40\x1f\x40\x1f")},
       {"pgm", bytes_of("P5\n8000 8000\n255\n")},
       {"pbm", bytes_of("P4\n8000 8000\n")},
