@@ -11,13 +11,15 @@
 // Usage: bench_control_live --network NAME --checkpoint FILE [--size HxW] [--seconds S] [--runs R]
 //                           [--loads 50,70,90] [--hog-load PCT (0: none)] [--slo K] [--threads N]
 //                           [--max-batch N] [--seed S] [--write-table PATH] [--log-batches CSV]
-//                           [--log-requests CSV] [--log-drops CSV]
+//                           [--log-requests CSV] [--log-drops CSV] [--calibrate-each-trace on]
 // --log-batches writes every batch each policy ran (start time in the trace, size, run time): the
 // lane's real latency under the co-tenant, for replay in the simulator. --log-requests writes every
 // request's fate (arrival, end, outcome: on time, late, rejected at admission, shed before its
 // deadline, expired at it): where a policy misses, request by request; --log-drops every
 // SloController decision that shed or rejected, with what it saw. The SloController's rows
-// end with how many lane-speed changes its model detected.
+// end with how many lane-speed changes its model detected. --calibrate-each-trace on calibrates
+// again before every trace (its SLO, capacity and fixed choices from that calibration): a shared
+// machine's speed can drift by tens of per cent between the first trace and the last.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -222,6 +224,7 @@ int main(int argc, char** argv) try {
   std::vector<int> loads = {50, 70, 90};
   int hog_load = 70;
   std::string log_batches, log_requests, log_drops;
+  bool calibrate_each_trace = false;
   if (!args.parse(argc, argv, [&](const std::string& a, const std::string& v) {
         if (a == "--seconds") seconds = std::stod(v);
         else if (a == "--loads") loads = parse_loads(v);
@@ -229,6 +232,7 @@ int main(int argc, char** argv) try {
         else if (a == "--log-batches") log_batches = v;
         else if (a == "--log-requests") log_requests = v;
         else if (a == "--log-drops") log_drops = v;
+        else if (a == "--calibrate-each-trace") calibrate_each_trace = v == "1" || v == "on";
         else return false;
         return true;
       }) || !(seconds > 0)) {
@@ -243,14 +247,19 @@ int main(int argc, char** argv) try {
   cpu::CpuBackend backend({.threads = args.threads});
   const auto weights = weights::load_checkpoint(args.checkpoint);
   CpuLane lane(backend, models::load_network(args.network, backend, weights), args.h, args.w, args.max_batch);
-  const CalibratedLane cl = calibrate_lane(lane, args.network, args.max_batch, args.slo_multiple, args.seed,
-                                           args.device(), args.size(), args.write_table);
-  const SimOptions& sim = cl.sim;
-  const std::size_t max_batch = cl.curve.max_safe;
-  std::printf("### %s %s on the CPU backend (%zu thread%s), real time through sluice::Batcher: batch-1 p50 %.1f ms, "
-              "SLO %.0f ms (%gx), oracle capacity %.1f req/s (raw %.1f at batch %zu), %.1f s per trace, %zu runs\n\n",
-              args.network.c_str(), args.size().c_str(), args.threads, args.threads == 1 ? "" : "s", cl.curve.at(1),
-              sim.slo_ms, args.slo_multiple, cl.capacity, cl.curve.capacity(), cl.curve.best_size(), seconds, args.runs);
+  const auto calibrate = [&] {
+    return calibrate_lane(lane, args.network, args.max_batch, args.slo_multiple, args.seed, args.device(), args.size(),
+                          args.write_table);
+  };
+  const auto print_calibration = [&](const CalibratedLane& c, const char* what) {
+    std::printf("### %s %s on the CPU backend (%zu thread%s), real time through sluice::Batcher%s: batch-1 p50 %.1f ms, "
+                "SLO %.0f ms (%gx), oracle capacity %.1f req/s (raw %.1f at batch %zu), %.1f s per trace, %zu runs\n\n",
+                args.network.c_str(), args.size().c_str(), args.threads, args.threads == 1 ? "" : "s", what,
+                c.curve.at(1), c.sim.slo_ms, args.slo_multiple, c.capacity, c.curve.capacity(), c.curve.best_size(),
+                seconds, args.runs);
+  };
+  CalibratedLane cl = calibrate();
+  print_calibration(cl, "");
 
   std::vector<LiveSpec> specs;
   for (int pct : loads) specs.push_back({"poisson " + std::to_string(pct) + "%", pct / 100.0, false});
@@ -261,6 +270,12 @@ int main(int argc, char** argv) try {
 
   for (std::size_t ti = 0; ti < specs.size(); ++ti) {
     const LiveSpec& spec = specs[ti];
+    if (calibrate_each_trace && ti > 0) {
+      cl = calibrate();
+      print_calibration(cl, (", recalibrated for " + spec.name).c_str());
+    }
+    const SimOptions& sim = cl.sim;
+    const std::size_t max_batch = cl.curve.max_safe;
     const double rate = spec.load * cl.capacity;
     const Trace trace = poisson_trace(spec.name, rate, seconds, args.seed + 100 + ti);
     const Trace other = poisson_trace(spec.name, rate, seconds, args.seed + 1000 + ti);
