@@ -23,13 +23,11 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "sluice/vision/image_header.hpp"
+
 namespace sluice::vision {
 
 namespace detail::png {
-
-inline std::uint32_t be32(const std::uint8_t* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | std::uint32_t{p[3]};
-}
 
 constexpr std::uint32_t chunk_type(const char (&s)[5]) {
   return (std::uint32_t(std::uint8_t(s[0])) << 24) | (std::uint32_t(std::uint8_t(s[1])) << 16) |
@@ -120,11 +118,11 @@ bool unfilter_image(const std::uint8_t* filtered, cv::Mat& out, std::size_t row_
 /// image); a larger image gives an empty Mat.
 inline cv::Mat decode_png_fast(std::span<const std::uint8_t> bytes,
                                std::size_t max_bytes = std::numeric_limits<std::size_t>::max()) {
-  using detail::png::be32;
   using detail::png::chunk_type;
   static constexpr std::uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   const std::size_t size = bytes.size();
   const std::uint8_t* b = bytes.data();
+  const detail::ByteReader r(bytes, false);  // big-endian; every read below is inside the checked bounds
   if (size < 8 || !std::equal(kSignature, kSignature + 8, b)) return {};
 
   std::uint32_t width = 0, height = 0;
@@ -133,18 +131,18 @@ inline cv::Mat decode_png_fast(std::span<const std::uint8_t> bytes,
   bool header = false, palette = false, idat_closed = false, end = false;
   for (std::size_t at = 8; !end;) {
     if (size - at < 12) return {};  // truncated before IEND
-    const std::uint32_t length = be32(b + at), type = be32(b + at + 4);
+    const std::uint32_t length = r.u(at, 4, "PNG"), type = r.u(at + 4, 4, "PNG");
     if (length > 0x7fffffffu || size - at - 12 < length) return {};
     const std::uint8_t* data = b + at + 8;
     for (int i = 4; i < 8; ++i)  // a chunk type is four ASCII letters, or libpng refuses the file
       if (const auto c = b[at + i]; !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) return {};
     const bool critical = (type & 0x20000000u) == 0;  // first letter upper case
     // Critical chunks are checked as libpng checks them; ancillary ones are skipped as it may.
-    if (critical && libdeflate_crc32(0, b + at + 4, 4 + std::size_t{length}) != be32(data + length)) return {};
+    if (critical && libdeflate_crc32(0, b + at + 4, 4 + std::size_t{length}) != r.u(at + 8 + length, 4, "PNG")) return {};
     if (!header) {
       if (type != chunk_type("IHDR") || length != 13) return {};
-      width = be32(data);
-      height = be32(data + 4);
+      width = r.u(at + 8, 4, "PNG");
+      height = r.u(at + 12, 4, "PNG");
       const int depth = data[8], colour = data[9];
       if (width == 0 || height == 0 || width > 0x7fffffffu || height > 0x7fffffffu) return {};
       if (depth != 8 || data[10] != 0 || data[11] != 0 || data[12] != 0) return {};  // compression, filter, interlace
