@@ -54,9 +54,12 @@ std::vector<LatencyCurve> load_curves(const std::string& path) {
 }
 
 /// The co-tenant's share of every "cpu hog" run in `csv` (the batches after its half time), run by
-/// run: each batch's start (s) and run time / the curve's p50 at its size.
+/// run: each batch's start, its run time, and that run time / the curve's p50 at its size.
+struct CotenantBatch {
+  double start_s, run_s, ratio;
+};
 struct CotenantLog {
-  std::vector<std::vector<std::pair<double, double>>> runs;  // (start s, ratio), in run order
+  std::vector<std::vector<CotenantBatch>> runs;  // in run order
 };
 
 CotenantLog read_cotenant_log(const std::string& csv, const LatencyCurve& curve) {
@@ -80,9 +83,10 @@ CotenantLog read_cotenant_log(const std::string& csv, const LatencyCurve& curve)
   for (const auto& [name, rows] : runs) {
     double last = 0.0;
     for (const Row& r : rows) last = std::max(last, r.start_s);
-    std::vector<std::pair<double, double>> half;
+    std::vector<CotenantBatch> half;
     for (const Row& r : rows)
-      if (r.start_s >= last / 2 && r.size <= curve.max_safe) half.emplace_back(r.start_s, r.run_ms / curve.at(r.size));
+      if (r.start_s >= last / 2 && r.size <= curve.max_safe)
+        half.push_back({r.start_s, r.run_ms / 1e3, r.run_ms / curve.at(r.size)});
     if (!half.empty()) log.runs.push_back(std::move(half));
   }
   if (log.runs.empty()) throw std::runtime_error(csv + ": no batches of a cpu hog trace");
@@ -93,7 +97,7 @@ CotenantLog read_cotenant_log(const std::string& csv, const LatencyCurve& curve)
 std::vector<double> cotenant_ratios(const CotenantLog& log) {
   std::vector<double> out;
   for (const auto& run : log.runs)
-    for (const auto& [start, ratio] : run) out.push_back(ratio);
+    for (const CotenantBatch& b : run) out.push_back(b.ratio);
   return out;
 }
 
@@ -104,10 +108,9 @@ std::vector<std::pair<double, double>> cotenant_timeline(const CotenantLog& log,
   std::vector<std::pair<double, double>> out;
   double offset = 0.0;
   for (const auto& run : log.runs) {
-    const double first = run.front().first;
-    for (const auto& [start, ratio] : run) out.emplace_back(offset + (start - first), ratio);
-    const auto& [last_start, last_ratio] = run.back();
-    offset += (last_start - first) + 1e-3 * last_ratio;  // at least the last batch's own length, roughly
+    const double first = run.front().start_s;
+    for (const CotenantBatch& b : run) out.emplace_back(offset + (b.start_s - first), b.ratio);
+    offset += (run.back().start_s - first) + run.back().run_s;  // to the end of the run's last batch
   }
   period_s = offset;
   return out;
