@@ -165,22 +165,27 @@ const Layer winograd_layers[] = {
     {1024, 1024, 3, 8, 1}, // 7: ResUNetSmall bottleneck
 };
 
-// args: layer, tile, batch, threads, bf16 (F(2x2) on the bf16 kernel, where the CPU has it)
+// args: layer, tile, batch, threads, bf16 (1: F(2x2) on the vdpbf16ps kernel, 2: on AMX tiles, where the
+// CPU has them)
 void BM_Winograd(benchmark::State& state) {
   namespace k = sluice::cpu::kernels;
   const Layer& l = winograd_layers[state.range(0)];
   const std::int64_t tile = state.range(1), n = state.range(2);
-  const bool bf16 = state.range(4) != 0;
+  const bool bf16 = state.range(4) != 0, amx = state.range(4) == 2;
   if (bf16 && !sluice::cpu::cpu_has_avx512_bf16()) {
     state.SkipWithError("this CPU lacks AVX512_BF16");
+    return;
+  }
+  if (amx && !k::amx_unavailable_reason().empty()) {
+    state.SkipWithError(k::amx_unavailable_reason().c_str());
     return;
   }
   sluice::cpu::ThreadPool pool(static_cast<std::size_t>(state.range(3)));
   const std::vector<float> w = random_values(static_cast<std::size_t>(l.out * l.in * 9), 1);
   const std::vector<float> u = bf16 ? std::vector<float>{} : k::winograd_weights(w.data(), l.out, l.in, tile);
   const std::vector<std::uint32_t> u16 =
-      bf16 ? k::winograd_weights_bf16(w.data(), l.out, l.in, tile) : std::vector<std::uint32_t>{};
-  const k::ConvWeights weights = bf16 ? k::ConvWeights{nullptr, u16.data()} : k::ConvWeights{u.data(), nullptr};
+      bf16 ? k::winograd_weights_bf16(w.data(), l.out, l.in, tile, amx) : std::vector<std::uint32_t>{};
+  const k::ConvWeights weights = bf16 ? k::ConvWeights{nullptr, u16.data(), amx} : k::ConvWeights{u.data(), nullptr, false};
   const Shape s{n, l.in, l.hw, l.hw};
   const std::vector<float> x = random_values(static_cast<std::size_t>(s.numel()), 3);
   const k::WinogradGeometry g = k::winograd_geometry(s, l.out, tile);
@@ -196,7 +201,7 @@ BENCHMARK(BM_Winograd)
     ->ArgNames({"layer", "tile", "n", "threads", "bf16"})
     ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6, 7}, {2, 4}, {1}, {2}, {0}})
     ->ArgsProduct({{0, 1, 2, 3}, {2, 4}, {1}, {1}, {0}})  // one thread: the pool's scaling on small planes
-    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6, 7}, {2}, {1}, {2}, {1}})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6, 7}, {2}, {1}, {2}, {1, 2}})
     ->ArgsProduct({{0, 1, 2, 3, 7}, {2, 4}, {4}, {2}, {0}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);

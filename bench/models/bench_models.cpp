@@ -119,6 +119,9 @@ int main(int argc, char** argv) try {
   options.precision = precision;
   sluice::cpu::CpuBackend cpu(options);
   if (!cpu.precision_note().empty()) std::fprintf(stderr, "bench_models: %s\n", cpu.precision_note().c_str());
+  if (cpu.precision() == sluice::cpu::Precision::bf16)
+    std::fprintf(stderr, "bench_models: GEMMs on %s%s%s\n", cpu.gemm_kernel(), cpu.bf16_kernel_note().empty() ? "" : ": ",
+                 cpu.bf16_kernel_note().c_str());
   const sluice::weights::TensorDict weights = sluice::weights::load_checkpoint(argv[2]);
   const auto inputs = sluice::weights::read_safetensors(argv[3]).tensors;
   const auto net = sluice::models::load_network(network, cpu, weights);
@@ -185,10 +188,10 @@ int main(int argc, char** argv) try {
       const char* way = !may_split ? "whole" : !tunes ? "split" : !choice ? "tuning" : *choice ? "split" : "whole";
       std::printf("{\"network\": \"%s\", \"size\": %lld, \"batch\": %lld, \"runs\": %zu, \"median_s\": %.4f, "
                   "\"images_per_s\": %.4f, \"peak_bytes\": %zu, \"weight_bytes\": %zu, \"rel_l2_vs_torch\": %.3g, "
-                  "\"batch_split\": \"%s\", \"precision\": \"%s\"}\n",
+                  "\"batch_split\": \"%s\", \"precision\": \"%s\", \"gemm_kernel\": \"%s\"}\n",
                   network.c_str(), static_cast<long long>(size), static_cast<long long>(batch), seconds.size(),
                   median, static_cast<double>(batch) / median, peak, weight_bytes, error, way,
-                  sluice::cpu::to_string(cpu.precision()));
+                  sluice::cpu::to_string(cpu.precision()), cpu.gemm_kernel());
       std::fflush(stdout);
     }
   }

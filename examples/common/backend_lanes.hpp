@@ -36,7 +36,7 @@ template <class B>
 struct Lanes {
   std::vector<std::unique_ptr<B>> owned;
   std::vector<B*> ptrs;
-  std::string description;  ///< e.g. "cpu fp32 (1 lane x 2 threads)"
+  std::string description;  ///< e.g. "cpu fp32 (1 lane x 2 threads)", "cpu bf16 amx (...)"
 
   B& front() { return *ptrs.front(); }
   void add(std::unique_ptr<B> b) {
@@ -55,7 +55,8 @@ inline Lanes<cpu::CpuBackend> make_cpu_lanes(const LaneSettings& s) {
     lanes.add(std::make_unique<cpu::CpuBackend>(
         cpu::CpuOptions{.threads = threads, .batch_split = s.cpu_batch_split, .precision = precision}));
   const std::string& note = lanes.front().precision_note();
-  lanes.description = std::string("cpu ") + cpu::to_string(lanes.front().precision()) +
+  const bool bf16 = lanes.front().precision() == cpu::Precision::bf16;
+  lanes.description = std::string("cpu ") + (bf16 ? lanes.front().gemm_kernel() : cpu::to_string(lanes.front().precision())) +
                       (note.empty() ? "" : " [" + note + "]") + " (" + std::to_string(n) + (n > 1 ? " lanes" : " lane") + " x " + std::to_string(threads) +
                       (threads > 1 ? std::string(" threads, batch split ") + cpu::to_string(s.cpu_batch_split)
                                    : std::string(" thread")) +

@@ -1,16 +1,21 @@
-// The bf16 precision of the CPU backend: the bf16 GEMM (gemm_bf16.hpp) against a naive double
-// product within a bound derived from bf16's unit roundoff, its batch/thread invariance, the CPUID
-// dispatch (against the kernel's own flags in /proc/cpuinfo) and the fp32 fallback.
+// The bf16 precision of the CPU backend: the bf16 GEMMs (gemm_bf16.hpp on vdpbf16ps, gemm_amx.hpp on
+// AMX tiles, the latter through the tiles' emulation on every CPU and on the tiles themselves where
+// they exist) against a naive double product within a bound derived from bf16's unit roundoff, their
+// batch/thread invariance, the CPUID dispatch (against the kernel's own flags in /proc/cpuinfo) and
+// the fallbacks.
+#include "sluice/backends/cpu/gemm_amx.hpp"
 #include "sluice/backends/cpu/gemm_bf16.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "sluice/backends/cpu/cpu_backend.hpp"
@@ -28,6 +33,7 @@ using sluice::cpu::CpuBackend;
 using sluice::cpu::Precision;
 
 bool bf16_runs_here() { return sluice::cpu::bf16_unavailable_reason().empty(); }
+bool amx_runs_here() { return bf16_runs_here() && kernels::amx_unavailable_reason().empty(); }
 
 #define SLUICE_REQUIRE_BF16()                                       \
   do {                                                              \
@@ -43,6 +49,17 @@ struct Bf16Gemm {
 };
 using Product = ref::PackedGemmProduct<Bf16Gemm>;
 
+/// gemm_amx.hpp's packing and GEMM on the tiles' emulation (any CPU) or on the tiles.
+template <class Tiles>
+struct AmxGemm {
+  using Word = std::uint32_t;
+  static constexpr auto packed_a_size = kernels::packed_a_amx_words;
+  static constexpr auto pack_a = kernels::pack_a_amx;
+  static constexpr auto gemm = kernels::gemm_packed_amx<Tiles>;
+};
+using EmulatedAmx = AmxGemm<kernels::detail::EmulatedTiles>;
+using HardwareAmx = AmxGemm<kernels::detail::HardwareTiles>;
+
 double bf16_value(float f) { return kernels::from_bf16(kernels::to_bf16(f)); }
 
 TEST(Bf16Rounding, RoundsToNearestEvenAndKeepsSpecials) {
@@ -56,40 +73,45 @@ TEST(Bf16Rounding, RoundsToNearestEvenAndKeepsSpecials) {
   EXPECT_TRUE(std::isnan(kernels::from_bf16(kernels::to_bf16(NAN))));
 }
 
+/// Checks c = A * B of p against the double product: within bf16's bound of the exact one and within
+/// float32's of the product of the bf16-rounded operands.
+template <class Kernel>
+void expect_within_the_bf16_bound(const ref::PackedGemmProduct<Kernel>& p, const std::vector<float>& c) {
+  const std::int64_t m = p.m, k = p.k, n = p.n;
+  // Rounding each operand to bf16 (unit roundoff u = 2^-8) moves a product by at most
+  // (2u + u^2) |a b|; bf16 x bf16 is exact in float and the float sums of k + 1 terms add
+  // gamma_(k+1) (u32 = 2^-24) of the magnitude (Higham 3.1). Against the rounded operands the
+  // kernel must meet the float bound alone: a pair or a row in the wrong place cannot.
+  const double u = std::ldexp(1.0, -8), u32 = std::ldexp(1.0, -24);
+  const double gamma = (k + 2) * u32 / (1 - (k + 2) * u32);
+  double worst_ratio = 0;
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) {
+      double exact = 0, rounded = 0, magnitude = 0, rounded_magnitude = 0;
+      for (std::int64_t q = 0; q < k; ++q) {
+        const double t = double(p.a[i * k + q]) * double(p.b[q * n + j]);
+        const double r = bf16_value(p.a[i * k + q]) * bf16_value(p.b[q * n + j]);
+        exact += t, rounded += r, magnitude += std::abs(t), rounded_magnitude += std::abs(r);
+      }
+      const double got = c[i * n + j];
+      ASSERT_LE(std::abs(got - exact), (2 * u + u * u + gamma * (1 + 2 * u + u * u)) * magnitude)
+          << "at " << i << "," << j;
+      ASSERT_LE(std::abs(got - rounded), gamma * rounded_magnitude) << "at " << i << "," << j;
+      if (magnitude > 0) worst_ratio = std::max(worst_ratio, std::abs(got - exact) / magnitude);
+    }
+  // And bf16 really ran: with k >= 7 random products, some output's error relative to its
+  // magnitude is near u / sqrt(k) (> 1e-5), where float's stays near 2^-24 sqrt(k) (< 1e-6).
+  if (k >= 7) {
+    EXPECT_GT(worst_ratio, 1e-5);
+  }
+}
+
 TEST(Bf16Gemm, MatchesDoubleProductWithinTheBf16Bound) {
   SLUICE_REQUIRE_BF16();
   std::mt19937 rng(81);
   // Shapes around the panel sizes (8 rows, 24 columns), the pairs (odd k) and the depth block (256).
   const std::int64_t ms[] = {1, 7, 8, 9, 30}, ks[] = {1, 2, 7, 255, 256, 257, 600}, ns[] = {1, 23, 24, 25, 97};
-  ref::for_every_shape<Bf16Gemm>(ms, ks, ns, rng, [](const Product& p, const std::vector<float>& c) {
-    const std::int64_t m = p.m, k = p.k, n = p.n;
-    // Rounding each operand to bf16 (unit roundoff u = 2^-8) moves a product by at most
-    // (2u + u^2) |a b|; bf16 x bf16 is exact in float and the float sums of k + 1 terms add
-    // gamma_(k+1) (u32 = 2^-24) of the magnitude (Higham 3.1). Against the rounded operands the
-    // kernel must meet the float bound alone: a pair or a row in the wrong place cannot.
-    const double u = std::ldexp(1.0, -8), u32 = std::ldexp(1.0, -24);
-    const double gamma = (k + 2) * u32 / (1 - (k + 2) * u32);
-    double worst_ratio = 0;
-    for (std::int64_t i = 0; i < m; ++i)
-      for (std::int64_t j = 0; j < n; ++j) {
-        double exact = 0, rounded = 0, magnitude = 0, rounded_magnitude = 0;
-        for (std::int64_t q = 0; q < k; ++q) {
-          const double t = double(p.a[i * k + q]) * double(p.b[q * n + j]);
-          const double r = bf16_value(p.a[i * k + q]) * bf16_value(p.b[q * n + j]);
-          exact += t, rounded += r, magnitude += std::abs(t), rounded_magnitude += std::abs(r);
-        }
-        const double got = c[i * n + j];
-        ASSERT_LE(std::abs(got - exact), (2 * u + u * u + gamma * (1 + 2 * u + u * u)) * magnitude)
-            << "at " << i << "," << j;
-        ASSERT_LE(std::abs(got - rounded), gamma * rounded_magnitude) << "at " << i << "," << j;
-        if (magnitude > 0) worst_ratio = std::max(worst_ratio, std::abs(got - exact) / magnitude);
-      }
-    // And bf16 really ran: with k >= 7 random products, some output's error relative to its
-    // magnitude is near u / sqrt(k) (> 1e-5), where float's stays near 2^-24 sqrt(k) (< 1e-6).
-    if (k >= 7) {
-      EXPECT_GT(worst_ratio, 1e-5);
-    }
-  });
+  ref::for_every_shape<Bf16Gemm>(ms, ks, ns, rng, expect_within_the_bf16_bound<Bf16Gemm>);
 }
 
 TEST(Bf16Gemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
@@ -128,6 +150,86 @@ TEST(Bf16Gemm, ReadingBInPlaceThroughRowOffsetsGivesThePackedResultBitForBit) {
   EXPECT_EQ(c, packed);
 }
 
+// ---- AMX tiles ---------------------------------------------------------------------------------
+
+// The AMX kernel's packing and blocking, on the tiles' emulation: any CPU runs these.
+TEST(AmxGemm, MatchesDoubleProductWithinTheBf16Bound) {
+  std::mt19937 rng(91);
+  // Around the tiles (16 rows, 16 columns, steps of 32 k), the rounded B panels (96 columns), the
+  // pairs (odd k) and the depth block (256).
+  const std::int64_t ms[] = {1, 16, 17, 40}, ks[] = {1, 7, 33, 256, 257, 600}, ns[] = {1, 16, 17, 97, 130};
+  ref::for_every_shape<EmulatedAmx>(ms, ks, ns, rng, expect_within_the_bf16_bound<EmulatedAmx>);
+}
+
+TEST(AmxGemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
+  std::mt19937 rng(92);
+  const ref::PackedGemmProduct<EmulatedAmx> p(45, 531, 150, rng);
+  const std::vector<float> full = p.run(0, p.m, 0, p.n);
+  struct Window {
+    std::int64_t m0, rows, c0, c1;
+  };
+  // Blocks of one and two tiles each way, full and partial; rows that start inside a tile (the
+  // callers split rows by 8); the last rows, whose tiles read the packing's zero rows.
+  for (const Window w : {Window{0, 45, 0, 1}, Window{8, 16, 5, 150}, Window{3, 33, 17, 41}, Window{16, 3, 149, 150},
+                         Window{0, 45, 3, 19}, Window{8, 24, 40, 53}, Window{24, 21, 100, 140}, Window{40, 5, 0, 150}}) {
+    const std::vector<float> part = p.run(w.m0, w.rows, w.c0, w.c1);
+    for (std::int64_t i = 0; i < w.rows; ++i)
+      for (std::int64_t j = w.c0; j < w.c1; ++j)
+        ASSERT_EQ(part[i * (w.c1 - w.c0) + j - w.c0], full[(w.m0 + i) * p.n + j]) << i << "," << j;
+  }
+}
+
+TEST(AmxGemm, ReadingBInPlaceThroughRowOffsetsGivesThePackedResultBitForBit) {
+  std::mt19937 rng(93);
+  const ref::PackedGemmProduct<EmulatedAmx> p(20, 301, 77, rng);
+  const std::vector<float> packed = p.run(0, p.m, 0, p.n);
+  const std::int64_t stride = p.n + 5;
+  std::vector<float> storage(static_cast<std::size_t>(p.k * stride + kernels::kGemmNr), 3.0f);
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(p.k));
+  for (std::int64_t r = 0; r < p.k; ++r) {
+    offsets[static_cast<std::size_t>(r)] = (p.k - 1 - r) * stride;
+    std::copy_n(p.b.begin() + r * p.n, p.n, storage.begin() + offsets[static_cast<std::size_t>(r)]);
+  }
+  std::vector<float> c(static_cast<std::size_t>(p.m * p.n), 99.0f);
+  kernels::gemm_indirect_amx<kernels::detail::EmulatedTiles>(p.packed_a.data(), p.m, 0, p.m, storage.data(),
+                                                              offsets.data(), p.k, p.n, c.data(), p.n);
+  EXPECT_EQ(c, packed);
+}
+
+// The emulation adds a pair's two products in turn, as the instruction's definition reads. The
+// tiles themselves must agree with it to float32 rounding on every shape class.
+TEST(AmxGemm, TheTilesAgreeWithTheirEmulation) {
+  if (!sluice::cpu::cpu_has_amx_bf16()) GTEST_SKIP() << "no AMX-BF16 tiles on this CPU";
+  EXPECT_EQ(kernels::amx_unavailable_reason(), "");
+  std::mt19937 rng(94);
+  const std::tuple<std::int64_t, std::int64_t, std::int64_t> shapes[] = {{1, 7, 1}, {17, 257, 97}, {40, 600, 130}, {96, 96, 64}};
+  for (const auto& [m, k, n] : shapes) {
+    SCOPED_TRACE("m " + std::to_string(m) + " k " + std::to_string(k) + " n " + std::to_string(n));
+    const ref::PackedGemmProduct<HardwareAmx> hardware(m, k, n, rng);
+    const std::vector<float> got = hardware.run(0, m, 0, n);
+    expect_within_the_bf16_bound(hardware, got);
+    std::vector<float> emulated(got.size());
+    std::vector<float> storage(static_cast<std::size_t>(kernels::PackedB::floats(k, n)));
+    const kernels::PackedB b(storage.data(), k, n);
+    for (std::int64_t r = 0; r < k; ++r) b.set_row(r, hardware.b.data() + r * n);
+    kernels::gemm_packed_amx<kernels::detail::EmulatedTiles>(hardware.packed_a.data(), m, 0, m, b, emulated.data(), n);
+    for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], emulated[i], 1e-5 * std::max(1.0f, std::abs(got[i])));
+  }
+}
+
+// B is rounded to pairs by AVX512_BF16 for the tiles and in scalar code for their emulation.
+TEST(AmxGemm, TheScalarAndVectorRoundingOfBAgreeBitForBit) {
+  SLUICE_REQUIRE_BF16();
+  std::mt19937 rng(95);
+  for (std::int64_t kc : {1, 2, 7, 256}) {
+    const std::vector<float> panel = ref::random_values(static_cast<std::size_t>(kc * kernels::kGemmNr), rng);
+    std::vector<std::uint32_t> vector_words(static_cast<std::size_t>((kc + 1) / 2 * 40), 7u), scalar_words = vector_words;
+    kernels::detail::pack_b_panel_bf16(kc, kernels::detail::PackedPanel{panel.data()}, vector_words.data(), 40);
+    kernels::detail::pack_b_panel_bf16_scalar(kc, kernels::detail::PackedPanel{panel.data()}, scalar_words.data(), 40);
+    EXPECT_EQ(vector_words, scalar_words) << "kc " << kc;
+  }
+}
+
 // ---- dispatch and fallback -------------------------------------------------------------------------
 
 TEST(Bf16Dispatch, CpuidAgreesWithTheKernelsFlags) {
@@ -146,6 +248,32 @@ TEST(Bf16Dispatch, CpuidAgreesWithTheKernelsFlags) {
     vl |= w == "avx512vl";
   }
   EXPECT_EQ(sluice::cpu::cpu_has_avx512_bf16(), bf16 && f && bw && vl);
+}
+
+TEST(Bf16Dispatch, AmxAgreesWithTheKernelsFlagsAndCanBeSwitchedOff) {
+  std::ifstream in("/proc/cpuinfo");
+  if (!in) GTEST_SKIP() << "no /proc/cpuinfo";
+  std::string line;
+  while (std::getline(in, line) && line.rfind("flags", 0) != 0) {
+  }
+  if (line.empty()) GTEST_SKIP() << "no flags line in /proc/cpuinfo";
+  std::istringstream words(line);
+  bool tile = false, amx_bf16 = false;
+  for (std::string w; words >> w;) tile |= w == "amx_tile", amx_bf16 |= w == "amx_bf16";
+  EXPECT_EQ(sluice::cpu::cpu_has_amx_bf16(), tile && amx_bf16 && sluice::cpu::cpu_has_avx512_bf16());
+  ::setenv("SLUICE_CPU_AMX", "off", 1);
+  CpuBackend off({.threads = 2, .precision = Precision::bf16});
+  const std::string reason = kernels::amx_unavailable_reason();
+  ::unsetenv("SLUICE_CPU_AMX");
+  EXPECT_NE(reason.find("SLUICE_CPU_AMX=off"), std::string::npos);
+  if (bf16_runs_here()) {
+    EXPECT_STREQ(off.gemm_kernel(), "bf16 vdpbf16ps");
+    EXPECT_EQ(off.bf16_kernel_note(), reason);
+    CpuBackend on({.threads = 2, .precision = Precision::bf16});
+    EXPECT_STREQ(on.gemm_kernel(), amx_runs_here() ? "bf16 amx" : "bf16 vdpbf16ps");
+  } else {
+    EXPECT_STREQ(off.gemm_kernel(), "fp32");
+  }
 }
 
 TEST(Bf16Dispatch, ParsesItsTwoNamesAndRejectsTheCudaOnesClearly) {
@@ -201,9 +329,9 @@ TEST(Bf16Dispatch, WithBf16SwitchedOffTheBackendRunsFp32BitForBitAndSaysWhy) {
   EXPECT_EQ(run_kinds(off, kinds, x, s), run_kinds(fp32, kinds, x, s));
 }
 
-TEST(Bf16Conv, EveryKernelKindIsNearTheDoubleReferenceAndNotFp32) {
-  SLUICE_REQUIRE_BF16();
-  CpuBackend bf16({.threads = 2, .precision = Precision::bf16});
+/// Every kind of conv on `bf16`'s kernel: near the double reference within the bf16 bound, visibly
+/// coarser than fp32.
+void expect_every_kind_near_the_reference(CpuBackend& bf16) {
   CpuBackend fp32({.threads = 2});
   ASSERT_EQ(bf16.precision(), Precision::bf16);
   const ConvKinds kinds;
@@ -223,6 +351,21 @@ TEST(Bf16Conv, EveryKernelKindIsNearTheDoubleReferenceAndNotFp32) {
     EXPECT_GT(d.max_abs, 1e-4 * d.scale);
     EXPECT_LE(ref::diff(base[i], want).max_abs, 1e-5 * std::max(1.0, d.scale));
   }
+}
+
+TEST(Bf16Conv, EveryKernelKindIsNearTheDoubleReferenceAndNotFp32) {
+  SLUICE_REQUIRE_BF16();
+  CpuBackend bf16({.threads = 2, .precision = Precision::bf16});  // on AMX tiles where the CPU has them
+  expect_every_kind_near_the_reference(bf16);
+}
+
+TEST(Bf16Conv, OnAnAmxCpuTheVdpbf16psKernelStillServesEveryKind) {
+  if (!amx_runs_here()) GTEST_SKIP() << "the test above ran the vdpbf16ps kernel: " << kernels::amx_unavailable_reason();
+  ::setenv("SLUICE_CPU_AMX", "off", 1);
+  CpuBackend bf16({.threads = 2, .precision = Precision::bf16});
+  ::unsetenv("SLUICE_CPU_AMX");
+  ASSERT_STREQ(bf16.gemm_kernel(), "bf16 vdpbf16ps");
+  expect_every_kind_near_the_reference(bf16);
 }
 
 TEST(Bf16Conv, ASampleIsTheSameBitsAloneInABatchAndOnOneThread) {

@@ -22,6 +22,7 @@
 #include "sluice/backends/cpu/activation.hpp"
 #include "sluice/backends/cpu/gemm.hpp"
 #include "sluice/backends/cpu/phase_times.hpp"
+#include "sluice/backends/cpu/gemm_amx.hpp"
 #include "sluice/backends/cpu/gemm_bf16.hpp"
 #include "sluice/backends/cpu/plane_tasks.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
@@ -225,14 +226,43 @@ struct ConvOperand {
   const std::int64_t* offsets = nullptr;
 };
 
-/// A conv's packed GEMM matrices: float32 (pack_a) or, with bf16 precision, bf16 k-pairs (pack_a_bf16).
+/// A conv's packed GEMM matrices: float32 (pack_a) or, with bf16 precision, bf16 k-pairs packed for
+/// the vdpbf16ps kernel (pack_a_bf16) or for AMX tiles (pack_a_amx); the GEMMs run on the kernel
+/// they were packed for.
 struct ConvWeights {
   const float* fp32 = nullptr;
   const std::uint32_t* bf16 = nullptr;
+  bool amx = false;  // bf16 is pack_a_amx's layout
 
   template <class Params>  // ConvParams or ConvTransposeParams
   static ConvWeights of(const Params& p) {
-    return p.weight_bf16 ? ConvWeights{nullptr, p.weight_bf16->values.data()} : ConvWeights{p.weight->values.data(), nullptr};
+    return p.weight_bf16 ? ConvWeights{nullptr, p.weight_bf16->values.data(), p.bf16_amx}
+                         : ConvWeights{p.weight->values.data(), nullptr, false};
+  }
+  /// Matrix `index` of several [m x k] ones packed one after another (groups, Winograd points).
+  ConvWeights at(std::int64_t index, std::int64_t m, std::int64_t k) const {
+    if (fp32) return {fp32 + index * packed_a_floats(m, k), nullptr, false};
+    return {nullptr, bf16 + index * (amx ? packed_a_amx_words(m, k) : packed_a_bf16_words(m, k)), amx};
+  }
+  /// gemm_packed (gemm.hpp) on these weights' kernel; m0 is a multiple of kBf16Mr.
+  void gemm_packed(std::int64_t m, std::int64_t m0, std::int64_t rows, const PackedB& b, float* c,
+                   std::int64_t ldc) const {
+    if (fp32)
+      kernels::gemm_packed(fp32, m, m0, rows, b, c, ldc);
+    else if (amx)
+      gemm_packed_amx(bf16, m, m0, rows, b, c, ldc);
+    else
+      gemm_packed_bf16(bf16, m, m0, rows, b, c, ldc);
+  }
+  /// gemm_indirect (gemm.hpp) on these weights' kernel.
+  void gemm_indirect(std::int64_t m, std::int64_t m0, std::int64_t rows, const float* b, const std::int64_t* offsets,
+                     std::int64_t k, std::int64_t n, float* c, std::int64_t ldc) const {
+    if (fp32)
+      kernels::gemm_indirect(fp32, m, m0, rows, b, offsets, k, n, c, ldc);
+    else if (amx)
+      gemm_indirect_amx(bf16, m, m0, rows, b, offsets, k, n, c, ldc);
+    else
+      gemm_indirect_bf16(bf16, m, m0, rows, b, offsets, k, n, c, ldc);
   }
 };
 
@@ -243,22 +273,16 @@ inline void conv_block(const ConvWeights& weight, const float* bias, const ConvG
                        std::int64_t m0, std::int64_t rows, const ConvOperand& b, std::int64_t oh0, std::int64_t oh1,
                        Activation act, float* yn, float* staging) {
   const std::int64_t out_plane = g.oh * g.ow, oc0 = grp * g.cout_g + m0;
-  const float* a = weight.fp32 ? weight.fp32 + grp * packed_a_floats(g.cout_g, g.k) : nullptr;
-  const std::uint32_t* a16 = weight.bf16 ? weight.bf16 + grp * packed_a_bf16_words(g.cout_g, g.k) : nullptr;
+  const ConvWeights a = weight.at(grp, g.cout_g, g.k);
   float* out = yn + oc0 * out_plane + oh0 * g.ow;
   if (g.padded_rows) {
     const std::int64_t columns = g.columns(oh1 - oh0);
-    if (a16)
-      gemm_indirect_bf16(a16, g.cout_g, m0, rows, b.tile_start, b.offsets, g.k, columns, staging, columns);
-    else
-      gemm_indirect(a, g.cout_g, m0, rows, b.tile_start, b.offsets, g.k, columns, staging, columns);
+    a.gemm_indirect(g.cout_g, m0, rows, b.tile_start, b.offsets, g.k, columns, staging, columns);
     for (std::int64_t i = 0; i < rows; ++i)
       for (std::int64_t r = 0; r < oh1 - oh0; ++r)
         copy_run(out + i * out_plane + r * g.ow, staging + i * columns + r * g.wp, g.ow);
-  } else if (a16) {
-    gemm_packed_bf16(a16, g.cout_g, m0, rows, *b.packed, out, out_plane);
   } else {
-    gemm_packed(a, g.cout_g, m0, rows, *b.packed, out, out_plane);
+    a.gemm_packed(g.cout_g, m0, rows, *b.packed, out, out_plane);
   }
   bias_activation_block(bias, g, oc0, rows, oh0, oh1, act, yn);
 }
@@ -425,10 +449,7 @@ inline void conv_transpose2x2(const float* x, const ConvTransposeParams& p, cons
     const PackedB b(own, p.in, pixels);
     for (std::int64_t ci = 0; ci < p.in; ++ci) b.set_row(ci, x + (n * p.in + ci) * in_plane + r0 * xs.w);
     float* z = own + PackedB::floats(p.in, pixels);
-    if (weight.bf16)
-      gemm_packed_bf16(weight.bf16, m, 0, m, b, z, pixels);
-    else
-      gemm_packed(weight.fp32, m, 0, m, b, z, pixels);
+    weight.gemm_packed(m, 0, m, b, z, pixels);
     float* yn = y + n * p.out * out_plane;
     for (std::int64_t co = 0; co < p.out; ++co) {
       const float bv = bias ? bias[co] : 0.0f;

@@ -3,8 +3,9 @@
 // Bound weights (make_*) are immutable handles that any CpuBackend may use, so lanes share them.
 // Every operation checks its inputs and throws sluice::Error(errc::invalid_argument) on a mismatch;
 // allocation past the memory limit throws sluice::Error(errc::out_of_memory).
-// CpuOptions::precision = bf16 runs the conv GEMMs on bf16 operands with float32 sums (precision.hpp);
-// the weights a backend binds are packed for its precision.
+// CpuOptions::precision = bf16 runs the conv GEMMs on bf16 operands with float32 sums (precision.hpp),
+// on AMX tiles where the CPU has them; the weights a backend binds are packed for its precision and
+// kernel.
 // set_op_profiling() times each operation call (op_profile.hpp); take_op_profile() returns the sums.
 //
 //   sluice::cpu::CpuBackend cpu({.threads = 2, .memory_limit_bytes = 1 << 30});
@@ -78,6 +79,10 @@ class CpuBackend {
     if (options.precision == Precision::bf16) {
       precision_note_ = bf16_unavailable_reason();
       precision_ = precision_note_.empty() ? Precision::bf16 : Precision::fp32;
+      if (precision_ == Precision::bf16) {
+        bf16_kernel_note_ = kernels::amx_unavailable_reason();
+        amx_ = bf16_kernel_note_.empty();
+      }
     }
     if (options.memory_limit_bytes != 0) arena_->set_limit(options.memory_limit_bytes);
     if (options.cache_limit_bytes != 0) arena_->set_cache_limit(options.cache_limit_bytes);
@@ -143,6 +148,12 @@ class CpuBackend {
   Precision precision() const { return precision_; }
   /// Why a requested bf16 runs as fp32 (empty otherwise), for logs.
   const std::string& precision_note() const { return precision_note_; }
+  /// The kernel of the conv GEMMs: "fp32", "bf16 vdpbf16ps" or "bf16 amx".
+  const char* gemm_kernel() const {
+    return precision_ == Precision::fp32 ? "fp32" : amx_ ? "bf16 amx" : "bf16 vdpbf16ps";
+  }
+  /// With bf16 precision, why the GEMMs run on vdpbf16ps rather than AMX tiles (empty on AMX).
+  const std::string& bf16_kernel_note() const { return bf16_kernel_note_; }
   ThreadPool& pool() { return *pool_; }
   const std::shared_ptr<Arena>& arena() const { return arena_; }
 
@@ -236,11 +247,13 @@ class CpuBackend {
     if (p->depthwise()) {
       p->weight = std::make_unique<PackedArray>(arena_, std::vector<float>(w.data.begin(), w.data.end()));
     } else if (kernels::winograd_suits(p->out, p->in, p->kh, p->kw, spec)) {
-      if (precision_ == Precision::bf16)
+      if (precision_ == Precision::bf16) {
         p->weight_bf16 =
-            std::make_unique<PackedWords>(arena_, kernels::winograd_weights_bf16(w.data.data(), p->out, p->in, 2));
-      else
+            std::make_unique<PackedWords>(arena_, kernels::winograd_weights_bf16(w.data.data(), p->out, p->in, 2, amx_));
+        p->bf16_amx = amx_;
+      } else {
         p->weight = std::make_unique<PackedArray>(arena_, kernels::winograd_weights(w.data.data(), p->out, p->in, 2));
+      }
       if (kernels::winograd4_suits(p->out, p->in, precision_)) {
         p->weight_3x3 = std::make_unique<PackedArray>(arena_, std::vector<float>(w.data.begin(), w.data.end()));
         p->weight_winograd4 = std::make_unique<LazyPacked>(arena_);
@@ -314,7 +327,7 @@ class CpuBackend {
       const std::int64_t tile = kernels::winograd_tile(s.h, s.w, p.weight_winograd4 != nullptr);
       const kernels::WinogradGeometry g = kernels::winograd_geometry(s, p.out, tile);
       const kernels::ConvWeights u =
-          tile == 2 ? kernels::ConvWeights::of(p) : kernels::ConvWeights{kernels::winograd4_weights(p), nullptr};
+          tile == 2 ? kernels::ConvWeights::of(p) : kernels::ConvWeights{kernels::winograd4_weights(p), nullptr, false};
       CpuTensor y = empty({s.n, p.out, s.h, s.w});
       Buffer scratch(arena_, static_cast<std::size_t>(g.scratch_floats(pool_->size())));
       kernels::conv2d_winograd(x.data(), u, p.bias ? p.bias->values.data() : nullptr, g, act, y.data(),
@@ -602,11 +615,12 @@ class CpuBackend {
   template <class Params>
   void pack_gemm_weights(Params& p, const float* a, std::int64_t groups, std::int64_t m, std::int64_t k) {
     if (precision_ == Precision::bf16) {
-      const std::int64_t group_words = kernels::packed_a_bf16_words(m, k);
+      const std::int64_t group_words = amx_ ? kernels::packed_a_amx_words(m, k) : kernels::packed_a_bf16_words(m, k);
       std::vector<std::uint32_t> packed(static_cast<std::size_t>(groups * group_words));
       for (std::int64_t grp = 0; grp < groups; ++grp)
-        kernels::pack_a_bf16(a + grp * m * k, m, k, k, packed.data() + grp * group_words);
+        (amx_ ? kernels::pack_a_amx : kernels::pack_a_bf16)(a + grp * m * k, m, k, k, packed.data() + grp * group_words);
       p.weight_bf16 = std::make_unique<PackedWords>(arena_, std::move(packed));
+      p.bf16_amx = amx_;
     } else {
       const std::int64_t group_floats = kernels::packed_a_floats(m, k);
       std::vector<float> packed(static_cast<std::size_t>(groups * group_floats));
@@ -621,6 +635,8 @@ class CpuBackend {
   BatchSplit batch_split_ = BatchSplit::automatic;
   Precision precision_ = Precision::fp32;
   std::string precision_note_;
+  bool amx_ = false;  // bf16 GEMMs on AMX tiles (gemm_amx.hpp): the weights are packed for them
+  std::string bf16_kernel_note_;
   std::unique_ptr<SplitTuner> split_tuner_;         ///< in a box: CpuBackend stays movable
   std::vector<std::unique_ptr<CpuBackend>> solos_;  ///< one single-threaded backend per pool thread
   OpProfiler profiler_;

@@ -73,13 +73,24 @@ inline void pack_a_bf16(const float* a, std::int64_t m, std::int64_t k, std::int
 
 namespace detail {
 
-/// Rounds panel b (kc rows of kGemmNr floats) to bf16 k-pairs: word (p, j) holds rows 2p and 2p + 1
-/// of column j. An odd kc's last pair is completed with zero (never read past the panel's rows).
+/// Rounds panel b (kc rows of kGemmNr floats) to bf16 k-pairs in scalar code: word (p, j), at
+/// out[p * stride + j], holds rows 2p and 2p + 1 of column j. An odd kc's last pair is completed
+/// with zero (never read past the panel's rows).
 template <class Panel>
-SLUICE_CPU_BF16_TARGET inline void pack_b_panel_bf16(std::int64_t kc, Panel b, std::uint32_t* out) {
+inline void pack_b_panel_bf16_scalar(std::int64_t kc, Panel b, std::uint32_t* out, std::int64_t stride) {
+  for (std::int64_t kk = 0; kk < kc; kk += 2, out += stride)
+    for (std::int64_t j = 0; j < kGemmNr; ++j)
+      out[j] = static_cast<std::uint32_t>(to_bf16(b.row(kk)[j])) |
+               static_cast<std::uint32_t>(kk + 1 < kc ? to_bf16(b.row(kk + 1)[j]) : 0) << 16;
+}
+
+/// The same with AVX512_BF16's conversion (the same bits for normal numbers).
+template <class Panel>
+SLUICE_CPU_BF16_TARGET inline void pack_b_panel_bf16(std::int64_t kc, Panel b, std::uint32_t* out,
+                                                     std::int64_t stride = kGemmNr) {
 #ifdef SLUICE_CPU_BF16_KERNELS
   static_assert(kGemmNr == 24, "the conversion is written out for three 8-column vectors");
-  for (std::int64_t kk = 0; kk < kc; kk += 2, out += kGemmNr) {
+  for (std::int64_t kk = 0; kk < kc; kk += 2, out += stride) {
     const float* r0 = b.row(kk);
     const float* r1 = kk + 1 < kc ? b.row(kk + 1) : nullptr;
     for (int v = 0; v < 3; ++v) {
@@ -94,10 +105,7 @@ SLUICE_CPU_BF16_TARGET inline void pack_b_panel_bf16(std::int64_t kc, Panel b, s
     }
   }
 #else
-  for (std::int64_t kk = 0; kk < kc; kk += 2, out += kGemmNr)
-    for (std::int64_t j = 0; j < kGemmNr; ++j)
-      out[j] = static_cast<std::uint32_t>(to_bf16(b.row(kk)[j])) |
-               static_cast<std::uint32_t>(kk + 1 < kc ? to_bf16(b.row(kk + 1)[j]) : 0) << 16;
+  pack_b_panel_bf16_scalar(kc, b, out, stride);
 #endif
 }
 

@@ -8,7 +8,9 @@
 // The bf16 kernels are chosen at run time from CPUID, not from the compiler flags, so one binary
 // runs on any x86-64. Where the processor lacks AVX512_BF16 (or SLUICE_CPU_BF16=off is set, which
 // the tests use to force it), bf16 falls back to the fp32 kernels: CpuBackend::precision() then
-// says fp32 and CpuBackend::precision_note() says why.
+// says fp32 and CpuBackend::precision_note() says why. Where it also has AMX tiles
+// (cpu_has_amx_bf16), the bf16 GEMMs run on them instead (gemm_amx.hpp; SLUICE_CPU_AMX=off keeps
+// vdpbf16ps).
 #pragma once
 
 #include <cstdint>
@@ -20,6 +22,11 @@
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #include <cpuid.h>
 #define SLUICE_CPU_BF16_KERNELS 1  // the bf16 kernels are compiled (target attributes, gemm_bf16.hpp)
+#endif
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define SLUICE_CPU_AMX_KERNELS 1  // the AMX kernel is compiled (gemm_amx.hpp)
 #endif
 
 #include "sluice/core/error.hpp"
@@ -55,6 +62,31 @@ inline bool cpu_has_avx512_bf16() {
   if ((ebx & need) != need) return false;
   __cpuid_count(7, 1, eax, ebx, ecx, edx);
   return (eax & (1u << 5)) != 0;
+#else
+  return false;
+#endif
+}
+
+/// Whether the processor has AMX tiles with bf16 dot products and the process may use them:
+/// AVX512_BF16 (the kernel rounds B with it); CPUID.(EAX=7,ECX=0):EDX has AMX-BF16 (bit 22) and
+/// AMX-TILE (24); XCR0 enables the tile state (bits 17 and 18); and Linux granted this process the
+/// tile data (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 18): without it the first tile
+/// instruction faults). Asked once; the grant holds for every thread of the process.
+inline bool cpu_has_amx_bf16() {
+#ifdef SLUICE_CPU_AMX_KERNELS
+  static const bool has = [] {
+    if (!cpu_has_avx512_bf16()) return false;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    __cpuid_count(7, 0, eax, ebx, ecx, edx);
+    const unsigned need = (1u << 22) | (1u << 24);
+    if ((edx & need) != need) return false;
+    unsigned xcr0_lo = 0, xcr0_hi = 0;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & (3u << 17)) != (3u << 17)) return false;
+    constexpr long kRequestPermission = 0x1023, kTileData = 18;  // <asm/prctl.h>, the XSAVE feature number
+    return syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+  }();
+  return has;
 #else
   return false;
 #endif

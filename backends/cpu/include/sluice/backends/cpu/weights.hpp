@@ -63,6 +63,7 @@ struct ConvParams {
   ConvSpec spec;
   std::unique_ptr<PackedArray> weight, bias;    // bias null when absent; weight null when weight_bf16 is set
   std::unique_ptr<PackedWords> weight_bf16;      // bf16 precision: the GEMM (or Winograd) matrices as bf16
+  bool bf16_amx = false;                         // weight_bf16 is packed for AMX tiles (gemm_amx.hpp)
   bool winograd = false;                         // weight (or weight_bf16) holds F(2x2, 3x3)'s matrices
   std::unique_ptr<PackedArray> weight_3x3;       // convs that may run as F(4x4, 3x3): the raw weights,
   std::unique_ptr<LazyPacked> weight_winograd4;  // and F(4x4, 3x3)'s matrices, made on first use
@@ -72,6 +73,7 @@ struct ConvTransposeParams {
   std::int64_t in = 0, out = 0;
   std::unique_ptr<PackedArray> weight, bias;  // weight: the GEMM matrix [out*4 x in]; bias may be null
   std::unique_ptr<PackedWords> weight_bf16;   // bf16 precision: that matrix as bf16 (weight null)
+  bool bf16_amx = false;                      // weight_bf16 is packed for AMX tiles (gemm_amx.hpp)
 };
 struct NormParams {
   std::int64_t channels = 0;

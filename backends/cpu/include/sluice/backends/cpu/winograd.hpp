@@ -27,6 +27,7 @@
 
 #include "sluice/backends/cpu/conv.hpp"
 #include "sluice/backends/cpu/gemm.hpp"
+#include "sluice/backends/cpu/gemm_amx.hpp"
 #include "sluice/backends/cpu/gemm_bf16.hpp"
 #include "sluice/backends/cpu/phase_times.hpp"
 #include "sluice/backends/cpu/precision.hpp"
@@ -192,14 +193,15 @@ inline std::vector<float> winograd_weights(const float* w, std::int64_t out, std
   return packed;
 }
 
-/// The same for the bf16 kernel (gemm_bf16.hpp): matrices packed by pack_a_bf16, point-major.
+/// The same for the bf16 kernels, point-major: packed by pack_a_bf16 (gemm_bf16.hpp) or, for AMX
+/// tiles, by pack_a_amx (gemm_amx.hpp).
 inline std::vector<std::uint32_t> winograd_weights_bf16(const float* w, std::int64_t out, std::int64_t in,
-                                                        std::int64_t tile) {
+                                                        std::int64_t tile, bool amx) {
   const std::vector<float> u = detail::transform_weights(w, out, in, tile);
-  const std::int64_t words = packed_a_bf16_words(out, in);
+  const std::int64_t words = amx ? packed_a_amx_words(out, in) : packed_a_bf16_words(out, in);
   std::vector<std::uint32_t> packed(static_cast<std::size_t>(winograd_points(tile) * words));
   for (std::int64_t point = 0; point < winograd_points(tile); ++point)
-    pack_a_bf16(u.data() + point * out * in, out, in, in, packed.data() + point * words);
+    (amx ? pack_a_amx : pack_a_bf16)(u.data() + point * out * in, out, in, in, packed.data() + point * words);
   return packed;
 }
 
@@ -350,15 +352,10 @@ inline void winograd_input(const float* x, const WinogradGeometry& g, const Wino
 /// M = U V for transform points [p0, p1).
 inline void winograd_multiply(const ConvWeights& u, const WinogradGeometry& g, const WinogradBlock& b,
                               std::int64_t p0, std::int64_t p1) {
-  const std::int64_t operand_floats = PackedB::floats(g.cin, g.block), a_floats = packed_a_floats(g.cout, g.cin),
-                     a_words = packed_a_bf16_words(g.cout, g.cin);
+  const std::int64_t operand_floats = PackedB::floats(g.cin, g.block);
   for (std::int64_t point = p0; point < p1; ++point) {
     const PackedB operand(b.operands + point * operand_floats, g.cin, b.count);
-    float* product = b.products + point * g.cout * g.block;
-    if (u.bf16)
-      gemm_packed_bf16(u.bf16 + point * a_words, g.cout, 0, g.cout, operand, product, b.count);
-    else
-      gemm_packed(u.fp32 + point * a_floats, g.cout, 0, g.cout, operand, product, b.count);
+    u.at(point, g.cout, g.cin).gemm_packed(g.cout, 0, g.cout, operand, b.products + point * g.cout * g.block, b.count);
   }
 }
 
