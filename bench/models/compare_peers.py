@@ -11,7 +11,7 @@ float32 output (relative L2): they all compute the same network. Prints markdown
 Run (from the repository root, after building bench_models in a release build):
   /usr/bin/python3 bench/models/compare_peers.py --build build/release [--threads 2] [--reps 3]
       [--rounds 1] [--networks hrnet,resunet_small,advanced_resunet,cbam_resunet] [--sizes 256]
-      [--batches 1,4] [--engines sluice_fp32,sluice_bf16,torch,ort,ov_fp32,ov_bf16]
+      [--batches 1,4] [--engines sluice_fp32,sluice_bf16,sluice_bf16_vdpbf16ps,torch,ort,ov_fp32,ov_bf16]
       [--venv build/peers-venv] [--cache build/peers-cache] [--json rows.json]
 The runtimes live in a venv (pip: onnxruntime, openvino, onnx, numpy) that the first run makes and
 later runs reuse; torch is Debian's (this script runs under /usr/bin/python3).
@@ -33,7 +33,9 @@ sys.path.insert(0, _HERE)
 import pytorch_peer  # noqa: E402
 from compare import NETWORKS, find_binary, int_list, run_bench_models, write_case  # noqa: E402
 
-ENGINES = ["sluice_fp32", "sluice_bf16", "torch", "ort", "ov_fp32", "ov_bf16"]
+# sluice_bf16 runs on AMX tiles where the CPU has them; sluice_bf16_vdpbf16ps keeps the AVX512_BF16
+# kernel there (SLUICE_CPU_AMX=off), for the two side by side.
+ENGINES = ["sluice_fp32", "sluice_bf16", "sluice_bf16_vdpbf16ps", "torch", "ort", "ov_fp32", "ov_bf16"]
 VENV_PACKAGES = ["onnxruntime", "openvino", "onnx", "numpy"]
 
 
@@ -119,16 +121,18 @@ def main():
                     x_path = os.path.join(tmp, "x.npy")
                     np.save(x_path, x.numpy())
                     medians = {e: [] for e in engines}
-                    errors, runs = {}, {e: 0 for e in engines}
+                    errors, runs, kernels = {}, {e: 0 for e in engines}, {}
                     load = os.getloadavg()[0]
                     for _ in range(args.rounds):
                         for e in engines:
                             if e.startswith("sluice"):
+                                engine_env = dict(env, SLUICE_CPU_AMX="off") if e.endswith("vdpbf16ps") else env
                                 r = run_bench_models(binary, name, weights, inputs, args.threads, args.reps, s, b,
-                                                     args.max_seconds, ["--precision", e.split("_")[1]], env)
+                                                     args.max_seconds, ["--precision", e.split("_")[1]], engine_env)
                                 medians[e].append(r["median_s"])
                                 runs[e] += r["runs"]
                                 errors[e] = r["rel_l2_vs_torch"]
+                                kernels[e] = r.get("gemm_kernel", r.get("precision"))
                                 if r.get("precision") != e.split("_")[1]:
                                     print(f"note: {e} ran as {r.get('precision')}", file=sys.stderr)
                             elif e == "torch":
@@ -147,7 +151,7 @@ def main():
                                 medians[e].append(r["median_s"])
                                 runs[e] += r["runs"]
                                 errors[e] = relative_l2(np.load(y_path), expected)
-                    row = dict(network=name, size=s, batch=b, load=load, runs=runs, rel_l2=errors,
+                    row = dict(network=name, size=s, batch=b, load=load, runs=runs, rel_l2=errors, kernels=kernels,
                                images_per_s={e: b / statistics.median(medians[e]) for e in engines})
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
@@ -155,10 +159,13 @@ def main():
 
     ips = lambda r, e: r["images_per_s"].get(e)  # noqa: E731
     ratios = [(a, b) for a, b in [("sluice_fp32", "ov_fp32"), ("sluice_fp32", "ort"), ("sluice_bf16", "ov_bf16"),
-                                  ("sluice_fp32", "torch"), ("sluice_bf16", "sluice_fp32")]
+                                  ("sluice_fp32", "torch"), ("sluice_bf16", "sluice_fp32"),
+                                  ("sluice_bf16", "sluice_bf16_vdpbf16ps")]
               if a in engines and b in engines]
     print(f"threads: {args.threads}, reps: {args.reps} x {args.rounds} round(s) (medians), torch {torch.__version__}; "
           f"images/s; load = 1-minute load average before the configuration")
+    if rows and rows[0]["kernels"]:
+        print("sluice's GEMM kernels: " + ", ".join(f"{e}: {k}" for e, k in rows[0]["kernels"].items()))
     print()
     print("| network | size | batch | " + " | ".join(engines) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) +
           " | load |")
