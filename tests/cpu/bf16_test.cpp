@@ -196,8 +196,8 @@ TEST(AmxGemm, ReadingBInPlaceThroughRowOffsetsGivesThePackedResultBitForBit) {
   EXPECT_EQ(c, packed);
 }
 
-// The emulation adds a pair's two products in turn, as the instruction's definition reads. The
-// tiles themselves must agree with it to float32 rounding on every shape class.
+// The tiles themselves against their emulation, to float32 rounding (they may order a tile's sums
+// otherwise, see EmulatedTiles), and against the double product, on every shape class.
 TEST(AmxGemm, TheTilesAgreeWithTheirEmulation) {
   if (!sluice::cpu::cpu_has_amx_bf16()) GTEST_SKIP() << "no AMX-BF16 tiles on this CPU";
   EXPECT_EQ(kernels::amx_unavailable_reason(), "");
@@ -213,7 +213,15 @@ TEST(AmxGemm, TheTilesAgreeWithTheirEmulation) {
     const kernels::PackedB b(storage.data(), k, n);
     for (std::int64_t r = 0; r < k; ++r) b.set_row(r, hardware.b.data() + r * n);
     kernels::gemm_packed_amx<kernels::detail::EmulatedTiles>(hardware.packed_a.data(), m, 0, m, b, emulated.data(), n);
-    for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], emulated[i], 1e-5 * std::max(1.0f, std::abs(got[i])));
+    // Both sum the same exact products in float32, each within gamma_(k+2) of their magnitude.
+    const double u32 = std::ldexp(1.0, -24), gamma = (k + 2) * u32 / (1 - (k + 2) * u32);
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double magnitude = 0;
+        for (std::int64_t q = 0; q < k; ++q)
+          magnitude += std::abs(bf16_value(hardware.a[i * k + q]) * bf16_value(hardware.b[q * n + j]));
+        ASSERT_LE(std::abs(double(got[i * n + j]) - emulated[i * n + j]), 2 * gamma * magnitude) << i << "," << j;
+      }
   }
 }
 

@@ -21,9 +21,9 @@
 
 #include "sluice/backends/cpu/activation.hpp"
 #include "sluice/backends/cpu/gemm.hpp"
-#include "sluice/backends/cpu/phase_times.hpp"
 #include "sluice/backends/cpu/gemm_amx.hpp"
 #include "sluice/backends/cpu/gemm_bf16.hpp"
+#include "sluice/backends/cpu/phase_times.hpp"
 #include "sluice/backends/cpu/plane_tasks.hpp"
 #include "sluice/backends/cpu/thread_pool.hpp"
 #include "sluice/backends/cpu/weights.hpp"
