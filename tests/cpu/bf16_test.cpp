@@ -12,7 +12,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
+#include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -114,17 +117,16 @@ TEST(Bf16Gemm, MatchesDoubleProductWithinTheBf16Bound) {
   ref::for_every_shape<Bf16Gemm>(ms, ks, ns, rng, expect_within_the_bf16_bound<Bf16Gemm>);
 }
 
-TEST(Bf16Gemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
-  SLUICE_REQUIRE_BF16();
-  std::mt19937 rng(82);
-  const Product p(40, 531, 150, rng);
+/// Rows [m0, m0 + rows) and columns [c0, c1) of a product.
+struct Window {
+  std::int64_t m0, rows, c0, c1;
+};
+
+/// Each window of p through the kernel must give the same bits as the whole product there.
+template <class Kernel>
+void expect_windows_equal_the_whole(const ref::PackedGemmProduct<Kernel>& p, std::initializer_list<Window> windows) {
   const std::vector<float> full = p.run(0, p.m, 0, p.n);
-  struct Window {
-    std::int64_t m0, rows, c0, c1;
-  };
-  // Last panels of 1-8, 9-16 and 17-24 columns: the micro-kernel's three widths.
-  for (const Window w : {Window{0, 40, 0, 1}, Window{8, 16, 5, 150}, Window{32, 8, 17, 41}, Window{16, 3, 149, 150},
-                         Window{0, 40, 3, 19}, Window{8, 24, 40, 53}, Window{24, 16, 100, 140}}) {
+  for (const Window w : windows) {
     const std::vector<float> part = p.run(w.m0, w.rows, w.c0, w.c1);
     for (std::int64_t i = 0; i < w.rows; ++i)
       for (std::int64_t j = w.c0; j < w.c1; ++j)
@@ -132,22 +134,41 @@ TEST(Bf16Gemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
   }
 }
 
+TEST(Bf16Gemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
+  SLUICE_REQUIRE_BF16();
+  std::mt19937 rng(82);
+  // Last panels of 1-8, 9-16 and 17-24 columns: the micro-kernel's three widths.
+  expect_windows_equal_the_whole(Product(40, 531, 150, rng),
+                                 {{0, 40, 0, 1}, {8, 16, 5, 150}, {32, 8, 17, 41}, {16, 3, 149, 150}, {0, 40, 3, 19},
+                                  {8, 24, 40, 53}, {24, 16, 100, 140}});
+}
+
+/// B of p stored in place for an indirect GEMM: its rows in reverse order in memory, row stride n + 5,
+/// and a panel's width readable past the end.
+struct RowsInPlace {
+  std::vector<float> storage;
+  std::vector<std::int64_t> offsets;
+
+  template <class Kernel>
+  explicit RowsInPlace(const ref::PackedGemmProduct<Kernel>& p)
+      : storage(static_cast<std::size_t>(p.k * (p.n + 5) + kernels::kGemmNr), 3.0f),
+        offsets(static_cast<std::size_t>(p.k)) {
+    for (std::int64_t r = 0; r < p.k; ++r) {
+      offsets[static_cast<std::size_t>(r)] = (p.k - 1 - r) * (p.n + 5);
+      std::copy_n(p.b.begin() + r * p.n, p.n, storage.begin() + offsets[static_cast<std::size_t>(r)]);
+    }
+  }
+};
+
 TEST(Bf16Gemm, ReadingBInPlaceThroughRowOffsetsGivesThePackedResultBitForBit) {
   SLUICE_REQUIRE_BF16();
   std::mt19937 rng(83);
   const Product p(20, 301, 77, rng);
-  const std::vector<float> packed = p.run(0, p.m, 0, p.n);
-  // B's rows in reverse order in memory, row stride n + 5, and a panel's width readable past the end.
-  const std::int64_t stride = p.n + 5;
-  std::vector<float> storage(static_cast<std::size_t>(p.k * stride + kernels::kGemmNr), 3.0f);
-  std::vector<std::int64_t> offsets(static_cast<std::size_t>(p.k));
-  for (std::int64_t r = 0; r < p.k; ++r) {
-    offsets[static_cast<std::size_t>(r)] = (p.k - 1 - r) * stride;
-    std::copy_n(p.b.begin() + r * p.n, p.n, storage.begin() + offsets[static_cast<std::size_t>(r)]);
-  }
+  const RowsInPlace b(p);
   std::vector<float> c(static_cast<std::size_t>(p.m * p.n), 99.0f);
-  kernels::gemm_indirect_bf16(p.packed_a.data(), p.m, 0, p.m, storage.data(), offsets.data(), p.k, p.n, c.data(), p.n);
-  EXPECT_EQ(c, packed);
+  kernels::gemm_indirect_bf16(p.packed_a.data(), p.m, 0, p.m, b.storage.data(), b.offsets.data(), p.k, p.n, c.data(),
+                              p.n);
+  EXPECT_EQ(c, p.run(0, p.m, 0, p.n));
 }
 
 // ---- AMX tiles ---------------------------------------------------------------------------------
@@ -163,37 +184,21 @@ TEST(AmxGemm, MatchesDoubleProductWithinTheBf16Bound) {
 
 TEST(AmxGemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
   std::mt19937 rng(92);
-  const ref::PackedGemmProduct<EmulatedAmx> p(45, 531, 150, rng);
-  const std::vector<float> full = p.run(0, p.m, 0, p.n);
-  struct Window {
-    std::int64_t m0, rows, c0, c1;
-  };
   // Blocks of one and two tiles each way, full and partial; rows that start inside a tile (the
   // callers split rows by 8); the last rows, whose tiles read the packing's zero rows.
-  for (const Window w : {Window{0, 45, 0, 1}, Window{8, 16, 5, 150}, Window{3, 33, 17, 41}, Window{16, 3, 149, 150},
-                         Window{0, 45, 3, 19}, Window{8, 24, 40, 53}, Window{24, 21, 100, 140}, Window{40, 5, 0, 150}}) {
-    const std::vector<float> part = p.run(w.m0, w.rows, w.c0, w.c1);
-    for (std::int64_t i = 0; i < w.rows; ++i)
-      for (std::int64_t j = w.c0; j < w.c1; ++j)
-        ASSERT_EQ(part[i * (w.c1 - w.c0) + j - w.c0], full[(w.m0 + i) * p.n + j]) << i << "," << j;
-  }
+  expect_windows_equal_the_whole(ref::PackedGemmProduct<EmulatedAmx>(45, 531, 150, rng),
+                                 {{0, 45, 0, 1}, {8, 16, 5, 150}, {3, 33, 17, 41}, {16, 3, 149, 150}, {0, 45, 3, 19},
+                                  {8, 24, 40, 53}, {24, 21, 100, 140}, {40, 5, 0, 150}});
 }
 
 TEST(AmxGemm, ReadingBInPlaceThroughRowOffsetsGivesThePackedResultBitForBit) {
   std::mt19937 rng(93);
   const ref::PackedGemmProduct<EmulatedAmx> p(20, 301, 77, rng);
-  const std::vector<float> packed = p.run(0, p.m, 0, p.n);
-  const std::int64_t stride = p.n + 5;
-  std::vector<float> storage(static_cast<std::size_t>(p.k * stride + kernels::kGemmNr), 3.0f);
-  std::vector<std::int64_t> offsets(static_cast<std::size_t>(p.k));
-  for (std::int64_t r = 0; r < p.k; ++r) {
-    offsets[static_cast<std::size_t>(r)] = (p.k - 1 - r) * stride;
-    std::copy_n(p.b.begin() + r * p.n, p.n, storage.begin() + offsets[static_cast<std::size_t>(r)]);
-  }
+  const RowsInPlace b(p);
   std::vector<float> c(static_cast<std::size_t>(p.m * p.n), 99.0f);
-  kernels::gemm_indirect_amx<kernels::detail::EmulatedTiles>(p.packed_a.data(), p.m, 0, p.m, storage.data(),
-                                                              offsets.data(), p.k, p.n, c.data(), p.n);
-  EXPECT_EQ(c, packed);
+  kernels::gemm_indirect_amx<kernels::detail::EmulatedTiles>(p.packed_a.data(), p.m, 0, p.m, b.storage.data(),
+                                                              b.offsets.data(), p.k, p.n, c.data(), p.n);
+  EXPECT_EQ(c, p.run(0, p.m, 0, p.n));
 }
 
 // The tiles themselves against their emulation, to float32 rounding (they may order a tile's sums
@@ -240,35 +245,32 @@ TEST(AmxGemm, TheScalarAndVectorRoundingOfBAgreeBitForBit) {
 
 // ---- dispatch and fallback -------------------------------------------------------------------------
 
-TEST(Bf16Dispatch, CpuidAgreesWithTheKernelsFlags) {
+/// The kernel's own flags from /proc/cpuinfo, or nothing where it has none.
+std::optional<std::set<std::string>> kernel_cpu_flags() {
   std::ifstream in("/proc/cpuinfo");
-  if (!in) GTEST_SKIP() << "no /proc/cpuinfo";
   std::string line;
-  while (std::getline(in, line) && line.rfind("flags", 0) != 0) {
+  while (in && std::getline(in, line) && line.rfind("flags", 0) != 0) {
   }
-  if (line.empty()) GTEST_SKIP() << "no flags line in /proc/cpuinfo";
+  if (line.rfind("flags", 0) != 0) return std::nullopt;
   std::istringstream words(line);
-  bool bf16 = false, f = false, bw = false, vl = false;
-  for (std::string w; words >> w;) {
-    bf16 |= w == "avx512_bf16";
-    f |= w == "avx512f";
-    bw |= w == "avx512bw";
-    vl |= w == "avx512vl";
-  }
-  EXPECT_EQ(sluice::cpu::cpu_has_avx512_bf16(), bf16 && f && bw && vl);
+  std::set<std::string> flags;
+  for (std::string w; words >> w;) flags.insert(w);
+  return flags;
+}
+
+TEST(Bf16Dispatch, CpuidAgreesWithTheKernelsFlags) {
+  const auto flags = kernel_cpu_flags();
+  if (!flags) GTEST_SKIP() << "no flags line in /proc/cpuinfo";
+  const bool all = flags->count("avx512_bf16") && flags->count("avx512f") && flags->count("avx512bw") &&
+                   flags->count("avx512vl");
+  EXPECT_EQ(sluice::cpu::cpu_has_avx512_bf16(), all);
 }
 
 TEST(Bf16Dispatch, AmxAgreesWithTheKernelsFlagsAndCanBeSwitchedOff) {
-  std::ifstream in("/proc/cpuinfo");
-  if (!in) GTEST_SKIP() << "no /proc/cpuinfo";
-  std::string line;
-  while (std::getline(in, line) && line.rfind("flags", 0) != 0) {
-  }
-  if (line.empty()) GTEST_SKIP() << "no flags line in /proc/cpuinfo";
-  std::istringstream words(line);
-  bool tile = false, amx_bf16 = false;
-  for (std::string w; words >> w;) tile |= w == "amx_tile", amx_bf16 |= w == "amx_bf16";
-  EXPECT_EQ(sluice::cpu::cpu_has_amx_bf16(), tile && amx_bf16 && sluice::cpu::cpu_has_avx512_bf16());
+  const auto flags = kernel_cpu_flags();
+  if (!flags) GTEST_SKIP() << "no flags line in /proc/cpuinfo";
+  EXPECT_EQ(sluice::cpu::cpu_has_amx_bf16(),
+            flags->count("amx_tile") && flags->count("amx_bf16") && sluice::cpu::cpu_has_avx512_bf16());
   ::setenv("SLUICE_CPU_AMX", "off", 1);
   CpuBackend off({.threads = 2, .precision = Precision::bf16});
   const std::string reason = kernels::amx_unavailable_reason();
