@@ -360,9 +360,10 @@ inline void conv2d_gemm(const float* x, const ConvParams& p, const ConvGeometry&
       for (std::int64_t grp = 0; grp < g.groups; ++grp) {
         if (!g.padded_rows) {
           const std::int64_t chunks = std::min<std::int64_t>(g.cin_g, static_cast<std::int64_t>(pool.size()) * 4);
-          const std::int64_t per = (g.cin_g + chunks - 1) / chunks;
           pool.parallel_for(static_cast<std::size_t>(chunks), [&](std::size_t chunk, std::size_t worker) {
-            const std::int64_t c0 = static_cast<std::int64_t>(chunk) * per, c1 = std::min(g.cin_g, c0 + per);
+            // Chunks differ by at most one channel (as even as the channels allow).
+            const auto c = static_cast<std::int64_t>(chunk);
+            const std::int64_t c0 = c * g.cin_g / chunks, c1 = (c + 1) * g.cin_g / chunks;
             if (c0 < c1)
               PhaseTimes::time(phases, 0, [&] { im2col_rows(xn, g, grp, c0, c1, oh0, oh1, col, own_floats(worker)); });
           });
