@@ -176,8 +176,8 @@ void BM_Winograd(benchmark::State& state) {
     state.SkipWithError("this CPU lacks AVX512_BF16");
     return;
   }
-  if (amx && !k::amx_unavailable_reason().empty()) {
-    state.SkipWithError(k::amx_unavailable_reason().c_str());
+  if (const std::string why = amx ? k::amx_unavailable_reason() : std::string(); !why.empty()) {
+    state.SkipWithError(why.c_str());
     return;
   }
   sluice::cpu::ThreadPool pool(static_cast<std::size_t>(state.range(3)));

@@ -55,8 +55,7 @@ inline Lanes<cpu::CpuBackend> make_cpu_lanes(const LaneSettings& s) {
     lanes.add(std::make_unique<cpu::CpuBackend>(
         cpu::CpuOptions{.threads = threads, .batch_split = s.cpu_batch_split, .precision = precision}));
   const std::string& note = lanes.front().precision_note();
-  const bool bf16 = lanes.front().precision() == cpu::Precision::bf16;
-  lanes.description = std::string("cpu ") + (bf16 ? lanes.front().gemm_kernel() : cpu::to_string(lanes.front().precision())) +
+  lanes.description = std::string("cpu ") + lanes.front().gemm_kernel() +
                       (note.empty() ? "" : " [" + note + "]") + " (" + std::to_string(n) + (n > 1 ? " lanes" : " lane") + " x " + std::to_string(threads) +
                       (threads > 1 ? std::string(" threads, batch split ") + cpu::to_string(s.cpu_batch_split)
                                    : std::string(" thread")) +

@@ -210,14 +210,11 @@ TEST(AmxGemm, TheTilesAgreeWithTheirEmulation) {
   const std::tuple<std::int64_t, std::int64_t, std::int64_t> shapes[] = {{1, 7, 1}, {17, 257, 97}, {40, 600, 130}, {96, 96, 64}};
   for (const auto& [m, k, n] : shapes) {
     SCOPED_TRACE("m " + std::to_string(m) + " k " + std::to_string(k) + " n " + std::to_string(n));
+    std::mt19937 same_draws = rng;
     const ref::PackedGemmProduct<HardwareAmx> hardware(m, k, n, rng);
     const std::vector<float> got = hardware.run(0, m, 0, n);
     expect_within_the_bf16_bound(hardware, got);
-    std::vector<float> emulated(got.size());
-    std::vector<float> storage(static_cast<std::size_t>(kernels::PackedB::floats(k, n)));
-    const kernels::PackedB b(storage.data(), k, n);
-    for (std::int64_t r = 0; r < k; ++r) b.set_row(r, hardware.b.data() + r * n);
-    kernels::gemm_packed_amx<kernels::detail::EmulatedTiles>(hardware.packed_a.data(), m, 0, m, b, emulated.data(), n);
+    const std::vector<float> emulated = ref::PackedGemmProduct<EmulatedAmx>(m, k, n, same_draws).run(0, m, 0, n);
     // Both sum the same exact products in float32, each within gamma_(k+2) of their magnitude.
     const double u32 = std::ldexp(1.0, -24), gamma = (k + 2) * u32 / (1 - (k + 2) * u32);
     for (std::int64_t i = 0; i < m; ++i)

@@ -242,7 +242,7 @@ struct ConvWeights {
   /// Matrix `index` of several [m x k] ones packed one after another (groups, Winograd points).
   ConvWeights at(std::int64_t index, std::int64_t m, std::int64_t k) const {
     if (fp32) return {fp32 + index * packed_a_floats(m, k), nullptr, false};
-    return {nullptr, bf16 + index * (amx ? packed_a_amx_words(m, k) : packed_a_bf16_words(m, k)), amx};
+    return {nullptr, bf16 + index * bf16_kernel_words(m, k, amx), amx};
   }
   /// gemm_packed (gemm.hpp) on these weights' kernel; m0 is a multiple of kBf16Mr.
   void gemm_packed(std::int64_t m, std::int64_t m0, std::int64_t rows, const PackedB& b, float* c,

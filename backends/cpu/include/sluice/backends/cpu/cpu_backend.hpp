@@ -615,10 +615,10 @@ class CpuBackend {
   template <class Params>
   void pack_gemm_weights(Params& p, const float* a, std::int64_t groups, std::int64_t m, std::int64_t k) {
     if (precision_ == Precision::bf16) {
-      const std::int64_t group_words = amx_ ? kernels::packed_a_amx_words(m, k) : kernels::packed_a_bf16_words(m, k);
+      const std::int64_t group_words = kernels::bf16_kernel_words(m, k, amx_);
       std::vector<std::uint32_t> packed(static_cast<std::size_t>(groups * group_words));
       for (std::int64_t grp = 0; grp < groups; ++grp)
-        (amx_ ? kernels::pack_a_amx : kernels::pack_a_bf16)(a + grp * m * k, m, k, k, packed.data() + grp * group_words);
+        kernels::pack_a_bf16_kernel(a + grp * m * k, m, k, k, packed.data() + grp * group_words, amx_);
       p.weight_bf16 = std::make_unique<PackedWords>(arena_, std::move(packed));
       p.bf16_amx = amx_;
     } else {

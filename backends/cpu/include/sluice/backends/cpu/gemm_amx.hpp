@@ -68,6 +68,17 @@ inline void pack_a_amx(const float* a, std::int64_t m, std::int64_t k, std::int6
       }
 }
 
+/// 32-bit words of A [m x k] packed for a bf16 kernel: AMX tiles (`amx`) or vdpbf16ps.
+inline std::int64_t bf16_kernel_words(std::int64_t m, std::int64_t k, bool amx) {
+  return amx ? packed_a_amx_words(m, k) : packed_a_bf16_words(m, k);
+}
+
+/// Packs A for a bf16 kernel: pack_a_amx (`amx`) or pack_a_bf16.
+inline void pack_a_bf16_kernel(const float* a, std::int64_t m, std::int64_t k, std::int64_t lda, std::uint32_t* out,
+                               bool amx) {
+  (amx ? pack_a_amx : pack_a_bf16)(a, m, k, lda, out);
+}
+
 namespace detail {
 
 /// The tile registers tmm0-7, configured as 16 rows of 64 bytes each. The instructions are written

@@ -198,10 +198,10 @@ inline std::vector<float> winograd_weights(const float* w, std::int64_t out, std
 inline std::vector<std::uint32_t> winograd_weights_bf16(const float* w, std::int64_t out, std::int64_t in,
                                                         std::int64_t tile, bool amx) {
   const std::vector<float> u = detail::transform_weights(w, out, in, tile);
-  const std::int64_t words = amx ? packed_a_amx_words(out, in) : packed_a_bf16_words(out, in);
+  const std::int64_t words = bf16_kernel_words(out, in, amx);
   std::vector<std::uint32_t> packed(static_cast<std::size_t>(winograd_points(tile) * words));
   for (std::int64_t point = 0; point < winograd_points(tile); ++point)
-    (amx ? pack_a_amx : pack_a_bf16)(u.data() + point * out * in, out, in, in, packed.data() + point * words);
+    pack_a_bf16_kernel(u.data() + point * out * in, out, in, in, packed.data() + point * words, amx);
   return packed;
 }
 
