@@ -28,9 +28,10 @@ using Product = ref::PackedGemmProduct<Fp32Gemm>;
 
 TEST(ConvGemm, MatchesDoubleProductWithinTheFloatSummationBound) {
   std::mt19937 rng(77);
-  // Shapes around the panel sizes (4 rows, 24 columns) and the depth block (256).
-  const std::int64_t ms[] = {1, 3, 4, 5, 13, 64}, ks[] = {1, 7, 255, 256, 257, 600},
-                     ns[] = {1, 23, 24, 25, 97};
+  // Shapes around the panel sizes (4 rows, 24 columns), the depth block (256) and the tall
+  // micro-kernels of narrow panels (12 rows of 1-8 or 9-16 columns).
+  const std::int64_t ms[] = {1, 3, 4, 5, 12, 13, 30, 64}, ks[] = {1, 7, 255, 256, 257, 600},
+                     ns[] = {1, 8, 16, 23, 24, 25, 97};
   ref::for_every_shape<Fp32Gemm>(ms, ks, ns, rng, [](const Product& p, const std::vector<float>& c) {
     const std::int64_t m = p.m, k = p.k, n = p.n;
     // Any float summation order of k products is within gamma_k * sum |a b| of the exact sum
@@ -55,13 +56,16 @@ TEST(ConvGemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
   const std::vector<float> full = p.run(0, p.m, 0, p.n);
   // Row blocks start on panel boundaries (multiples of 4); column windows start anywhere, so the
   // same column lands in a different panel and position, as a sample does in a batch; their last
-  // panels hold 1-8, 9-16 and 17-24 columns (the micro-kernel's three widths).
+  // panels hold 1-8, 9-16 and 17-24 columns (the micro-kernel's three widths), and windows of 12
+  // rows or more put the narrow ones on the tall micro-kernels (six rows of 16, twelve of 8).
   struct Window {
     std::int64_t m0, rows, c0, c1;
   };
   for (const Window& w : {Window{0, 8, 0, 150}, Window{8, 14, 0, 150}, Window{4, 4, 5, 29},
                           Window{0, 22, 31, 150}, Window{20, 2, 149, 150}, Window{12, 10, 1, 2},
-                          Window{0, 22, 3, 19}, Window{4, 8, 40, 53}, Window{16, 6, 100, 140}}) {
+                          Window{0, 22, 3, 19}, Window{4, 8, 40, 53}, Window{16, 6, 100, 140},
+                          Window{4, 16, 31, 38}, Window{8, 14, 134, 150}, Window{0, 12, 60, 69},
+                          Window{4, 12, 0, 16}}) {
     SCOPED_TRACE("rows " + std::to_string(w.m0) + "+" + std::to_string(w.rows) + " columns [" +
                  std::to_string(w.c0) + ", " + std::to_string(w.c1) + ")");
     const std::vector<float> part = p.run(w.m0, w.rows, w.c0, w.c1);
@@ -74,7 +78,7 @@ TEST(ConvGemm, AnElementIsTheSameBitsWhateverRowsAndColumnsAreComputedWithIt) {
 
 TEST(ConvGemm, ReadingBInPlaceThroughRowOffsetsGivesThePackedResultBitForBit) {
   std::mt19937 rng(79);
-  const Product p(13, 300, 61, rng);
+  const Product p(30, 300, 61, rng);
   // B's rows scattered over a larger buffer, in another order, as a conv's rows are in its padded
   // input planes; the last row is followed by just the panel's width that gemm_indirect may read.
   const std::int64_t stride = 70;
@@ -84,9 +88,10 @@ TEST(ConvGemm, ReadingBInPlaceThroughRowOffsetsGivesThePackedResultBitForBit) {
     offsets[r] = ((r * 37) % p.k) * stride + 3;
     std::copy_n(p.b.data() + r * p.n, p.n, storage.data() + offsets[r]);
   }
-  const std::vector<float> packed = p.run(4, 9, 0, p.n);
-  std::vector<float> in_place(static_cast<std::size_t>(9 * p.n), 99.0f);
-  kernels::gemm_indirect(p.packed_a.data(), p.m, 4, 9, storage.data(), offsets.data(), p.k, p.n,
+  // Rows 4-24: twelve on the tall micro-kernel for the last panel's 13 columns, then four at a time.
+  const std::vector<float> packed = p.run(4, 21, 0, p.n);
+  std::vector<float> in_place(static_cast<std::size_t>(21 * p.n), 99.0f);
+  kernels::gemm_indirect(p.packed_a.data(), p.m, 4, 21, storage.data(), offsets.data(), p.k, p.n,
                          in_place.data(), p.n);
   EXPECT_EQ(in_place, packed);
 }

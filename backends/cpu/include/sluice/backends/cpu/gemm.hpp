@@ -6,7 +6,8 @@
 //    columns per kGemmKc block; or, for convs on padded planes, read in place through a table of
 //    row offsets (gemm_indirect), so that nothing is copied;
 //  - the micro-kernel keeps a kGemmMr x kGemmNr tile of C in 12 AVX registers and streams one A
-//    panel from L2 against one B panel held in L1.
+//    panel from L2 against one B panel held in L1; a narrower last panel (9-16 or 1-8 columns)
+//    takes 6 or 12 rows at a time instead, again 12 registers of C.
 // Every element of C is summed over k in the same order (k blocks in turn, each one sequentially),
 // whatever m, n, the panel an element falls in or the caller's split of n: a sample's result does
 // not depend on the batch it runs in or on how the columns were tiled.
@@ -213,6 +214,118 @@ inline void micro_kernel(std::int64_t kc, const float* __restrict a, Panel b, fl
 #endif
 }
 
+#ifdef SLUICE_CPU_GEMM_AVX2
+// How far ahead the tall kernel prefetches its A panels: 8 KiB, two to three panels of a depth
+// block (1 KiB hid too little of the memory latency; 16 KiB was no better).
+inline constexpr std::int64_t kPrefetchFloats = 2048;
+
+/// Stores (or adds) a tall tile's R x V vectors to c's first nr columns.
+template <int R, int V>
+inline void store_tall_tile(const __m256 (&acc)[R][V], float* c, std::int64_t ldc, bool accumulate, std::int64_t nr) {
+  if (nr == 8 * V) {
+    for (int i = 0; i < R; ++i)
+      for (int v = 0; v < V; ++v) {
+        float* ci = c + i * ldc + 8 * v;
+        _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(acc[i][v], _mm256_loadu_ps(ci)) : acc[i][v]);
+      }
+    return;
+  }
+  alignas(32) float tile[R * 8 * V];
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < V; ++v) _mm256_store_ps(tile + (i * V + v) * 8, acc[i][v]);
+  for (int i = 0; i < R; ++i)
+    for (std::int64_t j = 0; j < nr; ++j)
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * 8 * V + j] : tile[i * 8 * V + j];
+}
+
+/// The micro-kernel for panels of 9-16 columns, on six rows: with four rows it holds only eight
+/// accumulators, fewer than the FMA units' latency needs in flight (two units of 4-5 cycles), and
+/// runs at about 80% of the full panels' rate; six rows hold twelve. The rows are two A panels'
+/// (`T` from `top`, 6 - T from `bottom`, both kGemmMr floats per step). Each element gets the same
+/// FMAs in the same order as in micro_kernel: the same bits. A lone narrow panel is a small plane's
+/// (16 Winograd tiles at batch 1), whose large weights then stream from memory once: the two A
+/// streams are prefetched (without it they ran 5-10% below the four-row kernel's one stream, which
+/// the hardware prefetcher follows better; with it, 5-15% above; warm, the prefetches cost nothing).
+template <int T, class Panel>
+inline void micro_kernel_6x16(std::int64_t kc, const float* __restrict top, const float* __restrict bottom, Panel b,
+                              float* c, std::int64_t ldc, bool accumulate, std::int64_t nr) {
+  static_assert(T == 2 || T == 4, "a six-row tile spans a whole panel and half of another");
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  auto row = [&](int i) { return i < T ? top[i] : bottom[i - T]; };
+  __m256 unused = c00;  // fma_row<2> leaves its third accumulator alone
+  for (std::int64_t kk = 0; kk < kc; ++kk, top += kGemmMr, bottom += kGemmMr) {
+    const float* bk = b.row(kk);
+    __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
+    asm("" : "+x"(b0), "+x"(b1));
+    if (kk % 4 == 0) {  // a cache line of each panel per four steps
+      _mm_prefetch(reinterpret_cast<const char*>(top + kPrefetchFloats), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(bottom + kPrefetchFloats), _MM_HINT_T0);
+    }
+    fma_row<2>(row(0), b0, b1, b1, c00, c01, unused);
+    fma_row<2>(row(1), b0, b1, b1, c10, c11, unused);
+    fma_row<2>(row(2), b0, b1, b1, c20, c21, unused);
+    fma_row<2>(row(3), b0, b1, b1, c30, c31, unused);
+    fma_row<2>(row(4), b0, b1, b1, c40, c41, unused);
+    fma_row<2>(row(5), b0, b1, b1, c50, c51, unused);
+  }
+  const __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  store_tall_tile(acc, c, ldc, accumulate, nr);
+}
+
+/// The micro-kernel for panels of 1-8 columns, on twelve rows (three A panels) for the same reason:
+/// four rows hold four accumulators.
+template <class Panel>
+inline void micro_kernel_12x8(std::int64_t kc, const float* __restrict a0, const float* __restrict a1,
+                              const float* __restrict a2, Panel b, float* c, std::int64_t ldc, bool accumulate,
+                              std::int64_t nr) {
+  __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+  __m256 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+  for (std::int64_t kk = 0; kk < kc; ++kk, a0 += kGemmMr, a1 += kGemmMr, a2 += kGemmMr) {
+    __m256 b0 = _mm256_loadu_ps(b.row(kk));
+    asm("" : "+x"(b0));
+    c0 = _mm256_fmadd_ps(_mm256_set1_ps(a0[0]), b0, c0);
+    c1 = _mm256_fmadd_ps(_mm256_set1_ps(a0[1]), b0, c1);
+    c2 = _mm256_fmadd_ps(_mm256_set1_ps(a0[2]), b0, c2);
+    c3 = _mm256_fmadd_ps(_mm256_set1_ps(a0[3]), b0, c3);
+    c4 = _mm256_fmadd_ps(_mm256_set1_ps(a1[0]), b0, c4);
+    c5 = _mm256_fmadd_ps(_mm256_set1_ps(a1[1]), b0, c5);
+    c6 = _mm256_fmadd_ps(_mm256_set1_ps(a1[2]), b0, c6);
+    c7 = _mm256_fmadd_ps(_mm256_set1_ps(a1[3]), b0, c7);
+    c8 = _mm256_fmadd_ps(_mm256_set1_ps(a2[0]), b0, c8);
+    c9 = _mm256_fmadd_ps(_mm256_set1_ps(a2[1]), b0, c9);
+    c10 = _mm256_fmadd_ps(_mm256_set1_ps(a2[2]), b0, c10);
+    c11 = _mm256_fmadd_ps(_mm256_set1_ps(a2[3]), b0, c11);
+  }
+  const __m256 acc[12][1] = {{c0}, {c1}, {c2}, {c3}, {c4}, {c5}, {c6}, {c7}, {c8}, {c9}, {c10}, {c11}};
+  store_tall_tile(acc, c, ldc, accumulate, nr);
+}
+#endif
+
+/// C rows [0, rows) of one k block against one B panel of nr columns: `a` is the block's A panel of
+/// row 0, c row 0's first column. Narrow panels take twelve rows at
+/// a time on the tall micro-kernels, the rest (and everything wider) four at a time.
+template <class Panel>
+inline void panel_rows(std::int64_t kc, const float* a, Panel b, float* c, std::int64_t ldc, bool accumulate,
+                       std::int64_t rows, std::int64_t nr) {
+  const std::int64_t panel = kc * kGemmMr;  // floats of one A panel in this block
+  std::int64_t i0 = 0;
+#ifdef SLUICE_CPU_GEMM_AVX2
+  if (nr <= 16)
+    for (; i0 + 3 * kGemmMr <= rows; i0 += 3 * kGemmMr) {
+      const float* p = a + i0 / kGemmMr * panel;
+      if (nr > 8) {
+        micro_kernel_6x16<4>(kc, p, p + panel, b, c + i0 * ldc, ldc, accumulate, nr);
+        micro_kernel_6x16<2>(kc, p + panel + 2, p + 2 * panel, b, c + (i0 + 6) * ldc, ldc, accumulate, nr);
+      } else {
+        micro_kernel_12x8(kc, p, p + panel, p + 2 * panel, b, c + i0 * ldc, ldc, accumulate, nr);
+      }
+    }
+#endif
+  for (; i0 < rows; i0 += kGemmMr)
+    micro_kernel(kc, a + i0 / kGemmMr * panel, b, c + i0 * ldc, ldc, accumulate, std::min(kGemmMr, rows - i0), nr);
+}
+
 }  // namespace detail
 
 /// C rows [m0, m0 + rows) = A rows [m0, m0 + rows) * B, where `a` is A [m x k] packed by pack_a and
@@ -226,10 +339,8 @@ inline void gemm_packed(const float* a, std::int64_t m, std::int64_t m0, std::in
     const float* b_block = b.data() + k0 * b.panels() * kGemmNr;
     for (std::int64_t j0 = 0; j0 < n; j0 += kGemmNr) {
       const float* b_panel = b_block + j0 / kGemmNr * kc * kGemmNr;
-      for (std::int64_t i0 = 0; i0 < rows; i0 += kGemmMr)
-        detail::micro_kernel(kc, a_block + (m0 + i0) / kGemmMr * kc * kGemmMr, detail::PackedPanel{b_panel},
-                             c + i0 * ldc + j0, ldc, k0 > 0, std::min(kGemmMr, rows - i0),
-                             std::min(kGemmNr, n - j0));
+      detail::panel_rows(kc, a_block + m0 / kGemmMr * kc * kGemmMr, detail::PackedPanel{b_panel}, c + j0, ldc,
+                         k0 > 0, rows, std::min(kGemmNr, n - j0));
     }
   }
 }
@@ -245,10 +356,8 @@ inline void gemm_indirect(const float* a, std::int64_t m, std::int64_t m0, std::
     const std::int64_t kc = std::min(kGemmKc, k - k0);
     const float* a_block = a + k0 * a_panels * kGemmMr;
     for (std::int64_t j0 = 0; j0 < n; j0 += kGemmNr)
-      for (std::int64_t i0 = 0; i0 < rows; i0 += kGemmMr)
-        detail::micro_kernel(kc, a_block + (m0 + i0) / kGemmMr * kc * kGemmMr,
-                             detail::IndirectPanel{b + j0, offsets + k0}, c + i0 * ldc + j0, ldc, k0 > 0,
-                             std::min(kGemmMr, rows - i0), std::min(kGemmNr, n - j0));
+      detail::panel_rows(kc, a_block + m0 / kGemmMr * kc * kGemmMr, detail::IndirectPanel{b + j0, offsets + k0},
+                         c + j0, ldc, k0 > 0, rows, std::min(kGemmNr, n - j0));
   }
 }
 
