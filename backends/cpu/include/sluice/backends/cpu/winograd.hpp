@@ -133,11 +133,11 @@ struct WinogradTransform<4> {
                                      {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                      {0, 0, 1}};
   // B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
-  // with 5 a = 4 a + a.
+  // with 5 a = 4 a + a. On floats or on vectors of them (winograd4_input_group).
   template <class X, class Y>
   static void input(X x, Y y) {
-    const float x0 = x(0), x1 = x(1), x2 = x(2), x3 = x(3), x4 = x(4), x5 = x(5);
-    const float d42 = x4 - x2, d31 = x3 - x1;
+    const auto x0 = x(0), x1 = x(1), x2 = x(2), x3 = x(3), x4 = x(4), x5 = x(5);
+    const auto d42 = x4 - x2, d31 = x3 - x1;
     y(0, 4.0f * (x0 - x2) + d42);
     y(1, (x3 + x4) - 4.0f * (x1 + x2));
     y(2, (x4 - x3) + 4.0f * (x1 - x2));
@@ -320,6 +320,89 @@ inline void winograd_input_chunk(const float* plane, std::int64_t h, std::int64_
   }
 }
 
+#ifdef SLUICE_CPU_GEMM_AVX2
+inline constexpr std::int64_t kInputGroup = 8;  // F(4x4) tiles transformed together, one per vector lane
+
+/// winograd_input_chunk<4> for up to kInputGroup tiles [tx0, tx0 + len) of tile row ty, with the
+/// tiles in the lanes of vectors from the start: point p of tile i goes to dest[p * point_floats + i]
+/// (the tiles must not cross a packed panel). The generic chunk spends most of its time on the
+/// short runs of a block (8-24 tiles) rather than on arithmetic; here the eight patches are loaded
+/// as 128-bit quarters so that one in-lane 4 x 4 transpose per transform row yields the tile
+/// phases in order (the generic chunk splits them element by element). Every value gets the same
+/// operations as in the generic chunk: the same bits.
+///  1. B^T (.) down the six patch rows, on slots s = 0..3 (columns 4s..4s+3 of the group, those of
+///     tile s, in the low half; of tile s + 4 in the high) and on columns 32-33 (the last tile's
+///     overlap). Rows outside the plane are zeros, and so are columns outside it (masked loads).
+///  2. (.) B along each transform row: its phases k = 0..3 by the transpose, 4 and 5 as phases 0 and
+///     1 moved one tile down with the overlap columns in the last lane.
+inline void winograd4_input_group(const float* plane, std::int64_t h, std::int64_t w, std::int64_t ty,
+                                  std::int64_t tx0, std::int64_t len, float* dest, std::int64_t point_floats) {
+  using T = WinogradTransform<4>;
+  constexpr std::int64_t kColumns = 4 * kInputGroup + 2;  // the patch columns of a whole group
+  const std::int64_t x0 = 4 * tx0 - 1;  // the group's first column in the plane
+  // At the plane's left and right edges the loads are masked to its columns (the others read as
+  // zeros, the conv's padding); a short group's lanes past `len` read whatever the row holds there
+  // and are not stored.
+  const bool masked = x0 < 0 || x0 + kColumns > w;
+  auto columns_mask = [&](std::int64_t c) {  // lanes of columns [c, c + 4) inside the plane
+    const __m128i x = _mm_add_epi32(_mm_set1_epi32(static_cast<int>(x0 + c)), _mm_setr_epi32(0, 1, 2, 3));
+    return _mm_andnot_si128(_mm_cmpgt_epi32(_mm_setzero_si128(), x),
+                            _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(w)), x));
+  };
+  __m128i masks[9];  // columns 4q..4q+3 for q < 8; 32-33 (and never 34-35)
+  if (masked) {
+    for (int q = 0; q < 8; ++q) masks[q] = columns_mask(4 * q);
+    masks[8] = _mm_and_si128(columns_mask(32), _mm_setr_epi32(-1, -1, 0, 0));
+  }
+  auto load = [&](const float* row, int q) {  // columns 4q..4q+3 of a patch row (q = 8: 32-33, zeros)
+    if (masked) return _mm_maskload_ps(row + 4 * q, masks[q]);
+    return q < 8 ? _mm_loadu_ps(row + 4 * q)
+                 : _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(row + 32)));
+  };
+  const float* rows[6];  // where each patch row's column x0 is; null above or below the plane (zeros)
+  for (int k = 0; k < 6; ++k) {
+    const std::int64_t y = 4 * ty - 1 + k;
+    rows[k] = y >= 0 && y < h ? plane + y * w + x0 : nullptr;
+  }
+  auto load_row = [&](int k, int q) { return rows[k] ? load(rows[k], q) : _mm_setzero_ps(); };
+  __m256 t[6][4];  // B^T d on the slots: [transform row][slot]
+  __m128 overlap[6];
+  for (int s = 0; s < 4; ++s) {
+    __m256 in[6];
+    for (int k = 0; k < 6; ++k)
+      in[k] = _mm256_insertf128_ps(_mm256_castps128_ps256(load_row(k, s)), load_row(k, 4 + s), 1);
+    T::input([&](int k) { return in[k]; }, [&](int r, __m256 v) { t[r][s] = v; });
+  }
+  {
+    __m128 in[6];
+    for (int k = 0; k < 6; ++k) in[k] = load_row(k, 8);
+    T::input([&](int k) { return in[k]; }, [&](int r, __m128 v) { overlap[r] = v; });
+  }
+  const __m256i next_tile = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+  const __m256i lanes = detail::first_lanes(len);
+  for (int r = 0; r < 6; ++r) {
+    const __m256 a = _mm256_unpacklo_ps(t[r][0], t[r][1]), b = _mm256_unpackhi_ps(t[r][0], t[r][1]);
+    const __m256 c = _mm256_unpacklo_ps(t[r][2], t[r][3]), d = _mm256_unpackhi_ps(t[r][2], t[r][3]);
+    __m256 phase[6];
+    phase[0] = _mm256_shuffle_ps(a, c, 0x44);
+    phase[1] = _mm256_shuffle_ps(a, c, 0xee);
+    phase[2] = _mm256_shuffle_ps(b, d, 0x44);
+    phase[3] = _mm256_shuffle_ps(b, d, 0xee);
+    phase[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(phase[0], next_tile), _mm256_broadcastss_ps(overlap[r]),
+                               0x80);
+    phase[5] = _mm256_blend_ps(_mm256_permutevar8x32_ps(phase[1], next_tile),
+                               _mm256_broadcastss_ps(_mm_movehdup_ps(overlap[r])), 0x80);
+    float* out = dest + r * 6 * point_floats;
+    T::input([&](int k) { return phase[k]; }, [&](int c, __m256 v) {
+      if (len == kInputGroup)
+        _mm256_storeu_ps(out + c * point_floats, v);
+      else
+        _mm256_maskstore_ps(out + c * point_floats, lanes, v);
+    });
+  }
+}
+#endif
+
 /// V = B^T d B for channels [c0, c1) of every tile of the block, into the packed operands, chunk by
 /// chunk of each run of tiles along a row (winograd_input_chunk, reading the plane in place).
 template <int M>
@@ -332,6 +415,16 @@ inline void winograd_input(const float* x, const WinogradGeometry& g, const Wino
     };
     for_each_tile_run(g, b, [&](std::int64_t s, std::int64_t ty, std::int64_t tx0, std::int64_t run, std::int64_t j0) {
       const float* plane = x + (s * g.cin + ci) * g.h * g.w;
+#ifdef SLUICE_CPU_GEMM_AVX2
+      if constexpr (M == 4) {
+        for (std::int64_t done = 0, len; done < run; done += len) {  // groups that stay inside a panel
+          const std::int64_t j = j0 + done;
+          len = std::min({kInputGroup, run - done, kGemmNr - j % kGemmNr});
+          winograd4_input_group(plane, g.h, g.w, ty, tx0 + done, len, operand(0, j), operand_floats);
+        }
+        return;
+      }
+#endif
       for (std::int64_t done = 0; done < run; done += kTransformChunk)
         winograd_input_chunk<M>(plane, g.h, g.w, ty, tx0 + done, std::min(kTransformChunk, run - done), j0 + done,
                                 operand);
