@@ -147,9 +147,9 @@ struct WinogradTransform<4> {
   }
   // A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
   template <class X, class Y>
-  static void output(X x, Y y) {
-    const float x0 = x(0), x5 = x(5);
-    const float s12 = x(1) + x(2), d12 = x(1) - x(2), s34 = x(3) + x(4), d34 = x(3) - x(4);
+  static void output(X x, Y y) {  // on floats or on vectors of them (winograd4_output_group)
+    const auto x0 = x(0), x5 = x(5);
+    const auto s12 = x(1) + x(2), d12 = x(1) - x(2), s34 = x(3) + x(4), d34 = x(3) - x(4);
     y(0, x0 + s12 + s34);
     y(1, d12 + 2.0f * d34);
     y(2, s12 + 4.0f * s34);
@@ -321,9 +321,9 @@ inline void winograd_input_chunk(const float* plane, std::int64_t h, std::int64_
 }
 
 #ifdef SLUICE_CPU_GEMM_AVX2
-inline constexpr std::int64_t kInputGroup = 8;  // F(4x4) tiles transformed together, one per vector lane
+inline constexpr std::int64_t kLaneTiles = 8;  // F(4x4) tiles transformed together, one per vector lane
 
-/// winograd_input_chunk<4> for up to kInputGroup tiles [tx0, tx0 + len) of tile row ty, with the
+/// winograd_input_chunk<4> for up to kLaneTiles tiles [tx0, tx0 + len) of tile row ty, with the
 /// tiles in the lanes of vectors from the start: point p of tile i goes to dest[p * point_floats + i]
 /// (the tiles must not cross a packed panel). The generic chunk spends most of its time on the
 /// short runs of a block (8-24 tiles) rather than on arithmetic; here the eight patches are loaded
@@ -338,7 +338,7 @@ inline constexpr std::int64_t kInputGroup = 8;  // F(4x4) tiles transformed toge
 inline void winograd4_input_group(const float* plane, std::int64_t h, std::int64_t w, std::int64_t ty,
                                   std::int64_t tx0, std::int64_t len, float* dest, std::int64_t point_floats) {
   using T = WinogradTransform<4>;
-  constexpr std::int64_t kColumns = 4 * kInputGroup + 2;  // the patch columns of a whole group
+  constexpr std::int64_t kColumns = 4 * kLaneTiles + 2;  // the patch columns of a whole group
   const std::int64_t x0 = 4 * tx0 - 1;  // the group's first column in the plane
   // At the plane's left and right edges the loads are masked to its columns (the others read as
   // zeros, the conv's padding); a short group's lanes past `len` read whatever the row holds there
@@ -394,7 +394,7 @@ inline void winograd4_input_group(const float* plane, std::int64_t h, std::int64
                                _mm256_broadcastss_ps(_mm_movehdup_ps(overlap[r])), 0x80);
     float* out = dest + r * 6 * point_floats;
     T::input([&](int k) { return phase[k]; }, [&](int c, __m256 v) {
-      if (len == kInputGroup)
+      if (len == kLaneTiles)
         _mm256_storeu_ps(out + c * point_floats, v);
       else
         _mm256_maskstore_ps(out + c * point_floats, lanes, v);
@@ -419,7 +419,7 @@ inline void winograd_input(const float* x, const WinogradGeometry& g, const Wino
       if constexpr (M == 4) {
         for (std::int64_t done = 0, len; done < run; done += len) {  // groups that stay inside a panel
           const std::int64_t j = j0 + done;
-          len = std::min({kInputGroup, run - done, kGemmNr - j % kGemmNr});
+          len = std::min({kLaneTiles, run - done, kGemmNr - j % kGemmNr});
           winograd4_input_group(plane, g.h, g.w, ty, tx0 + done, len, operand(0, j), operand_floats);
         }
         return;
@@ -467,41 +467,116 @@ inline void activate(float* v, std::int64_t n, Activation act) {
   }
 }
 
-/// Y = A^T M A + bias, activated, for output channels [c0, c1) of every tile of the block: per run
-/// of tiles along a row, the m output rows are formed contiguously, then interleaved into place.
+/// Where one output channel's chunk or group of tiles goes: tiles [tx0, tx0 + len) of tile row ty
+/// of an h x w plane, whose products (points point_floats apart, tiles contiguous) start at m.
+struct WinogradOutputRun {
+  const float* m;
+  std::int64_t point_floats;
+  float* plane;
+  std::int64_t h, w, ty, tx0, len;
+};
+
+/// Y = A^T M A + beta, activated, for up to kTransformChunk tiles of one channel: the m output rows
+/// are formed contiguously, then interleaved into place.
 template <int M>
-inline void winograd_output(const WinogradGeometry& g, const WinogradBlock& b, const float* bias, Activation act,
-                            std::int64_t c0, std::int64_t c1, float* y) {
+inline void winograd_output_chunk(const WinogradOutputRun& o, float beta, Activation act) {
   using T = WinogradTransform<M>;
   constexpr int P = T::kPatch;
   constexpr std::int64_t kChunk = kTransformChunk;
+  const std::int64_t len = o.len;
+  float am[M][P][kChunk];  // A^T M: [output row][column][tile]
+  for (int c = 0; c < P; ++c) {
+    const float* src[P];  // the products of the points (k, c)
+    for (int k = 0; k < P; ++k) src[k] = o.m + (k * P + c) * o.point_floats;
+    SLUICE_CPU_IVDEP
+    for (std::int64_t i = 0; i < len; ++i)
+      T::output([&](int k) { return src[k][i]; }, [&](int r, float v) { am[r][c][i] = v; });
+  }
+  const std::int64_t ox = M * o.tx0, width = std::min(M * len, o.w - ox);
+  for (int r = 0; r < M && M * o.ty + r < o.h; ++r) {  // (A^T M) A, interleaved into the output row
+    float columns[M][kChunk], line[M * kChunk];  // the m columns of each tile, then interleaved
+    for (std::int64_t i = 0; i < len; ++i)
+      T::output([&](int k) { return am[r][k][i]; }, [&](int j, float v) { columns[j][i] = v + beta; });
+    for (std::int64_t i = 0; i < len; ++i)
+      for (int j = 0; j < M; ++j) line[M * i + j] = columns[j][i];
+    activate(line, width, act);
+    copy_run(o.plane + (M * o.ty + r) * o.w + ox, line, width);
+  }
+}
+
+#ifdef SLUICE_CPU_GEMM_AVX2
+/// winograd_output_chunk<4> for up to kLaneTiles tiles, a tile per vector lane: A^T M A on 36
+/// vectors of products, then one in-lane 4 x 4 transpose per output row puts each tile's four
+/// columns together, and 128-bit halves swapped across give the row in order. Every value gets the
+/// same operations as in the generic chunk (relu as max(0, v), which keeps std::max's -0 and NaN;
+/// sigmoid by the same scalar code): the same bits.
+inline void winograd4_output_group(const WinogradOutputRun& o, float beta, Activation act) {
+  using T = WinogradTransform<4>;
+  const __m256i tiles = first_lanes(o.len);
+  __m256 am[4][6];  // A^T M: [output row][column]
+  for (int c = 0; c < 6; ++c) {
+    __m256 src[6];
+    for (int k = 0; k < 6; ++k) {
+      const float* p = o.m + (k * 6 + c) * o.point_floats;
+      src[k] = o.len == kLaneTiles ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tiles);
+    }
+    T::output([&](int k) { return src[k]; }, [&](int r, __m256 v) { am[r][c] = v; });
+  }
+  const std::int64_t ox = 4 * o.tx0, width = std::min(4 * o.len, o.w - ox);
+  const __m256 bias = _mm256_set1_ps(beta), zero = _mm256_setzero_ps();
+  for (int r = 0; r < 4 && 4 * o.ty + r < o.h; ++r) {
+    __m256 col[4];  // column j of every tile
+    T::output([&](int k) { return am[r][k]; }, [&](int j, __m256 v) { col[j] = v + bias; });
+    const __m256 a = _mm256_unpacklo_ps(col[0], col[1]), b = _mm256_unpackhi_ps(col[0], col[1]);
+    const __m256 c = _mm256_unpacklo_ps(col[2], col[3]), d = _mm256_unpackhi_ps(col[2], col[3]);
+    const __m256 u0 = _mm256_shuffle_ps(a, c, 0x44), u1 = _mm256_shuffle_ps(a, c, 0xee);  // tiles 0|4, 1|5
+    const __m256 u2 = _mm256_shuffle_ps(b, d, 0x44), u3 = _mm256_shuffle_ps(b, d, 0xee);  // tiles 2|6, 3|7
+    __m256 line[4] = {_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u2, u3, 0x20),
+                      _mm256_permute2f128_ps(u0, u1, 0x31), _mm256_permute2f128_ps(u2, u3, 0x31)};
+    float* out = o.plane + (4 * o.ty + r) * o.w + ox;
+    if (act == Activation::sigmoid) {
+      alignas(32) float values[4 * kLaneTiles];
+      for (int v = 0; v < 4; ++v) _mm256_store_ps(values + 8 * v, line[v]);
+      activate(values, width, act);
+      copy_run(out, values, width);
+      continue;
+    }
+    for (int v = 0; v < 4; ++v) {
+      if (act == Activation::relu) line[v] = _mm256_max_ps(zero, line[v]);
+      const std::int64_t left = width - 8 * v;
+      if (left >= 8)
+        _mm256_storeu_ps(out + 8 * v, line[v]);
+      else if (left > 0)
+        _mm256_maskstore_ps(out + 8 * v, first_lanes(left), line[v]);
+    }
+  }
+}
+#endif
+
+/// Y = A^T M A + bias, activated, for output channels [c0, c1) of every tile of the block, per run
+/// of tiles along a row: F(4x4) on vectors of tiles where the CPU has AVX2, else in chunks.
+template <int M>
+inline void winograd_output(const WinogradGeometry& g, const WinogradBlock& b, const float* bias, Activation act,
+                            std::int64_t c0, std::int64_t c1, float* y) {
   const std::int64_t point_floats = g.cout * g.block;
   for (std::int64_t co = c0; co < c1; ++co) {
     const float beta = bias ? bias[co] : 0.0f;
     for_each_tile_run(g, b, [&](std::int64_t s, std::int64_t ty, std::int64_t tx0, std::int64_t run, std::int64_t j0) {
       float* plane = y + (s * g.cout + co) * g.h * g.w;
-      for (std::int64_t done = 0; done < run; done += kChunk) {
-        const std::int64_t len = std::min(kChunk, run - done);
-        const float* m = b.products + co * b.count + j0 + done;
-        float am[M][P][kChunk];  // A^T M: [output row][column][tile]
-        for (int c = 0; c < P; ++c) {
-          const float* src[P];  // the products of the points (k, c)
-          for (int k = 0; k < P; ++k) src[k] = m + (k * P + c) * point_floats;
-          SLUICE_CPU_IVDEP
-          for (std::int64_t i = 0; i < len; ++i)
-            T::output([&](int k) { return src[k][i]; }, [&](int r, float v) { am[r][c][i] = v; });
-        }
-        const std::int64_t ox = M * (tx0 + done), width = std::min(M * len, g.w - ox);
-        for (int r = 0; r < M && M * ty + r < g.h; ++r) {  // (A^T M) A, interleaved into the output row
-          float columns[M][kChunk], line[M * kChunk];  // the m columns of each tile, then interleaved
-          for (std::int64_t i = 0; i < len; ++i)
-            T::output([&](int k) { return am[r][k][i]; }, [&](int j, float v) { columns[j][i] = v + beta; });
-          for (std::int64_t i = 0; i < len; ++i)
-            for (int j = 0; j < M; ++j) line[M * i + j] = columns[j][i];
-          activate(line, width, act);
-          copy_run(plane + (M * ty + r) * g.w + ox, line, width);
-        }
+      const float* m = b.products + co * b.count + j0;
+#ifdef SLUICE_CPU_GEMM_AVX2
+      if constexpr (M == 4) {
+        for (std::int64_t done = 0; done < run; done += kLaneTiles)
+          winograd4_output_group({m + done, point_floats, plane, g.h, g.w, ty, tx0 + done,
+                                  std::min(kLaneTiles, run - done)},
+                                 beta, act);
+        return;
       }
+#endif
+      for (std::int64_t done = 0; done < run; done += kTransformChunk)
+        winograd_output_chunk<M>({m + done, point_floats, plane, g.h, g.w, ty, tx0 + done,
+                                  std::min(kTransformChunk, run - done)},
+                                 beta, act);
     });
   }
 }
