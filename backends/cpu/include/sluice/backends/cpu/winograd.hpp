@@ -520,7 +520,8 @@ inline void winograd_output_chunk(const WinogradOutputRun& o, float beta, Activa
 /// vectors of products, then one in-lane 4 x 4 transpose per output row puts each tile's four
 /// columns together, and 128-bit halves swapped across give the row in order. Every value gets the
 /// same operations as in the generic chunk (relu as max(0, v), which keeps std::max's -0 and NaN;
-/// sigmoid by the same scalar code): the same bits.
+/// sigmoid by the same scalar code): the same bits. The output rows of the next plane (the next
+/// channel, written next) are prefetched for writing, for the reason of kInputPrefetchPlanes.
 inline void winograd4_output_group(const WinogradOutputRun& o, float beta, Activation act) {
   using T = WinogradTransform<4>;
   const __m256i tiles = first_lanes(o.len);
@@ -534,6 +535,9 @@ inline void winograd4_output_group(const WinogradOutputRun& o, float beta, Activ
     T::output([&](int k) { return src[k]; }, [&](int r, __m256 v) { am[r][c] = v; });
   }
   const std::int64_t ox = 4 * o.tx0, width = std::min(4 * o.len, o.w - ox);
+  for (int r = 0; r < 4 && 4 * o.ty + r < o.h; ++r)  // 32 floats: lines at most 64 bytes apart
+    for (const std::int64_t c : {0, 16, 31})
+      __builtin_prefetch(o.plane + o.h * o.w + (4 * o.ty + r) * o.w + ox + c, 1);
   const __m256 bias = _mm256_set1_ps(beta), zero = _mm256_setzero_ps();
   for (int r = 0; r < 4 && 4 * o.ty + r < o.h; ++r) {
     __m256 col[4];  // column j of every tile
