@@ -364,13 +364,15 @@ inline void winograd4_input_group(const float* plane, std::int64_t h, std::int64
     return q < 8 ? _mm_loadu_ps(row + 4 * q)
                  : _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(row + 32)));
   };
-  const float* rows[6];  // where each patch row's column x0 is; null above or below the plane (zeros)
+  // Where each patch row's column x0 is (one before the row at the left edge, a lane the mask
+  // never reads); null above or below the plane (zeros).
+  const float* rows[6];
   for (int k = 0; k < 6; ++k) {
     const std::int64_t y = 4 * ty - 1 + k;
     rows[k] = y >= 0 && y < h ? plane + y * w + x0 : nullptr;
   }
   auto load_row = [&](int k, int q) { return rows[k] ? load(rows[k], q) : _mm_setzero_ps(); };
-  if (prefetch_floats != 0)  // the same patch rows a few planes on: lines at most 48 bytes apart
+  if (prefetch_floats != 0)  // the same patch rows prefetch_floats on: lines at most 48 bytes apart
     for (int k = 0; k < 6; ++k)
       if (rows[k])
         for (const std::int64_t c : {0, 12, 24, 33})
