@@ -362,7 +362,7 @@ inline void winograd4_input_group(const float* plane, std::int64_t h, std::int64
   auto load = [&](const float* row, int q) {  // columns 4q..4q+3 of a patch row (q = 8: 32-33, zeros)
     if (masked) return _mm_maskload_ps(row + 4 * q, masks[q]);
     return q < 8 ? _mm_loadu_ps(row + 4 * q)
-                 : _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(row + 32)));
+                 : _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + 32)));  // unaligned
   };
   // Where each patch row's column x0 is (one before the row at the left edge, a lane the mask
   // never reads); null above or below the plane (zeros).
