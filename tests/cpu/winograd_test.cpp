@@ -104,8 +104,9 @@ TEST(WinogradOutput, EightTilesALaneGiveTheGenericChunksBitsAndAtMAPlusBias) {
           // Nothing outside the tiles' rows and columns is written.
           for (std::int64_t y = 0; y < h; ++y)
             for (std::int64_t x = 0; x < w; ++x)
-              if (y / 4 != ty || x / 4 < tx0 || x / 4 >= tx0 + len)
+              if (y / 4 != ty || x / 4 < tx0 || x / 4 >= tx0 + len) {
                 ASSERT_EQ(group[static_cast<std::size_t>(y * w + x)], -7.0f) << y << "," << x;
+              }
         }
 }
 #else

@@ -145,6 +145,28 @@ __attribute__((always_inline)) inline void fma_row(float a, __m256 b0, __m256 b1
 #endif
 
 #ifdef SLUICE_CPU_GEMM_AVX2
+/// Stores (or adds) the first V vectors of the first mr rows of a micro-kernel's R-row tile of C to
+/// c's first nr columns: whole vectors when the tile is full, else through a buffer.
+template <int V, int R, int W>
+__attribute__((always_inline)) inline void store_tile(const __m256 (&acc)[R][W], float* c, std::int64_t ldc,
+                                                    bool accumulate, std::int64_t mr, std::int64_t nr) {
+  static_assert(V <= W);
+  if (mr == R && nr == 8 * V) {
+    for (int i = 0; i < R; ++i)
+      for (int v = 0; v < V; ++v) {
+        float* ci = c + i * ldc + 8 * v;
+        _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(acc[i][v], _mm256_loadu_ps(ci)) : acc[i][v]);
+      }
+    return;
+  }
+  alignas(32) float tile[R * 8 * V];
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < V; ++v) _mm256_store_ps(tile + (i * V + v) * 8, acc[i][v]);
+  for (std::int64_t i = 0; i < mr; ++i)
+    for (std::int64_t j = 0; j < nr; ++j)
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * 8 * V + j] : tile[i * 8 * V + j];
+}
+
 /// The micro-kernel on the first V vectors (8 V columns) of the panel: a panel's last columns are
 /// often fewer than kGemmNr (16 Winograd tiles of a small plane, a GEMM's tail), and computing the
 /// padding would waste a third or more of the FMAs. Every element of C gets the same FMAs in the
@@ -175,20 +197,7 @@ inline void micro_kernel_vectors(std::int64_t kc, const float* __restrict a, Pan
     fma_row<V>(a[3], b0, b1, b2, c30, c31, c32);
   }
   const __m256 acc[kGemmMr][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
-  if (mr == kGemmMr && nr == 8 * V) {
-    for (int i = 0; i < kGemmMr; ++i)
-      for (int v = 0; v < V; ++v) {
-        float* ci = c + i * ldc + 8 * v;
-        _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(acc[i][v], _mm256_loadu_ps(ci)) : acc[i][v]);
-      }
-    return;
-  }
-  alignas(32) float tile[kGemmMr * kGemmNr];
-  for (int i = 0; i < kGemmMr; ++i)
-    for (int v = 0; v < V; ++v) _mm256_store_ps(tile + i * kGemmNr + 8 * v, acc[i][v]);
-  for (std::int64_t i = 0; i < mr; ++i)
-    for (std::int64_t j = 0; j < nr; ++j)
-      c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
+  store_tile<V>(acc, c, ldc, accumulate, mr, nr);
 }
 #endif
 
@@ -218,25 +227,6 @@ inline void micro_kernel(std::int64_t kc, const float* __restrict a, Panel b, fl
 // How far ahead the tall kernel prefetches its A panels: 8 KiB, two to three panels of a depth
 // block (1 KiB hid too little of the memory latency; 16 KiB was no better).
 inline constexpr std::int64_t kPrefetchFloats = 2048;
-
-/// Stores (or adds) a tall tile's R x V vectors to c's first nr columns.
-template <int R, int V>
-inline void store_tall_tile(const __m256 (&acc)[R][V], float* c, std::int64_t ldc, bool accumulate, std::int64_t nr) {
-  if (nr == 8 * V) {
-    for (int i = 0; i < R; ++i)
-      for (int v = 0; v < V; ++v) {
-        float* ci = c + i * ldc + 8 * v;
-        _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(acc[i][v], _mm256_loadu_ps(ci)) : acc[i][v]);
-      }
-    return;
-  }
-  alignas(32) float tile[R * 8 * V];
-  for (int i = 0; i < R; ++i)
-    for (int v = 0; v < V; ++v) _mm256_store_ps(tile + (i * V + v) * 8, acc[i][v]);
-  for (int i = 0; i < R; ++i)
-    for (std::int64_t j = 0; j < nr; ++j)
-      c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * 8 * V + j] : tile[i * 8 * V + j];
-}
 
 /// The micro-kernel for panels of 9-16 columns, on six rows: with four rows it holds only eight
 /// accumulators, fewer than the FMA units' latency needs in flight (two units of 4-5 cycles), and
@@ -270,7 +260,7 @@ inline void micro_kernel_6x16(std::int64_t kc, const float* __restrict top, cons
     fma_row<2>(row(5), b0, b1, b1, c50, c51, unused);
   }
   const __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  store_tall_tile(acc, c, ldc, accumulate, nr);
+  store_tile<2>(acc, c, ldc, accumulate, 6, nr);
 }
 
 /// The micro-kernel for panels of 1-8 columns, on twelve rows (three A panels) for the same reason:
@@ -284,21 +274,19 @@ inline void micro_kernel_12x8(std::int64_t kc, const float* __restrict a0, const
   for (std::int64_t kk = 0; kk < kc; ++kk, a0 += kGemmMr, a1 += kGemmMr, a2 += kGemmMr) {
     __m256 b0 = _mm256_loadu_ps(b.row(kk));
     asm("" : "+x"(b0));
-    c0 = _mm256_fmadd_ps(_mm256_set1_ps(a0[0]), b0, c0);
-    c1 = _mm256_fmadd_ps(_mm256_set1_ps(a0[1]), b0, c1);
-    c2 = _mm256_fmadd_ps(_mm256_set1_ps(a0[2]), b0, c2);
-    c3 = _mm256_fmadd_ps(_mm256_set1_ps(a0[3]), b0, c3);
-    c4 = _mm256_fmadd_ps(_mm256_set1_ps(a1[0]), b0, c4);
-    c5 = _mm256_fmadd_ps(_mm256_set1_ps(a1[1]), b0, c5);
-    c6 = _mm256_fmadd_ps(_mm256_set1_ps(a1[2]), b0, c6);
-    c7 = _mm256_fmadd_ps(_mm256_set1_ps(a1[3]), b0, c7);
-    c8 = _mm256_fmadd_ps(_mm256_set1_ps(a2[0]), b0, c8);
-    c9 = _mm256_fmadd_ps(_mm256_set1_ps(a2[1]), b0, c9);
-    c10 = _mm256_fmadd_ps(_mm256_set1_ps(a2[2]), b0, c10);
-    c11 = _mm256_fmadd_ps(_mm256_set1_ps(a2[3]), b0, c11);
+    // One A panel's four rows against the vector, as fma_row<1> does for one row.
+    auto panel = [&](const float* a, __m256& x0, __m256& x1, __m256& x2, __m256& x3) {
+      x0 = _mm256_fmadd_ps(_mm256_set1_ps(a[0]), b0, x0);
+      x1 = _mm256_fmadd_ps(_mm256_set1_ps(a[1]), b0, x1);
+      x2 = _mm256_fmadd_ps(_mm256_set1_ps(a[2]), b0, x2);
+      x3 = _mm256_fmadd_ps(_mm256_set1_ps(a[3]), b0, x3);
+    };
+    panel(a0, c0, c1, c2, c3);
+    panel(a1, c4, c5, c6, c7);
+    panel(a2, c8, c9, c10, c11);
   }
   const __m256 acc[12][1] = {{c0}, {c1}, {c2}, {c3}, {c4}, {c5}, {c6}, {c7}, {c8}, {c9}, {c10}, {c11}};
-  store_tall_tile(acc, c, ldc, accumulate, nr);
+  store_tile<1>(acc, c, ldc, accumulate, 12, nr);
 }
 #endif
 

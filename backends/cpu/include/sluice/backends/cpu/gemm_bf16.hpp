@@ -148,20 +148,7 @@ SLUICE_CPU_BF16_TARGET inline void micro_kernel_bf16_vectors(std::int64_t pairs,
 #undef SLUICE_CPU_BF16_ROW
   const __m256 acc[kBf16Mr][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32},
                                   {c40, c41, c42}, {c50, c51, c52}, {c60, c61, c62}, {c70, c71, c72}};
-  if (mr == kBf16Mr && nr == 8 * V) {
-    for (int i = 0; i < kBf16Mr; ++i)
-      for (int v = 0; v < V; ++v) {
-        float* ci = c + i * ldc + 8 * v;
-        _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(acc[i][v], _mm256_loadu_ps(ci)) : acc[i][v]);
-      }
-    return;
-  }
-  alignas(32) float tile[kBf16Mr * kGemmNr];
-  for (int i = 0; i < kBf16Mr; ++i)
-    for (int v = 0; v < V; ++v) _mm256_store_ps(tile + i * kGemmNr + 8 * v, acc[i][v]);
-  for (std::int64_t i = 0; i < mr; ++i)
-    for (std::int64_t j = 0; j < nr; ++j)
-      c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * kGemmNr + j] : tile[i * kGemmNr + j];
+  store_tile<V>(acc, c, ldc, accumulate, mr, nr);
 }
 #endif
 
