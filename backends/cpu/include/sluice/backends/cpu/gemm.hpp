@@ -20,6 +20,7 @@
 #include "sluice/backends/cpu/intrinsics.hpp"
 #define SLUICE_CPU_GEMM_AVX2 1
 #endif
+#include "sluice/backends/cpu/tile_store.hpp"
 
 namespace sluice::cpu::kernels {
 
@@ -145,28 +146,6 @@ __attribute__((always_inline)) inline void fma_row(float a, __m256 b0, __m256 b1
 #endif
 
 #ifdef SLUICE_CPU_GEMM_AVX2
-/// Stores (or adds) the first V vectors of the first mr rows of a micro-kernel's R-row tile of C to
-/// c's first nr columns: whole vectors when the tile is full, else through a buffer.
-template <int V, int R, int W>
-__attribute__((always_inline)) inline void store_tile(const __m256 (&acc)[R][W], float* c, std::int64_t ldc,
-                                                    bool accumulate, std::int64_t mr, std::int64_t nr) {
-  static_assert(V <= W);
-  if (mr == R && nr == 8 * V) {
-    for (int i = 0; i < R; ++i)
-      for (int v = 0; v < V; ++v) {
-        float* ci = c + i * ldc + 8 * v;
-        _mm256_storeu_ps(ci, accumulate ? _mm256_add_ps(acc[i][v], _mm256_loadu_ps(ci)) : acc[i][v]);
-      }
-    return;
-  }
-  alignas(32) float tile[R * 8 * V];
-  for (int i = 0; i < R; ++i)
-    for (int v = 0; v < V; ++v) _mm256_store_ps(tile + (i * V + v) * 8, acc[i][v]);
-  for (std::int64_t i = 0; i < mr; ++i)
-    for (std::int64_t j = 0; j < nr; ++j)
-      c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i * 8 * V + j] : tile[i * 8 * V + j];
-}
-
 /// The micro-kernel on the first V vectors (8 V columns) of the panel: a panel's last columns are
 /// often fewer than kGemmNr (16 Winograd tiles of a small plane, a GEMM's tail), and computing the
 /// padding would waste a third or more of the FMAs. Every element of C gets the same FMAs in the

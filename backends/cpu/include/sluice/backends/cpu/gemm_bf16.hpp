@@ -19,6 +19,7 @@
 
 #include "sluice/backends/cpu/gemm.hpp"
 #include "sluice/backends/cpu/precision.hpp"
+#include "sluice/backends/cpu/tile_store.hpp"
 
 #ifdef SLUICE_CPU_BF16_KERNELS
 #include "sluice/backends/cpu/intrinsics.hpp"
