@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -132,3 +133,49 @@ TEST(PilResample, RefusesWhatItCannotResize) {
 }
 
 }  // namespace
+
+namespace sluice_resample_test {
+
+using namespace sluice::vision;
+
+/// pil_pass_down's rows as the plain loop sums them, one output byte at a time.
+cv::Mat pass_down_one_at_a_time(const cv::Mat& in, const detail::PilTaps& t) {
+  cv::Mat out(static_cast<int>(t.first.size()), in.cols, in.type());
+  const std::size_t row = static_cast<std::size_t>(in.cols) * in.channels();
+  for (int i = 0; i < out.rows; ++i)
+    detail::pil_pass_down_scalar(in.ptr<std::uint8_t>(t.first[i]), in.step,
+                                 &t.weights[static_cast<std::size_t>(i) * t.ksize], t.count[i], 0, row,
+                                 out.ptr<std::uint8_t>(i));
+  return out;
+}
+
+TEST(PilResample, ThePassDownGivesThePlainLoopsSumsBitForBit) {
+  // With AVX2 the pass sums sixteen bytes of a row at once, two taps per instruction with each
+  // weight split into 16-bit halves: every filter, odd and even tap counts (one tap to a 45-tap
+  // shrink), rows of 1 to 67 bytes (no whole block, blocks and a tail), a row step wider than the
+  // row, and pixels from noise to all-255 and 0/255 stripes (the Lanczos lobes' negative weights
+  // then drive sums below 0 and past 255 before the clip).
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> byte(0, 255);
+  const std::pair<int, int> sizes[] = {{300, 128}, {225, 128}, {17, 5}, {40, 39}, {128, 128}, {700, 46}, {9, 1}};
+  for (PilFilter f : {PilFilter::bilinear, PilFilter::bicubic, PilFilter::lanczos})
+    for (auto [in_rows, out_rows] : sizes)
+      for (int width : {1, 15, 16, 17, 33, 67})
+        for (int pattern = 0; pattern < 3; ++pattern) {
+          cv::Mat wide(in_rows, width + 5, CV_8UC1);
+          for (int y = 0; y < in_rows; ++y)
+            for (int x = 0; x < width + 5; ++x)
+              wide.at<std::uint8_t>(y, x) = static_cast<std::uint8_t>(
+                  pattern == 0 ? byte(rng) : pattern == 1 ? 255 : ((y / 2 + x) % 2) * 255);
+          const cv::Mat in = wide.colRange(0, width);  // rows `step` apart, wider than the row
+          const auto taps = detail::pil_taps(in_rows, out_rows, f);
+          cv::Mat got;
+          detail::pil_pass_down(in, taps, got);
+          const cv::Mat want = pass_down_one_at_a_time(in, taps);
+          ASSERT_EQ(cv::norm(got, want, cv::NORM_INF), 0.0)
+              << "filter " << static_cast<int>(f) << ", " << in_rows << " -> " << out_rows << " rows of " << width
+              << ", pattern " << pattern;
+        }
+}
+
+}  // namespace sluice_resample_test

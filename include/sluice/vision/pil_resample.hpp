@@ -15,6 +15,10 @@
 
 #include <opencv2/core.hpp>
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
 #include "sluice/core/error.hpp"
 
 namespace sluice::vision {
@@ -112,29 +116,100 @@ inline const PilTaps& cached_pil_taps(int in_size, int out_size, PilFilter f) {
   return e.taps;
 }
 
+/// Pillow's clip of a fixed-point sum to 8 bits (an arithmetic shift: floor, as its clip lookup).
+inline std::uint8_t pil_clip(std::int32_t sum) {
+  return static_cast<std::uint8_t>(std::clamp<std::int32_t>(sum >> kPilPrecisionBits, 0, 255));
+}
+
+/// Bytes [x, end) of output row i of pil_pass_down, one sum at a time.
+inline void pil_pass_down_scalar(const std::uint8_t* top, std::size_t step, const std::int32_t* k, int taps,
+                                 std::size_t x, std::size_t end, std::uint8_t* dst) {
+  constexpr std::int32_t half = std::int32_t{1} << (kPilPrecisionBits - 1);
+  for (; x < end; ++x) {
+    std::int32_t acc = half;
+    for (int j = 0; j < taps; ++j) acc += static_cast<std::int32_t>(top[static_cast<std::size_t>(j) * step + x]) * k[j];
+    dst[x] = pil_clip(acc);
+  }
+}
+
+#ifdef __AVX2__
+/// Bytes [0, 16 * blocks) of output row i of pil_pass_down, sixteen at a time, bit for bit the
+/// scalar sums. A weight w (22 fractional bits) is split as w = 2048 * high + low, both within 16
+/// bits, so vpmaddwd can multiply pixels of two rows (taps j and j + 1, interleaved) by two taps'
+/// weights and add the products in one instruction; sum = 2048 * (sum of highs) + (sum of lows)
+/// holds exactly in 32 bits. (A 32-bit multiply, vpmulld, runs on one pipe at a time.)
+inline void pil_pass_down_avx2(const std::uint8_t* top, std::size_t step, const std::int32_t* k, int taps,
+                               std::size_t blocks, std::uint8_t* dst) {
+  constexpr std::int32_t half = std::int32_t{1} << (kPilPrecisionBits - 1);
+  // Per pair of taps (j, j + 1): the low halves' and the high halves' 16-bit words side by side,
+  // as vpmaddwd takes them; weight 0 past the last tap.
+  static thread_local std::vector<std::int32_t> packed;
+  const int pairs = (taps + 1) / 2;
+  packed.resize(2 * static_cast<std::size_t>(pairs));
+  for (int p = 0; p < pairs; ++p) {
+    auto part = [&](int t, bool high) -> std::uint32_t {
+      if (t >= taps) return 0;
+      return static_cast<std::uint16_t>(high ? (k[t] >> 11) : (k[t] & 2047));
+    };
+    packed[2 * p] = static_cast<std::int32_t>(part(2 * p, false) | (part(2 * p + 1, false) << 16));
+    packed[2 * p + 1] = static_cast<std::int32_t>(part(2 * p, true) | (part(2 * p + 1, true) << 16));
+  }
+  for (std::size_t b = 0; b < blocks; ++b) {
+    __m256i lo0 = _mm256_set1_epi32(half), lo1 = lo0;
+    __m256i hi0 = _mm256_setzero_si256(), hi1 = hi0;
+    const std::uint8_t* src = top + 16 * b;
+    for (int p = 0; p < pairs; ++p) {
+      const int j = 2 * p;
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + static_cast<std::size_t>(j) * step));
+      // An odd count's last pair reads tap j again, with weight 0.
+      const std::size_t next = static_cast<std::size_t>(j + 1 < taps ? j + 1 : j);
+      const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + next * step));
+      const __m256i first = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(a, c));  // (a, c) pairs of x 0..7
+      const __m256i second = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(a, c));  // of x 8..15
+      const __m256i wl = _mm256_set1_epi32(packed[2 * p]), wh = _mm256_set1_epi32(packed[2 * p + 1]);
+      lo0 = _mm256_add_epi32(lo0, _mm256_madd_epi16(first, wl));
+      hi0 = _mm256_add_epi32(hi0, _mm256_madd_epi16(first, wh));
+      lo1 = _mm256_add_epi32(lo1, _mm256_madd_epi16(second, wl));
+      hi1 = _mm256_add_epi32(hi1, _mm256_madd_epi16(second, wh));
+    }
+    const __m256i s0 = _mm256_srai_epi32(_mm256_add_epi32(_mm256_slli_epi32(hi0, 11), lo0), kPilPrecisionBits);
+    const __m256i s1 = _mm256_srai_epi32(_mm256_add_epi32(_mm256_slli_epi32(hi1, 11), lo1), kPilPrecisionBits);
+    // Saturating packs clamp to 0..255 as pil_clip; the permutes undo their per-128-bit-lane order.
+    const __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(s0, s1), 0xD8);  // x 0..15
+    const __m256i bytes = _mm256_permute4x64_epi64(_mm256_packus_epi16(words, words), 0x08);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16 * b), _mm256_castsi256_si128(bytes));
+  }
+}
+#endif
+
 /// Row i of `out` = Pillow's fixed-point sum of taps.weights[i] x rows taps.first[i].. of `in`, clipped
 /// to 8 bits: one pass of the separable filter down the rows, a whole row at a time (contiguous bytes,
 /// so the sums vectorise). `out` has one row per tap set and `in`'s width and type.
 inline void pil_pass_down(const cv::Mat& in, const PilTaps& t, cv::Mat& out) {
   // 32-bit sums as Pillow's: the weights sum to 1 << 22, so 8-bit pixels cannot overflow them.
-  constexpr std::int32_t half = std::int32_t{1} << (kPilPrecisionBits - 1);
   const int rows = static_cast<int>(t.first.size());
   out.create(rows, in.cols, in.type());
   const std::size_t row = static_cast<std::size_t>(in.cols) * in.channels();
-  std::vector<std::int32_t> acc(row);
   for (int i = 0; i < rows; ++i) {
-    std::fill(acc.begin(), acc.end(), half);
     const std::int32_t* k = &t.weights[static_cast<std::size_t>(i) * t.ksize];
-    for (int j = 0; j < t.count[i]; ++j) {
-      const std::uint8_t* src = in.ptr<std::uint8_t>(t.first[i] + j);
-      const std::int32_t w = k[j];
-      for (std::size_t x = 0; x < row; ++x) acc[x] += static_cast<std::int32_t>(src[x]) * w;
-    }
+    const std::uint8_t* top = in.ptr<std::uint8_t>(t.first[i]);
     std::uint8_t* dst = out.ptr<std::uint8_t>(i);
-    // Arithmetic shift: floor, as Pillow's clip lookup.
-    for (std::size_t x = 0; x < row; ++x)
-      dst[x] = static_cast<std::uint8_t>(std::clamp<std::int32_t>(acc[x] >> kPilPrecisionBits, 0, 255));
+    std::size_t x = 0;
+#ifdef __AVX2__
+    pil_pass_down_avx2(top, in.step, k, t.count[i], row / 16, dst);
+    x = row / 16 * 16;
+#endif
+    pil_pass_down_scalar(top, in.step, k, t.count[i], x, row, dst);
   }
+}
+
+/// Pillow's horizontal pass: out(y, x) = the clipped sum over j of in(y, taps.first[x] + j) x
+/// taps.weights[x][j], per channel, run down the rows of the transpose (the source's columns).
+inline void pil_pass_across(const cv::Mat& in, const PilTaps& t, cv::Mat& out) {
+  cv::Mat columns, filtered;
+  cv::transpose(in, columns);
+  pil_pass_down(columns, t, filtered);
+  cv::transpose(filtered, out);
 }
 
 }  // namespace detail
@@ -147,11 +222,9 @@ inline cv::Mat pil_resize(const cv::Mat& src, cv::Size size, PilFilter filter) {
     throw Error(errc::invalid_argument, "pil_resize needs a non-empty image and a positive size");
   cv::Mat cur = src;
   if (size.width != src.cols) {
-    // Pillow's horizontal pass, run down the rows of the transpose (the source's columns).
-    cv::Mat columns, filtered;
-    cv::transpose(cur, columns);
-    detail::pil_pass_down(columns, detail::cached_pil_taps(src.cols, size.width, filter), filtered);
-    cv::transpose(filtered, cur);
+    cv::Mat across;
+    detail::pil_pass_across(src, detail::cached_pil_taps(src.cols, size.width, filter), across);
+    cur = across;
   }
   if (size.height != src.rows) {
     cv::Mat out;
