@@ -97,6 +97,8 @@ inline const char* kUsage =
                        thread), never (each layer split across the threads), auto (the faster of the
                        two, timed per batch size; default)
   --lanes N            batches running at once (default 1)
+  --stage-threads N    threads that decode and postprocess while the lanes run other batches;
+                       0: each lane does its batch's decoding and postprocessing itself (default 1)
   --repeat N           segment the list N times (for throughput measurements)
   --bench-network      also time the network alone at the same batch size, and compare
   --list-polygons      print every polygon (type, vertices, area, bounding box)
@@ -160,6 +162,7 @@ inline Options parse_args(int argc, char** argv, Options o) {
       }
     }
     else if (a == "--lanes") o.lanes = count(i);
+    else if (a == "--stage-threads") o.cpu_threads = number(i, 0);
     else if (a == "--repeat") o.repeat = count(i);
     else if (a == "--bench-network") o.bench_network = true;
     else if (a == "--list-polygons") o.list_polygons = true;
