@@ -138,6 +138,39 @@ TEST(DemoModel, AFailedImageMakesTheExitStatusNonZeroWithTheReason) {
   fs::remove_all(dir);
 }
 
+TEST(DemoModel, StagesOnTheLaneGiveTheSameResultsAsOnTheStagePool) {
+  // --stage-threads 0 decodes and postprocesses on the lane, between runs: the same JSON lines,
+  // failed image included, as the default stage pool. A value that is no count is a usage error.
+  const fs::path dir = fs::temp_directory_path() / ("sluice_stages_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  for (int i = 0; i < 5; ++i) {
+    cv::Mat img(96 + 8 * i, 80, CV_8UC3, cv::Scalar(30, 30, 30));
+    cv::circle(img, {40, 30 + 6 * i}, 12 + i, cv::Scalar(230, 230, 230), cv::FILLED);
+    cv::imwrite((dir / ("img" + std::to_string(i) + ".png")).string(), img);
+  }
+  std::ofstream(dir / "broken.png") << "not an image";
+  std::map<std::string, std::string> lines[2];
+  const std::string stage_threads[2] = {"1", "0"};
+  for (int k = 0; k < 2; ++k) {
+    const fs::path out = dir / ("out" + std::to_string(k) + ".jsonl");
+    const CliRun r = run_segment("--stage-threads " + stage_threads[k] + " --batch-size 2 --model-json " +
+                                 std::string(SLUICE_DEMO_MODEL_JSON) + " --output " + out.string() + " " + dir.string());
+    EXPECT_EQ(r.status, 1) << r.stderr_text;  // broken.png
+    std::ifstream in(out);
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains("processing_info")) j.erase("processing_info");  // its batch may differ (timing)
+      lines[k][j["filename"].get<std::string>()] = j.dump();
+    }
+    fs::remove(out);
+  }
+  EXPECT_EQ(lines[0].size(), 6u);
+  EXPECT_EQ(lines[0], lines[1]);
+  EXPECT_EQ(run_segment("--stage-threads -1 " + dir.string()).status, 2);
+  EXPECT_EQ(run_segment("--stage-threads many " + dir.string()).status, 2);
+  fs::remove_all(dir);
+}
+
 // File names are bytes: a Latin-1 name is not UTF-8, and JSON must be. The results still come out,
 // with the undecodable bytes replaced (U+FFFD), for good and failed images alike.
 TEST(DemoModel, NonUtf8FileNamesStillGiveTheJsonResults) {
