@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -213,4 +215,43 @@ TEST(Postprocess, ConstantMapsGiveNoBorderPolygons) {
       EXPECT_EQ(cv::boundingRect(seg.polygons[0].points), cv::Rect(cv::Point(0, 0), original)) << what;
       EXPECT_DOUBLE_EQ(seg.polygons[0].area, (original.width - 1.0) * (original.height - 1.0)) << what;
     }
+}
+
+TEST(Postprocess, OnePassGivesOpenCvsMaskAndMaximum) {
+  // mask_and_max against threshold_mask (cv::compare) and cv::minMaxLoc: probabilities at the float
+  // neighbours of each threshold (OpenCV compares with the threshold rounded to float), a window
+  // of a larger map (rows apart), odd widths; NaN is below every threshold and not the maximum.
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (double threshold : {0.1, 0.3, 0.5, 0.7, 0.9})
+    for (int width : {1, 7, 31, 290}) {
+      cv::Mat big(41, width + 6, CV_32FC1);
+      const float t = static_cast<float>(threshold);
+      const float near[] = {std::nextafter(t, 0.0f), t, std::nextafter(t, 1.0f)};
+      for (int y = 0; y < big.rows; ++y)
+        for (int x = 0; x < big.cols; ++x) big.at<float>(y, x) = (x + y) % 3 == 0 ? near[(x + 2 * y) % 3] : u(rng);
+      const cv::Mat map = big(cv::Rect(3, 2, width, 37));
+      cv::Mat mask;
+      const float hi = sv::detail::mask_and_max(map, threshold, mask);
+      EXPECT_EQ(cv::norm(mask, sv::threshold_mask(map, threshold), cv::NORM_INF), 0.0) << threshold << " " << width;
+      double lo = 0.0, want = 0.0;
+      cv::minMaxLoc(map, &lo, &want);
+      EXPECT_EQ(hi, static_cast<float>(want)) << threshold << " " << width;
+
+      cv::Mat with_nan = map.clone();
+      with_nan.at<float>(0, 0) = std::numeric_limits<float>::quiet_NaN();
+      with_nan.at<float>(with_nan.rows - 1, with_nan.cols - 1) = std::numeric_limits<float>::quiet_NaN();
+      const float hi_nan = sv::detail::mask_and_max(with_nan, threshold, mask);
+      EXPECT_EQ(mask.at<std::uint8_t>(0, 0), 0);
+      if (width > 1) {
+        cv::Mat numbers = with_nan.clone();
+        numbers.at<float>(0, 0) = numbers.at<float>(numbers.rows - 1, numbers.cols - 1) = 0.0f;
+        cv::minMaxLoc(numbers, &lo, &want);
+        EXPECT_EQ(hi_nan, static_cast<float>(want)) << threshold << " " << width;
+      }
+    }
+  cv::Mat all_nan(4, 5, CV_32FC1, cv::Scalar(std::numeric_limits<float>::quiet_NaN())), mask;
+  EXPECT_EQ(sv::detail::mask_and_max(all_nan, 0.5, mask), 0.0f);
+  EXPECT_EQ(cv::countNonZero(mask), 0);
+  EXPECT_THROW(sv::segment_probability(cv::Mat(4, 4, CV_64FC1, cv::Scalar(0.9)), {}), sluice::Error);
 }

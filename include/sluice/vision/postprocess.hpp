@@ -6,12 +6,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
+
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #include "sluice/core/error.hpp"
 #include "sluice/vision/sigmoid.hpp"
@@ -105,16 +111,63 @@ inline cv::Mat probability_map(std::span<const float> logits, cv::Size map_size,
 /// The binary mask of a probability map: CV_8UC1, 255 where probability > threshold (strict).
 inline cv::Mat threshold_mask(const cv::Mat& probability, double threshold) { return probability > threshold; }
 
+namespace detail {
+
+/// threshold_mask's mask of a CV_32FC1 map and the map's largest value, in one pass over it (the
+/// two OpenCV calls read it twice, and minMaxLoc also tracks where the extremes are). The mask
+/// compares in float as cv::compare does (the threshold rounded to float); NaN is never above it
+/// and is skipped by the maximum, which is 0 when the map holds no number.
+inline float mask_and_max(const cv::Mat& probability, double threshold, cv::Mat& mask) {
+  mask.create(probability.size(), CV_8UC1);
+  const float t = static_cast<float>(threshold);
+  float hi = -std::numeric_limits<float>::infinity();
+  for (int y = 0; y < probability.rows; ++y) {
+    const float* p = probability.ptr<float>(y);
+    std::uint8_t* m = mask.ptr<std::uint8_t>(y);
+    int x = 0;
+#ifdef __AVX2__
+    // 32 at a time (GCC does not vectorise the NaN-skipping maximum by itself); vmaxps returns
+    // its second operand when either is NaN, as the scalar loop below keeps hi.
+    const __m256 tv = _mm256_set1_ps(t);
+    __m256 hv = _mm256_set1_ps(hi);
+    for (; x + 32 <= probability.cols; x += 32) {
+      __m256i above[4];
+      for (int q = 0; q < 4; ++q) {
+        const __m256 v = _mm256_loadu_ps(p + x + 8 * q);
+        above[q] = _mm256_castps_si256(_mm256_cmp_ps(v, tv, _CMP_GT_OQ));
+        hv = _mm256_max_ps(v, hv);
+      }
+      // All-ones / zero words packed to bytes (0xff = 255); the permute undoes the packs' lane order.
+      const __m256i words = _mm256_packs_epi32(above[0], above[1]), words2 = _mm256_packs_epi32(above[2], above[3]);
+      const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words, words2),
+                                                        _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(m + x), bytes);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, hv);
+    for (float v : lanes) hi = v > hi ? v : hi;
+#endif
+    for (; x < probability.cols; ++x) {
+      const float v = p[x];
+      m[x] = v > t ? 255 : 0;
+      hi = v > hi ? v : hi;  // maxps's operand order: a NaN v leaves hi
+    }
+  }
+  return hi == -std::numeric_limits<float>::infinity() ? 0.0f : hi;
+}
+
+}  // namespace detail
+
 /// The polygons of a probability map at the original size (probability_map's output).
 inline Segmentation segment_probability(const cv::Mat& probability, const PostprocessOptions& options) {
   options.validate();
   Segmentation seg;
   seg.image_size = probability.size();
   seg.threshold = options.threshold;
-  double lo = 0.0, hi = 0.0;
-  cv::minMaxLoc(probability, &lo, &hi);
-  seg.confidence = static_cast<float>(hi);
-  return detail::contours_to_polygons(threshold_mask(probability, options.threshold), options, std::move(seg));
+  if (probability.type() != CV_32FC1) throw Error(errc::invalid_argument, "a probability map is CV_32FC1");
+  cv::Mat mask;
+  seg.confidence = detail::mask_and_max(probability, options.threshold, mask);
+  return detail::contours_to_polygons(mask, options, std::move(seg));
 }
 
 /// Postprocesses one image. `logits` is the network's H x W map (row-major) of size `map_size`;
