@@ -179,3 +179,26 @@ TEST(PilResample, ThePassDownGivesThePlainLoopsSumsBitForBit) {
 }
 
 }  // namespace sluice_resample_test
+
+namespace sluice_resample_test {
+
+TEST(PilResample, TheGreyTransposeIsOpenCvs) {
+  // 16 x 16 blocks in registers and the edges byte by byte: sizes below, at and past whole blocks
+  // in each direction, and a window of a larger image (rows a step apart).
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int rows : {1, 15, 16, 17, 33, 48, 225})
+    for (int cols : {1, 7, 16, 31, 32, 290}) {
+      cv::Mat big(rows + 3, cols + 9, CV_8UC1);
+      for (int y = 0; y < big.rows; ++y)
+        for (int x = 0; x < big.cols; ++x) big.at<std::uint8_t>(y, x) = static_cast<std::uint8_t>(byte(rng));
+      const cv::Mat in = big(cv::Rect(4, 2, cols, rows));
+      cv::Mat got, want;
+      detail::transpose_grey(in, got);
+      cv::transpose(in, want);
+      ASSERT_EQ(got.size(), want.size());
+      ASSERT_EQ(cv::norm(got, want, cv::NORM_INF), 0.0) << rows << " x " << cols;
+    }
+}
+
+}  // namespace sluice_resample_test

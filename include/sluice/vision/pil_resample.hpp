@@ -15,7 +15,7 @@
 
 #include <opencv2/core.hpp>
 
-#ifdef __AVX2__
+#if defined(__AVX2__) || defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -203,10 +203,60 @@ inline void pil_pass_down(const cv::Mat& in, const PilTaps& t, cv::Mat& out) {
   }
 }
 
+#ifdef __SSE2__
+/// cv::transpose of a CV_8UC1 image, 16 x 16 blocks in registers (four rounds of unpacks), the
+/// edges byte by byte: OpenCV's byte transpose goes element by element.
+inline void transpose_grey(const cv::Mat& in, cv::Mat& out) {
+  out.create(in.cols, in.rows, CV_8UC1);
+  const int rows = in.rows, cols = in.cols, full_rows = rows / 16 * 16, full_cols = cols / 16 * 16;
+  for (int y0 = 0; y0 < full_rows; y0 += 16)
+    for (int x0 = 0; x0 < full_cols; x0 += 16) {
+      __m128i r[16], t[16];
+      for (int i = 0; i < 16; ++i) r[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in.ptr<std::uint8_t>(y0 + i) + x0));
+      for (int k = 0; k < 8; ++k) {  // t[k]: rows 2k, 2k + 1 of columns 0..7 as words; t[k + 8]: columns 8..15
+        t[k] = _mm_unpacklo_epi8(r[2 * k], r[2 * k + 1]);
+        t[k + 8] = _mm_unpackhi_epi8(r[2 * k], r[2 * k + 1]);
+      }
+      for (int h = 0; h < 2; ++h)  // r[g + k]: rows 4k..4k + 3 of columns g..g + 3 (g = 0, 4, 8, 12) as dwords
+        for (int k = 0; k < 4; ++k) {
+          r[8 * h + k] = _mm_unpacklo_epi16(t[8 * h + 2 * k], t[8 * h + 2 * k + 1]);
+          r[8 * h + k + 4] = _mm_unpackhi_epi16(t[8 * h + 2 * k], t[8 * h + 2 * k + 1]);
+        }
+      for (int g = 0; g < 16; g += 4)  // t[g], t[g + 1]: columns g, g + 1 in rows 0..7, 8..15; t[g + 2], t[g + 3]: g + 2, g + 3
+        for (int k = 0; k < 2; ++k) {
+          t[g + k] = _mm_unpacklo_epi32(r[g + 2 * k], r[g + 2 * k + 1]);
+          t[g + k + 2] = _mm_unpackhi_epi32(r[g + 2 * k], r[g + 2 * k + 1]);
+        }
+      auto store = [&](int column, __m128i v) {  // column of the block = row x0 + column of out
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out.ptr<std::uint8_t>(x0 + column) + y0), v);
+      };
+      for (int g = 0; g < 16; g += 4) {
+        store(g, _mm_unpacklo_epi64(t[g], t[g + 1]));
+        store(g + 1, _mm_unpackhi_epi64(t[g], t[g + 1]));
+        store(g + 2, _mm_unpacklo_epi64(t[g + 2], t[g + 3]));
+        store(g + 3, _mm_unpackhi_epi64(t[g + 2], t[g + 3]));
+      }
+    }
+  for (int y = 0; y < rows; ++y) {
+    const std::uint8_t* src = in.ptr<std::uint8_t>(y);
+    const int from = y < full_rows ? full_cols : 0;  // blocks did the rest of these rows
+    for (int x = from; x < cols; ++x) out.ptr<std::uint8_t>(x)[y] = src[x];
+  }
+}
+#endif
+
 /// Pillow's horizontal pass: out(y, x) = the clipped sum over j of in(y, taps.first[x] + j) x
 /// taps.weights[x][j], per channel, run down the rows of the transpose (the source's columns).
 inline void pil_pass_across(const cv::Mat& in, const PilTaps& t, cv::Mat& out) {
   cv::Mat columns, filtered;
+#ifdef __SSE2__
+  if (in.channels() == 1) {
+    transpose_grey(in, columns);
+    pil_pass_down(columns, t, filtered);
+    transpose_grey(filtered, out);
+    return;
+  }
+#endif
   cv::transpose(in, columns);
   pil_pass_down(columns, t, filtered);
   cv::transpose(filtered, out);
