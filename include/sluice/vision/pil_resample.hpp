@@ -137,7 +137,7 @@ inline void pil_pass_down_scalar(const std::uint8_t* top, std::size_t step, cons
 /// scalar sums. A weight w (22 fractional bits) is split as w = 2048 * high + low, both within 16
 /// bits, so vpmaddwd can multiply pixels of two rows (taps j and j + 1, interleaved) by two taps'
 /// weights and add the products in one instruction; sum = 2048 * (sum of highs) + (sum of lows)
-/// holds exactly in 32 bits. (A 32-bit multiply, vpmulld, runs on one pipe at a time.)
+/// holds exactly in 32 bits. (The 32-bit multiply, vpmulld, is among the slowest AVX2 instructions.)
 inline void pil_pass_down_avx2(const std::uint8_t* top, std::size_t step, const std::int32_t* k, int taps,
                                std::size_t blocks, std::uint8_t* dst) {
   constexpr std::int32_t half = std::int32_t{1} << (kPilPrecisionBits - 1);
