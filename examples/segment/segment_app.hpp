@@ -116,18 +116,21 @@ inline Options parse_args(int argc, char** argv, Options o) {
     if (i + 1 >= argc) throw UsageError(std::string(argv[i]) + " needs a value");
     return argv[++i];
   };
-  auto number = [&](int& i, long min) -> std::size_t {
+  auto number = [&](int& i, long min, long max = 1'000'000) -> std::size_t {
     const std::string v = value(i);
     try {
       std::size_t used = 0;
       const long n = std::stol(v, &used);
-      if (used == v.size() && n >= min && n <= 1'000'000) return static_cast<std::size_t>(n);
+      if (used == v.size() && n >= min && n <= max) return static_cast<std::size_t>(n);
     } catch (const std::exception&) {
     }
-    throw UsageError(std::string(argv[i - 1]) + " takes a " + (min > 0 ? "positive" : "non-negative") +
-                     " integer, not '" + v + "'");
+    throw UsageError(std::string(argv[i - 1]) + " takes an integer in " + std::to_string(min) + " .. " +
+                     std::to_string(max) + ", not '" + v + "'");
   };
   auto count = [&](int& i) { return number(i, 1); };
+  // Each of these starts threads (a lane is a thread and a backend): a typo of many digits would
+  // spend minutes creating them instead of an error.
+  constexpr long kMaxThreads = 1024;
   bool paths_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -153,7 +156,7 @@ inline Options parse_args(int argc, char** argv, Options o) {
     else if (a == "--overlay") o.overlay_dir = value(i);
     else if (a == "--output") o.output = value(i);
     else if (a == "--input-size") o.input_size = static_cast<int>(count(i));
-    else if (a == "--threads") o.threads = count(i);
+    else if (a == "--threads") o.threads = number(i, 1, kMaxThreads);
     else if (a == "--batch-split") {
       try {
         o.batch_split = sluice::cpu::parse_batch_split(value(i));
@@ -161,8 +164,8 @@ inline Options parse_args(int argc, char** argv, Options o) {
         throw UsageError(std::string("--batch-split: ") + e.what());
       }
     }
-    else if (a == "--lanes") o.lanes = count(i);
-    else if (a == "--stage-threads") o.cpu_threads = number(i, 0);
+    else if (a == "--lanes") o.lanes = number(i, 1, kMaxThreads);
+    else if (a == "--stage-threads") o.cpu_threads = number(i, 0, kMaxThreads);
     else if (a == "--repeat") o.repeat = count(i);
     else if (a == "--bench-network") o.bench_network = true;
     else if (a == "--list-polygons") o.list_polygons = true;

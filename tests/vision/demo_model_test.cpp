@@ -140,7 +140,8 @@ TEST(DemoModel, AFailedImageMakesTheExitStatusNonZeroWithTheReason) {
 
 TEST(DemoModel, StagesOnTheLaneGiveTheSameResultsAsOnTheStagePool) {
   // --stage-threads 0 decodes and postprocesses on the lane, between runs: the same JSON lines,
-  // failed image included, as the default stage pool. A value that is no count is a usage error.
+  // failed image included, as the default stage pool. A value that is no count, or too many
+  // threads, is a usage error.
   const fs::path dir = fs::temp_directory_path() / ("sluice_stages_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   for (int i = 0; i < 5; ++i) {
@@ -168,6 +169,12 @@ TEST(DemoModel, StagesOnTheLaneGiveTheSameResultsAsOnTheStagePool) {
   EXPECT_EQ(lines[0], lines[1]);
   EXPECT_EQ(run_segment("--stage-threads -1 " + dir.string()).status, 2);
   EXPECT_EQ(run_segment("--stage-threads many " + dir.string()).status, 2);
+  // Thread counts past any machine's are usage errors, not minutes of thread creation.
+  for (const std::string option : {"--stage-threads 100000", "--lanes 5000", "--threads 2000"}) {
+    const CliRun r = run_segment(option + " " + dir.string());
+    EXPECT_EQ(r.status, 2) << option;
+    EXPECT_NE(r.stderr_text.find("takes an integer in"), std::string::npos) << option << ": " << r.stderr_text;
+  }
   fs::remove_all(dir);
 }
 
