@@ -175,6 +175,14 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
     if (!v.is_number()) throw Error(errc::invalid_argument, key + " must be a number");
     return v.get<double>();
   };
+  // A count of threads (or of lanes, a thread and a backend each): past any machine's, a typo of
+  // many digits would spend minutes starting threads instead of saying what is wrong.
+  auto threads = [&] {
+    constexpr std::size_t kMax = 1024;
+    const std::size_t n = size();
+    if (n > kMax) throw Error(errc::invalid_argument, key + " must be at most " + std::to_string(kMax));
+    return n;
+  };
   if (key == "address") {
     c.address = v.get<std::string>();
     boost::system::error_code ec;
@@ -215,16 +223,16 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
   else if (key == "max_batch_size") c.max_batch_size = size();
   else if (key == "max_queue_delay_ms") c.max_queue_delay_ms = number();
   else if (key == "max_queue_size") c.max_queue_size = size();
-  else if (key == "lanes") c.lanes = size();
-  else if (key == "cpu_threads") c.cpu_threads = size();
-  else if (key == "backend_threads") c.backend_threads = size();
+  else if (key == "lanes") c.lanes = threads();
+  else if (key == "cpu_threads") c.cpu_threads = threads();
+  else if (key == "backend_threads") c.backend_threads = threads();
   else if (key == "batch_split") c.batch_split = cpu::parse_batch_split(v.get<std::string>());
   else if (key == "backend") c.backend = v.get<std::string>();
   else if (key == "device") c.device = static_cast<int>(size());
   else if (key == "precision") c.precision = v.get<std::string>();
-  else if (key == "io_threads") c.io_threads = size();
+  else if (key == "io_threads") c.io_threads = threads();
   else if (key == "decode_threads") {
-    c.decode_threads = size();
+    c.decode_threads = threads();
     if (c.decode_threads == 0) throw Error(errc::invalid_argument, "decode_threads must be positive");
   }
   else if (key == "max_connections_per_peer") c.server.max_connections_per_peer = size();

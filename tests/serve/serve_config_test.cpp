@@ -100,6 +100,26 @@ TEST(ServeConfig, TheDeadlineIsApartFromTheObjective) {
   EXPECT_THROW(detail::apply(c, "slo_ms", 0), Error);
 }
 
+TEST(ServeConfig, ThreadCountsPastAnyMachinesAreRefused) {
+  // Each starts threads (a lane: a thread and a backend): 1024 is taken, 100000 is an error that
+  // names the setting, before anything starts.
+  for (const std::string key : {"lanes", "cpu_threads", "backend_threads", "io_threads", "decode_threads"}) {
+    ServeConfig c;
+    detail::apply(c, key, 1024);
+    try {
+      detail::apply(c, key, 100000);
+      ADD_FAILURE() << key << " took 100000";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(key + " must be at most 1024"), std::string::npos) << e.what();
+    }
+  }
+  ServeConfig c;
+  detail::apply(c, "lanes", 3);
+  EXPECT_EQ(c.lanes, 3u);
+  detail::apply(c, "io_threads", 1024);
+  EXPECT_EQ(c.io_threads, 1024u);
+}
+
 TEST(ServeConfig, TheServicesNetworkNamesAreReadAndUnknownOnesListTheKnown) {
   const auto dir = std::filesystem::temp_directory_path() / ("sluice_serve_config_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
