@@ -32,6 +32,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "backend_lanes.hpp"
+#include "thread_limit.hpp"
 #include "sluice/batching/batcher.hpp"
 #include "sluice/calibrate/batch_sizes_json.hpp"
 #include "sluice/control/fixed_batch.hpp"
@@ -128,9 +129,7 @@ inline Options parse_args(int argc, char** argv, Options o) {
                      std::to_string(max) + ", not '" + v + "'");
   };
   auto count = [&](int& i) { return number(i, 1); };
-  // Each of these starts threads (a lane is a thread and a backend): a typo of many digits would
-  // spend minutes creating them instead of an error.
-  constexpr long kMaxThreads = 1024;
+  constexpr long kMaxThreads = static_cast<long>(sluice::examples::kMaxThreads);
   bool paths_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];

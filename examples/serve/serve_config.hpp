@@ -25,6 +25,7 @@
 #include "sluice/weights/regular_file.hpp"
 #include "sluice/serve/api.hpp"
 #include "sluice/serve/server.hpp"
+#include "thread_limit.hpp"
 
 namespace sluice::serve_app {
 
@@ -175,12 +176,10 @@ inline void apply(ServeConfig& c, const std::string& key, const nlohmann::json& 
     if (!v.is_number()) throw Error(errc::invalid_argument, key + " must be a number");
     return v.get<double>();
   };
-  // A count of threads (or of lanes, a thread and a backend each): past any machine's, a typo of
-  // many digits would spend minutes starting threads instead of saying what is wrong.
-  auto threads = [&] {
-    constexpr std::size_t kMax = 1024;
+  auto threads = [&] {  // a count of threads, or of lanes (a thread and a backend each)
     const std::size_t n = size();
-    if (n > kMax) throw Error(errc::invalid_argument, key + " must be at most " + std::to_string(kMax));
+    if (n > examples::kMaxThreads)
+      throw Error(errc::invalid_argument, key + " must be at most " + std::to_string(examples::kMaxThreads));
     return n;
   };
   if (key == "address") {
