@@ -30,6 +30,8 @@ namespace detail {
 /// Pillow's fixed point for 8-bit resampling: weights scaled by 2^22, so a sum of 8-bit pixels
 /// times weights that add up to 1 fits in 32 bits with two bits to spare.
 inline constexpr int kPilPrecisionBits = 32 - 8 - 2;
+/// Where a sum starts: one half in the fixed point, so that the shift by kPilPrecisionBits rounds.
+inline constexpr std::int32_t kPilHalf = std::int32_t{1} << (kPilPrecisionBits - 1);
 
 inline double pil_filter(PilFilter f, double x) {
   switch (f) {
@@ -62,6 +64,11 @@ struct PilTaps {
   std::vector<int> first, count;
   std::vector<std::int32_t> weights;  // count[i] weights at i * ksize
   int ksize = 0;
+  /// The weights as pil_pass_down's vpmaddwd takes them: a weight w is split as w = 2048 * high +
+  /// low (low = its 11 low bits), both within 16 bits; per pair of taps (j, j + 1), the two lows'
+  /// 16-bit words side by side, then the two highs'. pairs() pairs a row, at i * 2 * pairs().
+  std::vector<std::int32_t> split;
+  int pairs() const { return (ksize + 1) / 2; }
 };
 
 inline PilTaps pil_taps(int in_size, int out_size, PilFilter f) {
@@ -94,13 +101,25 @@ inline PilTaps pil_taps(int in_size, int out_size, PilFilter f) {
     t.first[xx] = xmin;
     t.count[xx] = std::max(xmax, 0);
   }
+  // Weights past a row's count (and past ksize) are 0.
+  auto part = [&](int xx, int j, bool high) -> std::uint32_t {
+    if (j >= t.ksize) return 0;
+    const std::int32_t w = t.weights[static_cast<std::size_t>(xx) * t.ksize + j];
+    return static_cast<std::uint16_t>(high ? (w >> 11) : (w & 2047));
+  };
+  t.split.resize(static_cast<std::size_t>(out_size) * 2 * t.pairs());
+  for (int xx = 0; xx < out_size; ++xx)
+    for (int p = 0; p < t.pairs(); ++p)
+      for (int high = 0; high < 2; ++high)
+        t.split[(static_cast<std::size_t>(xx) * t.pairs() + p) * 2 + high] =
+            static_cast<std::int32_t>(part(xx, 2 * p, high) | (part(xx, 2 * p + 1, high) << 16));
   return t;
 }
 
 /// The taps of the last 16 (in, out, filter) triples this thread resized with: a folder of images of
 /// a few sizes computes each set once, not twice per image (the Lanczos window costs two sines a
-/// tap, about a third of a small shrink's time). An entry holds out x ksize weights: 8 KB for 128
-/// outputs from twice as many, 100 KB for 1024 from 4000.
+/// tap, about a third of a small shrink's time). An entry holds out x ksize weights and their split,
+/// as much again: 16 KB for 128 outputs from twice as many, 200 KB for 1024 from 4000.
 inline const PilTaps& cached_pil_taps(int in_size, int out_size, PilFilter f) {
   struct Entry {
     int in = -1, out = -1;
@@ -124,9 +143,8 @@ inline std::uint8_t pil_clip(std::int32_t sum) {
 /// Bytes [x, end) of output row i of pil_pass_down, one sum at a time.
 inline void pil_pass_down_scalar(const std::uint8_t* top, std::size_t step, const std::int32_t* k, int taps,
                                  std::size_t x, std::size_t end, std::uint8_t* dst) {
-  constexpr std::int32_t half = std::int32_t{1} << (kPilPrecisionBits - 1);
   for (; x < end; ++x) {
-    std::int32_t acc = half;
+    std::int32_t acc = kPilHalf;
     for (int j = 0; j < taps; ++j) acc += static_cast<std::int32_t>(top[static_cast<std::size_t>(j) * step + x]) * k[j];
     dst[x] = pil_clip(acc);
   }
@@ -134,28 +152,15 @@ inline void pil_pass_down_scalar(const std::uint8_t* top, std::size_t step, cons
 
 #ifdef __AVX2__
 /// Bytes [0, 16 * blocks) of output row i of pil_pass_down, sixteen at a time, bit for bit the
-/// scalar sums. A weight w (22 fractional bits) is split as w = 2048 * high + low, both within 16
-/// bits, so vpmaddwd can multiply pixels of two rows (taps j and j + 1, interleaved) by two taps'
-/// weights and add the products in one instruction; sum = 2048 * (sum of highs) + (sum of lows)
-/// holds exactly in 32 bits. (The 32-bit multiply, vpmulld, is among the slowest AVX2 instructions.)
-inline void pil_pass_down_avx2(const std::uint8_t* top, std::size_t step, const std::int32_t* k, int taps,
+/// scalar sums: with the weights split as in PilTaps::split, vpmaddwd multiplies pixels of two rows
+/// (taps j and j + 1, interleaved) by two taps' weights and adds the products in one instruction;
+/// sum = 2048 * (sum of highs) + (sum of lows) holds exactly in 32 bits. (The 32-bit multiply,
+/// vpmulld, is among the slowest AVX2 instructions.) `split` is the row's, `taps` its count.
+inline void pil_pass_down_avx2(const std::uint8_t* top, std::size_t step, const std::int32_t* split, int taps,
                                std::size_t blocks, std::uint8_t* dst) {
-  constexpr std::int32_t half = std::int32_t{1} << (kPilPrecisionBits - 1);
-  // Per pair of taps (j, j + 1): the low halves' and the high halves' 16-bit words side by side,
-  // as vpmaddwd takes them; weight 0 past the last tap.
-  static thread_local std::vector<std::int32_t> packed;
   const int pairs = (taps + 1) / 2;
-  packed.resize(2 * static_cast<std::size_t>(pairs));
-  for (int p = 0; p < pairs; ++p) {
-    auto part = [&](int t, bool high) -> std::uint32_t {
-      if (t >= taps) return 0;
-      return static_cast<std::uint16_t>(high ? (k[t] >> 11) : (k[t] & 2047));
-    };
-    packed[2 * p] = static_cast<std::int32_t>(part(2 * p, false) | (part(2 * p + 1, false) << 16));
-    packed[2 * p + 1] = static_cast<std::int32_t>(part(2 * p, true) | (part(2 * p + 1, true) << 16));
-  }
   for (std::size_t b = 0; b < blocks; ++b) {
-    __m256i lo0 = _mm256_set1_epi32(half), lo1 = lo0;
+    __m256i lo0 = _mm256_set1_epi32(kPilHalf), lo1 = lo0;
     __m256i hi0 = _mm256_setzero_si256(), hi1 = hi0;
     const std::uint8_t* src = top + 16 * b;
     for (int p = 0; p < pairs; ++p) {
@@ -166,7 +171,7 @@ inline void pil_pass_down_avx2(const std::uint8_t* top, std::size_t step, const 
       const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + next * step));
       const __m256i first = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(a, c));  // (a, c) pairs of x 0..7
       const __m256i second = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(a, c));  // of x 8..15
-      const __m256i wl = _mm256_set1_epi32(packed[2 * p]), wh = _mm256_set1_epi32(packed[2 * p + 1]);
+      const __m256i wl = _mm256_set1_epi32(split[2 * p]), wh = _mm256_set1_epi32(split[2 * p + 1]);
       lo0 = _mm256_add_epi32(lo0, _mm256_madd_epi16(first, wl));
       hi0 = _mm256_add_epi32(hi0, _mm256_madd_epi16(first, wh));
       lo1 = _mm256_add_epi32(lo1, _mm256_madd_epi16(second, wl));
@@ -196,7 +201,7 @@ inline void pil_pass_down(const cv::Mat& in, const PilTaps& t, cv::Mat& out) {
     std::uint8_t* dst = out.ptr<std::uint8_t>(i);
     std::size_t x = 0;
 #ifdef __AVX2__
-    pil_pass_down_avx2(top, in.step, k, t.count[i], row / 16, dst);
+    pil_pass_down_avx2(top, in.step, &t.split[static_cast<std::size_t>(i) * 2 * t.pairs()], t.count[i], row / 16, dst);
     x = row / 16 * 16;
 #endif
     pil_pass_down_scalar(top, in.step, k, t.count[i], x, row, dst);
