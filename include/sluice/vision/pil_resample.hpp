@@ -250,21 +250,21 @@ inline void transpose_grey(const cv::Mat& in, cv::Mat& out) {
 }
 #endif
 
+/// cv::transpose, by transpose_grey where it applies.
+inline void transpose_image(const cv::Mat& in, cv::Mat& out) {
+#ifdef __SSE2__
+  if (in.type() == CV_8UC1) return transpose_grey(in, out);
+#endif
+  cv::transpose(in, out);
+}
+
 /// Pillow's horizontal pass: out(y, x) = the clipped sum over j of in(y, taps.first[x] + j) x
 /// taps.weights[x][j], per channel, run down the rows of the transpose (the source's columns).
 inline void pil_pass_across(const cv::Mat& in, const PilTaps& t, cv::Mat& out) {
   cv::Mat columns, filtered;
-#ifdef __SSE2__
-  if (in.channels() == 1) {
-    transpose_grey(in, columns);
-    pil_pass_down(columns, t, filtered);
-    transpose_grey(filtered, out);
-    return;
-  }
-#endif
-  cv::transpose(in, columns);
+  transpose_image(in, columns);
   pil_pass_down(columns, t, filtered);
-  cv::transpose(filtered, out);
+  transpose_image(filtered, out);
 }
 
 }  // namespace detail
