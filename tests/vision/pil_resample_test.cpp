@@ -132,11 +132,6 @@ TEST(PilResample, RefusesWhatItCannotResize) {
   EXPECT_THROW(pil_resize(cv::Mat(4, 4, CV_8UC1), cv::Size(0, 2), PilFilter::lanczos), sluice::Error);
 }
 
-}  // namespace
-
-namespace sluice_resample_test {
-
-using namespace sluice::vision;
 
 /// pil_pass_down's rows as the plain loop sums them, one output byte at a time.
 cv::Mat pass_down_one_at_a_time(const cv::Mat& in, const detail::PilTaps& t) {
@@ -178,10 +173,6 @@ TEST(PilResample, ThePassDownGivesThePlainLoopsSumsBitForBit) {
         }
 }
 
-}  // namespace sluice_resample_test
-
-namespace sluice_resample_test {
-
 TEST(PilResample, TheGreyTransposeIsOpenCvs) {
   // 16 x 16 blocks in registers and the edges byte by byte: sizes below, at and past whole blocks
   // in each direction, and a window of a larger image (rows a step apart).
@@ -201,4 +192,4 @@ TEST(PilResample, TheGreyTransposeIsOpenCvs) {
     }
 }
 
-}  // namespace sluice_resample_test
+}  // namespace
