@@ -132,7 +132,6 @@ TEST(PilResample, RefusesWhatItCannotResize) {
   EXPECT_THROW(pil_resize(cv::Mat(4, 4, CV_8UC1), cv::Size(0, 2), PilFilter::lanczos), sluice::Error);
 }
 
-
 /// pil_pass_down's rows as the plain loop sums them, one output byte at a time.
 cv::Mat pass_down_one_at_a_time(const cv::Mat& in, const detail::PilTaps& t) {
   cv::Mat out(static_cast<int>(t.first.size()), in.cols, in.type());
